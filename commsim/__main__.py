@@ -1,0 +1,5 @@
+import sys
+
+from commsim.cli import main
+
+sys.exit(main())

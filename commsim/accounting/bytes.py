@@ -1,0 +1,62 @@
+"""Byte and message accounting: every byte put on the wire is counted here.
+
+:class:`ByteCounter` is called by :class:`commsim.network.link.Link` once per
+transmission of a message (a retransmission is a second transmission and is
+counted again, and also under ``retransmitted``).  Bytes are split by category:
+
+* ``header``: protocol headers of requests and responses;
+* ``payload``: message bodies (after encoding);
+* ``framing``: per-frame overhead of streams (SSE ``data:`` lines, WebSocket
+  frame headers, HTTP/2 frame headers);
+* ``handshake``: connection set-up (TCP SYN/SYN-ACK, TLS flights).
+
+Bytes and per-kind message counts cover the measurement window only (a
+transmission counts when it starts inside the window).  The message ledger
+(``sent``, ``delivered``, ``dropped``) covers the whole run, so that
+``sent == delivered + dropped + in_flight`` holds exactly at the end, where
+``in_flight`` is read off the links' own queues.
+"""
+
+from __future__ import annotations
+
+CATEGORIES = ("header", "payload", "framing", "handshake")
+
+
+class ByteCounter:
+    """Counts bytes by category, messages by kind, and the message ledger."""
+
+    __slots__ = ("_sim", "header", "payload", "framing", "handshake", "retransmitted",
+                 "by_kind", "sent", "delivered", "dropped")
+
+    def __init__(self, sim):
+        self._sim = sim
+        self.header = 0
+        self.payload = 0
+        self.framing = 0
+        self.handshake = 0
+        self.retransmitted = 0
+        self.by_kind: dict[str, int] = {}
+        self.sent = 0
+        self.delivered = 0
+        self.dropped = 0
+
+    def transmit(self, msg, retransmission: bool = False) -> None:
+        """Count one transmission of ``msg`` (called by links only)."""
+        if self._sim.env._now >= self._sim.start:
+            self.header += msg.header
+            self.payload += msg.payload
+            self.framing += msg.framing
+            self.handshake += msg.handshake
+            if retransmission:
+                self.retransmitted += msg.header + msg.payload + msg.framing + msg.handshake
+            else:
+                kinds = self.by_kind
+                kinds[msg.kind] = kinds.get(msg.kind, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return self.header + self.payload + self.framing + self.handshake
+
+    def messages(self, kind: str) -> int:
+        """Messages of ``kind`` first sent inside the window."""
+        return self.by_kind.get(kind, 0)

@@ -1,0 +1,118 @@
+"""The context every model component of one run shares.
+
+A :class:`Simulation` owns the SimPy environment, the run's random streams,
+the measurement window (``[warmup, warmup + duration)``) and the accounting
+objects: the byte counter and message ledger (:mod:`commsim.accounting.bytes`).
+Components find each other through it; nothing is global, so runs can execute
+side by side in one process.
+
+Speed notes (see ``../shared/notes``): hot paths schedule bare SimPy events
+with a callback (:func:`call_later`) instead of resuming a generator, and keep
+the number of pending events small.  The cyclic garbage collector is frozen
+after set-up (:meth:`Simulation.run`) because it otherwise re-walks every
+long-lived model object.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any, Callable
+
+import simpy
+from simpy.core import NORMAL
+from simpy.events import Event
+
+from commsim.accounting.bytes import ByteCounter
+from commsim.dists import make_distribution
+from commsim.rng import Streams
+
+
+def call_later(env: simpy.Environment, delay: float, callback: Callable[[Event], None],
+               value: Any = None) -> Event:
+    """Schedule ``callback(event)`` after ``delay``; ``event.value`` is ``value``.
+
+    Equivalent to ``env.timeout(delay, value).callbacks.append(callback)``
+    without the generator machinery: one heap entry, one call.
+    """
+    ev = Event(env)
+    ev._ok = True
+    ev._value = value
+    ev.callbacks.append(callback)
+    env.schedule(ev, NORMAL, delay)
+    return ev
+
+
+def call_at(env: simpy.Environment, when: float, callback: Callable[[Event], None],
+            value: Any = None) -> Event:
+    """Schedule ``callback(event)`` at absolute time ``when`` (not before now)."""
+    delay = when - env._now
+    return call_later(env, delay if delay > 0 else 0.0, callback, value)
+
+
+class Simulation:
+    """One run: environment, random streams, window and accounting.
+
+    Parameters
+    ----------
+    config:
+        A resolved run configuration (see :func:`commsim.config.resolve_run`).
+    run_seed:
+        The seed of this replication (see :func:`commsim.rng.derive_run_seed`).
+    """
+
+    def __init__(self, config: dict, run_seed: int):
+        self.config = config
+        self.seed = run_seed
+        self.env = simpy.Environment()
+        self.streams = Streams(run_seed)
+        self.start: float = config["warmup"]
+        self.duration: float = config["duration"]
+        self.end: float = self.start + self.duration
+        self.bytes = ByteCounter(self)
+        self.tracer = None  # set by commsim.experiment.trace
+        self._finalizers: list[Callable[[], None]] = []
+        self._ran = False
+
+    # ----------------------------------------------------------- helpers --
+    @property
+    def now(self) -> float:
+        return self.env._now
+
+    def overlap(self, t0: float, t1: float) -> float:
+        """Length of ``[t0, t1]`` inside the measurement window."""
+        lo = t0 if t0 > self.start else self.start
+        hi = t1 if t1 < self.end else self.end
+        return hi - lo if hi > lo else 0.0
+
+    def distribution(self, spec, kind: str = "duration", key: str = ""):
+        return make_distribution(spec, kind, key)
+
+    def sampler(self, spec, stream: str, kind: str = "duration") -> Callable[[], float]:
+        """A fast sampler of a resolved distribution spec on a named stream."""
+        return make_distribution(spec, kind, stream).sampler(self.streams.generator(stream))
+
+    def at_end(self, fn: Callable[[], None]) -> None:
+        """Register ``fn`` to run once when the measured window closes
+        (to account intervals still open, e.g. a core still busy)."""
+        self._finalizers.append(fn)
+
+    # --------------------------------------------------------------- run --
+    def run(self) -> None:
+        """Run until the end of the window, then close open intervals."""
+        if self._ran:
+            raise RuntimeError("a Simulation runs once")
+        self._ran = True
+        gc.collect()
+        gc.freeze()
+        try:
+            self.env.run(until=self.end)
+        finally:
+            gc.unfreeze()
+        for fn in self._finalizers:
+            fn()
+
+    @property
+    def events_scheduled(self) -> int:
+        """Events scheduled so far (SimPy's event id counter)."""
+        # _eid is an itertools.count; its repr shows the next value without consuming it.
+        return int(repr(self.env._eid)[6:-1])

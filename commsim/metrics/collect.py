@@ -1,0 +1,81 @@
+"""Helpers that turn the accounting objects into metric values.
+
+Each metric of :mod:`commsim.metrics` is computed in exactly one function
+here (or in a family module beside it); patterns call these rather than
+computing a shared metric themselves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Latencies:
+    """Latency samples of operations started inside the window."""
+
+    __slots__ = ("sim", "values", "completed")
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.values: list[float] = []
+        self.completed = 0  # operations completed inside the window (any start)
+
+    def record(self, t0: float) -> None:
+        """An operation started at ``t0`` completes now."""
+        sim = self.sim
+        now = sim.env._now
+        if now >= sim.start:
+            self.completed += 1
+            if t0 >= sim.start:
+                self.values.append(now - t0)
+
+    def add(self, value: float) -> None:
+        """Record a latency sample directly (caller checks the window)."""
+        self.values.append(value)
+
+
+def latency_metrics(values) -> dict:
+    if len(values) == 0:
+        nan = math.nan
+        return {"latency_mean": nan, "latency_p50": nan, "latency_p95": nan, "latency_p99": nan}
+    arr = np.asarray(values, dtype=float)
+    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
+    return {"latency_mean": float(arr.mean()), "latency_p50": float(p50),
+            "latency_p95": float(p95), "latency_p99": float(p99)}
+
+
+def byte_metrics(sim) -> dict:
+    b = sim.bytes
+    return {
+        "bytes_total": b.total, "bytes_header": b.header, "bytes_payload": b.payload,
+        "bytes_framing": b.framing, "bytes_handshake": b.handshake,
+        "bytes_retransmitted": b.retransmitted, "bandwidth": b.total / sim.duration,
+    }
+
+
+def ledger_metrics(sim, in_flight: int) -> dict:
+    b = sim.bytes
+    return {"sent": b.sent, "delivered": b.delivered, "dropped": b.dropped, "in_flight": in_flight}
+
+
+def cpu_metrics(cpu) -> dict:
+    """Server CPU metrics of a :class:`commsim.nodes.Cpu`."""
+    return {
+        "server_cpu_s": cpu.account.total,
+        "server_cpu_wasted_s": cpu.account.wasted,
+        "server_utilization": cpu.account.utilization(),
+        "wait_mean": cpu.wait_mean,
+        "server_jobs_mean": cpu.jobs_mean,
+        "server_sojourn_mean": cpu.sojourn_mean,
+    }
+
+
+def blocked_metrics(sim, blocked_s: float, clients: int) -> dict:
+    return {"client_blocked_s": blocked_s,
+            "client_blocked_fraction": blocked_s / (clients * sim.duration)}
+
+
+def engine_metrics(sim) -> dict:
+    return {"events": sim.events_scheduled}

@@ -1,0 +1,128 @@
+"""Connection set-up: TCP and TLS handshakes, keep-alive reuse.
+
+Model and assumptions
+---------------------
+Handshakes are real message exchanges on the links, so they pay the same
+latency, bandwidth and loss as requests and their bytes are counted under
+``handshake``.  The client's last flight (TCP's ACK, TLS's Finished) travels
+together with the first request, so it costs bytes but no round trip:
+
+========  =====================================================  ============
+mode      flights before the request can be sent                 round trips
+========  =====================================================  ============
+tcp       SYN ->, <- SYN-ACK                                     1
+tls1.3    tcp, then ClientHello ->, <- ServerHello..Finished     1 + 1
+tls1.2    tcp, ClientHello ->, <- ServerHello..Done,             1 + 2
+          ClientKeyExchange+Finished ->, <- Finished
+========  =====================================================  ============
+
+Round trips follow RFC 793 (TCP), RFC 5246 (TLS 1.2) and RFC 8446 (TLS 1.3,
+full handshake without 0-RTT).  Sizes are typical on-the-wire sizes: 60-byte
+SYN and SYN-ACK (IP + TCP headers + options), a 517-byte ClientHello (as sent
+by current browsers), a ~4 KB server flight carrying a two-certificate RSA-2048
+chain, and small Finished/key-exchange flights.  The server spends
+``network.tls_server_cpu`` of CPU per TLS handshake (key exchange and
+signature) when it receives the ClientHello.
+
+With ``network.keepalive: true`` a client opens one connection and reuses it
+for every later request; with ``false`` every request opens a new connection.
+A client never has more than one open connection in this model.
+"""
+
+from __future__ import annotations
+
+from commsim.network.message import Message
+
+TCP_FLIGHTS = [("up", 60), ("down", 60)]
+TCP_LAST = 52  # ACK, sent with the first request
+TLS13_FLIGHTS = [("up", 517), ("down", 4000)]
+TLS13_LAST = 74  # client Finished
+TLS12_FLIGHTS = [("up", 517), ("down", 4000), ("up", 180), ("down", 60)]
+TLS12_LAST = 0
+
+HANDSHAKES = {
+    "none": ([], 0),
+    "tcp": (TCP_FLIGHTS, TCP_LAST),
+    "tls1.3": (TCP_FLIGHTS + TLS13_FLIGHTS, TLS13_LAST + TCP_LAST),
+    "tls1.2": (TCP_FLIGHTS + TLS12_FLIGHTS, TCP_LAST),
+}
+
+
+class Connections:
+    """Opens (and, with keep-alive, remembers) each client's connection.
+
+    ``ensure(client, then)`` calls ``then(extra_handshake_bytes)`` once the
+    client may send its request; ``extra_handshake_bytes`` is the size of the
+    client's last flight that rides along with the request.
+    """
+
+    def __init__(self, sim, network, server_cpu=None, config: dict | None = None):
+        cfg = config if config is not None else sim.config["network"]
+        self.sim = sim
+        self.network = network
+        self.cpu = server_cpu
+        self.mode = cfg["handshake"]
+        self.keepalive = cfg["keepalive"]
+        self.tls_cpu = cfg["tls_server_cpu"] if self.mode.startswith("tls") else 0.0
+        self.flights, self.last = HANDSHAKES[self.mode]
+        self.open: set = set()
+        self.opened = 0      # connections opened inside the window
+        self.handshakes = 0  # handshakes completed inside the window
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+    def ensure(self, client, then) -> None:
+        if not self.flights or (self.keepalive and client in self.open):
+            then(0)
+            return
+        if self.sim.now >= self.sim.start:
+            self.opened += 1
+        _Handshake(self, client, then).step(None)
+
+    def done(self, client) -> None:
+        """A request/response exchange finished; without keep-alive the
+        connection closes (its FIN exchange is not modelled)."""
+        if not self.keepalive:
+            self.open.discard(client)
+
+
+class _Handshake:
+    __slots__ = ("conns", "client", "then", "i")
+
+    def __init__(self, conns: Connections, client, then):
+        self.conns = conns
+        self.client = client
+        self.then = then
+        self.i = 0
+
+    def step(self, _msg) -> None:
+        c = self.conns
+        if self.i == len(c.flights):
+            if c.sim.now >= c.sim.start:
+                c.handshakes += 1
+            c.open.add(self.client)
+            self.then(c.last)
+            return
+        direction, size = c.flights[self.i]
+        self.i += 1
+        now = c.sim.now
+        if direction == "up":
+            msg = Message("handshake", self.client, "server", handshake=size, created=now,
+                          label=f"handshake {self.i}")
+            # The server's CPU work for TLS happens when it reads the ClientHello.
+            if c.cpu is not None and c.tls_cpu > 0 and size == 517:
+                c.network.up.send(msg, self._server_tls)
+            else:
+                c.network.up.send(msg, self.step)
+        else:
+            msg = Message("handshake", "server", self.client, handshake=size, created=now,
+                          label=f"handshake {self.i}")
+            c.network.down.send(msg, self.step)
+
+    def _server_tls(self, msg) -> None:
+        self.conns.cpu.submit(self.conns.tls_cpu, "handshake", self._after_cpu)
+
+    def _after_cpu(self, _token, _wait) -> None:
+        self.step(None)

@@ -1,0 +1,128 @@
+"""A node's CPU: ``cores`` identical cores serving one FIFO run queue.
+
+Model and assumptions
+---------------------
+* A job asks for ``work`` seconds of one core.  If a core is free it starts at
+  once, otherwise it waits in FIFO order (an M/G/c queue when arrivals are
+  Poisson).  No preemption, no context-switch cost unless a pattern adds it
+  as a job of its own.
+* Busy time is accounted by purpose, useful or wasted, in the node's
+  :class:`~commsim.accounting.cpu.CpuAccount`; the part of a job still running
+  when the window closes is accounted up to the end.
+* The CPU records each job's wait in queue and the time-average number of
+  jobs present (queued plus in service) over the window, for Little's law.
+
+Implementation: callback-driven (one scheduled event per job: its
+completion), with a deque as run queue so that long queues stay O(1).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable
+
+from commsim.accounting.cpu import CpuAccount
+from commsim.engine.simulation import call_later
+
+
+class _Job:
+    __slots__ = ("work", "purpose", "wasted", "done", "token", "submitted", "started")
+
+    def __init__(self, work, purpose, wasted, done, token, submitted):
+        self.work = work
+        self.purpose = purpose
+        self.wasted = wasted
+        self.done = done
+        self.token = token
+        self.submitted = submitted
+        self.started = 0.0
+
+
+class Cpu:
+    """``cores`` cores and a FIFO run queue, with accounting.
+
+    ``submit(work, purpose, done, token)`` runs ``done(token, wait)`` when
+    the job completes, where ``wait`` is the time it spent queued.
+    """
+
+    def __init__(self, sim, name: str, cores: int):
+        self.sim = sim
+        self.env = sim.env
+        self.name = name
+        self.cores = cores
+        self.free = cores
+        self.queue: deque = deque()
+        self.account = CpuAccount(sim, name, cores)
+        self._running: set = set()
+        # Time-average of jobs present, and wait statistics, over the window.
+        self.present = 0
+        self._area = 0.0
+        self._last = 0.0
+        self.wait_sum = 0.0
+        self.waits = 0
+        self.sojourn_sum = 0.0
+        self.completed = 0
+        sim.at_end(self._close)
+
+    def submit(self, work: float, purpose: str, done: Callable[[Any, float], None],
+               token: Any = None, wasted: bool = False) -> None:
+        now = self.env._now
+        self._count(now, +1)
+        job = _Job(work, purpose, wasted, done, token, now)
+        if self.free:
+            self.free -= 1
+            self._start(job, now)
+        else:
+            self.queue.append(job)
+
+    # ------------------------------------------------------------------
+    def _count(self, now: float, delta: int) -> None:
+        start = self.sim.start
+        if now > start:
+            last = self._last if self._last > start else start
+            self._area += self.present * (now - last)
+        self._last = now
+        self.present += delta
+
+    def _start(self, job: _Job, now: float) -> None:
+        job.started = now
+        if job.submitted >= self.sim.start:
+            self.wait_sum += now - job.submitted
+            self.waits += 1
+        self._running.add(job)
+        call_later(self.env, job.work, self._finish, job)
+
+    def _finish(self, event) -> None:
+        job = event._value
+        now = self.env._now
+        self._running.discard(job)
+        self._count(now, -1)
+        self.account.add(job.started, now, job.purpose, job.wasted)
+        if job.submitted >= self.sim.start:
+            self.sojourn_sum += now - job.submitted
+            self.completed += 1
+        if self.queue:
+            self._start(self.queue.popleft(), now)
+        else:
+            self.free += 1
+        job.done(job.token, job.started - job.submitted)
+
+    def _close(self) -> None:
+        end = self.sim.end
+        self._count(end, 0)
+        for job in self._running:
+            self.account.add(job.started, end, job.purpose, job.wasted)
+
+    # ------------------------------------------------------------ metrics --
+    @property
+    def wait_mean(self) -> float:
+        return self.wait_sum / self.waits if self.waits else float("nan")
+
+    @property
+    def sojourn_mean(self) -> float:
+        return self.sojourn_sum / self.completed if self.completed else float("nan")
+
+    @property
+    def jobs_mean(self) -> float:
+        """Time-average number of jobs present over the window."""
+        return self._area / self.sim.duration

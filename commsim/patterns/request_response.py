@@ -1,0 +1,183 @@
+"""Request-response: a client sends a request, the server parses and
+processes it and sends a response, the client parses the response.
+
+Model and assumptions
+---------------------
+* Clients are a :class:`~commsim.clients.ClientPopulation` (``sync``: closed
+  loop with blocking; ``async``: open-loop Poisson).
+* A request carries ``request_header`` bytes of headers and a body of
+  ``request_body`` bytes (written as its JSON size, scaled by the encoding);
+  the response likewise (``response_header``, ``response_body``).
+* Encoding (:mod:`commsim.network.encoding`): the sender serialises and the
+  receiver parses each body at ``cpu_per_kb``.  On the server this is CPU work
+  queued with the request; on the client it is a delay (each client has its
+  own CPU, never a bottleneck).
+* Chunked upload: with ``chunk_size`` set and a request body larger than it,
+  the body is sent as ``ceil(body / chunk_size)`` requests in sequence, each
+  with its own headers and each acknowledged by a header-only response before
+  the next is sent; the last carries the response body.  The operation's
+  latency runs from the first chunk to the last response.
+* The server is a :class:`~commsim.nodes.Cpu` with ``server.cores`` cores;
+  each request needs parse + ``server.service_time`` + serialise of CPU.
+* Connections (:mod:`commsim.network.connection`) are set up only when
+  ``network.handshake`` asks for it.
+
+With zero latency, no encoding and no handshake or bandwidth, this is exactly
+an M/G/c queue (M/M/c with exponential service) fed by the clients.
+"""
+
+from __future__ import annotations
+
+import math
+
+from commsim.clients import ClientPopulation
+from commsim.config.schema import Field, Section, register_section
+from commsim.metrics.collect import (blocked_metrics, byte_metrics, cpu_metrics, engine_metrics,
+                                     latency_metrics, ledger_metrics)
+from commsim.network import Message, Network
+from commsim.network.connection import Connections
+from commsim.network.encoding import PRESETS, Encoding
+from commsim.nodes import Cpu
+from commsim.patterns.base import Pattern
+
+SECTION = register_section(Section("request_response", {
+    "request_header": Field("size", "400B", "header bytes of each request", min=0),
+    "request_body": Field("dist:size", "0B", "request body size (as JSON)", min=0),
+    "response_header": Field("size", "300B", "header bytes of each response", min=0),
+    "response_body": Field("dist:size", "1KiB", "response body size (as JSON)", min=0),
+    "encoding": Field("choice", "none", "body encoding; sets size factor and parse CPU "
+                      "(see docs/request_response.md)", choices=tuple(PRESETS)),
+    "size_factor": Field("number", None, "override the encoding's size factor", min=0,
+                         min_exclusive=True, nullable=True),
+    "parse_cpu_per_kb": Field("duration", None, "override the encoding's CPU per KiB "
+                              "to serialise or parse", min=0, nullable=True),
+    "chunk_size": Field("size", None, "upload request bodies larger than this in chunks, "
+                        "one request per chunk (null: never chunk)", min=0,
+                        min_exclusive=True, nullable=True),
+}, doc="Request and response sizes, encoding and chunked uploads.", pattern="request_response"))
+
+
+class _Upload:
+    """One operation: the chunks of a request, sent one after another."""
+
+    __slots__ = ("model", "client", "done", "chunks", "sent", "body", "response_body")
+
+    def __init__(self, model, client, done, body, response_body):
+        self.model = model
+        self.client = client
+        self.done = done
+        self.body = body
+        self.response_body = response_body
+        chunk = model.chunk_size
+        self.chunks = max(1, math.ceil(body / chunk)) if chunk and body > chunk else 1
+        self.sent = 0
+
+    def next_chunk(self) -> None:
+        self.model.conns.ensure(self.client, self._send)
+
+    def _send(self, extra_handshake: int) -> None:
+        m = self.model
+        i = self.sent
+        self.sent += 1
+        if self.chunks == 1:
+            body = self.body
+        else:
+            chunk = int(m.chunk_size)
+            body = chunk if i < self.chunks - 1 else self.body - chunk * (self.chunks - 1)
+        label = f"request {i + 1}/{self.chunks}" if self.chunks > 1 else "request"
+        msg = Message("request", self.client, "server", header=m.req_header, payload=body,
+                      handshake=extra_handshake, created=m.env._now, data=self, label=label)
+        delay = m.encoding.cpu(body)
+        if delay > 0:
+            m.env.timeout(delay).callbacks.append(lambda _e: m.net.up.send(msg, m.server_receive))
+        else:
+            m.net.up.send(msg, m.server_receive)
+
+    def response(self, msg) -> None:
+        m = self.model
+        m.conns.done(self.client)
+        if self.sent < self.chunks:
+            self.next_chunk()
+            return
+        delay = m.encoding.cpu(msg.payload)
+        if delay > 0:
+            m.env.timeout(delay).callbacks.append(lambda _e: self.done())
+        else:
+            self.done()
+
+
+class RequestResponse:
+    """The request-response model on one :class:`~commsim.engine.Simulation`."""
+
+    def __init__(self, sim):
+        cfg = sim.config
+        rr = cfg["request_response"]
+        self.sim = sim
+        self.env = sim.env
+        self.net = Network(sim)
+        self.cpu = Cpu(sim, "server", cfg["server"]["cores"])
+        self.conns = Connections(sim, self.net, self.cpu)
+        self.encoding = Encoding(rr["encoding"], rr["size_factor"], rr["parse_cpu_per_kb"])
+        self.req_header = int(rr["request_header"])
+        self.resp_header = int(rr["response_header"])
+        self.chunk_size = rr["chunk_size"]
+        enc = self.encoding
+        req_body = sim.sampler(rr["request_body"], "request_response/request_body", "size")
+        resp_body = sim.sampler(rr["response_body"], "request_response/response_body", "size")
+        self._req_body = lambda: enc.encoded_size(req_body())
+        self._resp_body = lambda: enc.encoded_size(resp_body())
+        self._service = sim.sampler(cfg["server"]["service_time"], "server/service")
+        self.clients = ClientPopulation(sim, self.start_op)
+
+    # -------------------------------------------------------------- flow --
+    def start_op(self, client, done) -> None:
+        _Upload(self, client, done, self._req_body(), self._resp_body()).next_chunk()
+
+    def server_receive(self, msg) -> None:
+        work = self._service() + self.encoding.cpu(msg.payload)
+        upload = msg.data
+        last = upload.sent == upload.chunks
+        resp_body = upload.response_body if last else 0
+        work += self.encoding.cpu(resp_body)
+        self.cpu.submit(work, "request", self._respond, (msg, resp_body))
+
+    def _respond(self, token, _wait) -> None:
+        req, resp_body = token
+        upload = req.data
+        label = "response" if upload.chunks == 1 else f"response {upload.sent}/{upload.chunks}"
+        msg = Message("response", "server", req.src, header=self.resp_header, payload=resp_body,
+                      created=self.env._now, data=upload, label=label)
+        self.net.down.send(msg, upload.response)
+
+    # ----------------------------------------------------------- metrics --
+    def metrics(self) -> dict:
+        sim = self.sim
+        lat = self.clients.latencies
+        out = {"throughput": lat.completed / sim.duration}
+        out.update(latency_metrics(lat.values))
+        out.update(cpu_metrics(self.cpu))
+        out["requests"] = sim.bytes.messages("request")
+        out["responses"] = sim.bytes.messages("response")
+        out.update(byte_metrics(sim))
+        out.update(blocked_metrics(sim, self.clients.blocked_s, self.clients.count))
+        out.update(ledger_metrics(sim, self.net.in_flight()))
+        out["connections_opened"] = self.conns.opened
+        out["handshakes"] = self.conns.handshakes
+        out.update(engine_metrics(sim))
+        return out
+
+
+def figures(result, out_dir):
+    from commsim.experiment.plots import request_response_figures
+
+    return request_response_figures(result, out_dir)
+
+
+PATTERN = Pattern(
+    name="request_response",
+    summary="client request, server parse + process, response; encodings, chunked uploads, "
+            "keep-alive vs new connections",
+    model=RequestResponse,
+    sections=("request_response",),
+    figures=figures,
+)
