@@ -81,7 +81,11 @@ def resolve_value(f: Field, value: Any, key: str, base_dir: Path | None = None) 
         _check_range(f, dist.mean, key, value, what="mean ")
         if f.min is not None and not dist.is_constant and hasattr(dist, "low") and dist.low < f.min:
             raise ConfigError(key, f"got {describe(value)}; values must be >= {f.min:g}")
-        return dist.to_config()
+        resolved = dist.to_config()
+        if getattr(dist, "path", None) is not None:
+            # A run re-reads the CSV from another directory (or process): keep the file it read.
+            resolved["file"] = str(dist.path)
+        return resolved
     if kind == "choice":
         if not isinstance(value, str) or value not in f.choices:
             raise ConfigError(key, f"got {describe(value)}; expected {f.describe_allowed()}"
