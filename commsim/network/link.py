@@ -157,10 +157,14 @@ class Link:
 
     def _retransmit(self, event) -> None:
         self.sim.bytes.transmit(event._value, retransmission=True)
+        if self.sim.tracer is not None:
+            self.sim.tracer.retransmitted(self, event._value)
 
     def _drop(self, event) -> None:
         self.in_flight -= 1
         self.sim.bytes.dropped += 1
+        if self.sim.tracer is not None:
+            self.sim.tracer.dropped(self, event._value)
 
     def pending(self) -> int:
         """Messages on the link now (read off the delay line or the counter)."""
