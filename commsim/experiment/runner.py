@@ -13,7 +13,6 @@ metric the pattern reports (names checked against :mod:`commsim.metrics`).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -58,13 +57,11 @@ def simulate(config: dict, run_seed: int, tracer=None) -> tuple[dict, Simulation
 def run_point(config: dict, params: dict, replication: int) -> dict:
     """One replication of one sweep point, as a ``runs.csv`` row."""
     seed = derive_run_seed(config["seed"], replication)
-    t0 = time.perf_counter()
     metrics, _ = simulate(config, seed)
     row: dict[str, Any] = dict(params)
     row["replication"] = replication
     row["seed"] = seed
     row.update(metrics)
-    row["wall_s"] = time.perf_counter() - t0
     return row
 
 
