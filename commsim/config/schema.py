@@ -12,8 +12,10 @@ Kinds
 -----
 ``duration`` (s), ``size`` (bytes), ``rate`` (1/s), ``bandwidth`` (bit/s),
 ``number``, ``int``, ``bool``, ``str``, ``choice`` (one of ``choices``),
-``fraction`` (a number in [0, 1]) and ``dist:<kind>``, a distribution whose
-values have the unit of ``<kind>`` (see :mod:`commsim.dists`).
+``fraction`` (a number in [0, 1]), ``dist:<kind>``, a distribution whose
+values have the unit of ``<kind>`` (see :mod:`commsim.dists`), and
+``list:<kind>``, a YAML list of values of ``<kind>`` (``min``/``max`` apply to
+each element).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class Field:
             text = "a string"
         elif self.kind == "fraction":
             text = "a number between 0 and 1"
+        elif self.kind.startswith("list:"):
+            text = f"a list of values, each {UNIT_HELP.get(base, 'a number')}"
         elif self.kind.startswith("dist:"):
             text = (f"{UNIT_HELP.get(base, 'a number')}, or a distribution mapping such as "
                     "{dist: exponential, mean: ...}")
