@@ -257,6 +257,7 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
     overrides a sweep list.  Every run's config is resolved here, so any error
     surfaces before anything runs or is written.
     """
+    _patterns()  # import every pattern module, so that their sections are registered
     if isinstance(source, dict):
         raw = copy.deepcopy(source)
         base_dir = None
