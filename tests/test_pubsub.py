@@ -221,3 +221,17 @@ def test_config_errors_name_the_key():
     assert err.value.key == "pubsub.backlog"
     with pytest.raises(ConfigError):
         run(delivery="pushh")
+
+
+def test_slow_subscriber_hurts_the_others_only_without_a_broker():
+    # Eight subscriptions, one consumer 10x slower for 5 s: with a broker the
+    # other seven keep their ~100 ms latency (deliver + ack latency bound); direct
+    # makes the publisher wait for the slow one, so the others' p99 grows to
+    # seconds.  (One run each, common random numbers; the gap is > 10x.)
+    slow = dict(duration=15, publish_rate=100, subscribers=8, slow_consumers=1, slow_factor=10,
+                slow_from=3, slow_for=5, deliver_latency="50ms", ack_latency="50ms",
+                publish_latency="50ms", publish_window=100, direct_buffer=100)
+    push, _ = run(delivery="push", prefetch=64, **slow)
+    direct, _ = run(delivery="direct", **slow)
+    assert push["healthy_latency_p99"] < 0.3
+    assert direct["healthy_latency_p99"] > 1.0

@@ -33,6 +33,9 @@ define("backlog", "1", "copies neither processed nor missed when the run ended "
 define("deliveries", "1", "copies sent to consumers in the whole run, redeliveries included")
 define("redeliveries", "1", "deliveries of a copy that had been delivered to its "
        "subscription before (requeued after a crash, or re-fetched after a replay)")
+define("healthy_latency_mean", "s", "mean publish -> processed latency of the subscriptions "
+       "that have no slow or crashing consumer (what a fault costs the others)")
+define("healthy_latency_p99", "s", "99th percentile of the healthy subscriptions' latency")
 define("consumer_utilization", "1", "mean fraction of the consumers' core-time spent processing "
        "in the window (down time included in the denominator)")
 define("queue_depth_max", "1", "largest number of copies waiting for one subscription in the "

@@ -94,7 +94,7 @@ class Subscription:
     (push: a queue; pull: a consumer group's offsets)."""
 
     __slots__ = ("topic", "index", "consumers", "ready", "retry", "depth", "depth_max",
-                 "seen", "rr", "committed", "high", "owner")
+                 "seen", "rr", "committed", "high", "owner", "healthy")
 
     def __init__(self, topic: int, index: int, partitions: int):
         self.topic = topic
@@ -109,6 +109,7 @@ class Subscription:
         self.committed = [0] * partitions
         self.high = [0] * partitions  # highest offset fetched + 1 (redelivery detection)
         self.owner: list = [None] * partitions
+        self.healthy = True  # no slow or crashing consumer (for healthy_latency_*)
 
 
 class _Fetch:

@@ -11,6 +11,9 @@ Each figure is drawn only when the sweep has what it needs:
   simulated again (replication 0, largest subscriber count) to record the
   sampled queue depth of the slow consumer's subscription, of the others and
   of the publishers' outboxes over time.
+* ``slow_consumer_impact.png``: with the slow consumer on and off, the p99
+  latency of the *other* subscriptions and the publishers' blocked time,
+  per delivery mode (largest subscriber count and prefetch).
 * ``fanout_cost.png``: sweep ``pubsub.subscribers``: bytes sent towards
   subscribers per published message and broker CPU per second.
 * ``pull_fetch_wait.png``: sweep ``pubsub.fetch_min_bytes``: pull fetch
@@ -56,6 +59,7 @@ def pubsub_figures(result, out_dir) -> list[Path]:
         paths.append(_prefetch_figure(result, summary, params, out_dir))
     if "pubsub.slow_consumers" in params and (summary["pubsub.slow_consumers"] > 0).any():
         paths += _depth_figure(result, out_dir)
+        paths.append(_impact_figure(result, summary, params, out_dir))
     if "pubsub.subscribers" in params:
         paths.append(_fanout_figure(result, summary, params, out_dir))
     if "pubsub.fetch_min_bytes" in params:
@@ -278,3 +282,41 @@ def _mean_of_size(spec) -> float:
 
         return make_distribution(spec, "size", "").mean
     return float(spec)
+
+
+def _impact_figure(result, summary, params, out_dir) -> Path:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = summary
+    if "pubsub.subscribers" in params:
+        rows = rows[rows["pubsub.subscribers"] == rows["pubsub.subscribers"].max()]
+    if "pubsub.prefetch" in params:
+        rows = rows[rows["pubsub.prefetch"] == rows["pubsub.prefetch"].max()]
+    modes = _modes(rows, params, result)
+    fig, (ax_l, ax_b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    x = np.arange(len(modes))
+    width = 0.38
+    for j, (slow, label) in enumerate(((0, "no fault"), (1, "one consumer slow"))):
+        vals_l, vals_b = [], []
+        for mode in modes:
+            r = _select(rows, **{"pubsub.delivery": mode})
+            r = r[r["pubsub.slow_consumers"] == (0 if slow == 0 else r["pubsub.slow_consumers"].max())]
+            vals_l.append(float(r["healthy_latency_p99"].iloc[0]) * 1000 if len(r) else np.nan)
+            vals_b.append(float(r["publisher_blocked_fraction"].iloc[0]) * 100 if len(r) else np.nan)
+        color = "tab:grey" if slow == 0 else "tab:red"
+        ax_l.bar(x + (j - 0.5) * width, vals_l, width, color=color, label=label)
+        ax_b.bar(x + (j - 0.5) * width, vals_b, width, color=color, label=label)
+    subs = int(rows["pubsub.subscribers"].iloc[0]) if "pubsub.subscribers" in params else \
+        result.experiment.resolved["pubsub"]["subscribers"]
+    for ax in (ax_l, ax_b):
+        ax.set_xticks(x, modes)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    ax_l.set_yscale("log")
+    ax_l.set_ylabel("p99 latency of the healthy subscriptions (ms)")
+    ax_l.set_title(f"What one slow subscriber costs the other {subs - 1}", fontsize=10)
+    ax_b.set_ylabel("publisher blocked (% of time)")
+    ax_b.set_title("Publisher back-pressure", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out_dir / "slow_consumer_impact.png")

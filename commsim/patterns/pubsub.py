@@ -493,6 +493,7 @@ class PubSub:
         self.fetch_hold_sum = 0.0
         self.latencies = Latencies(sim)
         self.publish_latencies: list[float] = []
+        self.healthy_latencies: list[float] = []  # subscriptions without a faulty consumer
 
         topics = cfg["topics"]
         group = cfg["group_size"]
@@ -571,6 +572,12 @@ class PubSub:
             call_at(env, cfg["broker_restart_at"] + cfg["broker_downtime"],
                     lambda _e: self.broker.restart())
 
+        faulty = self.consumers[:cfg["slow_consumers"]]
+        if cfg["crash_at"] is not None:
+            faulty = faulty + self.consumers[:cfg["crash_consumers"]]
+        for c in faulty:
+            c.sub.healthy = False
+
         # Queue depth: the maximum from the window start, and periodic samples.
         self.samples_t: list[float] = []
         self.samples_depth: list[list[int]] = []
@@ -612,6 +619,8 @@ class PubSub:
         sub.seen.add(msg.mid)
         self.processed += 1
         self.latencies.record(msg.created)
+        if sub.healthy and msg.created >= self.sim.start and self.env._now >= self.sim.start:
+            self.healthy_latencies.append(self.env._now - msg.created)
 
     def on_confirm(self, wire) -> None:
         msg = wire.data
@@ -692,6 +701,15 @@ class PubSub:
         out["queue_depth_max"] = max(sub.depth_max for sub in self.subs)
         window = [sum(s) for t, s in zip(self.samples_t, self.samples_depth) if t >= sim.start]
         out["queue_depth_mean"] = sum(window) / len(window) if window else float("nan")
+        hl = self.healthy_latencies
+        if hl:
+            import numpy as np
+
+            arr = np.asarray(hl)
+            out["healthy_latency_mean"] = float(arr.mean())
+            out["healthy_latency_p99"] = float(np.percentile(arr, 99))
+        else:
+            out["healthy_latency_mean"] = out["healthy_latency_p99"] = float("nan")
         pl = self.publish_latencies
         out["publish_latency_mean"] = sum(pl) / len(pl) if pl else float("nan")
         blocked = sum(p.blocked_s for p in self.publishers)
