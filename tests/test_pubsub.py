@@ -235,3 +235,36 @@ def test_slow_subscriber_hurts_the_others_only_without_a_broker():
     direct, _ = run(delivery="direct", **slow)
     assert push["healthy_latency_p99"] < 0.3
     assert direct["healthy_latency_p99"] > 1.0
+
+
+def test_theory_pubsub_closed_forms():
+    # The worked example's three numbers and the cap.
+    assert theory.prefetch_utilization(1, 0.004, 0.05, 0.05) == pytest.approx(0.03846, abs=1e-5)
+    assert theory.prefetch_utilization(13, 0.004, 0.05, 0.05) == pytest.approx(0.5)
+    assert theory.prefetch_utilization(26, 0.004, 0.05, 0.05) == 1.0
+    assert theory.prefetch_utilization(100, 0.004, 0.05, 0.05) == 1.0
+    # The form (empty partition on arrival) and its special cases.
+    f = theory.pull_fetch(10_000, 5000, 1.0, 0.1)
+    assert f["hold"] == pytest.approx(0.5) and f["fetch_latency"] == pytest.approx(0.6)
+    assert f["steady_hold"] == pytest.approx(0.4)
+    assert theory.pull_fetch(10_000, 5000, 0.2, 0.1)["fetch_latency"] == pytest.approx(0.3)
+    assert theory.pull_fetch(0, 1, 0.5, 0.1)["fetch_latency"] == pytest.approx(0.6)  # idle topic
+    assert theory.pull_fetch(10_000, 500, 1.0, 0.1)["steady_hold"] == 0.0  # rtt's bytes suffice
+    assert theory.fanout_bytes(1000, 10, 3, 64) == 3 * 1000 + 30 * 64
+    with pytest.raises(ValueError):
+        theory.prefetch_utilization(0, 0.004, 0.05, 0.05)
+    with pytest.raises(ValueError):
+        theory.pull_fetch(-1, 1, 1, 0)
+
+
+@pytest.mark.parametrize("mode", ["push", "pull", "direct"])
+def test_ledgers_balance_with_network_loss_and_every_fault(mode):
+    # 5% loss with one retransmission: ~0.25% of messages are given up by the
+    # links; the endpoints recover (redelivery, refetch, resend) or count the
+    # copy as missed (direct), so both ledgers still balance exactly.
+    m, model = run(duration=10, delivery=mode, topics=2, subscribers=3, group_size=2,
+                   publish_rate=50, network={"loss": 0.05, "max_retries": 1, "latency": "10ms"},
+                   crash_at=3, crash_consumers=3, broker_restart_at=5, broker_downtime=1,
+                   persistence=True, slow_consumers=2)
+    assert m["dropped"] > 0
+    assert_ledgers(m, model)

@@ -476,6 +476,8 @@ class PubSub:
             self.deliver_link = Link(sim, "pubsub/deliver", lat("deliver_latency"), **kw)
             self.control_link = Link(sim, "pubsub/control", lat("ack_latency"), **kw)
             self.links += [self.publish_link, self.confirm_link, self.deliver_link, self.control_link]
+        for link in self.links:
+            link.on_drop = self._dropped
 
         # Counters (whole run unless noted).
         self.next_mid = 0
@@ -626,6 +628,38 @@ class PubSub:
         msg = wire.data
         if msg.publisher is not None:
             msg.publisher.confirmed(msg)
+
+    def _dropped(self, wire) -> None:
+        """A link gave up on ``wire`` (loss beyond max_retries): the
+        endpoints react as a broken connection makes them (the message is in
+        the link ledger's ``dropped``)."""
+        kind = wire.kind
+        data = wire.data
+        if kind == "publish":
+            data.publisher.refused(data)  # resent (idempotent publishing)
+        elif kind == "confirm":
+            if data.publisher is not None:
+                data.publisher.confirmed(data)  # a resend would be deduplicated, then confirmed
+        elif kind == "deliver" and self.mode == "direct":
+            self.missed += 1
+            self.copy_done(data)
+        elif kind == "ack" and self.mode == "direct":
+            self.copy_done(data)
+        elif kind in ("deliver", "ack"):
+            # The broker gives the message to the group again (a redelivery).
+            c, epoch, tag = data[0], data[1], data[2]
+            if epoch == c.epoch and tag in c.unacked:
+                c.sub.retry.append(c.unacked.pop(tag))
+                self.broker.dispatch(c.sub)
+        elif kind == "fetch":
+            data.consumer.fetch = None
+            data.consumer.send_fetch()  # the client's request timeout, then a new fetch
+        elif kind == "fetch_response":
+            c = data[0].consumer
+            if data[0].fid == c.fetch_id:
+                c.fetch = None
+                c.send_fetch()
+        # A lost commit is covered by the next one.
 
     # ------------------------------------------------------------ direct --
     def send_direct(self, msg: Msg) -> None:
