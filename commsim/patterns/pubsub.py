@@ -49,6 +49,10 @@ Model and assumptions
   ``slow_factor`` times slower from ``slow_from`` for ``slow_for``.  The
   broker restarts at ``broker_restart_at`` (see the broker).  Connection
   loss is noticed at once (no heartbeat timeout) and reconnection is free.
+* **Loss.** A message a link gives up on (``network.loss`` beyond
+  ``max_retries``) is handled as a broken connection: publishes are resent,
+  deliveries and acks redelivered, fetches re-sent, direct copies missed,
+  confirms taken as given, commits covered by the next (:meth:`PubSub._dropped`).
 * ``backlog`` messages per topic are already stored at t = 0 (an
   always-full queue without publishing them: they are counted in
   ``published`` but put no bytes on the publish link).
