@@ -268,3 +268,12 @@ def test_ledgers_balance_with_network_loss_and_every_fault(mode):
                    persistence=True, slow_consumers=2)
     assert m["dropped"] > 0
     assert_ledgers(m, model)
+
+
+def test_direct_with_every_subscriber_offline_does_not_recurse():
+    # 5 s with the only subscriber down and a 2000-message backlog in the
+    # outbox (window 1): every message is missed at once, without recursion.
+    m, model = run(duration=10, delivery="direct", publish_rate=2000, publish_window=1,
+                   crash_at=1, restart_after=5, deliver_latency="50ms", ack_latency="50ms")
+    assert m["missed"] > 5000
+    assert_ledgers(m, model)

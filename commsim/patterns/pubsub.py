@@ -161,7 +161,7 @@ SECTION = register_section(Section("pubsub", {
 # ---------------------------------------------------------------- publisher --
 class Publisher:
     __slots__ = ("model", "idx", "topic", "outbox", "unconfirmed", "window", "blocked_since",
-                 "blocked_s", "_gap", "_size", "_stop")
+                 "blocked_s", "pumping", "_gap", "_size", "_stop")
 
     def __init__(self, model, idx: int, topic: int, gap, size, stop: float | None):
         self.model = model
@@ -172,6 +172,7 @@ class Publisher:
         self.window = model.cfg["publish_window"]
         self.blocked_since = None
         self.blocked_s = 0.0
+        self.pumping = False
         self._gap = gap
         self._size = size
         self._stop = stop
@@ -191,9 +192,13 @@ class Publisher:
         m = self.model
         outbox = self.outbox
         if m.mode == "direct":
+            # send_direct may confirm at once (every subscriber offline):
+            # the loop carries on instead of recursing.
+            self.pumping = True
             while outbox and self.unconfirmed < self.window:
                 self.unconfirmed += 1
                 m.send_direct(outbox.popleft())
+            self.pumping = False
         elif m.broker.up:
             send = m.publish_link.send
             receive = m.broker.receive_publish
@@ -217,7 +222,7 @@ class Publisher:
         m = self.model
         if msg.created >= m.sim.start:
             m.publish_latencies.append(m.env._now - msg.created)
-        if self.outbox:
+        if self.outbox and not self.pumping:
             self.pump()
 
     def refused(self, msg) -> None:
