@@ -277,3 +277,11 @@ def test_direct_with_every_subscriber_offline_does_not_recurse():
                    crash_at=1, restart_after=5, deliver_latency="50ms", ack_latency="50ms")
     assert m["missed"] > 5000
     assert_ledgers(m, model)
+
+
+def test_interarrival_distribution_sets_the_publish_rate():
+    # Uniform gaps of 5-15 ms: 100 msgs/s; 10 s gives ~1000 messages, sd of
+    # the count ~ 10 (renewal process, cv 0.29): 5% is > 5 sd.
+    m, _ = run(duration=10, delivery="push", publish_rate=1,
+               interarrival={"dist": "uniform", "low": "5ms", "high": "15ms"})
+    assert m["published"] == pytest.approx(1000, rel=0.05)

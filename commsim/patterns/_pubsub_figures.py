@@ -206,7 +206,9 @@ def _fanout_figure(result, summary, params, out_dir) -> Path:
     res = result.experiment.resolved
     cfg = res["pubsub"]
     # Messages published in the window (expected: rate x publishers x topics x duration).
-    published = cfg["publish_rate"] * cfg["publishers"] * cfg["topics"] * res["duration"]
+    rate = 1.0 / _mean_of(cfg["interarrival"]) if cfg.get("interarrival") is not None \
+        else cfg["publish_rate"]
+    published = rate * cfg["publishers"] * cfg["topics"] * res["duration"]
     fig, (ax_b, ax_c) = plt.subplots(1, 2, figsize=(10, 4))
     for mode in _modes(base, params, result):
         r = _select(base, **{"pubsub.delivery": mode}).sort_values("pubsub.subscribers")

@@ -11,7 +11,8 @@ Model and assumptions
   subscription; faults hit the first ones (consumer 0 is subscription 0 of
   topic 0).
 * **Publishers** create messages as a Poisson (or periodic) stream of
-  ``publish_rate`` per publisher, of ``message_size`` bytes plus ``header``
+  ``publish_rate`` per publisher (or any ``interarrival`` distribution),
+  of ``message_size`` bytes plus ``header``
   bytes on the wire, until ``publish_for`` (default: the whole run).  A
   publisher keeps at most ``publish_window`` messages unconfirmed; a message
   that cannot be sent (window full, broker down) waits in the publisher's
@@ -101,6 +102,9 @@ SECTION = register_section(Section("pubsub", {
                           min_exclusive=True),
     "arrivals": Field("choice", "poisson", "publish times: poisson or periodic (constant gaps)",
                       choices=("poisson", "periodic")),
+    "interarrival": Field("dist:duration", None, "time between a publisher's messages, any "
+                          "distribution (overrides publish_rate and arrivals; null: use them)",
+                          min=0, nullable=True),
     "message_size": Field("dist:size", "1KiB", "payload bytes of a message", min=0),
     "header": Field("size", "64B", "header bytes of every message on the wire (publish, delivery, "
                     "fetch response, ack, confirm, fetch, commit)", min=0),
@@ -538,7 +542,9 @@ class PubSub:
 
         # Publishers.
         rate = cfg["publish_rate"]
-        if cfg["arrivals"] == "poisson":
+        if cfg["interarrival"] is not None:
+            gap_spec = cfg["interarrival"]
+        elif cfg["arrivals"] == "poisson":
             gap_spec = {"dist": "exponential", "mean": 1.0 / rate}
         else:
             gap_spec = 1.0 / rate
