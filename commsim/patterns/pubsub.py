@@ -245,7 +245,7 @@ class Publisher:
 class Consumer:
     __slots__ = ("model", "idx", "sub", "cpu", "buffer", "current", "busy", "online", "epoch",
                  "next_tag", "unacked", "parts", "position", "done_pos", "committed_sent",
-                 "fetch_id", "fetch", "pending", "slow_until", "slow_from", "crashes")
+                 "fetch_id", "fetch", "pending", "slow_until", "slow_from")
 
     def __init__(self, model, idx: int, sub: Subscription):
         self.model = model
