@@ -285,3 +285,19 @@ def test_interarrival_distribution_sets_the_publish_rate():
     m, _ = run(duration=10, delivery="push", publish_rate=1,
                interarrival={"dist": "uniform", "low": "5ms", "high": "15ms"})
     assert m["published"] == pytest.approx(1000, rel=0.05)
+
+
+@pytest.mark.parametrize("prefetch,group,broker_cost", [(7, 3, 0.0), (13, 1, 0.001)])
+def test_prefetch_utilization_per_consumer_and_with_broker_cpu(prefetch, group, broker_cost):
+    # Each consumer of a group has its own prefetch window, so the bound holds
+    # per consumer.  Broker CPU per delivery and per ack lengthens every slot's
+    # cycle: 4 + 50 + 50 + 1 + 1 = 106 ms (the broker is 2 ms busy per 4 ms,
+    # so it never queues in the deterministic steady state).  Tolerance as in
+    # the worked-example test (window edge < 0.5% absolute).
+    m, model = run(duration=20, warmup=2, delivery="push", prefetch=prefetch, group_size=group,
+                   backlog=20000, publish_for=0, processing_time="4ms", deliver_latency="50ms",
+                   ack_latency="50ms", broker_cpu_per_message=broker_cost,
+                   broker_cpu_per_request=broker_cost)
+    expected = theory.prefetch_utilization(prefetch, 0.004, 0.05 + broker_cost, 0.05 + broker_cost)
+    assert m["consumer_utilization"] == pytest.approx(expected, abs=0.005)
+    assert_ledgers(m, model)
