@@ -15,6 +15,10 @@ transmission counts when it starts inside the window).  The message ledger
 (``sent``, ``delivered``, ``dropped``) covers the whole run, so that
 ``sent == delivered + dropped + in_flight`` holds exactly at the end, where
 ``in_flight`` is read off the links' own queues.
+
+``bytes_by_kind`` splits the same window's bytes by message kind (so a
+pattern can tell, e.g., bytes into a broker from bytes out of it without
+counting bytes itself).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ class ByteCounter:
     """Counts bytes by category, messages by kind, and the message ledger."""
 
     __slots__ = ("_sim", "header", "payload", "framing", "handshake", "retransmitted",
-                 "by_kind", "sent", "delivered", "dropped")
+                 "by_kind", "bytes_by_kind", "sent", "delivered", "dropped")
 
     def __init__(self, sim):
         self._sim = sim
@@ -36,6 +40,7 @@ class ByteCounter:
         self.handshake = 0
         self.retransmitted = 0
         self.by_kind: dict[str, int] = {}
+        self.bytes_by_kind: dict[str, int] = {}  # bytes on the wire by message kind
         self.sent = 0
         self.delivered = 0
         self.dropped = 0
@@ -47,8 +52,11 @@ class ByteCounter:
             self.payload += msg.payload
             self.framing += msg.framing
             self.handshake += msg.handshake
+            size = msg.header + msg.payload + msg.framing + msg.handshake
+            per_kind = self.bytes_by_kind
+            per_kind[msg.kind] = per_kind.get(msg.kind, 0) + size
             if retransmission:
-                self.retransmitted += msg.header + msg.payload + msg.framing + msg.handshake
+                self.retransmitted += size
             else:
                 kinds = self.by_kind
                 kinds[msg.kind] = kinds.get(msg.kind, 0) + 1
@@ -56,6 +64,11 @@ class ByteCounter:
     @property
     def total(self) -> int:
         return self.header + self.payload + self.framing + self.handshake
+
+    def bytes_of(self, *kinds: str) -> int:
+        """Bytes (all categories, retransmissions included) of messages of
+        these kinds put on the wire inside the window."""
+        return sum(self.bytes_by_kind.get(k, 0) for k in kinds)
 
     def messages(self, kind: str) -> int:
         """Messages of ``kind`` first sent inside the window."""
