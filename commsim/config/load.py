@@ -278,6 +278,7 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
             set_dotted(raw, key, value)
             if isinstance(raw.get("sweep"), dict):
                 raw["sweep"].pop(key, None)  # an explicit --set wins over a sweep of the same key
+    _patterns()  # importing the patterns registers their sections
     for k in raw:
         if k not in _all_top_keys():
             raise ConfigError(str(k), f"unknown top-level key{_suggest(str(k), _all_top_keys())}"

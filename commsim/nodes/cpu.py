@@ -113,6 +113,17 @@ class Cpu:
         for job in self._running:
             self.account.add(job.started, end, job.purpose, job.wasted)
 
+    def drop_queued(self) -> list:
+        """Remove every job still waiting in the run queue (a node crash);
+        returns their tokens.  Jobs already running finish normally; their
+        ``done`` callbacks must check whether the node is still the same
+        incarnation."""
+        dropped = [job.token for job in self.queue]
+        if dropped:
+            self._count(self.env._now, -len(dropped))
+            self.queue.clear()
+        return dropped
+
     # ------------------------------------------------------------ metrics --
     @property
     def wait_mean(self) -> float:
