@@ -257,6 +257,7 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
     overrides a sweep list.  Every run's config is resolved here, so any error
     surfaces before anything runs or is written.
     """
+    _patterns()  # importing the patterns registers their sections (checked below)
     if isinstance(source, dict):
         raw = copy.deepcopy(source)
         base_dir = None
@@ -278,7 +279,6 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
             set_dotted(raw, key, value)
             if isinstance(raw.get("sweep"), dict):
                 raw["sweep"].pop(key, None)  # an explicit --set wins over a sweep of the same key
-    _patterns()  # importing the patterns registers their sections
     for k in raw:
         if k not in _all_top_keys():
             raise ConfigError(str(k), f"unknown top-level key{_suggest(str(k), _all_top_keys())}"

@@ -53,7 +53,7 @@ class Cpu:
         self.free = cores
         self.queue: deque = deque()
         self.account = CpuAccount(sim, name, cores)
-        self._running: set = set()
+        self._running: dict = {}  # ordered, so end-of-run sums are reproducible
         # Time-average of jobs present, and wait statistics, over the window.
         self.present = 0
         self._area = 0.0
@@ -89,13 +89,13 @@ class Cpu:
         if job.submitted >= self.sim.start:
             self.wait_sum += now - job.submitted
             self.waits += 1
-        self._running.add(job)
+        self._running[job] = None
         call_later(self.env, job.work, self._finish, job)
 
     def _finish(self, event) -> None:
         job = event._value
         now = self.env._now
-        self._running.discard(job)
+        self._running.pop(job, None)
         self._count(now, -1)
         self.account.add(job.started, now, job.purpose, job.wasted)
         if job.submitted >= self.sim.start:

@@ -44,7 +44,8 @@ Model and assumptions
   those requests fail fast (connection refused).
 * Scale-out: at ``scale_out_at``, ``scale_out_servers`` new servers join
   the balancer, empty.  Sticky sessions keep existing clients where they
-  are, so the new servers only get new sessions and load stays uneven for
+  are (the affinity cookie lasts one session; new sessions are placed round
+  robin), so the new servers only get new sessions and load stays uneven for
   about a session length; consistent hashing moves ~1/N of the clients at
   once (in stateful mode: ~1/N of the sessions missed and relogged).
 * Common random numbers: each operation draws its service time (and each
@@ -138,7 +139,7 @@ class _Server:
         self.active = 0
         self.epoch = 0
         self.sessions: dict = {}
-        self.inflight: set = set()
+        self.inflight: dict = {}  # ordered (a set of ops would iterate in id() order)
         lat = sim.config["stateful"]["backend_latency"]
         self.link_in = Link(sim, f"lb/{self.name}/in", lat)
         self.link_out = Link(sim, f"lb/{self.name}/out", lat)
@@ -386,6 +387,8 @@ class StatefulModel:
         if s is not None:
             s.active -= 1
             op.server = None
+        if op.last and msg.label == "ok":
+            self.lb.affinity.pop(op.cid, None)  # the affinity cookie ends with the session
         self._lb_reply(op, msg.label, msg.payload)
 
     def _lb_reply(self, op: _Op, status: str, payload: int) -> None:
@@ -402,7 +405,7 @@ class StatefulModel:
             self._reply(s, op, "reset", 0)  # connection refused
             return
         op.epoch = s.epoch
-        s.inflight.add(op)
+        s.inflight[op] = None
         if op.kind == "login":
             work = self._login_cpu() + (self.cfg["token_sign_cpu"] if self.token else 0.0)
             s.cpu.submit(work, "login", self._login_done, op)
@@ -470,7 +473,7 @@ class StatefulModel:
         self._reply(s, op, "ok", self.resp_body)
 
     def _reply(self, s: _Server, op: _Op, status: str, payload: int) -> None:
-        s.inflight.discard(op)
+        s.inflight.pop(op, None)
         kind = "response" if status == "ok" else "error"
         msg = Message(kind, s.name, "lb", header=self.resp_header, payload=payload,
                       created=self.sim.now, data=op, label=status)
