@@ -115,9 +115,13 @@ def test_circuit_breaker_ejects_a_dead_instance():
                              sidecar={"mode": "sidecar", **{**common, "breaker_errors": None}}), 4)
     assert on["ejections"] >= 1
     assert on["ejections"] == 1 and on["success_rate"] > 0.999  # a call or two before the ejection
-    # Ejected for the whole run: almost no retries; without it every other call retries.
+    # Ejected for the whole run: almost no retries.  Without the breaker at
+    # least the half of first tries that round robin sends to the dead
+    # instance retry (more when a retry takes the healthy slot of the
+    # rotation and pushes the next first try onto the dead one): 1.5 to 2.
     assert on["retry_amplification"] < 1.01
-    assert off["retry_amplification"] == pytest.approx(1.5, abs=0.05)
+    assert 1.45 < off["retry_amplification"] < 2.0
+    assert off["success_rate"] < on["success_rate"]
 
 
 def test_timeouts_and_slow_instance():
