@@ -48,6 +48,9 @@ Model and assumptions
   robin), so the new servers only get new sessions and load stays uneven for
   about a session length; consistent hashing moves ~1/N of the clients at
   once (in stateful mode: ~1/N of the sessions missed and relogged).
+* Clients should be ``sync`` (one operation at a time per client, as a user
+  in a browser); with ``async`` clients two operations of one client may
+  overlap and both log in.
 * Common random numbers: each operation draws its service time (and each
   login its CPU and session length) from its own named stream when it
   starts, so compared modes see the same work in the same order.
