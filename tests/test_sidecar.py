@@ -208,3 +208,15 @@ def test_istio_preset_calibration():
     assert cpus.mean() == pytest.approx(0.35, rel=0.02)
     se = diffs.std(ddof=1) / math.sqrt(len(diffs))
     assert abs(diffs.mean() - 2.65e-3) < max(3 * se, 0.1 * 2.65e-3)
+
+
+def test_topology_closed_forms():
+    assert theory.sidecar_added_latency(2, 0.35e-3, 40e-6, 0.0, 0.29e-3) == pytest.approx(
+        2 * (0.35e-3 + 2 * 0.29e-3 + 2 * 40e-6))
+    assert theory.sidecar_added_latency(0, 1.0, 1.0) == 0.0
+    assert theory.proxy_cores(1000, 1, 0.35e-3) == pytest.approx(0.35)
+    with pytest.raises(ValueError):
+        theory.proxy_cores(-1, 1, 1e-3)
+    with pytest.raises(ValueError):
+        theory.consistent_hash_moved_fraction(5, 4)
+    assert theory.stateless_store_added_latency(1e-3, 1e-4, 0.5) == pytest.approx(1.5 * 2.1e-3)

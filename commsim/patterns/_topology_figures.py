@@ -3,7 +3,8 @@
 The stateful figures need time series, which runs do not report (a run's row
 holds scalars), so replication 0 of every sweep point is simulated again
 here (same config and seed, hence the same run) and its series are written
-to ``timeseries.csv`` beside the figure.
+to ``timeseries.csv`` beside the figure, with each server's utilisation
+(over the time it existed in the window) in ``servers.csv``.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ def stateful_figures(result, out_dir: Path, model_cls) -> list:
 
     exp = result.experiment
     series = []
+    per_server = []
     for point in exp.points:
         cfg = point.config
         sim = Simulation(cfg, derive_run_seed(cfg["seed"], 0))
         model = model_cls(sim)
         sim.run()
         series.append((_label(point.params), cfg, model.timeseries()))
+        per_server.append((_label(point.params), model))
     lines = ["point,time,throughput,latency_mean,failed,relogins,imbalance"]
     for label, _cfg, ts in series:
         for i, t in enumerate(ts["time"]):
@@ -45,6 +48,14 @@ def stateful_figures(result, out_dir: Path, model_cls) -> list:
     csv = out_dir / "timeseries.csv"
     atomic_write(csv, "\n".join(lines) + "\n")
     paths.append(csv)
+
+    rows = ["point,server,created,utilization,served"]
+    for label, model in per_server:
+        for srv, util in zip(model.servers, model.server_utilizations()):
+            rows.append(f"\"{label}\",{srv.index},{srv.created:g},{util:.6g},{sum(srv.served)}")
+    per_csv = out_dir / "servers.csv"
+    atomic_write(per_csv, "\n".join(rows) + "\n")
+    paths.append(per_csv)
 
     fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
     for label, cfg, ts in series:
