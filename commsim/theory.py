@@ -506,3 +506,70 @@ def fanout_bytes(payload_in: float, messages: int, subscribers: int, header: flo
     term; redeliveries add their copies again."""
     S = _positive_int("subscribers", subscribers)
     return S * _non_negative("payload_in", payload_in) + S * int(messages) * _non_negative("header", header)
+
+
+# topologies: stateful vs stateless, sidecar proxies (pattern modules
+# commsim/patterns/stateful.py and commsim/patterns/sidecar.py)
+
+__all__ += ["sidecar_added_latency", "proxy_cores", "stateless_store_added_latency",
+            "consistent_hash_moved_fraction"]
+
+
+def sidecar_added_latency(proxies: int, proxy_cpu: float, loopback: float,
+                          mtls_cpu: float = 0.0, proxy_delay: float = 0.0) -> float:
+    """Mean latency that ``proxies`` sidecar proxies add to one call at low load.
+
+    Each proxy handles the request and the response (two legs); per request
+    it spends ``proxy_cpu`` + ``mtls_cpu`` of CPU in all and ``proxy_delay``
+    of non-CPU time on each leg, and the application's traffic crosses the
+    loopback (one-way latency ``loopback``) once in each direction.  With no
+    queueing (low load) the added mean is
+
+        proxies * (proxy_cpu + mtls_cpu + 2 * proxy_delay + 2 * loopback),
+
+    i.e. twice (proxy service time + loopback round trip) for the usual
+    two-proxy call.
+    """
+    if isinstance(proxies, bool) or int(proxies) != proxies or proxies < 0:
+        raise ValueError(f"proxies must be an integer >= 0, got {proxies!r}")
+    for name, v in (("proxy_cpu", proxy_cpu), ("loopback", loopback), ("mtls_cpu", mtls_cpu),
+                    ("proxy_delay", proxy_delay)):
+        _non_negative(name, v)
+    return proxies * (proxy_cpu + mtls_cpu + 2.0 * proxy_delay + 2.0 * loopback)
+
+
+def proxy_cores(rate: float, proxies_per_request: float, cpu_per_request: float) -> float:
+    """CPU cores the proxies burn: ``rate * proxies_per_request * cpu_per_request``.
+
+    Linear in the request rate (CPU per request does not depend on load in
+    the model: queueing delays requests but does not add work).  E.g. 0.35 ms
+    per request per proxy is 0.35 vCPU per 1000 requests per second through
+    a proxy, Istio's published figure.
+    """
+    _non_negative("rate", rate)
+    _non_negative("proxies_per_request", proxies_per_request)
+    _non_negative("cpu_per_request", cpu_per_request)
+    return rate * proxies_per_request * cpu_per_request
+
+
+def stateless_store_added_latency(store_one_way: float, store_service: float,
+                                  login_fraction: float = 0.0) -> float:
+    """Mean extra latency per operation of keeping sessions in a shared store,
+    at low load (no store queueing): a read round trip on every request plus
+    a write round trip for the fraction of operations that start with a login."""
+    _non_negative("store_one_way", store_one_way)
+    _non_negative("store_service", store_service)
+    if not 0.0 <= login_fraction <= 1.0:
+        raise ValueError(f"login_fraction must be in [0, 1], got {login_fraction!r}")
+    return (1.0 + login_fraction) * (2.0 * store_one_way + store_service)
+
+
+def consistent_hash_moved_fraction(before: int, after: int) -> float:
+    """Expected fraction of keys that change owner when a consistent-hash ring
+    grows from ``before`` to ``after`` equal servers: (after - before) / after
+    (only the keys the new servers take move; Karger et al. 1997)."""
+    b = _positive_int("before", before)
+    a = _positive_int("after", after)
+    if a < b:
+        raise ValueError("after must be >= before")
+    return (a - b) / a
