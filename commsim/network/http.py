@@ -52,6 +52,10 @@ CERT_FLIGHT = 4000      # the server flight carrying the certificate chain
 PROTOCOLS = ("http1", "http2", "http3")
 
 
+def _ignore(_msg) -> None:
+    pass
+
+
 class Tier:
     """Connection counts of one tier (clients -> front, proxy -> backend)."""
 
@@ -121,6 +125,13 @@ class HttpConn:
             self.open = True
             self.extra = last
             c.pump()
+            if self.extra:
+                # Nothing to send (other connections took the requests): the
+                # client's last flight goes alone.
+                msg = Message("handshake", c.name, "server", handshake=self.extra,
+                              created=c.sim.env._now)
+                self.extra = 0
+                self.tc.up.send(msg, 0, _ignore)
             return
         direction, size = flights[self.i]
         self.i += 1

@@ -32,10 +32,14 @@ Model and assumptions
   message's missing segment.  It is 0 for QUIC by construction and for a
   TCP connection carrying one message at a time.
 * **Congestion control** (``slow_start=True``): per connection direction, at
-  most ``cwnd`` segments are unacknowledged; ``cwnd`` starts at
-  ``initial_window`` (RFC 6928: 10), grows by one per ACK below ``ssthresh``
-  (slow start) and by ``1/cwnd`` above it, is halved once per window of data
-  on a fast retransmit and falls to 1 on a timeout (Reno, RFC 5681).  ACKs
+  most ``cwnd`` bytes of message data are unacknowledged (a segment may
+  start while fewer are); ``cwnd`` starts at ``initial_window`` segments of
+  ``mss`` bytes (RFC 6928: 10), grows by the bytes acknowledged below
+  ``ssthresh`` (slow start) and by ``mss * acked / cwnd`` above it, is halved
+  once per window of data on a fast retransmit and falls to one ``mss`` on a
+  timeout (Reno with byte counting, RFC 5681 / RFC 3465).  Counting bytes
+  rather than segments keeps small messages, each in its own segment here,
+  from using up the window as if they were full segments.  ACKs
   are one per segment, travel back in one mean one-way latency, are never
   lost and carry no counted bytes.  With ``slow_start=False`` segments are
   released as soon as they are sent.
@@ -128,7 +132,8 @@ class Half:
         self.active: deque = deque()
         self.rtx: deque = deque()
         cc = transport.slow_start
-        self.cwnd = float(transport.initial_window) if cc else math.inf
+        self.mss = transport.mss
+        self.cwnd = float(transport.initial_window * self.mss) if cc else math.inf
         self.ssthresh = math.inf
         self.pipe = 0
         self.tx = 0
@@ -203,7 +208,7 @@ class Half:
         t.transmissions += 1
         if retx:
             t.retransmissions += 1
-        self.pipe += 1
+        self.pipe += seg.size - t.overhead
         self.tx += 1
         seg.tx = self.tx
         path = self.path
@@ -237,11 +242,12 @@ class Half:
                 del lost[i]
                 break
         self.t.timeouts += 1
+        data = seg.size - self.t.overhead
+        self.pipe -= data
         if self.cwnd != math.inf:
-            self.ssthresh = max(self.pipe / 2.0, 2.0)
-            self.cwnd = 1.0
+            self.ssthresh = max(self.pipe / 2.0, 2.0 * self.mss)
+            self.cwnd = float(self.mss)
             self.recover = self.tx
-        self.pipe -= 1
         self.rtx.append(seg)
         self.release()
 
@@ -252,19 +258,20 @@ class Half:
         seg.lost_tx = -1
         self.t.fast_retransmits += 1
         if self.cwnd != math.inf and tx > self.recover:
-            self.ssthresh = max(self.cwnd / 2.0, 2.0)
+            self.ssthresh = max(self.cwnd / 2.0, 2.0 * self.mss)
             self.cwnd = self.ssthresh
             self.recover = self.tx
-        self.pipe -= 1
+        self.pipe -= seg.size - self.t.overhead
         self.rtx.append(seg)
         self.release()
 
-    def _ack(self, _event) -> None:
-        self.pipe -= 1
+    def _ack(self, event) -> None:
+        acked = event._value
+        self.pipe -= acked
         if self.cwnd < self.ssthresh:
-            self.cwnd += 1.0
+            self.cwnd += acked
         else:
-            self.cwnd += 1.0 / self.cwnd
+            self.cwnd += self.mss * acked / self.cwnd
         self.release()
 
 
@@ -324,7 +331,7 @@ class Transport:
                         continue
                 i += 1
         if half.cwnd != math.inf:
-            call_later(self.env, half.ack_delay, half._ack)
+            call_later(self.env, half.ack_delay, half._ack, seg.size - self.overhead)
         if not half.ordered:
             tr.got += 1
             if tr.got == tr.nsegs:
