@@ -127,7 +127,8 @@ def _check_range(f: Field, number: float, key: str, value: Any, what: str = "") 
     low_bad = f.min is not None and (number <= f.min if f.min_exclusive else number < f.min)
     high_bad = f.max is not None and number > f.max
     if low_bad or high_bad:
-        raise ConfigError(key, f"got {describe(value)} ({what}{number:g}); expected {f.describe_allowed()}")
+        shown = describe(value) if (not what and value == number) else f"{describe(value)} ({what}{number:g})"
+        raise ConfigError(key, f"got {shown}; expected {f.describe_allowed()}")
 
 
 def resolve_section(section: Section, raw: Any, key: str, base_dir: Path | None) -> dict:
@@ -257,6 +258,7 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
     overrides a sweep list.  Every run's config is resolved here, so any error
     surfaces before anything runs or is written.
     """
+    patterns = _patterns()  # importing the patterns registers their sections
     if isinstance(source, dict):
         raw = copy.deepcopy(source)
         base_dir = None
@@ -295,7 +297,6 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
     exp_name = name or raw.get("name") or default_name
     raw["name"] = exp_name
     # Validate every section that is present, even for patterns not run, so typos surface.
-    patterns = _patterns()
     for sname, section in SECTIONS.items():
         if sname in raw and sname not in CORE_SECTIONS:
             resolve_section(section, raw[sname], sname, base_dir)
