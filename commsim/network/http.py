@@ -127,11 +127,12 @@ class HttpConn:
             c.pump()
             if self.extra:
                 # Nothing to send (other connections took the requests): the
-                # client's last flight goes alone.
+                # client's last flight goes alone, outside the ordered stream
+                # (like a bare ACK), so no later request waits for it.
                 msg = Message("handshake", c.name, "server", handshake=self.extra,
                               created=c.sim.env._now)
                 self.extra = 0
-                self.tc.up.send(msg, 0, _ignore)
+                self.tc.up.send(msg, 0, _ignore, unordered=True)
             return
         direction, size = flights[self.i]
         self.i += 1

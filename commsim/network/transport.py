@@ -142,9 +142,11 @@ class Half:
         self.lost: list = []
 
     # ------------------------------------------------------------ sender --
-    def send(self, msg, stream, deliver: Callable) -> None:
+    def send(self, msg, stream, deliver: Callable, unordered: bool = False) -> None:
         """Hand ``msg`` to this direction; ``deliver(msg)`` runs at the receiver
-        once all of it has been delivered (in order for TCP)."""
+        once all of it has been delivered (in order for TCP).  ``unordered``:
+        the message takes no place in the byte stream (a bare TCP ACK), so
+        nothing waits for it and it waits for nothing."""
         t = self.t
         t.sim.bytes.sent += 1
         t.in_flight += 1
@@ -173,7 +175,10 @@ class Half:
                 got[cat] += take
                 left -= take
                 room -= take
-            q.append(_Segment(self, tr, got[2], got[3], got[1] + overhead, got[0], kind))
+            seg = _Segment(self, tr, got[2], got[3], got[1] + overhead, got[0], kind)
+            if unordered:
+                seg.seq = -2
+            q.append(seg)
             kind = None
         if was_empty:
             self.active.append(q)
@@ -194,8 +199,9 @@ class Half:
                 active.rotate(-1)
             else:
                 active.popleft()
-            seg.seq = self.next_seq
-            self.next_seq += 1
+            if seg.seq == -1:
+                seg.seq = self.next_seq
+                self.next_seq += 1
             self._transmit(seg, False)
 
     def _transmit(self, seg: _Segment, retx: bool) -> None:
@@ -332,7 +338,7 @@ class Transport:
                 i += 1
         if half.cwnd != math.inf:
             call_later(self.env, half.ack_delay, half._ack, seg.size - self.overhead)
-        if not half.ordered:
+        if not half.ordered or seg.seq < 0:
             tr.got += 1
             if tr.got == tr.nsegs:
                 self._complete(tr, now)
