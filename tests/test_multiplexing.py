@@ -319,3 +319,13 @@ def test_warm_connections_handshake_once():
     assert cold["client_connections_opened"] > 3 * 6
     # Warm pages skip the two TLS round trips (and slow start restarts).
     assert warm["page_load_time"] < cold["page_load_time"] - 2 * RTT * 0.5
+
+
+def test_async_cold_pages_keep_their_own_connections():
+    cfg = config("http2", objects=8, object_size="4KiB", duration="10s", clients=2)
+    cfg["clients"] = {"count": 2, "mode": "async", "rate": "5/s"}
+    m = run(cfg)
+    # Every page opens (and completes) its own connection; pages overlap.
+    assert m["client_connections_opened"] == pytest.approx(m["throughput"] * 10, abs=3)
+    assert m["client_connections_peak"] >= 2
+    assert_ledger(m)

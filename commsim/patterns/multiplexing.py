@@ -185,11 +185,11 @@ class _Spread:
 
 
 class _Page:
-    __slots__ = ("model", "client", "done", "left", "children", "sizes")
+    __slots__ = ("model", "http", "done", "left", "children", "sizes")
 
-    def __init__(self, model, client, done, sizes, children):
+    def __init__(self, model, http, done, sizes, children):
         self.model = model
-        self.client = client
+        self.http = http
         self.done = done
         self.sizes = sizes
         self.children = children
@@ -197,7 +197,7 @@ class _Page:
 
     def fetch(self, i: int) -> None:
         m = self.model
-        m.http_of(self.client).request(Request(self.sizes[i], self._got, (i, m.env._now)))
+        self.http.request(Request(self.sizes[i], self._got, (i, m.env._now)))
 
     def _got(self, req: Request) -> None:
         m = self.model
@@ -210,8 +210,7 @@ class _Page:
         self.left -= 1
         if self.left == 0:
             if not m.warm:
-                m.http_of(self.client).close()
-                m.https[self.client] = None
+                self.http.close()
             self.done()
 
 
@@ -275,14 +274,17 @@ class Multiplexing:
                           header_compression=mx["header_compression"], stats=stats)
 
     def http_of(self, client: int) -> HttpClient:
+        """The client's persistent connections (warm pages, api)."""
         h = self.https[client]
         if h is None:
-            mx = self.mx
-            h = self.https[client] = self._client(
-                f"client{client}", self.protocol, self.up, self.down, self.front,
-                self.client_tier, mx["connections_per_host"], mx["pipelining"],
-                self.header_tally)
+            h = self.https[client] = self._new_http(client)
         return h
+
+    def _new_http(self, client: int) -> HttpClient:
+        mx = self.mx
+        return self._client(f"client{client}", self.protocol, self.up, self.down, self.front,
+                            self.client_tier, mx["connections_per_host"], mx["pipelining"],
+                            self.header_tally)
 
     # -------------------------------------------------------------- flow --
     def start_op(self, client: int, done) -> None:
@@ -303,7 +305,10 @@ class Multiplexing:
                 children[min(int(u() * i), i - 1)].append(i)
             else:
                 roots.append(i)
-        page = _Page(self, client, done, sizes, children)
+        # A cold page load has connections of its own (so overlapping pages of
+        # an async client do not share them); a warm one uses the client's.
+        http = self.http_of(client) if self.warm else self._new_http(client)
+        page = _Page(self, http, done, sizes, children)
         for i in roots:
             page.fetch(i)
 
@@ -318,9 +323,6 @@ class Multiplexing:
             self.object_lat_n += 1
 
     # ----------------------------------------------------------- metrics --
-    def _all_clients(self):
-        return [h for h in self.https if h is not None]
-
     def metrics(self) -> dict:
         sim = self.sim
         lat = self.clients.latencies
