@@ -138,10 +138,12 @@ class HttpConn:
         self.i += 1
         now = c.sim.env._now
         if direction == "up":
-            msg = Message("handshake", c.name, "server", handshake=size, created=now)
+            msg = Message("handshake", c.name, "server", handshake=size, created=now,
+                          label=f"handshake {self.i}")
             self.tc.up.send(msg, 0, self.step)
         else:
-            msg = Message("handshake", "server", c.name, handshake=size, created=now)
+            msg = Message("handshake", "server", c.name, handshake=size, created=now,
+                          label=f"handshake {self.i}")
             ep = c.endpoint
             if size == CERT_FLIGHT and ep.cpu is not None and ep.tls_cpu > 0:
                 ep.cpu.submit(ep.tls_cpu, "handshake", self._cert, msg)

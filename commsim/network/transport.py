@@ -148,8 +148,11 @@ class Half:
         the message takes no place in the byte stream (a bare TCP ACK), so
         nothing waits for it and it waits for nothing."""
         t = self.t
-        t.sim.bytes.sent += 1
+        sim = t.sim
+        sim.bytes.sent += 1
         t.in_flight += 1
+        if sim.tracer is not None:
+            sim.tracer.sent(self.path, msg)
         mss = t.mss
         size = msg.size
         nsegs = max(1, -(-size // mss))
@@ -214,6 +217,8 @@ class Half:
         t.transmissions += 1
         if retx:
             t.retransmissions += 1
+            if sim.tracer is not None:
+                sim.tracer.retransmitted(self.path, seg.tr.msg)
         self.pipe += seg.size - t.overhead
         self.tx += 1
         seg.tx = self.tx
@@ -341,7 +346,7 @@ class Transport:
         if not half.ordered or seg.seq < 0:
             tr.got += 1
             if tr.got == tr.nsegs:
-                self._complete(tr, now)
+                self._complete(tr, now, half)
             return
         if seg.seq != half.rcv_next:
             half.ooo[seg.seq] = seg
@@ -357,12 +362,14 @@ class Transport:
         tr = seg.tr
         tr.got += 1
         if tr.got == tr.nsegs:
-            self._complete(tr, now)
+            self._complete(tr, now, seg.half)
 
-    def _complete(self, tr: _Transfer, now: float) -> None:
+    def _complete(self, tr: _Transfer, now: float, half: Half) -> None:
         sim = self.sim
         self.in_flight -= 1
         sim.bytes.delivered += 1
         if now > tr.max_arrival:
             self.hol_blocked_s += sim.overlap(tr.max_arrival, now)
+        if sim.tracer is not None:
+            sim.tracer.arrived(half.path, tr.msg)
         tr.deliver(tr.msg)
