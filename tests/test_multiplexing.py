@@ -283,10 +283,13 @@ def test_proxy_adds_latency_and_tls_cpu():
     assert prox["proxy_cpu_s"] == pytest.approx(0.5e-3 + 2 * 10 * 20e-6, abs=1e-9)
 
 
-def test_backend_protocol_needs_a_proxy():
+def test_config_errors_name_the_key():
     with pytest.raises(ConfigError) as err:
-        load(config("http2", backend_protocol="http1"))
-    assert "multiplexing.backend_protocol" in str(err.value)
+        load(config("http2", proxy="mux", backend_protocol="spdy"))
+    assert "multiplexing.backend_protocol" in str(err.value) and "http1" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load(config("http1", connections_per_host=0))
+    assert "multiplexing.connections_per_host" in str(err.value)
 
 
 def test_same_seed_same_results():

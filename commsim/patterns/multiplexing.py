@@ -56,7 +56,6 @@ import math
 
 from commsim.clients import ClientPopulation
 from commsim.config.schema import Field, Section, register_section
-from commsim.errors import ConfigError
 from commsim.metrics import multiplexing as _metrics  # noqa: F401  (defines the metrics)
 from commsim.metrics.collect import (byte_metrics, cpu_metrics, engine_metrics, latency_metrics,
                                      ledger_metrics)
@@ -64,12 +63,6 @@ from commsim.network.http import PROTOCOLS, HttpClient, Request, Tier
 from commsim.network.transport import Path, Transport
 from commsim.nodes import Cpu
 from commsim.patterns.base import Pattern
-
-
-def _check(section: dict, key: str) -> None:
-    if section["proxy"] == "none" and section["backend_protocol"] is not None:
-        raise ConfigError(f"{key}.backend_protocol", f"got {section['backend_protocol']!r} "
-                          "with proxy: none; a backend protocol needs proxy: mux or demux")
 
 
 SECTION = register_section(Section("multiplexing", {
@@ -108,7 +101,8 @@ SECTION = register_section(Section("multiplexing", {
                    "client streams out to HTTP/1.1 backend connections",
                    choices=("none", "mux", "demux")),
     "backend_protocol": Field("choice", None, "protocol from proxy to backend "
-                              "(null: http2 for mux, http1 for demux)", choices=PROTOCOLS,
+                              "(null: http2 for mux, http1 for demux; ignored without a "
+                              "proxy, so that proxy can be swept)", choices=PROTOCOLS,
                               nullable=True),
     "backend_connections": Field("int", None, "proxy: most backend connections (null: 1 for "
                                  "mux, 64 for demux)", min=1, nullable=True),
@@ -117,7 +111,7 @@ SECTION = register_section(Section("multiplexing", {
     "proxy_cpu_per_message": Field("duration", "20us", "proxy CPU to forward one request or "
                                    "one response", min=0),
 }, doc="HTTP/1.1 connection pools, HTTP/2 and HTTP/3 multiplexing, and proxies.",
-    pattern="multiplexing", check=_check))
+    pattern="multiplexing"))
 
 
 class _Server:
