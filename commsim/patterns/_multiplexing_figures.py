@@ -6,7 +6,10 @@
 * ``hol_vs_loss.png``: head-of-line blocked time per page against loss;
 * ``connections_client_tier.png`` / ``connections_backend_tier.png``: most
   connections open at once at each tier, per proxy type and protocol (at the
-  lowest swept loss and latency, since loss barely changes them).
+  lowest swept loss and latency, since loss barely changes them);
+* ``backend_connections_vs_rate.png`` / ``latency_vs_rate.png``: with
+  ``clients.rate`` swept (API workload), connections and latency against the
+  request rate, one line per proxy type.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ PROTO = "multiplexing.protocol"
 PROXY = "multiplexing.proxy"
 LOSS = "network.loss"
 LAT = "network.latency"
+RATE = "clients.rate"
 
 
 def multiplexing_figures(result, out_dir) -> list[Path]:
@@ -57,12 +61,24 @@ def multiplexing_figures(result, out_dir) -> list[Path]:
                        xlabel="round-trip time (ms)", ylabel="page load time (ms)",
                        title="Page load time vs round-trip time", facet=others(LAT, hue)),
              "plt_vs_rtt.png")
+    if PROXY in swept and RATE in swept:
+        for metric, ylabel, name, scale in (
+                ("backend_connections_peak", "backend connections open at once (peak)",
+                 "backend_connections_vs_rate.png", 1.0),
+                ("latency_mean", "mean request latency (ms)", "latency_vs_rate.png", 1e3)):
+            save(line_plot(s, RATE, metric, PROXY, scale=scale, ylabel=ylabel,
+                           xlabel="requests per second per client",
+                           title="API client through a proxy", facet=others(RATE, PROXY)),
+                 name)
     if PROXY in swept:
         sub = s
         for key in (LOSS, LAT):
             if key in swept:
                 sub = sub[sub[key] == sub[key].min()]
         rest = [p for p in params if p not in (PROXY, hue, LOSS, LAT)]
+        if RATE in swept:
+            sub = sub[sub[RATE] == sub[RATE].max()]
+            rest = [p for p in rest if p != RATE]
         for metric, tier, name in (("client_connections_peak", "client tier",
                                     "connections_client_tier.png"),
                                    ("backend_connections_peak", "proxy-to-backend tier",
