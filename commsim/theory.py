@@ -573,3 +573,29 @@ def consistent_hash_moved_fraction(before: int, after: int) -> float:
     if a < b:
         raise ValueError("after must be >= before")
     return (a - b) / a
+
+
+# ------------------------------------------------------------ multiplexing ----
+
+def page_load_round_trips(protocol: str, objects: int, connections: int = 6,
+                          handshake_rtts: int = 0, max_streams: int = 100) -> int:
+    """Round trips to load a page of ``objects`` objects when every object is
+    requested at once, sizes are negligible, nothing is lost and the server
+    answers instantly.
+
+    * ``http1``: ``k = min(connections, objects)`` connections each carry one
+      request at a time, so the objects take ``ceil(objects / k)`` rounds.
+    * ``http2`` / ``http3``: one connection carries ``max_streams`` requests
+      at once: ``ceil(objects / max_streams)`` rounds (one when the limit is
+      not reached).
+
+    Connections open in parallel, so the handshakes add ``handshake_rtts``
+    once (TCP 1, TCP + TLS 1.3 2, TCP + TLS 1.2 3, QUIC 1, QUIC 0-RTT 0).
+    """
+    if objects < 1 or connections < 1 or max_streams < 1 or handshake_rtts < 0:
+        raise ValueError("objects, connections and max_streams must be >= 1, "
+                         "handshake_rtts >= 0")
+    per_round = min(connections, objects) if protocol == "http1" else max_streams
+    if protocol not in ("http1", "http2", "http3"):
+        raise ValueError(f"unknown protocol {protocol!r}")
+    return handshake_rtts + math.ceil(objects / per_round)

@@ -61,6 +61,33 @@ class ByteCounter:
                 kinds = self.by_kind
                 kinds[msg.kind] = kinds.get(msg.kind, 0) + 1
 
+    def transmit_part(self, header: int = 0, payload: int = 0, framing: int = 0,
+                      handshake: int = 0, retransmission: bool = False,
+                      kind: str | None = None, message_kind: str | None = None) -> None:
+        """Count one transmission of *part* of a message (a transport segment).
+
+        For segment-level transports (:mod:`commsim.network.transport`), which
+        split a message into segments and may retransmit one segment alone.
+        ``kind`` is given with the first transmission of a message's first
+        segment only, so per-kind counts stay counts of messages;
+        ``message_kind`` is the kind of the message the segment belongs to,
+        given with every segment, for the bytes per kind.
+        """
+        if self._sim.env._now >= self._sim.start:
+            self.header += header
+            self.payload += payload
+            self.framing += framing
+            self.handshake += handshake
+            size = header + payload + framing + handshake
+            if message_kind is not None:
+                per_kind = self.bytes_by_kind
+                per_kind[message_kind] = per_kind.get(message_kind, 0) + size
+            if retransmission:
+                self.retransmitted += size
+            if kind is not None:
+                kinds = self.by_kind
+                kinds[kind] = kinds.get(kind, 0) + 1
+
     @property
     def total(self) -> int:
         return self.header + self.payload + self.framing + self.handshake

@@ -36,6 +36,7 @@ define("throughput", "1/s", "operations completed per second in the window "
 define("latency_mean", "s", "mean time from a client's request to its response "
        "(operations started in the window); notification patterns: event creation to arrival")
 define("latency_p50", "s", "median of the latency")
+define("latency_p90", "s", "90th percentile of the latency")
 define("latency_p95", "s", "95th percentile of the latency")
 define("latency_p99", "s", "99th percentile of the latency")
 define("wait_mean", "s", "mean time a request queued at the server before its service started")
@@ -61,4 +62,5 @@ define("server_jobs_mean", "1", "time-average number of jobs at the server CPU (
 define("server_sojourn_mean", "s", "mean time a job spent at the server CPU (wait + service)")
 define("connections_opened", "1", "connections opened in the window")
 define("handshakes", "1", "connection handshakes completed in the window")
+define("proxy_cpu_s", "s", "CPU-seconds spent by proxies (sidecars, reverse proxies) in the window")
 define("events", "1", "simulation events scheduled (engine work, for speed reports)")

@@ -9,12 +9,8 @@ import math
 
 import numpy as np
 
-from commsim.metrics import METRICS, define
+from commsim.metrics import define
 
-# A percentile other families may also want: define it only if absent, so two
-# families defining it cannot collide at import time.
-if "latency_p90" not in METRICS:
-    define("latency_p90", "s", "90th percentile of the latency")
 
 # ----------------------------------------------------------------- stateful --
 define("sessions_lost", "1", "sessions that lived on a server when it crashed (crashes in the window)")
@@ -46,7 +42,6 @@ define("hop_added_mean", "s", "mean latency the mesh layer adds to one service-t
 define("hop_added_p50", "s", "median latency added per call (hop) by the mesh layer")
 define("hop_added_p90", "s", "90th percentile of the latency added per call by the mesh layer")
 define("hop_added_p99", "s", "99th percentile of the latency added per call by the mesh layer")
-define("proxy_cpu_s", "s", "CPU-seconds spent by all sidecar proxies in the window")
 define("mesh_cpu_s", "s", "CPU-seconds spent on mesh features (proxies, or the in-process library)")
 define("app_cpu_s", "s", "CPU-seconds spent by the applications' own work")
 define("proxy_vcpu_per_krps", "1", "proxy CPU per 1000 requests per second going through a proxy: "
