@@ -184,7 +184,7 @@ class _Base:
         uid = self.next_uid
         self.next_uid = uid + 1
         self.seen.append(0)
-        if created >= self.sim.start:
+        if self.sim.start <= created < self.sim.end:
             self.created += 1
         return uid
 
@@ -193,7 +193,7 @@ class _Base:
         if uid >= 0:
             seen = self.seen
             if seen[uid]:
-                if created >= self.sim.start:
+                if self.sim.start <= created < self.sim.end:
                     self.duplicates += 1
                 return
             seen[uid] = 1
@@ -202,12 +202,12 @@ class _Base:
                 polls_at, done = job
                 self.job_polls.append(self.polls[c] - polls_at if self.polls is not None else 0)
                 self.job_delays.append(now - done)
-        if created >= self.sim.start:
+        if self.sim.start <= created < self.sim.end:
             self.delivered += 1
             self.lat.append(now - created)
 
     def _lost(self, created: float) -> None:
-        if created >= self.sim.start:
+        if self.sim.start <= created < self.sim.end:
             self.missed += 1
 
     # ---------------------------------------------------------------- jobs --
@@ -308,7 +308,7 @@ class _Polling(_Base):
         now = self.env._now
         self.bc_times.append(now)
         self.bc_sizes.append(int(self._bc_size()))
-        if now >= self.sim.start:
+        if self.sim.start <= now < self.sim.end:
             self.created += self.n
 
     def _take(self, c: int):
@@ -732,7 +732,7 @@ class _Streaming(_Base):
     def _broadcast(self, _i) -> None:
         now = self.env._now
         size = int(self._bc_size())
-        if now >= self.sim.start:
+        if self.sim.start <= now < self.sim.end:
             self.created += self.n
         for c in range(self.n):
             self._deliver(c, now, size, -1)
