@@ -45,6 +45,9 @@ import heapq
 from array import array
 from collections import deque
 
+from simpy.core import NORMAL
+from simpy.events import Event
+
 from commsim.config.schema import Field, Section, register_section
 from commsim.engine.simulation import call_at, call_later
 from commsim.errors import ConfigError
@@ -411,24 +414,49 @@ class ShortPolling(_Polling):
             self._phase = [phase[c] for c in order]
             self._j = 0
             self._base = 0.0
-            call_at(self.env, self._phase[0], self._rotate)
+            self._tick_event = None
+            self._arm(self._phase[0], self._rotate)
         else:
             self._gap = sim.sampler({"dist": "uniform", "low": T - self.jitter,
                                      "high": T + self.jitter}, "short_polling/jitter")
             self._heap = [(phase[c], c) for c in range(n)]
             heapq.heapify(self._heap)
-            call_at(self.env, self._heap[0][0], self._jittered)
+            self._tick_event = None
+            self._arm(self._heap[0][0], self._jittered)
 
     # -------------------------------------------------------------- clients --
+    def _arm(self, when: float, callback) -> None:
+        # One Event object is re-armed for every tick: SimPy leaves a
+        # processed event alone, so re-scheduling it only needs fresh callbacks.
+        ev = self._tick_event
+        if ev is None:
+            ev = self._tick_event = Event(self.env)
+            ev._ok = True
+            ev._value = None
+        ev.callbacks = [callback]
+        delay = when - self.env._now
+        self.env.schedule(ev, NORMAL, delay if delay > 0 else 0.0)
+
     def _rotate(self, _event) -> None:
-        env = self.env
-        now = env._now
+        now = self.env._now
         order, phase, n = self._order, self._phase, self.n
         j = self._j
         base = self._base
-        poll = self._poll
+        online = self.online
+        polls = self.polls
+        conn_open = self.conn_open
+        send = self.up.send
+        header = self.request_header
+        server_poll = self._server_poll
         while True:
-            poll(order[j], now)
+            c = order[j]
+            if online[c]:
+                if polls is not None:
+                    polls[c] += 1
+                if conn_open is not None and not conn_open[c]:
+                    conn_open[c] = 1
+                    self._conn(+1)
+                send(Message("request", c, SERVER, header, 0, 0, 0, now), server_poll)
             j += 1
             if j == n:
                 j = 0
@@ -438,11 +466,10 @@ class ShortPolling(_Polling):
                 break
         self._j = j
         self._base = base
-        call_at(env, t, self._rotate)
+        self._arm(t, self._rotate)
 
     def _jittered(self, _event) -> None:
-        env = self.env
-        now = env._now
+        now = self.env._now
         heap = self._heap
         gap = self._gap
         poll = self._poll
@@ -450,7 +477,7 @@ class ShortPolling(_Polling):
             c = heap[0][1]
             heapq.heapreplace(heap, (now + gap(), c))
             poll(c, now)
-        call_at(env, heap[0][0], self._jittered)
+        self._arm(heap[0][0], self._jittered)
 
     def _poll(self, c: int, now: float) -> None:
         if not self.online[c]:
@@ -472,16 +499,20 @@ class ShortPolling(_Polling):
         if self.conn_open is None:
             self._conn(+1)
         c = msg.src
-        if self.pending[c] is None and (self.bc_cursor is None
-                                        or self.bc_cursor[c] == len(self.bc_times)):
+        bc = self.bc_cursor
+        if self.pending[c] is None and (bc is None or bc[c] == len(self.bc_times)):
             self.cpu.submit(self._service(), "poll", self._send_empty, c, True)
         else:
             self.cpu.submit(self._service(), "poll", self._send_items, (c, self._take(c)))
 
     def _send_empty(self, c, _wait) -> None:
+        now = self.env._now
         if self.conn_open is None:
             self._conn(-1)
-        super()._send_empty(c, _wait)
+        if now >= self.sim.start:
+            self.empty += 1
+            self.poll_responses += 1
+        self.down.send(Message("response", SERVER, c, self.response_header, 0, 0, 0, now), _ignore)
 
     def _send_items(self, token, _wait) -> None:
         if self.conn_open is None:
