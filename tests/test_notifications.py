@@ -171,9 +171,9 @@ def test_long_polling_holds_one_connection_per_client():
 
 # ---------------------------------------------------------------------- SSE --
 
-def sse_cfg(clients=100, rate=1.0, one_way=0.03, service="1ms", duration=100.0, warmup=1.0, **sse):
-    # A warm-up of 1 s: all clients connect at t = 0 and their opening
-    # responses queue at the server for ~0.1 s.
+def sse_cfg(clients=100, rate=1.0, one_way=0.03, service="1ms", duration=100.0, warmup=2.0, **sse):
+    # A warm-up of 2 s: clients first connect in [0, 1 s); updates created
+    # before a stream opens are replayed later, with a longer latency.
     return {"pattern": "sse", "duration": duration, "warmup": warmup,
             "clients": {"count": clients},
             "network": {"latency": one_way},

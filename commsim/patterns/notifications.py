@@ -113,6 +113,7 @@ register_section(Section("push", {
     pattern="push"))
 
 _WORKLOAD = ("workload",)
+STREAM_START = 1.0  # streaming clients first connect at a time uniform in [0, 1 s)
 
 
 class _Base:
@@ -175,6 +176,29 @@ class _Base:
         self.online = self.avail.online
 
     # ------------------------------------------------------------ helpers --
+    def _staggered_start(self, span: float, start) -> None:
+        """Call ``start(c)`` for every client at a time uniform in [0, span)
+        (stream ``clients/start``), walking the sorted times with one pending
+        event: clients that all started at t = 0 would stay synchronised."""
+        n = self.n
+        times = self.sim.streams.generator("clients/start").uniform(0.0, span, n).tolist() \
+            if span > 0 else [0.0] * n
+        order = sorted(range(n), key=times.__getitem__)
+        state = {"i": 0}
+        env = self.env
+
+        def tick(_event) -> None:
+            i = state["i"]
+            now = env._now
+            while i < n and times[order[i]] <= now:
+                start(order[i])
+                i += 1
+            state["i"] = i
+            if i < n:
+                call_at(env, times[order[i]], tick)
+
+        call_at(env, times[order[0]], tick)
+
     def _window_opens(self, _event) -> None:
         self.conns_max = self.conns
 
@@ -535,6 +559,8 @@ class ShortPolling(_Polling):
 class LongPolling(_Polling):
     """Long polling: the server holds each poll until an update or the timeout.
 
+    * Clients send their first poll at a time uniform in [0, timeout)
+      (stream ``clients/start``), so their cycles are not synchronised.
     * Each client keeps one poll outstanding: it re-polls as soon as a
       response arrives (the re-poll gap is one round trip), and when it comes
       back online if it has none outstanding.
@@ -565,9 +591,11 @@ class LongPolling(_Polling):
         self._deadlines: deque = deque()
         self._armed = False
         self.feed.start(self._publish_feed)
-        for c in range(n):
-            if self.online[c]:
-                self._send_poll(c)
+        self._staggered_start(self.H, self._first_poll)
+
+    def _first_poll(self, c: int) -> None:
+        if self.online[c] and not self.outstanding[c]:
+            self._send_poll(c)
 
     def _send_poll(self, c: int) -> None:
         self.outstanding[c] = 1
@@ -653,7 +681,8 @@ class _Streaming(_Base):
       reset is assumed to arrive immediately); coming back online reconnects
       at once.  Frames that reach an offline client are lost, or with resume
       replayed after the reconnect.
-    * At t = 0 every online client connects.
+    * Each online client first connects at a time uniform in [0, 1 s)
+      (stream ``clients/start``): not all at t = 0.
     """
 
     resume = False
@@ -681,9 +710,11 @@ class _Streaming(_Base):
             self.client_arrivals = 0
             self.client_drops = 0
         self.feed.start(self._publish_feed)
-        for c in range(n):
-            if self.online[c]:
-                self._connect(c)
+        self._staggered_start(STREAM_START, self._first_connect)
+
+    def _first_connect(self, c: int) -> None:
+        if self.online[c] and not self.open[c] and not self.connecting[c]:
+            self._connect(c)
 
     # ---------------------------------------------------------- connection --
     def _connect(self, c: int) -> None:
