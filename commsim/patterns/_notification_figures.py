@@ -25,6 +25,7 @@ from pathlib import Path
 PATTERN_ORDER = ("short_polling", "long_polling", "sse", "push")
 COLORS = {"short_polling": "tab:red", "long_polling": "tab:orange", "sse": "tab:blue",
           "push": "tab:green"}
+STYLE = {"short_polling": "o-", "long_polling": "s-", "sse": "^--", "push": "o:"}
 _DONE: dict = {}
 
 P, N, R = "pattern", "clients.count", "workload.event_rate"
@@ -70,7 +71,7 @@ def figures(result, out_dir) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4.2))
         for p in pats:
             d = select(df[df[P] == p], **{R: rate0}).sort_values(N)
-            ax.plot(d[N], d["bandwidth"], "o-", color=COLORS[p], label=p)
+            ax.plot(d[N], d["bandwidth"], STYLE[p], color=COLORS[p], label=p)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("clients")
@@ -86,7 +87,7 @@ def figures(result, out_dir) -> list[Path]:
         dur = result.experiment.resolved["duration"]
         for p in pats:
             d = select(df[df[P] == p], **{N: n0}).sort_values(R)
-            ax.plot(d[R], d["server_cpu_wasted_s"] / dur, "o-", color=COLORS[p], label=p)
+            ax.plot(d[R], d["server_cpu_wasted_s"] / dur, STYLE[p], color=COLORS[p], label=p)
         ax.set_xscale("log")
         ax.set_xlabel("updates per second per client")
         ax.set_ylabel("wasted server CPU (core-seconds per second)")
@@ -119,7 +120,7 @@ def figures(result, out_dir) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4.2))
         for p in pats:
             d = select(df[df[P] == p], **{R: rate0}).sort_values(N)
-            ax.plot(d[N], d["connections_max"], "o-", color=COLORS[p], label=p)
+            ax.plot(d[N], d["connections_max"], STYLE[p], color=COLORS[p], label=p)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("clients")

@@ -431,6 +431,7 @@ class ShortPolling(_Polling):
         self.jitter = sec["jitter"]
         self.keepalive = sim.config["network"]["keepalive"]
         self.conn_open = bytearray(n) if self.keepalive else None
+        self._send_empty_cb = self._send_empty  # one bound method, not one per poll
         phase = sim.streams.generator("short_polling/phase").uniform(0.0, T, n).tolist()
         if self.jitter == 0:
             order = sorted(range(n), key=phase.__getitem__)
@@ -525,7 +526,7 @@ class ShortPolling(_Polling):
         c = msg.src
         bc = self.bc_cursor
         if self.pending[c] is None and (bc is None or bc[c] == len(self.bc_times)):
-            self.cpu.submit(self._service(), "poll", self._send_empty, c, True)
+            self.cpu.submit(self._service(), "poll", self._send_empty_cb, c, True)
         else:
             self.cpu.submit(self._service(), "poll", self._send_items, (c, self._take(c)))
 
