@@ -311,3 +311,15 @@ def test_jitter_larger_than_interval_is_rejected():
         commsim.load({"pattern": "short_polling",
                       "short_polling": {"interval": "1s", "jitter": "2s"}})
     assert err.value.key == "short_polling.jitter"
+
+
+def test_updates_created_identical_across_patterns_at_the_end():
+    # Short polling draws updates lazily; the window's last updates (after the
+    # last polls) must still be counted, exactly as in the other patterns.
+    counts = set()
+    for pattern in ("short_polling", "long_polling", "sse", "push"):
+        m = run({"pattern": pattern, "duration": 7.3, "clients": {"count": 300},
+                 "network": {"latency": "20ms"}, "server": {"service_time": 0},
+                 "short_polling": {"interval": "5s"}, "workload": {"event_rate": 2.0}})
+        counts.add(m["updates_created"])
+    assert len(counts) == 1

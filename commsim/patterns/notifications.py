@@ -113,7 +113,7 @@ register_section(Section("push", {
     pattern="push"))
 
 _WORKLOAD = ("workload",)
-STREAM_START = 1.0  # streaming clients first connect at a time uniform in [0, 1 s)
+STREAM_START = 1.0  # long-polling and streaming clients start at a time uniform in [0, 1 s)
 
 
 class _Base:
@@ -432,6 +432,9 @@ class ShortPolling(_Polling):
         self.keepalive = sim.config["network"]["keepalive"]
         self.conn_open = bytearray(n) if self.keepalive else None
         self._send_empty_cb = self._send_empty  # one bound method, not one per poll
+        # The feed is drained lazily; at the end, draw the rest of the window's
+        # updates so that updates_created counts them (they stay pending).
+        sim.at_end(lambda: self.feed.drain(sim.end, self._store))
         phase = sim.streams.generator("short_polling/phase").uniform(0.0, T, n).tolist()
         if self.jitter == 0:
             order = sorted(range(n), key=phase.__getitem__)
@@ -560,7 +563,7 @@ class ShortPolling(_Polling):
 class LongPolling(_Polling):
     """Long polling: the server holds each poll until an update or the timeout.
 
-    * Clients send their first poll at a time uniform in [0, timeout)
+    * Clients send their first poll at a time uniform in [0, 1 s)
       (stream ``clients/start``), so their cycles are not synchronised.
     * Each client keeps one poll outstanding: it re-polls as soon as a
       response arrives (the re-poll gap is one round trip), and when it comes
@@ -592,7 +595,7 @@ class LongPolling(_Polling):
         self._deadlines: deque = deque()
         self._armed = False
         self.feed.start(self._publish_feed)
-        self._staggered_start(self.H, self._first_poll)
+        self._staggered_start(STREAM_START, self._first_poll)
 
     def _first_poll(self, c: int) -> None:
         if self.online[c] and not self.outstanding[c]:
