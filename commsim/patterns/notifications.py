@@ -737,6 +737,12 @@ class _Streaming(_Base):
         now = self.env._now
         self.down.send(Message("response", SERVER, c, self.response_header, 0, 0, 0, now,
                                label="stream open"), self._client_opened)
+        if not self.online[c]:
+            # The client left while connecting: the server sees the close at
+            # once (as for an open stream); what it would have replayed waits.
+            if replay:
+                self.backlog.setdefault(c, [])[:0] = replay
+            return
         self.open[c] = 1
         self.conn_no[c] += 1
         self._conn(+1)
