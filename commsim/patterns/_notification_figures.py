@@ -10,7 +10,8 @@ sweeps ``pattern`` with ``clients.count`` and/or ``workload.event_rate``:
 * ``latency_distribution.png``: mean and p50/p95/p99 latency per pattern
   (at one sweep point);
 * ``connections_held.png``: most connections (and server memory) held at
-  once vs clients;
+  once vs clients, plus short polling's mean connections without keep-alive
+  (the time-average of polls at the server CPU, ``server_jobs_mean``);
 * ``cheapest.csv``: per (clients, event rate), the pattern that uses the
   least bandwidth, server CPU, server memory, and the one with the lowest
   mean latency (patterns within 1 % of the best are listed joined by ``=``),
@@ -121,10 +122,17 @@ def figures(result, out_dir) -> list[Path]:
         for p in pats:
             d = select(df[df[P] == p], **{R: rate0}).sort_values(N)
             ax.plot(d[N], d["connections_max"], STYLE[p], color=COLORS[p], label=p)
+        if "short_polling" in pats and "server_jobs_mean" in df.columns:
+            # Without keep-alive a short-polling connection lives from the poll's
+            # arrival to its answer: exactly a job at the server CPU, so the
+            # time-average jobs present is the mean connections held.
+            d = select(df[df[P] == "short_polling"], **{R: rate0}).sort_values(N)
+            ax.plot(d[N], d["server_jobs_mean"], "x--", color=COLORS["short_polling"],
+                    label="short_polling without keep-alive (mean)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("clients")
-        ax.set_ylabel("connections open at the server at once (max)")
+        ax.set_ylabel("connections open at the server (max; dashed: mean)")
         mem = result.experiment.resolved.get("short_polling", {}).get("connection_memory")
         ax.set_title("Connections held" + (f" (x {mem / 1024:g} KiB of server memory each)" if mem else ""))
         ax.grid(True, which="both", alpha=0.3)
