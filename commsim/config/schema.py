@@ -153,6 +153,10 @@ register_section(Section("clients", {
     "rate": Field("rate", "1/s", "requests per second per client (async mode)", min=0, min_exclusive=True),
     "think_time": Field("dist:duration", {"dist": "exponential", "mean": "1s"},
                         "pause between a response and the next request (sync mode)", min=0),
+    "service_time": Field("dist:duration", "0s", "client processing time per received event "
+                          "(notification patterns; 0: instant)", min=0),
+    "buffer": Field("int", None, "events that may wait at a client beside the one being "
+                    "processed; more are dropped (push; null: unbounded)", min=0, nullable=True),
 }, doc="The client population."))
 
 CORE_SECTIONS = ("network", "server", "clients")
