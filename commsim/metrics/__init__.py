@@ -62,5 +62,11 @@ define("server_jobs_mean", "1", "time-average number of jobs at the server CPU (
 define("server_sojourn_mean", "s", "mean time a job spent at the server CPU (wait + service)")
 define("connections_opened", "1", "connections opened in the window")
 define("handshakes", "1", "connection handshakes completed in the window")
+define("missed", "1", "messages a receiver should have got and never will: sent while it was "
+       "offline, lost between a dropped stream and a reconnect without resume, dropped by a full "
+       "buffer, lost in a broker restart without persistence. Notification patterns count updates "
+       "created in the window; pubsub counts message copies of the whole run")
+define("duplicates", "1", "messages a receiver got (or processed) more than once: redeliveries "
+       "after a crash, replays from the last committed offset. Window as for `missed`")
 define("proxy_cpu_s", "s", "CPU-seconds spent by proxies (sidecars, reverse proxies) in the window")
 define("events", "1", "simulation events scheduled (engine work, for speed reports)")

@@ -20,10 +20,6 @@ define("connections_max", "1", "most connections open at the server at once "
        "(kept-alive, held or streaming)")
 define("server_memory_max", "B", "most server memory held by open connections at once "
        "(connections x <pattern>.connection_memory)")
-define("missed", "1", "updates created inside the window never delivered: created while a push "
-       "client was offline, lost between an SSE drop and a reconnect without resume, "
-       "dropped by a full client buffer, or in a response that reached an offline client")
-define("duplicates", "1", "updates delivered to the same client more than once (window)")
 define("reconnects", "1", "connections re-opened in the window after a drop or an offline period")
 define("jobs", "1", "job notices that reached their client in the window")
 define("polls_per_job", "1", "mean number of polls a client sent between submitting a job "

@@ -24,10 +24,6 @@ define("published", "1", "messages accepted for delivery in the whole run (by th
 define("copies", "1", "message copies owed to subscriptions in the whole run "
        "(published x subscriptions of the message's topic)")
 define("processed", "1", "copies processed by a subscriber for the first time in the whole run")
-define("duplicates", "1", "processings of a message copy that had already been processed "
-       "by its subscription (whole run)")
-define("missed", "1", "message copies a subscriber will never get: lost while it was offline "
-       "or in a broker restart without persistence (whole run)")
 define("backlog", "1", "copies neither processed nor missed when the run ended "
        "(queued, in flight or in a consumer's buffer)")
 define("deliveries", "1", "copies sent to consumers in the whole run, redeliveries included")
