@@ -236,7 +236,9 @@ def test_value_labels():
     ([], {"bytes_by_category.png"}),
 ])
 def test_request_response_figures(tmp_path, keys, expected):
-    paths = plots.request_response_figures(_fake_result(keys), tmp_path)
+    from commsim.figures.request_response import request_response_figures
+
+    paths = request_response_figures(_fake_result(keys), tmp_path)
     assert {p.name for p in paths} == expected
     for p in paths:
         assert p.parent == tmp_path and p.read_bytes()[:8] == PNG

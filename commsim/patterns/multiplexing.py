@@ -358,7 +358,7 @@ class Multiplexing:
 
 
 def figures(result, out_dir):
-    from commsim.patterns._multiplexing_figures import multiplexing_figures
+    from commsim.figures.multiplexing import multiplexing_figures
 
     return multiplexing_figures(result, out_dir)
 

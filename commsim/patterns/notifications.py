@@ -899,7 +899,7 @@ class Push(_Streaming):
 
 
 def _figures(result, out_dir):
-    from commsim.patterns._notification_figures import figures
+    from commsim.figures.notifications import figures
 
     return figures(result, out_dir)
 

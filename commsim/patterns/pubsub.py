@@ -793,7 +793,7 @@ class PubSub:
 
 
 def figures(result, out_dir):
-    from commsim.patterns._pubsub_figures import pubsub_figures
+    from commsim.figures.pubsub import pubsub_figures
 
     return pubsub_figures(result, out_dir)
 

@@ -170,7 +170,7 @@ class RequestResponse:
 
 
 def figures(result, out_dir):
-    from commsim.experiment.plots import request_response_figures
+    from commsim.figures.request_response import request_response_figures
 
     return request_response_figures(result, out_dir)
 

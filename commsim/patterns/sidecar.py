@@ -564,7 +564,7 @@ class _Handshake:
 
 
 def figures(result, out_dir) -> list:
-    from commsim.patterns._topology_figures import sidecar_figures
+    from commsim.figures.topology import sidecar_figures
 
     return sidecar_figures(result, Path(out_dir))
 

@@ -569,7 +569,7 @@ def _ignore(_token, _found) -> None:
 def figures(result, out_dir) -> list:
     """Latency and imbalance over time through the faults of each sweep point
     (replication 0 re-run to get its time series), and summary bars."""
-    from commsim.patterns._topology_figures import stateful_figures
+    from commsim.figures.topology import stateful_figures
 
     return stateful_figures(result, Path(out_dir), StatefulModel)
 
