@@ -51,6 +51,11 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable, allow_nan=True)
 
 
+def _dump(record: dict) -> str:
+    """Record text: key order kept (it is the column order of runs.csv)."""
+    return json.dumps(record, default=_jsonable, allow_nan=True)
+
+
 def normalise(metrics: dict) -> dict:
     """The form a metrics dict has after a store round trip.
 
@@ -107,7 +112,7 @@ class RunStore:
 
     def put(self, key: str, record: dict) -> None:
         record = dict(record, key=key)
-        atomic_write(self.path(key), canonical(record))
+        atomic_write(self.path(key), _dump(record))
 
     def keys(self) -> set[str]:
         if not self.dir.is_dir():
@@ -134,7 +139,7 @@ class MemoryStore(RunStore):
         return self._records.get(key)
 
     def put(self, key: str, record: dict) -> None:
-        self._records[key] = json.loads(canonical(dict(record, key=key)))
+        self._records[key] = json.loads(_dump(dict(record, key=key)))
 
     def keys(self) -> set[str]:
         return set(self._records)
