@@ -163,16 +163,21 @@ class Precision:
         """Per sweep point: replications run, relative half-widths, target met."""
         points = []
         for _, row in summary.iterrows():
-            entry = {k: row[k] for k in exp.sweep}
+            entry = {k: _plain(row[k]) for k in exp.sweep}
             entry["replications"] = int(row["replications"])
             met = True
             for m in self.metrics:
                 if m in row and f"{m}_ci95" in row:
                     mean, hw = row[m], row[f"{m}_ci95"]
                     rel = (hw / abs(mean)) if mean and not math.isnan(hw) else (0.0 if hw == 0 else math.inf)
-                    entry[f"{m}_rel_ci95"] = rel
-                    met = met and rel <= self.adjusted
+                    entry[f"{m}_rel_ci95"] = float(rel)
+                    met = met and bool(rel <= self.adjusted)
             entry["target_met"] = met
             points.append(entry)
         return {"target": self.target, "metrics": list(self.metrics),
                 "max_replications": self.max_replications, "points": points}
+
+
+def _plain(v):
+    item = getattr(v, "item", None)
+    return item() if callable(item) else v
