@@ -1,0 +1,105 @@
+"""How much faster is ``commsim run --jobs 2`` than ``--jobs 1``?
+
+Runs the same sweep (4 sweep points x 2 replications of an open-loop
+request-response server at 60-80 % load, ~1 s of CPU per run) end to end
+through the command line, alternating ``--jobs 1`` and ``--jobs 2`` so both
+see the same machine load, each into a fresh results folder (nothing reused
+from a store).  Prints every pair's times and ratio, the median ratio, and the
+load average, since on a shared machine the ratio is only as good as the
+quiet it was measured in.  It also checks that both give identical
+``runs.csv``.
+
+    python benchmarks/bench_parallel.py [--pairs 3] [--duration 20s] [--mode cli|api]
+
+``--mode api`` times ``run_experiment`` in this process instead (no
+interpreter start-up or figure drawing: the parallel part alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def config(duration: str) -> dict:
+    return {
+        "name": "bench_parallel",
+        "pattern": "request_response",
+        "seed": 1,
+        "duration": duration,
+        "replications": 2,
+        "clients": {"count": 100, "mode": "async", "rate": "6/s"},
+        "server": {"cores": 1, "service_time": {"dist": "exponential", "mean": "1ms"}},
+        "sweep": {"clients.rate": [6, 7, 7.5, 8]},
+    }
+
+
+def run_cli(path: Path, out: Path, jobs: int) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "commsim", "run", str(path), "--out", str(out), "--quiet",
+                    "--jobs", str(jobs)], cwd=ROOT, check=True)
+    return time.perf_counter() - t0
+
+
+def run_api(cfg: dict, jobs: int, out: Path) -> float:
+    from commsim.config import load
+    from commsim.experiment.runner import run_experiment
+
+    t0 = time.perf_counter()
+    result = run_experiment(load(cfg), jobs=jobs)
+    elapsed = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs.csv").write_text(result.runs.to_csv(index=False))
+    return elapsed
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pairs", type=int, default=3, help="alternating (jobs 1, jobs 2) pairs (default 3)")
+    ap.add_argument("--duration", default="20s", help="simulated duration of each run (default 20s)")
+    ap.add_argument("--mode", choices=("cli", "api"), default="cli")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    cfg = config(args.duration)
+    print(f"sweep: 4 points x 2 replications, duration {args.duration}, mode {args.mode}, "
+          f"{os.cpu_count()} cores, load average before {os.getloadavg()[0]:.2f}")
+    ratios, t1s, t2s = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        path = tmp / "bench.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        for i in range(args.pairs):
+            times = {}
+            # alternate which goes first, so a load change hits both alike
+            for jobs in ((1, 2) if i % 2 == 0 else (2, 1)):
+                out = tmp / f"p{i}_j{jobs}"
+                times[jobs] = run_cli(path, out, jobs) if args.mode == "cli" else run_api(cfg, jobs, out)
+            same = (tmp / f"p{i}_j1" / "runs.csv").read_bytes() == (tmp / f"p{i}_j2" / "runs.csv").read_bytes()
+            ratio = times[1] / times[2]
+            ratios.append(ratio)
+            t1s.append(times[1])
+            t2s.append(times[2])
+            print(f"pair {i + 1}: --jobs 1 {times[1]:6.2f} s   --jobs 2 {times[2]:6.2f} s   "
+                  f"speed-up {ratio:.2f}x   identical runs.csv: {same}   "
+                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+            if not same:
+                print("ERROR: runs.csv differs between --jobs 1 and --jobs 2")
+                return 1
+    print(f"median: --jobs 1 {statistics.median(t1s):.2f} s, --jobs 2 {statistics.median(t2s):.2f} s, "
+          f"speed-up {statistics.median(ratios):.2f}x (best pair {max(ratios):.2f}x, worst {min(ratios):.2f}x); "
+          f"load average after {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
