@@ -34,26 +34,26 @@ def mm1(**over) -> dict:
 
 
 def test_ci_half_width_shrinks_as_replications_grow():
-    # 64 independent replications of latency_mean.  The expected 95 %
+    # 40 independent replications of latency_mean.  The expected 95 %
     # half-width with n replications is t_{.975,n-1} * c4(n) * sigma / sqrt(n)
     # (c4: E[s] = c4 * sigma).  Averaged over disjoint groups:
-    #   n = 4:  3.182 * 0.9213 / 2 = 1.466 sigma  (16 groups)
-    #   n = 16: 2.131 * 0.9835 / 4 = 0.524 sigma  (4 groups)
-    #   n = 64: 1.998 * 0.9960 / 8 = 0.249 sigma  (1 group)
-    # Expected ratios 0.357 (16 vs 4) and 0.475 (64 vs 16).  The average of 16
-    # half-widths at n = 4 has a CV of about 0.42 / 4 = 0.10, that of 4 at
-    # n = 16 about 0.18 / 2 = 0.09, one at n = 64 about 0.09, so each ratio is
-    # within +-2.5 x 0.14 (relative) with high probability:
-    # [0.23, 0.48] and [0.30, 0.65].
-    result = run_experiment(load(mm1(replications=64, duration="0.5s")))
+    #   n = 4:  3.182 * 0.9213 / 2     = 1.466 sigma  (10 groups)
+    #   n = 10: 2.262 * 0.9727 / 3.162 = 0.696 sigma  (4 groups)
+    #   n = 40: 2.023 * 0.9936 / 6.325 = 0.318 sigma  (1 group)
+    # Expected ratios 0.475 (10 vs 4) and 0.457 (40 vs 10).  The CV of s is
+    # sqrt(1 - c4^2) / c4 = 0.42, 0.24, 0.11 at n = 4, 10, 40, so the averaged
+    # half-widths have CVs of 0.42/sqrt(10) = 0.13, 0.24/2 = 0.12 and 0.11, and
+    # each ratio a CV of about 0.17: within +-2.5 x 0.17 relative, i.e.
+    # [0.27, 0.68] and [0.26, 0.65].
+    result = run_experiment(load(mm1(replications=40, duration="0.5s")))
     x = result.runs["latency_mean"].to_numpy()
-    assert len(x) == 64
-    hw = {n: np.mean([mean_ci(x[i:i + n])[1] for i in range(0, 64, n)]) for n in (4, 16, 64)}
-    assert hw[64] < hw[16] < hw[4]
-    assert 0.23 < hw[16] / hw[4] < 0.48
-    assert 0.30 < hw[64] / hw[16] < 0.65
-    # summary.csv's latency_mean_ci95 is the n = 64 half-width
-    assert result.summary["latency_mean_ci95"].iloc[0] == pytest.approx(hw[64], rel=1e-12)
+    assert len(x) == 40
+    hw = {n: np.mean([mean_ci(x[i:i + n])[1] for i in range(0, 40, n)]) for n in (4, 10, 40)}
+    assert hw[40] < hw[10] < hw[4]
+    assert 0.27 < hw[10] / hw[4] < 0.68
+    assert 0.26 < hw[40] / hw[10] < 0.65
+    # summary.csv's latency_mean_ci95 is the n = 40 half-width
+    assert result.summary["latency_mean_ci95"].iloc[0] == pytest.approx(hw[40], rel=1e-12)
 
 
 def test_precision_target_adds_replications_until_met():
