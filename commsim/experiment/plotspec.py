@@ -6,7 +6,8 @@ with their 95 % confidence intervals as error bars::
     plots:
       - name: latency_vs_clients        # file stem (default: <y>_vs_<x>)
         x: clients.count                # a swept key
-        y: latency_mean                 # a metric, or a list of metrics (one panel each)
+        y: latency_mean                 # a metric, or a list of metrics (one panel each);
+                                        # 'replications' shows how many each point needed
         hue: pattern                    # optional: a swept key, one line per value
         kind: line                      # line (default) or bar
         logx: true                      # log axes (default false)
@@ -67,8 +68,9 @@ def resolve_plots(raw, sweep_keys) -> list[dict]:
         if not ys:
             raise ConfigError(f"{key}.y", "got an empty list; expected a metric name or a list of them")
         for y in ys:
-            if y not in METRICS:
-                raise ConfigError(f"{key}.y", f"got {describe(y)}; expected a metric name{_hint(y, METRICS)}")
+            if y not in METRICS and y != "replications":
+                raise ConfigError(f"{key}.y", f"got {describe(y)}; expected a metric name (or "
+                                  f"'replications'){_hint(y, [*METRICS, 'replications'])}")
         hue = spec.get("hue")
         if hue is not None and (hue not in sweep_keys or hue == x):
             raise ConfigError(f"{key}.hue", f"got {describe(hue)}; expected a swept key other than x: "
