@@ -183,3 +183,24 @@ def test_a_failing_run_is_reported_and_does_not_stop_the_others(tmp_path, capsys
     assert "cores=2 is broken on purpose" in failures and "server.cores" in failures
     # Failed runs are not stored: the next run tries them again.
     assert len(RunStore(out)) == 4
+
+
+def test_dask_executor_without_distributed_says_how_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
+    cfg = write_config(tmp_path, base_config())
+    rc = main(["run", str(cfg), "--out", str(tmp_path / "o"), "--executor", "dask",
+               "--scheduler", "tcp://127.0.0.1:1"])
+    assert rc == 2
+    assert "pip install 'commsim[dask]'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_python_api_runs_in_parallel_and_keeps_the_old_progress_callback():
+    calls = []
+    exp = load(base_config())
+    a = run_experiment(exp, lambda done, total: calls.append((done, total)))
+    b = run_experiment(load(base_config()), jobs=2)
+    assert calls[-1] == (6, 6) and len(calls) == 6
+    assert a.runs.equals(b.runs) and a.summary.equals(b.summary)
+    assert a.computed == 6 and a.reused == 0 and not a.failures
+    assert list(a.timings.columns) == ["clients.rate", "replication", "wall_s", "reused"]
