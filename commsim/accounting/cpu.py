@@ -25,11 +25,12 @@ class CpuAccount:
     def add(self, t0: float, t1: float, purpose: str, wasted: bool = False) -> None:
         """Account a core busy from ``t0`` to ``t1``."""
         sim = self._sim
-        if t1 <= sim.start:
-            return
-        used = sim.overlap(t0, t1)
-        if used <= 0.0:
-            return
+        if t0 >= sim.start and t1 <= sim.end:
+            used = t1 - t0  # the common case: wholly inside the window
+        else:
+            used = sim.overlap(t0, t1)
+            if used <= 0.0:
+                return
         self.by_purpose[purpose] = self.by_purpose.get(purpose, 0.0) + used
         if wasted:
             self.wasted += used

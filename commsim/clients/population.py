@@ -68,7 +68,10 @@ class ClientPopulation:
             yield ev
             since[cid] = None
             record(t0)
-            self.blocked_s += sim.overlap(t0, env._now)
+            if t0 >= sim.start:
+                self.blocked_s += env._now - t0
+            else:
+                self.blocked_s += sim.overlap(t0, env._now)
             yield env.timeout(think())
 
     def _close(self) -> None:

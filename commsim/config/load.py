@@ -133,7 +133,8 @@ def _check_range(f: Field, number: float, key: str, value: Any, what: str = "") 
     low_bad = f.min is not None and (number <= f.min if f.min_exclusive else number < f.min)
     high_bad = f.max is not None and number > f.max
     if low_bad or high_bad:
-        raise ConfigError(key, f"got {describe(value)} ({what}{number:g}); expected {f.describe_allowed()}")
+        shown = describe(value) if (not what and value == number) else f"{describe(value)} ({what}{number:g})"
+        raise ConfigError(key, f"got {shown}; expected {f.describe_allowed()}")
 
 
 def resolve_section(section: Section, raw: Any, key: str, base_dir: Path | None) -> dict:

@@ -31,7 +31,6 @@ Scale (issue 7)
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -96,15 +95,13 @@ def simulate(config: dict, run_seed: int, tracer=None, watch=None) -> tuple[dict
 
 
 def run_point(config: dict, params: dict, replication: int) -> dict:
-    """One replication of one sweep point, as a ``runs.csv`` row (plus ``wall_s``)."""
+    """One replication of one sweep point, as a ``runs.csv`` row."""
     seed = derive_run_seed(config["seed"], replication)
-    t0 = time.perf_counter()
     metrics, _ = simulate(config, seed)
     row: dict[str, Any] = dict(params)
     row["replication"] = replication
     row["seed"] = seed
     row.update(metrics)
-    row["wall_s"] = time.perf_counter() - t0
     return row
 
 

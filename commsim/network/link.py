@@ -25,6 +25,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
+from simpy.core import NORMAL
+from simpy.events import Event
+
 from commsim.engine.simulation import call_at, call_later
 
 
@@ -69,6 +72,9 @@ class Link:
         self._armed = False
         self.in_flight = 0
         self._fifo = self.constant_latency is not None and loss == 0
+        self._waker = Event(sim.env)
+        self._waker._ok = True
+        self._waker._value = None
 
     # ------------------------------------------------------------------
     def send(self, msg, deliver: Callable) -> None:
@@ -92,7 +98,7 @@ class Link:
             self._line.append((arrive, msg, deliver))
             if not self._armed:
                 self._armed = True
-                call_at(self.env, arrive, self._wake)
+                self._arm(arrive - now)
             return
         if self.loss == 0:
             call_at(self.env, depart + self._latency(), self._arrive, (msg, deliver))
@@ -110,18 +116,31 @@ class Link:
         call_later(self.env, delay + self._latency(), self._arrive, (msg, deliver))
 
     # ------------------------------------------------------------------
+    def _arm(self, delay: float) -> None:
+        # The delay line's single wake-up event is reused: SimPy leaves a
+        # processed event alone, so re-arming it only resets its callbacks.
+        ev = self._waker
+        ev.callbacks = [self._wake]
+        self.env.schedule(ev, NORMAL, delay if delay > 0 else 0.0)
+
     def _wake(self, _event) -> None:
         line = self._line
         now = self.env._now
+        counter = self.sim.bytes
+        traced = self.sim.tracer is not None
         # The head is due (its wake-up was scheduled for it); deliver every
         # other entry due by now too, then re-arm for the next one.
-        _, msg, deliver = line.popleft()
-        self._deliver(msg, deliver)
-        while line and line[0][0] <= now:
+        while True:
             _, msg, deliver = line.popleft()
-            self._deliver(msg, deliver)
+            self.in_flight -= 1
+            counter.delivered += 1
+            if traced:
+                self.sim.tracer.arrived(self, msg)
+            deliver(msg)
+            if not line or line[0][0] > now:
+                break
         if line:
-            call_at(self.env, line[0][0], self._wake)
+            self._arm(line[0][0] - now)
         else:
             self._armed = False
 
@@ -138,10 +157,14 @@ class Link:
 
     def _retransmit(self, event) -> None:
         self.sim.bytes.transmit(event._value, retransmission=True)
+        if self.sim.tracer is not None:
+            self.sim.tracer.retransmitted(self, event._value)
 
     def _drop(self, event) -> None:
         self.in_flight -= 1
         self.sim.bytes.dropped += 1
+        if self.sim.tracer is not None:
+            self.sim.tracer.dropped(self, event._value)
 
     def pending(self) -> int:
         """Messages on the link now (read off the delay line or the counter)."""

@@ -105,6 +105,7 @@ class Cpu:
             self._start(self.queue.popleft(), now)
         else:
             self.free += 1
+
         job.done(job.token, job.started - job.submitted)
 
     def _close(self) -> None:

@@ -73,7 +73,10 @@ class _Upload:
         self.sent = 0
 
     def next_chunk(self) -> None:
-        self.model.conns.ensure(self.client, self._send)
+        if self.model.conns.enabled:
+            self.model.conns.ensure(self.client, self._send)
+        else:
+            self._send(0)
 
     def _send(self, extra_handshake: int) -> None:
         m = self.model
@@ -84,10 +87,10 @@ class _Upload:
         else:
             chunk = int(m.chunk_size)
             body = chunk if i < self.chunks - 1 else self.body - chunk * (self.chunks - 1)
-        label = f"request {i + 1}/{self.chunks}" if self.chunks > 1 else "request"
-        msg = Message("request", self.client, "server", header=m.req_header, payload=body,
-                      handshake=extra_handshake, created=m.env._now, data=self, label=label)
-        delay = m.encoding.cpu(body)
+        label = "request" if self.chunks == 1 else f"request {i + 1}/{self.chunks}"
+        msg = Message("request", self.client, "server", m.req_header, body, 0, extra_handshake,
+                      m.env._now, self, label)
+        delay = m.encoding.cpu(body) if m.encoded else 0.0
         if delay > 0:
             m.env.timeout(delay).callbacks.append(lambda _e: m.net.up.send(msg, m.server_receive))
         else:
@@ -95,11 +98,12 @@ class _Upload:
 
     def response(self, msg) -> None:
         m = self.model
-        m.conns.done(self.client)
+        if m.conns.enabled:
+            m.conns.done(self.client)
         if self.sent < self.chunks:
             self.next_chunk()
             return
-        delay = m.encoding.cpu(msg.payload)
+        delay = m.encoding.cpu(msg.payload) if m.encoded else 0.0
         if delay > 0:
             m.env.timeout(delay).callbacks.append(lambda _e: self.done())
         else:
@@ -122,31 +126,38 @@ class RequestResponse:
         self.resp_header = int(rr["response_header"])
         self.chunk_size = rr["chunk_size"]
         enc = self.encoding
-        req_body = sim.sampler(rr["request_body"], "request_response/request_body", "size")
-        resp_body = sim.sampler(rr["response_body"], "request_response/response_body", "size")
-        self._req_body = lambda: enc.encoded_size(req_body())
-        self._resp_body = lambda: enc.encoded_size(resp_body())
+        self.encoded = enc.cpu_per_kb > 0
+        self._req_body = self._body_sampler(rr["request_body"], "request_response/request_body")
+        self._resp_body = self._body_sampler(rr["response_body"], "request_response/response_body")
         self._service = sim.sampler(cfg["server"]["service_time"], "server/service")
         self.clients = ClientPopulation(sim, self.start_op)
+
+    def _body_sampler(self, spec, stream):
+        enc = self.encoding
+        if not isinstance(spec, dict):  # constant size: computed once
+            size = enc.encoded_size(spec)
+            return lambda: size
+        draw = self.sim.sampler(spec, stream, "size")
+        return lambda: enc.encoded_size(draw())
 
     # -------------------------------------------------------------- flow --
     def start_op(self, client, done) -> None:
         _Upload(self, client, done, self._req_body(), self._resp_body()).next_chunk()
 
     def server_receive(self, msg) -> None:
-        work = self._service() + self.encoding.cpu(msg.payload)
         upload = msg.data
-        last = upload.sent == upload.chunks
-        resp_body = upload.response_body if last else 0
-        work += self.encoding.cpu(resp_body)
+        resp_body = upload.response_body if upload.sent == upload.chunks else 0
+        work = self._service()
+        if self.encoded:
+            work += self.encoding.cpu(msg.payload) + self.encoding.cpu(resp_body)
         self.cpu.submit(work, "request", self._respond, (msg, resp_body))
 
     def _respond(self, token, _wait) -> None:
         req, resp_body = token
         upload = req.data
         label = "response" if upload.chunks == 1 else f"response {upload.sent}/{upload.chunks}"
-        msg = Message("response", "server", req.src, header=self.resp_header, payload=resp_body,
-                      created=self.env._now, data=upload, label=label)
+        msg = Message("response", "server", req.src, self.resp_header, resp_body, 0, 0,
+                      self.env._now, upload, label)
         self.net.down.send(msg, upload.response)
 
     # ----------------------------------------------------------- metrics --
