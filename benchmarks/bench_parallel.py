@@ -1,7 +1,7 @@
 """How much faster is ``commsim run --jobs 2`` than ``--jobs 1``?
 
 Runs the same sweep (4 sweep points x 2 replications of an open-loop
-request-response server at 60-80 % load, ~1 s of CPU per run) end to end
+request-response server at 60-80 % load, ~1 s of CPU per run at 100 s) end to end
 through the command line, alternating ``--jobs 1`` and ``--jobs 2`` so both
 see the same machine load, each into a fresh results folder (nothing reused
 from a store).  Prints every pair's times and ratio, the median ratio, and the
@@ -9,7 +9,7 @@ load average, since on a shared machine the ratio is only as good as the
 quiet it was measured in.  It also checks that both give identical
 ``runs.csv``.
 
-    python benchmarks/bench_parallel.py [--pairs 3] [--duration 20s] [--mode cli|api]
+    python benchmarks/bench_parallel.py [--pairs 3] [--duration 100s] [--mode cli|api]
 
 ``--mode api`` times ``run_experiment`` in this process instead (no
 interpreter start-up or figure drawing: the parallel part alone).
@@ -66,7 +66,7 @@ def run_api(cfg: dict, jobs: int, out: Path) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", type=int, default=3, help="alternating (jobs 1, jobs 2) pairs (default 3)")
-    ap.add_argument("--duration", default="20s", help="simulated duration of each run (default 20s)")
+    ap.add_argument("--duration", default="100s", help="simulated duration of each run (default 100s: ~1 s of CPU per run)")
     ap.add_argument("--mode", choices=("cli", "api"), default="cli")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
