@@ -1,6 +1,6 @@
 """How much faster is ``commsim run --jobs 2`` than ``--jobs 1``?
 
-Runs the same sweep (4 sweep points x 2 replications of an open-loop
+Runs the same sweep (4 sweep points x 4 replications of an open-loop
 request-response server at 60-80 % load, ~1 s of CPU per run at 100 s) end to end
 through the command line, alternating ``--jobs 1`` and ``--jobs 2`` so both
 see the same machine load, each into a fresh results folder (nothing reused
@@ -37,18 +37,29 @@ def config(duration: str) -> dict:
         "pattern": "request_response",
         "seed": 1,
         "duration": duration,
-        "replications": 2,
+        "replications": 4,
         "clients": {"count": 100, "mode": "async", "rate": "6/s"},
         "server": {"cores": 1, "service_time": {"dist": "exponential", "mean": "1ms"}},
         "sweep": {"clients.rate": [6, 7, 7.5, 8]},
     }
 
 
+CPU = {}
+
+
 def run_cli(path: Path, out: Path, jobs: int) -> float:
+    import resource
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "commsim", "run", str(path), "--out", str(out), "--quiet",
                     "--jobs", str(jobs)], cwd=ROOT, check=True)
-    return time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU of the command and its worker processes: cpu / wall is how many
+    # cores it actually got; below `jobs`, other load on the machine took the rest.
+    CPU[jobs] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return elapsed
 
 
 def run_api(cfg: dict, jobs: int, out: Path) -> float:
@@ -71,7 +82,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     cfg = config(args.duration)
-    print(f"sweep: 4 points x 2 replications, duration {args.duration}, mode {args.mode}, "
+    print(f"sweep: 4 points x 4 replications, duration {args.duration}, mode {args.mode}, "
           f"{os.cpu_count()} cores, load average before {os.getloadavg()[0]:.2f}")
     ratios, t1s, t2s = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,8 +100,12 @@ def main(argv=None) -> int:
             ratios.append(ratio)
             t1s.append(times[1])
             t2s.append(times[2])
+            cores = ""
+            if args.mode == "cli":
+                cores = (f"   cores used {CPU[1] / times[1]:.2f} / {CPU[2] / times[2]:.2f}"
+                         f"   cpu {CPU[1]:.1f} / {CPU[2]:.1f} s")
             print(f"pair {i + 1}: --jobs 1 {times[1]:6.2f} s   --jobs 2 {times[2]:6.2f} s   "
-                  f"speed-up {ratio:.2f}x   identical runs.csv: {same}   "
+                  f"speed-up {ratio:.2f}x{cores}   identical runs.csv: {same}   "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)
             if not same:
                 print("ERROR: runs.csv differs between --jobs 1 and --jobs 2")
