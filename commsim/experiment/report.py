@@ -24,9 +24,12 @@ from commsim.errors import ConfigError
 MANIFEST = "figures.json"
 
 
-def load_result(out_dir: Path, plots=None):
-    """Rebuild a Result from a results folder (``plots`` replaces its plots
-    section, already resolved)."""
+_KEEP = object()
+
+
+def load_result(out_dir: Path, plots=_KEEP):
+    """Rebuild a Result from a results folder (``plots``, if given, replaces
+    its plots section: a resolved list, or None for none)."""
     import pandas as pd
     import yaml
 
@@ -39,7 +42,9 @@ def load_result(out_dir: Path, plots=None):
         raise ConfigError(str(out_dir), f"not a results folder: missing {', '.join(missing)} "
                           "(run `commsim run CONFIG` first)")
     resolved = yaml.safe_load((out_dir / "config.resolved.yaml").read_text()) or {}
-    if plots is not None:
+    if plots is None:
+        resolved.pop("plots", None)
+    elif plots is not _KEEP:
         resolved["plots"] = plots
     exp = load(resolved)
     runs = pd.read_csv(out_dir / "runs.csv")
