@@ -44,6 +44,9 @@ __all__ = [
     "closed_loop_throughput_bound",
     "short_polling",
     "long_polling",
+    "prefetch_utilization",
+    "pull_fetch",
+    "fanout_bytes",
 ]
 
 
@@ -420,3 +423,179 @@ def long_polling(event_rate: float, timeout: float, rtt: float) -> dict:
         "latency_mean": rtt / 2.0 + rtt * rtt / (2.0 * cycle),
         "cycle_mean": cycle,
     }
+
+
+# --------------------------------------------------------------------------
+# pubsub: broker delivery (push with prefetch, pull with long-poll fetch)
+
+
+def prefetch_utilization(prefetch: int, processing: float, deliver_latency: float,
+                         ack_latency: float) -> float:
+    """Utilisation of a push consumer limited by its prefetch window.
+
+    Model.  The broker's queue is never empty; the consumer processes one
+    message at a time for ``processing`` seconds and acks each message as
+    soon as it is processed; an ack reaches the broker ``ack_latency`` later,
+    which at once sends the next message, arriving ``deliver_latency`` later.
+    Each of the ``prefetch`` unacked "slots" therefore cycles through
+    processing + ack_latency + deliver_latency, during which the consumer is
+    busy for ``processing`` only.  With p slots the consumer is busy
+    p * processing out of every cycle, capped at 1 (it cannot work on two
+    messages at once)::
+
+        utilisation = min(1, p * s / (s + d_ack + d_deliver))
+
+    This is the RabbitMQ team's worked example ("Finding bottlenecks with
+    RabbitMQ 3.3", 2014): s = 4 ms, 50 ms each way gives 4/104 = 3.8% at
+    prefetch 1, 50% at 13 and 100% at 26.  Broker processing time is
+    neglected (add it to either latency).
+    """
+    p = _positive_int("prefetch", prefetch)
+    s = _positive("processing", processing)
+    d = _non_negative("deliver_latency", deliver_latency) + _non_negative("ack_latency", ack_latency)
+    return min(1.0, p * s / (s + d))
+
+
+def pull_fetch(byte_rate: float, min_bytes: float, max_wait: float, rtt: float,
+               backlog_bytes: float = 0.0) -> dict:
+    """One long-poll fetch of a pull consumer (Kafka's fetch.min.bytes /
+    fetch.max.wait.ms), with the producers as a fluid of ``byte_rate`` B/s.
+
+    The broker answers a fetch when ``min_bytes`` are ready after the
+    consumer's position or when ``max_wait`` has passed since the fetch
+    arrived.  If ``backlog_bytes`` are already ready when it arrives, the
+    broker holds it for::
+
+        hold = min(max(0, (B - b0) / r), max_wait)      (r = 0: max_wait if b0 < B)
+
+    and the consumer sees ``fetch_latency = hold + rtt``.  With b0 = 0 this is
+    the issue's form, ``min(B / r, max_wait) + rtt``; an idle topic (r = 0)
+    makes every fetch wait the full ``max_wait``.
+
+    A consumer that re-fetches as soon as a response arrives (negligible
+    processing) finds the bytes produced during the round trip waiting, so in
+    steady state b0 = r * rtt: use :func:`pull_fetch` with
+    ``backlog_bytes=byte_rate * rtt`` (returned as ``steady_hold`` and
+    ``steady_fetch_latency``).  Discrete messages of size m change the hold
+    by less than one message inter-arrival time m / r.
+    """
+    r = _non_negative("byte_rate", byte_rate)
+    B = _non_negative("min_bytes", min_bytes)
+    W = _non_negative("max_wait", max_wait)
+    rtt = _non_negative("rtt", rtt)
+    b0 = _non_negative("backlog_bytes", backlog_bytes)
+
+    def hold_for(backlog: float) -> float:
+        if backlog >= B:
+            return 0.0
+        if r == 0:
+            return W
+        return min((B - backlog) / r, W)
+
+    hold = hold_for(b0)
+    steady = hold_for(r * rtt)
+    return {"hold": hold, "fetch_latency": hold + rtt,
+            "steady_hold": steady, "steady_fetch_latency": steady + rtt}
+
+
+def fanout_bytes(payload_in: float, messages: int, subscribers: int, header: float) -> float:
+    """Bytes out of a broker that fans ``messages`` (``payload_in`` payload
+    bytes in all) out to ``subscribers`` subscriptions, each copy sent once
+    in its own frame with ``header`` bytes: ``S * payload_in + S * messages *
+    header``.  Batching copies into fewer frames (pull) lowers the header
+    term; redeliveries add their copies again."""
+    S = _positive_int("subscribers", subscribers)
+    return S * _non_negative("payload_in", payload_in) + S * int(messages) * _non_negative("header", header)
+
+
+# topologies: stateful vs stateless, sidecar proxies (pattern modules
+# commsim/patterns/stateful.py and commsim/patterns/sidecar.py)
+
+__all__ += ["sidecar_added_latency", "proxy_cores", "stateless_store_added_latency",
+            "consistent_hash_moved_fraction"]
+
+
+def sidecar_added_latency(proxies: int, proxy_cpu: float, loopback: float,
+                          mtls_cpu: float = 0.0, proxy_delay: float = 0.0) -> float:
+    """Mean latency that ``proxies`` sidecar proxies add to one call at low load.
+
+    Each proxy handles the request and the response (two legs); per request
+    it spends ``proxy_cpu`` + ``mtls_cpu`` of CPU in all and ``proxy_delay``
+    of non-CPU time on each leg, and the application's traffic crosses the
+    loopback (one-way latency ``loopback``) once in each direction.  With no
+    queueing (low load) the added mean is
+
+        proxies * (proxy_cpu + mtls_cpu + 2 * proxy_delay + 2 * loopback),
+
+    i.e. twice (proxy service time + loopback round trip) for the usual
+    two-proxy call.
+    """
+    if isinstance(proxies, bool) or int(proxies) != proxies or proxies < 0:
+        raise ValueError(f"proxies must be an integer >= 0, got {proxies!r}")
+    for name, v in (("proxy_cpu", proxy_cpu), ("loopback", loopback), ("mtls_cpu", mtls_cpu),
+                    ("proxy_delay", proxy_delay)):
+        _non_negative(name, v)
+    return proxies * (proxy_cpu + mtls_cpu + 2.0 * proxy_delay + 2.0 * loopback)
+
+
+def proxy_cores(rate: float, proxies_per_request: float, cpu_per_request: float) -> float:
+    """CPU cores the proxies burn: ``rate * proxies_per_request * cpu_per_request``.
+
+    Linear in the request rate (CPU per request does not depend on load in
+    the model: queueing delays requests but does not add work).  E.g. 0.35 ms
+    per request per proxy is 0.35 vCPU per 1000 requests per second through
+    a proxy, Istio's published figure.
+    """
+    _non_negative("rate", rate)
+    _non_negative("proxies_per_request", proxies_per_request)
+    _non_negative("cpu_per_request", cpu_per_request)
+    return rate * proxies_per_request * cpu_per_request
+
+
+def stateless_store_added_latency(store_one_way: float, store_service: float,
+                                  login_fraction: float = 0.0) -> float:
+    """Mean extra latency per operation of keeping sessions in a shared store,
+    at low load (no store queueing): a read round trip on every request plus
+    a write round trip for the fraction of operations that start with a login."""
+    _non_negative("store_one_way", store_one_way)
+    _non_negative("store_service", store_service)
+    if not 0.0 <= login_fraction <= 1.0:
+        raise ValueError(f"login_fraction must be in [0, 1], got {login_fraction!r}")
+    return (1.0 + login_fraction) * (2.0 * store_one_way + store_service)
+
+
+def consistent_hash_moved_fraction(before: int, after: int) -> float:
+    """Expected fraction of keys that change owner when a consistent-hash ring
+    grows from ``before`` to ``after`` equal servers: (after - before) / after
+    (only the keys the new servers take move; Karger et al. 1997)."""
+    b = _positive_int("before", before)
+    a = _positive_int("after", after)
+    if a < b:
+        raise ValueError("after must be >= before")
+    return (a - b) / a
+
+
+# ------------------------------------------------------------ multiplexing ----
+
+def page_load_round_trips(protocol: str, objects: int, connections: int = 6,
+                          handshake_rtts: int = 0, max_streams: int = 100) -> int:
+    """Round trips to load a page of ``objects`` objects when every object is
+    requested at once, sizes are negligible, nothing is lost and the server
+    answers instantly.
+
+    * ``http1``: ``k = min(connections, objects)`` connections each carry one
+      request at a time, so the objects take ``ceil(objects / k)`` rounds.
+    * ``http2`` / ``http3``: one connection carries ``max_streams`` requests
+      at once: ``ceil(objects / max_streams)`` rounds (one when the limit is
+      not reached).
+
+    Connections open in parallel, so the handshakes add ``handshake_rtts``
+    once (TCP 1, TCP + TLS 1.3 2, TCP + TLS 1.2 3, QUIC 1, QUIC 0-RTT 0).
+    """
+    if objects < 1 or connections < 1 or max_streams < 1 or handshake_rtts < 0:
+        raise ValueError("objects, connections and max_streams must be >= 1, "
+                         "handshake_rtts >= 0")
+    per_round = min(connections, objects) if protocol == "http1" else max_streams
+    if protocol not in ("http1", "http2", "http3"):
+        raise ValueError(f"unknown protocol {protocol!r}")
+    return handshake_rtts + math.ceil(objects / per_round)

@@ -15,6 +15,10 @@ transmission counts when it starts inside the window).  The message ledger
 (``sent``, ``delivered``, ``dropped``) covers the whole run, so that
 ``sent == delivered + dropped + in_flight`` holds exactly at the end, where
 ``in_flight`` is read off the links' own queues.
+
+``bytes_by_kind`` splits the same window's bytes by message kind (so a
+pattern can tell, e.g., bytes into a broker from bytes out of it without
+counting bytes itself).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ class ByteCounter:
     """Counts bytes by category, messages by kind, and the message ledger."""
 
     __slots__ = ("_sim", "header", "payload", "framing", "handshake", "retransmitted",
-                 "by_kind", "sent", "delivered", "dropped")
+                 "by_kind", "bytes_by_kind", "sent", "delivered", "dropped")
 
     def __init__(self, sim):
         self._sim = sim
@@ -36,6 +40,7 @@ class ByteCounter:
         self.handshake = 0
         self.retransmitted = 0
         self.by_kind: dict[str, int] = {}
+        self.bytes_by_kind: dict[str, int] = {}  # bytes on the wire by message kind
         self.sent = 0
         self.delivered = 0
         self.dropped = 0
@@ -47,15 +52,50 @@ class ByteCounter:
             self.payload += msg.payload
             self.framing += msg.framing
             self.handshake += msg.handshake
+            size = msg.header + msg.payload + msg.framing + msg.handshake
+            per_kind = self.bytes_by_kind
+            per_kind[msg.kind] = per_kind.get(msg.kind, 0) + size
             if retransmission:
-                self.retransmitted += msg.header + msg.payload + msg.framing + msg.handshake
+                self.retransmitted += size
             else:
                 kinds = self.by_kind
                 kinds[msg.kind] = kinds.get(msg.kind, 0) + 1
 
+    def transmit_part(self, header: int = 0, payload: int = 0, framing: int = 0,
+                      handshake: int = 0, retransmission: bool = False,
+                      kind: str | None = None, message_kind: str | None = None) -> None:
+        """Count one transmission of *part* of a message (a transport segment).
+
+        For segment-level transports (:mod:`commsim.network.transport`), which
+        split a message into segments and may retransmit one segment alone.
+        ``kind`` is given with the first transmission of a message's first
+        segment only, so per-kind counts stay counts of messages;
+        ``message_kind`` is the kind of the message the segment belongs to,
+        given with every segment, for the bytes per kind.
+        """
+        if self._sim.env._now >= self._sim.start:
+            self.header += header
+            self.payload += payload
+            self.framing += framing
+            self.handshake += handshake
+            size = header + payload + framing + handshake
+            if message_kind is not None:
+                per_kind = self.bytes_by_kind
+                per_kind[message_kind] = per_kind.get(message_kind, 0) + size
+            if retransmission:
+                self.retransmitted += size
+            if kind is not None:
+                kinds = self.by_kind
+                kinds[kind] = kinds.get(kind, 0) + 1
+
     @property
     def total(self) -> int:
         return self.header + self.payload + self.framing + self.handshake
+
+    def bytes_of(self, *kinds: str) -> int:
+        """Bytes (all categories, retransmissions included) of messages of
+        these kinds put on the wire inside the window."""
+        return sum(self.bytes_by_kind.get(k, 0) for k in kinds)
 
     def messages(self, kind: str) -> int:
         """Messages of ``kind`` first sent inside the window."""

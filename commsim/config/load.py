@@ -82,6 +82,13 @@ def resolve_value(f: Field, value: Any, key: str, base_dir: Path | None = None) 
             return None
         raise ConfigError(key, f"got null; expected {f.describe_allowed()}")
     kind = f.kind
+    if kind.startswith("list:"):
+        if not isinstance(value, list):
+            raise ConfigError(key, f"got {describe(value)}; expected {f.describe_allowed()}, "
+                              "e.g. [10s, 25s]")
+        element = Field(kind.split(":", 1)[1], None, f.doc, min=f.min, max=f.max,
+                        min_exclusive=f.min_exclusive)
+        return [resolve_value(element, v, f"{key}[{i}]", base_dir) for i, v in enumerate(value)]
     if kind.startswith("dist:"):
         dist = make_distribution(value, kind.split(":", 1)[1], key, base_dir=base_dir)
         _check_range(f, dist.mean, key, value, what="mean ")

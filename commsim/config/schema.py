@@ -12,8 +12,10 @@ Kinds
 -----
 ``duration`` (s), ``size`` (bytes), ``rate`` (1/s), ``bandwidth`` (bit/s),
 ``number``, ``int``, ``bool``, ``str``, ``choice`` (one of ``choices``),
-``fraction`` (a number in [0, 1]) and ``dist:<kind>``, a distribution whose
-values have the unit of ``<kind>`` (see :mod:`commsim.dists`).
+``fraction`` (a number in [0, 1]), ``dist:<kind>``, a distribution whose
+values have the unit of ``<kind>`` (see :mod:`commsim.dists`), and
+``list:<kind>``, a YAML list of values of ``<kind>`` (``min``/``max`` apply to
+each element).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class Field:
             text = "a string"
         elif self.kind == "fraction":
             text = "a number between 0 and 1"
+        elif self.kind.startswith("list:"):
+            text = f"a list of values, each {UNIT_HELP.get(base, 'a number')}"
         elif self.kind.startswith("dist:"):
             text = (f"{UNIT_HELP.get(base, 'a number')}, or a distribution mapping such as "
                     "{dist: exponential, mean: ...}")
@@ -149,6 +153,10 @@ register_section(Section("clients", {
     "rate": Field("rate", "1/s", "requests per second per client (async mode)", min=0, min_exclusive=True),
     "think_time": Field("dist:duration", {"dist": "exponential", "mean": "1s"},
                         "pause between a response and the next request (sync mode)", min=0),
+    "service_time": Field("dist:duration", "0s", "client processing time per received event "
+                          "(notification patterns; 0: instant)", min=0),
+    "buffer": Field("int", None, "events that may wait at a client beside the one being "
+                    "processed; more are dropped (push; null: unbounded)", min=0, nullable=True),
 }, doc="The client population."))
 
 CORE_SECTIONS = ("network", "server", "clients")

@@ -36,6 +36,7 @@ define("throughput", "1/s", "operations completed per second in the window "
 define("latency_mean", "s", "mean time from a client's request to its response "
        "(operations started in the window); notification patterns: event creation to arrival")
 define("latency_p50", "s", "median of the latency")
+define("latency_p90", "s", "90th percentile of the latency")
 define("latency_p95", "s", "95th percentile of the latency")
 define("latency_p99", "s", "99th percentile of the latency")
 define("wait_mean", "s", "mean time a request queued at the server before its service started")
@@ -61,4 +62,11 @@ define("server_jobs_mean", "1", "time-average number of jobs at the server CPU (
 define("server_sojourn_mean", "s", "mean time a job spent at the server CPU (wait + service)")
 define("connections_opened", "1", "connections opened in the window")
 define("handshakes", "1", "connection handshakes completed in the window")
+define("missed", "1", "messages a receiver should have got and never will: sent while it was "
+       "offline, lost between a dropped stream and a reconnect without resume, dropped by a full "
+       "buffer, lost in a broker restart without persistence. Notification patterns count updates "
+       "created in the window; pubsub counts message copies of the whole run")
+define("duplicates", "1", "messages a receiver got (or processed) more than once: redeliveries "
+       "after a crash, replays from the last committed offset. Window as for `missed`")
+define("proxy_cpu_s", "s", "CPU-seconds spent by proxies (sidecars, reverse proxies) in the window")
 define("events", "1", "simulation events scheduled (engine work, for speed reports)")

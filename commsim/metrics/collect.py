@@ -79,3 +79,19 @@ def blocked_metrics(sim, blocked_s: float, clients: int) -> dict:
 
 def engine_metrics(sim) -> dict:
     return {"events": sim.events_scheduled}
+
+
+def client_server_metrics(sim, cpu, clients, network) -> dict:
+    """The foundation metrics of a client/server pattern, in one call:
+    throughput and latency of the clients' operations, the server CPU, the
+    request/response counts, bytes, blocked time and the message ledger."""
+    lat = clients.latencies
+    out = {"throughput": lat.completed / sim.duration}
+    out.update(latency_metrics(lat.values))
+    out.update(cpu_metrics(cpu))
+    out["requests"] = sim.bytes.messages("request")
+    out["responses"] = sim.bytes.messages("response")
+    out.update(byte_metrics(sim))
+    out.update(blocked_metrics(sim, clients.blocked_s, clients.count))
+    out.update(ledger_metrics(sim, network.in_flight()))
+    return out

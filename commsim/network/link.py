@@ -71,6 +71,9 @@ class Link:
         self._line: deque = deque()  # FIFO delay line: (arrival, msg, deliver)
         self._armed = False
         self.in_flight = 0
+        # Optional ``on_drop(msg)``: called when a message is given up on
+        # (after max_retries), so a model can react as its protocol would.
+        self.on_drop: Callable | None = None
         self._fifo = self.constant_latency is not None and loss == 0
         self._waker = Event(sim.env)
         self._waker._ok = True
@@ -165,6 +168,8 @@ class Link:
         self.sim.bytes.dropped += 1
         if self.sim.tracer is not None:
             self.sim.tracer.dropped(self, event._value)
+        if self.on_drop is not None:
+            self.on_drop(event._value)
 
     def pending(self) -> int:
         """Messages on the link now (read off the delay line or the counter)."""

@@ -53,7 +53,7 @@ class Cpu:
         self.free = cores
         self.queue: deque = deque()
         self.account = CpuAccount(sim, name, cores)
-        self._running: set = set()
+        self._running: dict = {}  # ordered, so end-of-run sums are reproducible
         # Time-average of jobs present, and wait statistics, over the window.
         self.present = 0
         self._area = 0.0
@@ -89,13 +89,13 @@ class Cpu:
         if job.submitted >= self.sim.start:
             self.wait_sum += now - job.submitted
             self.waits += 1
-        self._running.add(job)
+        self._running[job] = None
         call_later(self.env, job.work, self._finish, job)
 
     def _finish(self, event) -> None:
         job = event._value
         now = self.env._now
-        self._running.discard(job)
+        self._running.pop(job, None)
         self._count(now, -1)
         self.account.add(job.started, now, job.purpose, job.wasted)
         if job.submitted >= self.sim.start:
@@ -113,6 +113,17 @@ class Cpu:
         self._count(end, 0)
         for job in self._running:
             self.account.add(job.started, end, job.purpose, job.wasted)
+
+    def drop_queued(self) -> list:
+        """Remove every job still waiting in the run queue (a node crash);
+        returns their tokens.  Jobs already running finish normally; their
+        ``done`` callbacks must check whether the node is still the same
+        incarnation."""
+        dropped = [job.token for job in self.queue]
+        if dropped:
+            self._count(self.env._now, -len(dropped))
+            self.queue.clear()
+        return dropped
 
     # ------------------------------------------------------------ metrics --
     @property

@@ -32,8 +32,7 @@ import math
 
 from commsim.clients import ClientPopulation
 from commsim.config.schema import Field, Section, register_section
-from commsim.metrics.collect import (blocked_metrics, byte_metrics, cpu_metrics, engine_metrics,
-                                     latency_metrics, ledger_metrics)
+from commsim.metrics.collect import client_server_metrics, engine_metrics
 from commsim.network import Message, Network
 from commsim.network.connection import Connections
 from commsim.network.encoding import PRESETS, Encoding
@@ -163,15 +162,7 @@ class RequestResponse:
     # ----------------------------------------------------------- metrics --
     def metrics(self) -> dict:
         sim = self.sim
-        lat = self.clients.latencies
-        out = {"throughput": lat.completed / sim.duration}
-        out.update(latency_metrics(lat.values))
-        out.update(cpu_metrics(self.cpu))
-        out["requests"] = sim.bytes.messages("request")
-        out["responses"] = sim.bytes.messages("response")
-        out.update(byte_metrics(sim))
-        out.update(blocked_metrics(sim, self.clients.blocked_s, self.clients.count))
-        out.update(ledger_metrics(sim, self.net.in_flight()))
+        out = client_server_metrics(sim, self.cpu, self.clients, self.net)
         out["connections_opened"] = self.conns.opened
         out["handshakes"] = self.conns.handshakes
         out.update(engine_metrics(sim))

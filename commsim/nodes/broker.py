@@ -1,0 +1,462 @@
+"""A message broker node: topics, subscription queues (push) and partition
+logs (pull), with its own CPU, optional persistence and restarts.
+
+Model and assumptions
+---------------------
+* **CPU.** The broker is a :class:`~commsim.nodes.Cpu` (``broker_cores``
+  cores, FIFO).  It spends ``broker_cpu_per_message`` per publish received
+  and per copy sent (push: per delivery; pull: per message in a fetch
+  response) and ``broker_cpu_per_request`` per ack, fetch request and offset
+  commit.  A zero cost schedules nothing.
+* **Persistence.** With ``persistence: true`` a publish is confirmed only
+  after an fsync.  The disk is a one-"core" :class:`~commsim.nodes.Cpu`
+  named ``broker-disk`` doing one fsync (``fsync_time``) at a time with
+  *group commit*: every publish that arrives while an fsync runs is made
+  durable by the next one (as RabbitMQ and Kafka batch their syncs).
+* **Push** (RabbitMQ-like).  Each subscription has a FIFO queue shared by
+  the consumers of its group (competing consumers).  The broker sends a
+  consumer messages while it has fewer than ``prefetch`` unacknowledged ones,
+  choosing consumers round-robin.  An ack frees one slot.  When a consumer
+  crashes the broker notices at once (heartbeats are not modelled) and
+  requeues its unacked messages ahead of the rest (redeliveries); acks from
+  before the crash are ignored, so a message processed but not acked is
+  processed again (a duplicate).
+* **Pull** (Kafka-like).  A topic is ``partitions`` append-only logs;
+  publishes go to partitions round-robin.  Each subscription is a consumer
+  group whose consumers own fixed partitions (``p % group_size``; a member
+  beyond the partition count stays idle; no rebalancing on a crash).  A fetch
+  is answered when at least ``fetch_min_bytes`` are ready after the
+  consumer's position, or after ``fetch_max_wait`` (long poll), with at most
+  ``max_poll_records`` messages.  Committed offsets are kept per group and
+  partition.
+* **Restart.** ``broker_restart_at`` takes the broker down for
+  ``broker_downtime``.  Publishes reaching it while down, or still in its CPU
+  or fsync pipeline, are refused and resent by their publisher after the
+  restart (publishing is idempotent: nothing is stored twice).  Consumers
+  lose their connection: push consumers drop their prefetched messages;
+  pull consumers keep their buffer and position and fetch again once the
+  broker is back.  With persistence every stored message survives (push:
+  unacked ones are requeued); without it every queued or unacked push
+  message and every pull message not yet fetched is lost and counted in
+  ``missed``, and committed offsets jump to the log end.
+
+Offsets, queues and unacked sets are plain Python containers; a delivery or a
+fetch response is one :class:`~commsim.network.Message` on the shared
+broker-to-consumer link, so its bytes are counted once, by the link.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from commsim.engine.simulation import call_later
+from commsim.network import Message
+from commsim.nodes.cpu import Cpu
+
+
+class Msg:
+    """One published message (its content is only a size)."""
+
+    __slots__ = ("mid", "topic", "size", "created", "publisher", "partition", "offset", "pending")
+
+    def __init__(self, mid: int, topic: int, size: int, created: float, publisher):
+        self.mid = mid
+        self.topic = topic
+        self.size = size
+        self.created = created
+        self.publisher = publisher
+        self.partition = -1
+        self.offset = -1
+        self.pending = 0  # direct mode: copies not yet acknowledged
+
+
+class Partition:
+    """An append-only log with cumulative byte counts (so "bytes ready after
+    offset o" is one subtraction)."""
+
+    __slots__ = ("topic", "index", "log", "cum", "lost_before", "waiters")
+
+    def __init__(self, topic: int, index: int):
+        self.topic = topic
+        self.index = index
+        self.log: list[Msg] = []
+        self.cum: list[int] = [0]
+        self.lost_before = 0  # offsets below were lost in a restart without persistence
+        self.waiters: list = []  # held fetches that read this partition
+
+    @property
+    def end(self) -> int:
+        return len(self.log)
+
+
+class Subscription:
+    """One subscription of a topic: every message of the topic once
+    (push: a queue; pull: a consumer group's offsets)."""
+
+    __slots__ = ("topic", "index", "consumers", "ready", "retry", "depth", "depth_max",
+                 "seen", "rr", "committed", "high", "owner", "healthy")
+
+    def __init__(self, topic: int, index: int, partitions: int):
+        self.topic = topic
+        self.index = index
+        self.consumers: list = []
+        self.ready: deque = deque()
+        self.retry: deque = deque()  # requeued messages, delivered first
+        self.depth = 0
+        self.depth_max = 0
+        self.seen: set = set()  # message ids processed by this subscription
+        self.rr = 0
+        self.committed = [0] * partitions
+        self.high = [0] * partitions  # highest offset fetched + 1 (redelivery detection)
+        self.owner: list = [None] * partitions
+        self.healthy = True  # no slow or crashing consumer (for healthy_latency_*)
+
+
+class _Fetch:
+    __slots__ = ("consumer", "fid", "sent", "arrived", "done", "epoch")
+
+    def __init__(self, consumer, fid: int, sent: float):
+        self.consumer = consumer
+        self.fid = fid
+        self.sent = sent
+        self.arrived = 0.0
+        self.done = False
+        self.epoch = 0
+
+
+class Broker:
+    """The broker of the pubsub model (see the module docstring)."""
+
+    def __init__(self, model, cfg: dict):
+        sim = model.sim
+        self.model = model
+        self.sim = sim
+        self.env = sim.env
+        self.cpu = Cpu(sim, "broker", cfg["broker_cores"])
+        self.persistent = cfg["persistence"]
+        self.disk = Cpu(sim, "broker-disk", 1) if self.persistent else None
+        self.fsync_time = cfg["fsync_time"]
+        self.cost_msg = cfg["broker_cpu_per_message"]
+        self.cost_req = cfg["broker_cpu_per_request"]
+        self.prefetch = cfg["prefetch"]
+        self.min_bytes = cfg["fetch_min_bytes"]
+        self.max_wait = cfg["fetch_max_wait"]
+        self.max_records = cfg["max_poll_records"]
+        self.header = int(cfg["header"])
+        self.up = True
+        self.epoch = 0
+        self.restarts = 0
+        self._batch: list[Msg] = []
+        self._disk_busy = False
+        self.partitions: list[list[Partition]] = []  # by topic
+        self._part_rr: list[int] = []
+
+    # ------------------------------------------------------------ CPU --
+    def _work(self, cost: float, purpose: str, fn, token, stale=None) -> None:
+        """Run ``fn(token)`` after ``cost`` of broker CPU; if the broker
+        restarted meanwhile run ``stale(token)`` (if given) instead."""
+        if cost <= 0.0:
+            fn(token)
+            return
+        self.cpu.submit(cost, purpose, self._after, (self.epoch, fn, token, stale))
+
+    def _after(self, tok, _wait) -> None:
+        epoch, fn, token, stale = tok
+        if epoch == self.epoch and self.up:
+            fn(token)
+        elif stale is not None:
+            stale(token)
+
+    # -------------------------------------------------------- publish --
+    def receive_publish(self, wire) -> None:
+        msg = wire.data
+        if not self.up:
+            msg.publisher.refused(msg)
+            return
+        self._work(self.cost_msg, "publish", self._stored, msg, self._refuse)
+
+    def _refuse(self, msg) -> None:
+        msg.publisher.refused(msg)
+
+    def _stored(self, msg) -> None:
+        if self.disk is None:
+            self._commit(msg)
+            return
+        self._batch.append(msg)
+        if not self._disk_busy:
+            self._fsync()
+
+    def _fsync(self) -> None:
+        batch, self._batch = self._batch, []
+        self._disk_busy = True
+        self.disk.submit(self.fsync_time, "fsync", self._synced, (self.epoch, batch))
+
+    def _synced(self, tok, _wait) -> None:
+        epoch, batch = tok
+        self._disk_busy = False
+        if epoch == self.epoch and self.up:
+            for msg in batch:
+                self._commit(msg)
+        else:
+            for msg in batch:
+                msg.publisher.refused(msg)
+        if self._batch and self.up:
+            self._fsync()
+
+    def _commit(self, msg) -> None:
+        """The message is stored: hand it to its subscriptions, confirm it."""
+        m = self.model
+        m.accept(msg)
+        if m.mode == "push":
+            for sub in m.subs_by_topic[msg.topic]:
+                self.enqueue(sub, msg)
+        else:
+            self.append(msg)
+        m.confirm_link.send(Message("confirm", "broker", msg.publisher, header=self.header,
+                                    created=self.env._now, data=msg), m.on_confirm)
+
+    def _grow(self, sub: Subscription, n: int) -> None:
+        sub.depth += n
+        if sub.depth > sub.depth_max and self.env._now >= self.sim.start:
+            sub.depth_max = sub.depth
+
+    # ------------------------------------------------------------ push --
+    def enqueue(self, sub: Subscription, msg: Msg) -> None:
+        sub.ready.append(msg)
+        self._grow(sub, 1)
+        self.dispatch(sub)
+
+    def dispatch(self, sub: Subscription) -> None:
+        if not self.up:
+            return
+        consumers = sub.consumers
+        n = len(consumers)
+        prefetch = self.prefetch
+        while sub.retry or sub.ready:
+            start = sub.rr
+            for k in range(n):
+                c = consumers[(start + k) % n]
+                if c.online and len(c.unacked) < prefetch:
+                    break
+            else:
+                return
+            sub.rr = (start + k + 1) % n
+            if sub.retry:
+                msg = sub.retry.popleft()
+                self.model.redeliveries += 1
+            else:
+                msg = sub.ready.popleft()
+            tag = c.next_tag
+            c.next_tag = tag + 1
+            c.unacked[tag] = msg
+            self._work(self.cost_msg, "deliver", self._deliver, (c, c.epoch, tag, msg))
+
+    def _deliver(self, token) -> None:
+        c, epoch, tag, msg = token
+        if epoch != c.epoch:
+            return  # the consumer crashed meanwhile: the message was requeued
+        m = self.model
+        m.deliveries += 1
+        m.deliver_link.send(Message("deliver", "broker", c, header=self.header, payload=msg.size,
+                                    created=self.env._now, data=token), c.on_delivery)
+
+    def receive_ack(self, wire) -> None:
+        if not self.up:
+            return
+        self._work(self.cost_req, "ack", self._acked, wire.data)
+
+    def _acked(self, token) -> None:
+        c, epoch, tag = token
+        if epoch != c.epoch:
+            return  # an ack from before a crash or restart: its message was requeued or lost
+        msg = c.unacked.pop(tag, None)
+        if msg is None:
+            return
+        c.sub.depth -= 1
+        self.dispatch(c.sub)
+
+    def consumer_lost(self, c) -> None:
+        """A push consumer crashed: requeue its unacked messages."""
+        sub = c.sub
+        if c.unacked:
+            sub.retry.extend(c.unacked.values())
+            c.unacked.clear()
+        self.dispatch(sub)
+
+    # ------------------------------------------------------------ pull --
+    def setup_partitions(self, topics: int, partitions: int) -> None:
+        self.partitions = [[Partition(t, p) for p in range(partitions)] for t in range(topics)]
+        self._part_rr = [0] * topics
+
+    def append(self, msg: Msg) -> None:
+        t = msg.topic
+        parts = self.partitions[t]
+        i = self._part_rr[t]
+        self._part_rr[t] = (i + 1) % len(parts)
+        part = parts[i]
+        msg.partition = i
+        msg.offset = len(part.log)
+        part.log.append(msg)
+        part.cum.append(part.cum[-1] + msg.size)
+        for sub in self.model.subs_by_topic[t]:
+            self._grow(sub, 1)
+        if part.waiters:
+            for f in list(part.waiters):
+                if not f.done and self._ready_bytes(f.consumer) >= self.min_bytes:
+                    self._respond(f)
+
+    def _ready_bytes(self, c) -> int:
+        total = 0
+        for part, pos in zip(c.parts, c.position):
+            start = pos if pos > part.lost_before else part.lost_before
+            if start < len(part.log):
+                total += part.cum[-1] - part.cum[start]
+        return total
+
+    def receive_fetch(self, wire) -> None:
+        if not self.up:
+            return  # lost; the consumer fetches again after the restart
+        self._work(self.cost_req, "fetch", self._fetch_arrived, wire.data)
+
+    def _fetch_arrived(self, f: _Fetch) -> None:
+        c = f.consumer
+        if f.fid != c.fetch_id:
+            return
+        f.arrived = self.env._now
+        f.epoch = self.epoch
+        if self._ready_bytes(c) >= self.min_bytes:
+            self._respond(f)
+            return
+        for part in c.parts:
+            part.waiters.append(f)
+        call_later(self.env, self.max_wait, self._fetch_timeout, f)
+
+    def _fetch_timeout(self, event) -> None:
+        f = event._value
+        if not f.done and f.epoch == self.epoch and self.up:
+            self._respond(f)
+
+    def _respond(self, f: _Fetch) -> None:
+        f.done = True
+        c = f.consumer
+        for part in c.parts:
+            if f in part.waiters:
+                part.waiters.remove(f)
+        if f.fid != c.fetch_id:
+            return  # the consumer crashed while its fetch was held
+        left = self.max_records
+        records: list[Msg] = []
+        positions = list(c.position)
+        sub = c.sub
+        nbytes = 0
+        for i, part in enumerate(c.parts):
+            if left <= 0:
+                break
+            start = positions[i] if positions[i] > part.lost_before else part.lost_before
+            stop = min(len(part.log), start + left)
+            if stop > start:
+                records.extend(part.log[start:stop])
+                nbytes += part.cum[stop] - part.cum[start]
+                high = sub.high[part.index]
+                if start < high:
+                    self.model.redeliveries += min(stop, high) - start
+                if stop > high:
+                    sub.high[part.index] = stop
+                left -= stop - start
+            positions[i] = stop if stop > start else start
+        hold = self.env._now - f.arrived
+        self._work(self.cost_msg * len(records), "fetch", self._send_response,
+                   (f, records, positions, hold, nbytes))
+
+    def _send_response(self, token) -> None:
+        f, records, _positions, _hold, nbytes = token
+        m = self.model
+        m.deliveries += len(records)
+        m.deliver_link.send(Message("fetch_response", "broker", f.consumer, header=self.header,
+                                    payload=nbytes, created=self.env._now, data=token),
+                            f.consumer.on_fetch_response)
+
+    def receive_commit(self, wire) -> None:
+        if not self.up:
+            return
+        self._work(self.cost_req, "commit", self._committed, wire.data)
+
+    def _committed(self, token) -> None:
+        sub, offsets = token
+        committed = sub.committed
+        for p, off in offsets:
+            old = committed[p]
+            if off > old:
+                committed[p] = off
+                sub.depth -= off - old
+
+    # --------------------------------------------------------- restart --
+    def crash(self) -> None:
+        m = self.model
+        self.up = False
+        self.epoch += 1
+        if self.sim.now >= self.sim.start:
+            self.restarts += 1
+        refused, self._batch = self._batch, []
+        for msg in refused:
+            msg.publisher.refused(msg)
+        if m.mode == "push":
+            for sub in m.subs:
+                for c in sub.consumers:
+                    c.connection_lost()
+                    if c.unacked:
+                        sub.retry.extend(c.unacked.values())
+                        c.unacked.clear()
+                if not self.persistent:
+                    lost = 0
+                    for q in (sub.retry, sub.ready):
+                        for msg in q:
+                            lost += 1
+                            if msg.mid not in sub.seen:
+                                m.missed += 1
+                        q.clear()
+                    sub.depth -= lost
+        else:
+            for parts in self.partitions:
+                for part in parts:
+                    for f in part.waiters:
+                        f.done = True
+                    part.waiters.clear()
+            for c in m.consumers:
+                c.connection_lost()
+            if not self.persistent:
+                for t, parts in enumerate(self.partitions):
+                    for part in parts:
+                        end = len(part.log)
+                        for sub in m.subs_by_topic[t]:
+                            # Messages the group has not fetched are lost; an offline
+                            # owner would have replayed from its committed offset.
+                            owner = sub.owner[part.index]
+                            if owner.online:
+                                pos = owner.position[owner.parts.index(part)]
+                            else:
+                                pos = sub.committed[part.index]
+                            start = max(pos, part.lost_before)
+                            seen = sub.seen
+                            for msg in part.log[start:end]:
+                                if msg.mid not in seen:
+                                    m.missed += 1
+                            old = sub.committed[part.index]
+                            if end > old:
+                                sub.committed[part.index] = end
+                                sub.depth -= end - old
+                        part.lost_before = end
+
+    def restart(self) -> None:
+        m = self.model
+        self.up = True
+        for pub in m.publishers:
+            pub.pump()
+        if m.mode == "push":
+            for sub in m.subs:
+                self.dispatch(sub)
+        else:
+            for c in m.consumers:
+                c.reconnect()
+        if self._batch and not self._disk_busy:
+            self._fsync()

@@ -1,0 +1,170 @@
+"""Figures and the cheapest-pattern table of a notification experiment.
+
+Drawn from ``result.summary`` (means over replications) when the experiment
+sweeps ``pattern`` with ``clients.count`` and/or ``workload.event_rate``:
+
+* ``bandwidth_vs_clients.png``: bytes per second vs clients, log-log, one
+  line per pattern (at the event rate nearest 0.1/s per client);
+* ``wasted_cpu_vs_event_rate.png``: wasted server CPU-seconds per second vs
+  the event rate (at the largest client count with every pattern);
+* ``latency_distribution.png``: mean and p50/p95/p99 latency per pattern
+  (at one sweep point);
+* ``connections_held.png``: most connections (and server memory) held at
+  once vs clients, plus short polling's mean connections without keep-alive
+  (the time-average of polls at the server CPU, ``server_jobs_mean``);
+* ``cheapest.csv``: per (clients, event rate), the pattern that uses the
+  least bandwidth, server CPU, server memory, and the one with the lowest
+  mean latency (patterns within 1 % of the best are listed joined by ``=``),
+  with the best value.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+PATTERN_ORDER = ("short_polling", "long_polling", "sse", "push")
+COLORS = {"short_polling": "tab:red", "long_polling": "tab:orange", "sse": "tab:blue",
+          "push": "tab:green"}
+STYLE = {"short_polling": "o-", "long_polling": "s-", "sse": "^--", "push": "o:"}
+_DONE: dict = {}
+
+P, N, R = "pattern", "clients.count", "workload.event_rate"
+
+
+def _nearest(values, target):
+    values = sorted(set(values))
+    return min(values, key=lambda v: abs(math.log(v) - math.log(target)) if v > 0 else math.inf)
+
+
+def figures(result, out_dir) -> list[Path]:
+    key = (id(result), str(out_dir))
+    if key in _DONE:  # the CLI calls this once per pattern of the experiment
+        return []
+    _DONE[key] = True
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from commsim.experiment.output import atomic_write, save_figure
+
+    df = result.summary
+    if P not in df.columns:
+        return []
+    out = Path(out_dir)
+    paths: list[Path] = []
+    pats = [p for p in PATTERN_ORDER if p in set(df[P])]
+    has_n = N in df.columns
+    has_r = R in df.columns
+    rate0 = _nearest(df[R], 0.1) if has_r else None
+    n_all = df.groupby(N)[P].nunique() if has_n else None
+    n0 = max(n for n, k in n_all.items() if k == len(pats)) if has_n else None
+
+    def select(d, **fixed):
+        for col, val in fixed.items():
+            if col in d.columns and val is not None:
+                d = d[d[col] == val]
+        return d
+
+    # 1. bandwidth vs clients, log-log.
+    if has_n:
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        for p in pats:
+            d = select(df[df[P] == p], **{R: rate0}).sort_values(N)
+            ax.plot(d[N], d["bandwidth"], STYLE[p], color=COLORS[p], label=p)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("clients")
+        ax.set_ylabel("bandwidth (bytes/s, both directions)")
+        ax.set_title("Bandwidth vs clients" + (f" ({rate0:g} updates/s per client)" if has_r else ""))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        paths.append(save_figure(fig, out / "bandwidth_vs_clients.png"))
+
+    # 2. wasted server CPU vs event rate.
+    if has_r:
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        dur = result.experiment.resolved["duration"]
+        for p in pats:
+            d = select(df[df[P] == p], **{N: n0}).sort_values(R)
+            ax.plot(d[R], d["server_cpu_wasted_s"] / dur, STYLE[p], color=COLORS[p], label=p)
+        ax.set_xscale("log")
+        ax.set_xlabel("updates per second per client")
+        ax.set_ylabel("wasted server CPU (core-seconds per second)")
+        ax.set_title("Wasted server CPU vs event rate" + (f" ({n0:,} clients)" if has_n else ""))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        paths.append(save_figure(fig, out / "wasted_cpu_vs_event_rate.png"))
+
+    # 3. latency distribution (percentiles) per pattern at one point.
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    point = select(df, **{N: n0, R: rate0})
+    stats = [("latency_p50", "p50"), ("latency_mean", "mean"), ("latency_p95", "p95"),
+             ("latency_p99", "p99")]
+    width = 0.8 / len(stats)
+    for i, (col, label) in enumerate(stats):
+        vals = [float(point[point[P] == p][col].iloc[0]) if (point[P] == p).any() else math.nan
+                for p in pats]
+        ax.bar([k + (i - 1.5) * width for k in range(len(pats))], vals, width, label=label)
+    ax.set_xticks(range(len(pats)), pats)
+    ax.set_yscale("log")
+    ax.set_ylabel("update latency, creation to arrival (s)")
+    ax.set_title("Latency distribution" + (f" ({n0:,} clients" if has_n else " (")
+                 + (f", {rate0:g} updates/s each)" if has_r else ")"))
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend()
+    paths.append(save_figure(fig, out / "latency_distribution.png"))
+
+    # 4. connections held.
+    if has_n:
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        for p in pats:
+            d = select(df[df[P] == p], **{R: rate0}).sort_values(N)
+            ax.plot(d[N], d["connections_max"], STYLE[p], color=COLORS[p], label=p)
+        if "short_polling" in pats and "server_jobs_mean" in df.columns:
+            # Without keep-alive a short-polling connection lives from the poll's
+            # arrival to its answer: exactly a job at the server CPU, so the
+            # time-average jobs present is the mean connections held.
+            d = select(df[df[P] == "short_polling"], **{R: rate0}).sort_values(N)
+            ax.plot(d[N], d["server_jobs_mean"], "x--", color=COLORS["short_polling"],
+                    label="short_polling without keep-alive (mean)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("clients")
+        ax.set_ylabel("connections open at the server (max; dashed: mean)")
+        mem = result.experiment.resolved.get("short_polling", {}).get("connection_memory")
+        ax.set_title("Connections held" + (f" (x {mem / 1024:g} KiB of server memory each)" if mem else ""))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        paths.append(save_figure(fig, out / "connections_held.png"))
+
+    # 5. cheapest pattern per regime.
+    keys = [c for c in (N, R) if c in df.columns]
+    rows = ["clients,event_rate,cheapest_bandwidth,cheapest_server_cpu,cheapest_server_memory,"
+            "lowest_latency,bandwidth_Bps,server_cpu_s,server_memory_max_B,latency_mean_s"]
+    groups = df.groupby(keys, sort=True) if keys else [((), df)]
+    for k, g in groups:
+        k = k if isinstance(k, tuple) else (k,)
+        vals = dict(zip(keys, k))
+        best = {}
+        for col in ("bandwidth", "server_cpu_s", "server_memory_max", "latency_mean"):
+            gg = g.dropna(subset=[col])
+            best[col] = gg.loc[gg[col].idxmin()] if len(gg) else None
+        # Patterns within 1 % of the best tie: all are named, joined by '='.
+        name = {}
+        for c, b in best.items():
+            if b is None:
+                name[c] = ""
+                continue
+            tol = abs(b[c]) * 0.01
+            name[c] = "=".join(p for p in PATTERN_ORDER
+                               if ((g[P] == p) & (g[c] <= b[c] + tol)).any())
+        val = {c: (f"{b[c]:.6g}" if b is not None else "") for c, b in best.items()}
+        rows.append(f"{vals.get(N, '')},{vals.get(R, '')},{name['bandwidth']},{name['server_cpu_s']},"
+                    f"{name['server_memory_max']},{name['latency_mean']},{val['bandwidth']},"
+                    f"{val['server_cpu_s']},{val['server_memory_max']},{val['latency_mean']}")
+    path = out / "cheapest.csv"
+    atomic_write(path, "\n".join(rows) + "\n")
+    paths.append(path)
+    return paths

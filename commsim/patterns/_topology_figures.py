@@ -1,0 +1,179 @@
+"""Figures of the topology patterns (stateful, sidecar).
+
+The stateful figures need time series, which runs do not report (a run's row
+holds scalars), so replication 0 of every sweep point is simulated again
+here (same config and seed, hence the same run) and its series are written
+to ``timeseries.csv`` beside the figure, with each server's utilisation
+(over the time it existed in the window) in ``servers.csv``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from commsim.experiment.output import atomic_write, save_figure  # noqa: E402
+
+
+def _label(params: dict) -> str:
+    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()) or "run"
+
+
+# ----------------------------------------------------------------- stateful --
+def stateful_figures(result, out_dir: Path, model_cls) -> list:
+    from commsim.engine import Simulation
+    from commsim.rng import derive_run_seed
+
+    exp = result.experiment
+    series = []
+    per_server = []
+    for point in exp.points:
+        cfg = point.config
+        sim = Simulation(cfg, derive_run_seed(cfg["seed"], 0))
+        model = model_cls(sim)
+        sim.run()
+        series.append((_label(point.params), cfg, model.timeseries()))
+        per_server.append((_label(point.params), model))
+    lines = ["point,time,throughput,latency_mean,failed,relogins,imbalance"]
+    for label, _cfg, ts in series:
+        for i, t in enumerate(ts["time"]):
+            lines.append(f"\"{label}\",{t:g},{ts['throughput'][i]:g},{ts['latency_mean'][i]:g},"
+                         f"{ts['failed'][i]},{ts['relogins'][i]},{ts['imbalance'][i]:g}")
+    paths = []
+    csv = out_dir / "timeseries.csv"
+    atomic_write(csv, "\n".join(lines) + "\n")
+    paths.append(csv)
+
+    rows = ["point,server,created,utilization,served"]
+    for label, model in per_server:
+        for srv, util in zip(model.servers, model.server_utilizations()):
+            rows.append(f"\"{label}\",{srv.index},{srv.created:g},{util:.6g},{sum(srv.served)}")
+    per_csv = out_dir / "servers.csv"
+    atomic_write(per_csv, "\n".join(rows) + "\n")
+    paths.append(per_csv)
+
+    fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+    for label, cfg, ts in series:
+        t = ts["time"]
+        axes[0].plot(t, [x * 1000 for x in ts["latency_mean"]], label=label, lw=1.2)
+        axes[1].plot(t, ts["imbalance"], label=label, lw=1.2)
+        axes[2].plot(t, [f + r for f, r in zip(ts["failed"], ts["relogins"])], label=label, lw=1.2)
+    cfg = series[0][1]
+    st = cfg["stateful"]
+    for ax in axes:
+        if st["crash_at"] is not None:
+            ax.axvline(st["crash_at"], color="red", ls="--", lw=0.8)
+        if st["scale_out_at"] is not None:
+            ax.axvline(st["scale_out_at"], color="green", ls="--", lw=0.8)
+        if cfg["warmup"] > 0:
+            ax.axvspan(0, cfg["warmup"], color="0.9")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean latency (ms)")
+    axes[1].set_ylabel("imbalance\n(max/mean served per server)")
+    axes[2].set_ylabel(f"failed + relogins per {ts_bin(cfg):g} s")
+    axes[2].set_xlabel("simulated time (s)  [red: crash, green: scale-out, grey: warm-up]")
+    axes[0].legend(fontsize=7, loc="upper left")
+    axes[0].set_title("Stateful vs stateless through a crash and a scale-out (replication 0)")
+    paths.append(save_figure(fig, out_dir / "timeline.png"))
+
+    s = result.summary
+    labels = [_label({k: row[k] for k in result.params}) for _, row in s.iterrows()]
+    metrics = [("latency_mean", 1000, "mean latency (ms)"), ("relogins", 1, "relogins"),
+               ("bytes_per_request", 1, "bytes per request"), ("imbalance", 1, "imbalance (util max/mean)"),
+               ("availability_crash", 1, "availability during crash"), ("store_utilization", 1, "store utilisation")]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+    for ax, (m, scale, title) in zip(axes.flat, metrics):
+        vals = [v * scale if not math.isnan(v) else 0 for v in s[m]]
+        ax.barh(range(len(vals)), vals, color="C0")
+        ax.set_yticks(range(len(vals)))
+        ax.set_yticklabels(labels if ax in axes[:, 0] else [""] * len(vals), fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    paths.append(save_figure(fig, out_dir / "summary.png"))
+    return paths
+
+
+def ts_bin(cfg) -> float:
+    return cfg["stateful"]["timeseries_bin"]
+
+
+# ------------------------------------------------------------------ sidecar --
+def _lines(ax, s, x, groups, metric, scale=1.0, style=None):
+    keys = [g for g in groups]
+    if keys:
+        grouped = s.groupby(keys, sort=False)
+    else:
+        grouped = [((), s)]
+    for key, g in grouped:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, key)) or metric
+        g = g.sort_values(x)
+        ax.plot(g[x], g[metric] * scale, marker="o", ms=3, label=label, ls=style or "-")
+
+
+def sidecar_figures(result, out_dir: Path) -> list:
+    s = result.summary.copy()
+    params = result.params
+    paths = []
+    if "clients.rate" in params:
+        count = result.experiment.points[0].config["clients"]["count"]
+        s["request rate (1/s)"] = s["clients.rate"] * count
+        x = "request rate (1/s)"
+        others = [p for p in params if p != "clients.rate"]
+        fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+        for ax, m in zip(axes[:3], ("latency_p50", "latency_p90", "latency_p99")):
+            _lines(ax, s, x, others, m, 1000)
+            ax.set_title(m.replace("latency_", "latency ") + " (ms)", fontsize=9)
+        s["mesh cores"] = s["mesh_cpu_s"] / result.experiment.points[0].config["duration"]
+        _lines(axes[3], s, x, others, "mesh cores")
+        axes[3].set_title("CPU spent on the mesh (cores)", fontsize=9)
+        for ax in axes:
+            ax.set_xlabel(x)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(save_figure(fig, out_dir / "overhead_vs_rate.png"))
+    if "sidecar.depth" in params:
+        x = "sidecar.depth"
+        others = [p for p in params if p not in (x, "clients.rate")]
+        sub = s
+        if "clients.rate" in params:
+            low = s["clients.rate"].min()
+            sub = s[s["clients.rate"] == low]
+        fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+        _lines(axes[0], sub, x, others, "latency_p90", 1000)
+        axes[0].set_title("end-to-end latency p90 (ms)", fontsize=9)
+        _lines(axes[1], sub, x, others, "hop_added_p90", 1000)
+        axes[1].set_title("latency added per hop, p90 (ms)", fontsize=9)
+        _lines(axes[2], sub, x, others, "mesh_vcpu_per_krps")
+        axes[2].set_title("mesh vCPU per 1000 client req/s", fontsize=9)
+        for ax in axes:
+            ax.set_xlabel("chain depth (services)")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(save_figure(fig, out_dir / "overhead_vs_depth.png"))
+    if "sidecar.fault_error_rate" in params:
+        x = "sidecar.fault_error_rate"
+        others = [p for p in params if p != x]
+        fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+        _lines(axes[0], s, x, others, "success_rate")
+        axes[0].set_title("success rate", fontsize=9)
+        _lines(axes[1], s, x, others, "retry_amplification")
+        axes[1].set_title("retry amplification (tries per call)", fontsize=9)
+        _lines(axes[2], s, x, others, "latency_p99", 1000)
+        axes[2].set_title("latency p99 (ms)", fontsize=9)
+        for ax in axes:
+            ax.set_xlabel("error rate of the faulty instance")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(save_figure(fig, out_dir / "faults.png"))
+    return paths

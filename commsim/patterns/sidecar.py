@@ -1,0 +1,579 @@
+"""The sidecar proxy of a service mesh (``pattern: sidecar``).
+
+"What does a service-mesh sidecar cost per hop, and what does it buy?"
+
+Model and assumptions
+---------------------
+* A call chain of ``sidecar.depth`` services (0 calls 1 calls 2 ...), each
+  with ``sidecar.instances`` instances.  An instance's application is a
+  :class:`~commsim.nodes.Cpu` with ``sidecar.app_cores`` cores; serving a
+  request costs ``server.service_time`` of it (times ``fault_slowdown`` on a
+  faulty instance), after which an instance of service k < depth - 1 makes
+  ``fan_out`` parallel calls to service k + 1 and answers when all are
+  back (an error if any failed).  The clients
+  (:class:`~commsim.clients.ClientPopulation`) call service 0 from one
+  client node, which is an instance like the others (with its own sidecar
+  in sidecar mode, as in Istio's benchmark); its own application CPU is
+  not modelled (64 cores, used only by the library in library mode).
+* Instances talk over one link per ordered pair of nodes with
+  ``network.latency``.  A call is a request of ``request_size`` bytes and a
+  response of ``response_size`` bytes.
+* ``mode: none``: the application calls the upstream directly; the caller
+  spreads calls with ``lb_policy``; no encryption, no retries, no timeouts,
+  no circuit breaking; connections are persistent and already open.
+* ``mode: sidecar``: every instance has a
+  :class:`~commsim.nodes.proxy.SidecarProxy`; a call goes app -> loopback ->
+  caller's proxy -> network -> callee's proxy -> loopback -> app and back,
+  i.e. four proxy legs and four loopback crossings.  The *caller's* proxy
+  does load balancing, per-try timeouts, retries with back-off and circuit
+  breaking; both proxies do mutual TLS.
+* ``mode: library``: the same features run in-process (like gRPC with a
+  resilience and TLS library): no loopback and no proxy queue; each leg
+  costs ``library_cpu / 2`` plus the mTLS CPU on the application's own CPU.
+* Mutual TLS (``mtls``): ``mtls_cpu`` per request at each end (half per
+  leg) for record encryption, and a TLS 1.3 handshake (TCP + TLS flights of
+  :mod:`commsim.network.connection`, sent over the links) with
+  ``mtls_handshake_cpu`` at each end whenever a caller opens a connection
+  to an upstream instance: once, or every ``requests_per_connection``
+  requests.  Requests arriving while a connection is being opened wait for it.
+* Retries: a try fails on an error answer or when ``timeout`` expires (the
+  late answer is then dropped at the caller, but the upstream still does the
+  work: retry amplification).  Up to ``retries`` retries, the k-th after a
+  random back-off uniform in [0, backoff x 2^k] ("full jitter"), each to a
+  balancer pick (usually another instance).
+* Circuit breaking (Envoy's outlier detection): after ``breaker_errors``
+  consecutive failures from an instance, the caller ejects it for
+  ``breaker_open``; when that ends the instance is tried again and one more
+  failure ejects it again (half-open).  If every instance is ejected the
+  balancer ignores the ejections (Envoy's panic threshold).
+* Faults: the first ``fault_instances`` instances of service
+  ``fault_service`` fail a fraction ``fault_error_rate`` of their requests
+  (after doing the work) and/or run ``fault_slowdown`` times slower.
+
+Metrics: end-to-end latency; the latency the mesh adds to each call (its
+total time minus the callee's own time and the network transit of its final
+try, so exactly 0 in mode none); proxy and mesh CPU per 1000 requests per
+second; success rate; retry amplification (tries per call).
+
+At low load two proxies per call add 2 x (proxy CPU per request + 2 x
+loopback latency) + the mTLS CPU to the mean call time
+(:func:`commsim.theory.sidecar_added_latency`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from commsim.clients import ClientPopulation
+from commsim.config.schema import Field, Section, register_section
+from commsim.engine.simulation import call_later
+from commsim.errors import ConfigError
+from commsim.metrics.collect import byte_metrics, engine_metrics, latency_metrics, ledger_metrics
+from commsim.metrics.topology import percentiles
+from commsim.network import Link, Message
+from commsim.network.connection import HANDSHAKES
+from commsim.nodes import Cpu
+from commsim.nodes.load_balancer import LoadBalancer
+from commsim.nodes.proxy import SidecarProxy
+from commsim.patterns.base import Pattern
+
+
+def _check(cfg: dict, key: str) -> None:
+    fs = cfg["fault_service"]
+    if fs >= cfg["depth"] or fs < -cfg["depth"]:
+        raise ConfigError(f"{key}.fault_service", f"got {fs}; expected a service index in "
+                          f"[{-cfg['depth']}, {cfg['depth'] - 1}] (negative counts from the end)")
+    if cfg["fault_instances"] > cfg["instances"]:
+        raise ConfigError(f"{key}.fault_instances", f"got {cfg['fault_instances']}; expected at most "
+                          f"{key}.instances = {cfg['instances']}")
+
+
+SECTION = register_section(Section("sidecar", {
+    "mode": Field("choice", "sidecar", "where the mesh features run: none (no features), library "
+                  "(in-process) or sidecar (a proxy beside each instance)",
+                  choices=("none", "library", "sidecar")),
+    "depth": Field("int", 1, "services in the call chain (1: clients call one service)", min=1),
+    "fan_out": Field("int", 1, "parallel calls each service makes to the next one", min=1),
+    "instances": Field("int", 2, "instances of each service", min=1),
+    "app_cores": Field("int", 2, "cores of each instance's application", min=1),
+    "request_size": Field("size", "1KiB", "bytes of each call's request", min=0),
+    "response_size": Field("size", "1KiB", "bytes of each call's response", min=0),
+    "lb_policy": Field("choice", "round_robin", "how a caller spreads calls over instances",
+                       choices=("round_robin", "least_connections", "random")),
+    "proxy_workers": Field("int", 2, "worker threads (cores) of each sidecar proxy", min=1),
+    "proxy_cpu": Field("dist:duration", "0.3ms", "proxy CPU per request through it (request and "
+                       "response legs together), besides mTLS", min=0),
+    "proxy_delay": Field("dist:duration", "0s", "time per leg inside the proxy without CPU "
+                         "(buffering, wake-ups)", min=0),
+    "loopback_latency": Field("dist:duration", "50us", "one-way app <-> proxy loopback latency", min=0),
+    "library_cpu": Field("dist:duration", "50us", "in-process library CPU per request at each end "
+                         "(library mode), besides mTLS", min=0),
+    "mtls": Field("bool", True, "mutual TLS between proxies (sidecar) or libraries (library)"),
+    "mtls_cpu": Field("duration", "50us", "CPU per request at each end for TLS record encryption", min=0),
+    "mtls_handshake_cpu": Field("duration", "1ms", "CPU per TLS handshake at each end", min=0),
+    "requests_per_connection": Field("int", None, "requests before a caller opens a new "
+                                     "connection (null: connections persist)", min=1, nullable=True),
+    "retries": Field("int", 2, "retries after a failed try (sidecar, library)", min=0),
+    "timeout": Field("duration", None, "per-try timeout (null: none)", min=0, min_exclusive=True,
+                     nullable=True),
+    "backoff": Field("duration", "25ms", "base back-off before a retry (full jitter, doubling)", min=0),
+    "breaker_errors": Field("int", 5, "consecutive failures that eject an instance (null: no "
+                            "circuit breaking)", min=1, nullable=True),
+    "breaker_open": Field("duration", "30s", "how long an ejected instance stays out", min=0),
+    "fault_service": Field("int", -1, "service with faulty instances (negative: from the end)"),
+    "fault_instances": Field("int", 0, "how many of its instances are faulty", min=0),
+    "fault_error_rate": Field("fraction", 0.0, "fraction of requests a faulty instance fails"),
+    "fault_slowdown": Field("number", 1.0, "service-time multiplier of a faulty instance", min=0,
+                            min_exclusive=True),
+}, doc="A call chain of services with or without sidecar proxies: mTLS, retries, circuit "
+       "breaking, load balancing; faulty instances.", pattern="sidecar", check=_check))
+
+
+class _Node:
+    """An instance (or the client node): application CPU, optional proxy."""
+
+    __slots__ = ("name", "service", "index", "app", "proxy", "routable", "active", "error_rate",
+                 "slowdown", "lbs", "breakers", "conns")
+
+    def __init__(self, name, service, index, app, proxy):
+        self.name = name
+        self.service = service
+        self.index = index
+        self.app = app
+        self.proxy = proxy
+        self.routable = True
+        self.active = 0
+        self.error_rate = 0.0
+        self.slowdown = 1.0
+        self.lbs: dict = {}       # upstream service -> LoadBalancer
+        self.breakers: dict = {}  # upstream node -> [consecutive failures, open until]
+        self.conns: dict = {}     # upstream node -> _Conn
+
+
+class _Conn:
+    __slots__ = ("used", "open", "waiters")
+
+    def __init__(self):
+        self.used = 0
+        self.open = False
+        self.waiters: list = []
+
+
+class _Call:
+    __slots__ = ("caller", "service", "done", "t0", "tries", "attempt", "finished")
+
+    def __init__(self, caller, service, done, t0):
+        self.caller = caller
+        self.service = service
+        self.done = done
+        self.t0 = t0
+        self.tries = 0
+        self.attempt = None
+        self.finished = False
+
+
+class _Attempt:
+    __slots__ = ("call", "node", "live", "inner", "transit", "t_in", "pending", "ok")
+
+    def __init__(self, call, node):
+        self.call = call
+        self.node = node
+        self.live = True      # False once timed out or answered
+        self.inner = 0.0      # callee's own time (app in to app out)
+        self.transit = 0.0    # network transit of request + response
+        self.t_in = 0.0
+        self.pending = 0      # downstream calls outstanding
+        self.ok = True
+
+
+class SidecarModel:
+    def __init__(self, sim):
+        cfg = sim.config
+        sc = cfg["sidecar"]
+        self.sim = sim
+        self.env = sim.env
+        self.cfg = sc
+        self.mode = sc["mode"]
+        self.mesh = self.mode != "none"
+        self.depth = sc["depth"]
+        self.fan_out = sc["fan_out"]
+        self.latency = cfg["network"]["latency"]
+        self.req_size = int(sc["request_size"])
+        self.resp_size = int(sc["response_size"])
+        self.mtls = self.mesh and sc["mtls"]
+        self.mtls_leg = sc["mtls_cpu"] / 2 if self.mtls else 0.0
+        self.retries = sc["retries"] if self.mesh else 0
+        self.timeout = sc["timeout"] if self.mesh else None
+        self.breaker = sc["breaker_errors"] if self.mesh else None
+        self._links: dict = {}
+        self._service = sim.sampler(cfg["server"]["service_time"], "server/service")
+        self._uniform = sim.sampler({"dist": "uniform", "low": 0, "high": 1}, "sidecar/faults", "number")
+        self._jitter = sim.sampler({"dist": "uniform", "low": 0, "high": 1}, "sidecar/backoff", "number")
+        if self.mode == "library":
+            self._library = sim.sampler(sc["library_cpu"], "sidecar/library_cpu")
+        self.services: list[list[_Node]] = []
+        for k in range(self.depth):
+            self.services.append([self._node(f"s{k}i{j}", k, j, sc["app_cores"])
+                                  for j in range(sc["instances"])])
+        self.client = self._node("client", -1, 0, 64)
+        fs = sc["fault_service"] % self.depth
+        for node in self.services[fs][:sc["fault_instances"]]:
+            node.error_rate = sc["fault_error_rate"]
+            node.slowdown = sc["fault_slowdown"]
+        # counters (window)
+        self.lat: list[float] = []
+        self.ops_ok = 0
+        self.ops_failed = 0
+        self.added: list[float] = []
+        self.calls = 0
+        self.attempts = 0
+        self.ejections = 0
+        self.timeouts = 0
+        self.clients = ClientPopulation(sim, self.start_op)
+
+    def _node(self, name, service, index, cores) -> _Node:
+        sim = self.sim
+        sc = self.cfg
+        proxy = None
+        if self.mode == "sidecar":
+            proxy = SidecarProxy(sim, f"{name}/proxy", sc["proxy_workers"], sc["proxy_cpu"],
+                                 sc["proxy_delay"], sc["loopback_latency"])
+        return _Node(name, service, index, Cpu(sim, f"{name}/app", cores), proxy)
+
+    def _link(self, a: _Node, b: _Node) -> Link:
+        key = (a.name, b.name)
+        link = self._links.get(key)
+        if link is None:
+            link = self._links[key] = Link(self.sim, f"net/{a.name}->{b.name}", self.latency)
+        return link
+
+    def _in_window(self) -> bool:
+        return self.env._now >= self.sim.start
+
+    # ---------------------------------------------------------- mesh legs --
+    def _mesh_leg(self, node: _Node, request: bool, then, token) -> None:
+        """The mesh's work on one leg at ``node``, then ``then(token)``."""
+        if self.mode == "sidecar":
+            node.proxy.leg(request, self.mtls_leg, then, token)
+        elif self.mode == "library":
+            node.app.submit(0.5 * self._library() + self.mtls_leg, "mesh", _cpu_then, (then, token))
+        else:
+            then(token)
+
+    def _to_mesh(self, node: _Node, msg, then) -> None:
+        """App -> its mesh layer (loopback to the proxy, or a function call)."""
+        if node.proxy is not None:
+            node.proxy.lo_out.send(msg, then)
+        else:
+            then(msg)
+
+    def _from_mesh(self, node: _Node, msg, then) -> None:
+        if node.proxy is not None:
+            node.proxy.lo_in.send(msg, then)
+        else:
+            then(msg)
+
+    # -------------------------------------------------------------- client --
+    def start_op(self, cid, done) -> None:
+        t0 = self.env._now
+        self.call(self.client, 0, lambda ok: self._op_done(t0, ok, done))
+
+    def _op_done(self, t0, ok, done) -> None:
+        if t0 >= self.sim.start:
+            if ok:
+                self.ops_ok += 1
+                self.lat.append(self.env._now - t0)
+            else:
+                self.ops_failed += 1
+        done()
+
+    # ------------------------------------------------------------- caller --
+    def call(self, caller: _Node, service: int, done) -> None:
+        """``caller``'s application calls ``service``; ``done(ok)`` at the end."""
+        call = _Call(caller, service, done, self.env._now)
+        if self._in_window():
+            self.calls += 1
+        msg = Message("request", caller.name, "mesh", payload=self.req_size, created=call.t0,
+                      data=call, label="call")
+        self._to_mesh(caller, msg, self._outbound)
+
+    def _outbound(self, msg) -> None:
+        self._try(msg.data)
+
+    def _try(self, call: _Call) -> None:
+        """One try: the request leg at the caller's mesh, then pick and send."""
+        self._mesh_leg(call.caller, True, self._pick_and_send, call)
+
+    def _pick_and_send(self, call: _Call) -> None:
+        caller = call.caller
+        lb = caller.lbs.get(call.service)
+        if lb is None:
+            uniform = self.sim.sampler({"dist": "uniform", "low": 0, "high": 1},
+                                       f"sidecar/lb/{caller.name}", "number")
+            lb = caller.lbs[call.service] = LoadBalancer(self.cfg["lb_policy"], self.services[call.service],
+                                                         uniform=uniform)
+        node = None
+        if self.breaker is not None:
+            now = self.env._now
+            br = caller.breakers
+            node = lb.pick(ok=lambda b: b not in br or br[b][1] <= now)
+        if node is None:
+            node = lb.pick()
+        att = _Attempt(call, node)
+        call.attempt = att
+        call.tries += 1
+        if self._in_window():
+            self.attempts += 1
+        node.active += 1
+        if self.timeout is not None:
+            call_later(self.env, self.timeout, self._timed_out, att)
+        if self.mtls:
+            self._ensure_conn(caller, node, att)
+        else:
+            self._send(att)
+
+    def _send(self, att: _Attempt) -> None:
+        call = att.call
+        msg = Message("request", call.caller.name, att.node.name, header=0, payload=self.req_size,
+                      created=self.env._now, data=att, label="request")
+        self._link(call.caller, att.node).send(msg, self._arrive)
+
+    # --------------------------------------------------------- connections --
+    def _ensure_conn(self, caller: _Node, node: _Node, att: _Attempt) -> None:
+        conn = caller.conns.get(node)
+        limit = self.cfg["requests_per_connection"]
+        if conn is not None and conn.open and (limit is None or conn.used < limit):
+            conn.used += 1
+            self._send(att)
+            return
+        if conn is not None and not conn.open:
+            conn.waiters.append(att)
+            return
+        conn = caller.conns[node] = _Conn()
+        conn.waiters.append(att)
+        _Handshake(self, caller, node, conn).start()
+
+    def _conn_open(self, conn: _Conn) -> None:
+        conn.open = True
+        waiters, conn.waiters = conn.waiters, []
+        for att in waiters:
+            conn.used += 1
+            self._send(att)
+
+    def _handshake_cpu(self, node: _Node, then, token) -> None:
+        cpu = node.proxy.cpu if node.proxy is not None else node.app
+        cpu.submit(self.cfg["mtls_handshake_cpu"], "handshake", _cpu_then, (then, token))
+
+    # -------------------------------------------------------------- callee --
+    def _arrive(self, msg) -> None:
+        att: _Attempt = msg.data
+        att.transit += self.env._now - msg.created
+        self._mesh_leg(att.node, True, self._inbound_done, att)
+
+    def _inbound_done(self, att: _Attempt) -> None:
+        msg = Message("request", "mesh", att.node.name, payload=self.req_size,
+                      created=self.env._now, data=att, label="request")
+        self._from_mesh(att.node, msg, self._app_receive)
+
+    def _app_receive(self, msg) -> None:
+        att: _Attempt = msg.data
+        node = att.node
+        att.t_in = self.env._now
+        node.app.submit(self._service() * node.slowdown, "request", self._served, att)
+
+    def _served(self, att: _Attempt, _wait) -> None:
+        node = att.node
+        if node.error_rate > 0 and self._uniform() < node.error_rate:
+            att.ok = False
+            self._respond(att)
+            return
+        nxt = node.service + 1
+        if nxt >= self.depth:
+            self._respond(att)
+            return
+        att.pending = self.fan_out
+        for _ in range(self.fan_out):
+            self.call(node, nxt, lambda ok, att=att: self._downstream_done(att, ok))
+
+    def _downstream_done(self, att: _Attempt, ok: bool) -> None:
+        att.pending -= 1
+        if not ok:
+            att.ok = False
+        if att.pending == 0:
+            self._respond(att)
+
+    def _respond(self, att: _Attempt) -> None:
+        node = att.node
+        att.inner = self.env._now - att.t_in
+        msg = Message("response", node.name, "mesh", payload=self.resp_size,
+                      created=self.env._now, data=att, label="response" if att.ok else "error")
+        self._to_mesh(node, msg, self._outbound_response)
+
+    def _outbound_response(self, msg) -> None:
+        self._mesh_leg(msg.data.node, False, self._send_response, msg.data)
+
+    def _send_response(self, att: _Attempt) -> None:
+        call = att.call
+        msg = Message("response" if att.ok else "error", att.node.name, call.caller.name,
+                      payload=self.resp_size, created=self.env._now, data=att,
+                      label="response" if att.ok else "error")
+        self._link(att.node, call.caller).send(msg, self._response_arrive)
+
+    # -------------------------------------------------------- caller again --
+    def _response_arrive(self, msg) -> None:
+        att: _Attempt = msg.data
+        att.transit += self.env._now - msg.created
+        att.node.active -= 1
+        self._mesh_leg(att.call.caller, False, self._response_in, att)
+
+    def _response_in(self, att: _Attempt) -> None:
+        if not att.live:
+            return  # this try timed out already; its late answer is dropped
+        att.live = False
+        self._outcome(att, att.ok)
+
+    def _timed_out(self, event) -> None:
+        att: _Attempt = event._value
+        if not att.live:
+            return
+        att.live = False
+        if self._in_window():
+            self.timeouts += 1
+        self._outcome(att, False)
+
+    def _outcome(self, att: _Attempt, ok: bool) -> None:
+        call = att.call
+        if self.breaker is not None:
+            br = call.caller.breakers.get(att.node)
+            if br is None:
+                br = call.caller.breakers[att.node] = [0, 0.0]
+            if ok:
+                br[0] = 0
+            else:
+                br[0] += 1
+                if br[0] >= self.breaker and br[1] <= self.env._now:
+                    br[1] = self.env._now + self.cfg["breaker_open"]
+                    if self._in_window():
+                        self.ejections += 1
+        if ok or call.tries > self.retries:
+            self._finish(call, att, ok)
+            return
+        k = call.tries - 1
+        wait = self._jitter() * self.cfg["backoff"] * (2 ** k)
+        call_later(self.env, wait, lambda _e: self._try(call))
+
+    def _finish(self, call: _Call, att: _Attempt, ok: bool) -> None:
+        call.finished = True
+        msg = Message("response" if ok else "error", "mesh", call.caller.name, payload=self.resp_size,
+                      created=self.env._now, data=(call, att, ok), label="result")
+        self._from_mesh(call.caller, msg, self._delivered)
+
+    def _delivered(self, msg) -> None:
+        call, att, ok = msg.data
+        now = self.env._now
+        if ok and call.t0 >= self.sim.start:
+            self.added.append((now - call.t0) - att.inner - att.transit)
+        call.done(ok)
+
+    # ------------------------------------------------------------- metrics --
+    def nodes(self):
+        for tier in self.services:
+            yield from tier
+        yield self.client
+
+    def in_flight(self) -> int:
+        n = sum(link.pending() for link in self._links.values())
+        return n + sum(node.proxy.in_flight() for node in self.nodes() if node.proxy is not None)
+
+    def metrics(self) -> dict:
+        sim = self.sim
+        dur = sim.duration
+        out = {"throughput": self.ops_ok / dur}
+        out.update(latency_metrics(self.lat))
+        out.update(percentiles(self.lat, "latency", qs=(90,)))
+        total = self.ops_ok + self.ops_failed
+        out["success_rate"] = self.ops_ok / total if total else math.nan
+        out["hop_added_mean"] = float(sum(self.added) / len(self.added)) if self.added else math.nan
+        out.update(percentiles(self.added, "hop_added"))
+        proxies = [n.proxy for n in self.nodes() if n.proxy is not None]
+        proxy_cpu = sum(p.cpu.account.total for p in proxies)
+        passes = sum(p.passes for p in proxies)
+        app_mesh = sum(n.app.account.by_purpose.get("mesh", 0.0) + n.app.account.by_purpose.get("handshake", 0.0)
+                       for n in self.nodes())
+        out["proxy_cpu_s"] = proxy_cpu
+        out["mesh_cpu_s"] = proxy_cpu + app_mesh
+        out["app_cpu_s"] = sum(n.app.account.by_purpose.get("request", 0.0) for n in self.nodes())
+        out["proxy_vcpu_per_krps"] = proxy_cpu / passes * 1000 if passes else math.nan
+        ops_rate = total / dur
+        out["mesh_vcpu_per_krps"] = (out["mesh_cpu_s"] / dur) / (ops_rate / 1000) if ops_rate else math.nan
+        out["proxy_utilization_max"] = max((p.cpu.account.utilization() for p in proxies), default=0.0)
+        out["server_utilization"] = max(n.app.account.utilization() for tier in self.services for n in tier)
+        out["calls"] = self.calls
+        out["attempts"] = self.attempts
+        out["retry_amplification"] = self.attempts / self.calls if self.calls else math.nan
+        out["ejections"] = self.ejections
+        out["timeouts"] = self.timeouts
+        out.update(byte_metrics(sim))
+        out.update(ledger_metrics(sim, self.in_flight()))
+        out.update(engine_metrics(sim))
+        return out
+
+
+def _cpu_then(pair, _wait) -> None:
+    pair[0](pair[1])
+
+
+class _Handshake:
+    """TCP + TLS 1.3 flights between a caller and an upstream instance, with
+    handshake CPU at the caller before its ClientHello and at the callee when
+    it reads it (mutual TLS: both ends do key exchange and sign)."""
+
+    __slots__ = ("model", "caller", "node", "conn", "i", "flights")
+
+    def __init__(self, model, caller, node, conn):
+        self.model = model
+        self.caller = caller
+        self.node = node
+        self.conn = conn
+        self.i = 0
+        self.flights = HANDSHAKES["tls1.3"][0]
+
+    def start(self) -> None:
+        self.model._handshake_cpu(self.caller, self._step, None)
+
+    def _step(self, _x) -> None:
+        m = self.model
+        if self.i == len(self.flights):
+            m._conn_open(self.conn)
+            return
+        direction, size = self.flights[self.i]
+        self.i += 1
+        if direction == "up":
+            msg = Message("handshake", self.caller.name, self.node.name, handshake=size,
+                          created=m.env._now, label=f"handshake {self.i}")
+            deliver = self._server_cpu if size == 517 else self._step
+            m._link(self.caller, self.node).send(msg, deliver)
+        else:
+            msg = Message("handshake", self.node.name, self.caller.name, handshake=size,
+                          created=m.env._now, label=f"handshake {self.i}")
+            m._link(self.node, self.caller).send(msg, self._step)
+
+    def _server_cpu(self, _msg) -> None:
+        self.model._handshake_cpu(self.node, self._step, None)
+
+
+def figures(result, out_dir) -> list:
+    from commsim.patterns._topology_figures import sidecar_figures
+
+    return sidecar_figures(result, Path(out_dir))
+
+
+PATTERN = Pattern(
+    name="sidecar",
+    summary="service-mesh sidecar proxies vs an in-process library vs nothing: per-hop latency, "
+            "proxy CPU, mTLS, retries, circuit breaking under faulty instances",
+    model=SidecarModel,
+    sections=("sidecar",),
+    figures=figures,
+)

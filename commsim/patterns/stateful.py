@@ -1,0 +1,583 @@
+"""Stateful vs stateless servers behind a load balancer (``pattern: stateful``).
+
+"If I keep session state in the server, what do I gain in latency and what
+do I lose when a server dies or when I scale out?"
+
+Model and assumptions
+---------------------
+* Topology: clients -- ``network`` links -- a load balancer
+  (:class:`~commsim.nodes.load_balancer.LoadBalancer`) -- one link pair per
+  server (``stateful.backend_latency``) -- ``stateful.servers`` application
+  servers, each a :class:`~commsim.nodes.Cpu` with ``server.cores`` cores.
+  The balancer has no CPU and never fails.
+* Clients (:class:`~commsim.clients.ClientPopulation`, sync or async) work in
+  *sessions*: a login (``stateful.login_cpu`` of server CPU, e.g. checking a
+  password hash), then a geometric number of requests with mean
+  ``stateful.requests_per_session``, each ``server.service_time`` of CPU; the
+  last request of a session logs out.  An operation is one request; when the
+  client has no session the operation starts with the login, so login time
+  is part of that operation's latency.
+* ``stateful.mode: stateful``: the session lives in the memory of the server
+  that ran the login.  A request reaching a server without the client's
+  session is answered 401 and the client logs in again there (a *relogin*)
+  and resends; if the resent request is again misrouted the operation fails.
+  Only one copy of a session is live: logging in elsewhere drops the old one
+  (it would expire).  Routing must be sticky (``sticky`` or
+  ``consistent_hash``) for this to work; ``round_robin`` and
+  ``least_connections`` show what happens when it is not.
+* ``stateful.mode: stateless``: any server can serve any request.  With
+  ``stateless_state: store`` the session lives in a shared
+  :class:`~commsim.nodes.store.Store` (written at login, read on every
+  request: one store round trip of ``2 x store_latency`` plus the store's
+  queueing and ``store_service_time``; logout deletes it, without waiting).
+  With ``stateless_state: token`` the state travels with every request as a
+  signed token of ``token_size`` bytes, signed at login
+  (``token_sign_cpu``) and verified on every request (``token_verify_cpu``).
+* Faults: a server crashes at ``crash_at`` (server ``crash_server``) and/or
+  every server fails after exponential up-times of mean ``mtbf``; it
+  restarts after ``mttr`` (null: never) with empty memory.  At the crash
+  its queued and running requests are lost: each gets a connection reset and
+  the operation fails; in stateful mode its sessions are lost
+  (``sessions_lost``) and their clients pay a relogin on their next
+  request.  The balancer notices a crash (and a restart) ``detect_time``
+  later (health checks); until then it keeps routing to the dead server and
+  those requests fail fast (connection refused).
+* Scale-out: at ``scale_out_at``, ``scale_out_servers`` new servers join
+  the balancer, empty.  Sticky sessions keep existing clients where they
+  are (the affinity cookie lasts one session; new sessions are placed round
+  robin), so the new servers only get new sessions and load stays uneven for
+  about a session length; consistent hashing moves ~1/N of the clients at
+  once (in stateful mode: ~1/N of the sessions missed and relogged).
+* Clients should be ``sync`` (one operation at a time per client, as a user
+  in a browser); with ``async`` clients two operations of one client may
+  overlap and both log in.
+* Common random numbers: each operation draws its service time (and each
+  login its CPU and session length) from its own named stream when it
+  starts, so compared modes see the same work in the same order.
+
+With no faults, zero store latency and zero store service time, the store
+round trip takes no time and both modes give identical latencies (a test).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from commsim.clients import ClientPopulation
+from commsim.config.schema import Field, Section, register_section
+from commsim.errors import ConfigError
+from commsim.metrics.collect import byte_metrics, engine_metrics, latency_metrics, ledger_metrics
+from commsim.metrics.topology import imbalance, percentiles
+from commsim.engine.simulation import call_at, call_later
+from commsim.network import Link, Message, Network
+from commsim.nodes import Cpu
+from commsim.nodes.load_balancer import LoadBalancer
+from commsim.nodes.store import Store
+from commsim.patterns.base import Pattern
+
+
+def _check(cfg: dict, key: str) -> None:
+    if cfg["crash_at"] is not None and cfg["crash_server"] >= cfg["servers"]:
+        raise ConfigError(f"{key}.crash_server", f"got {cfg['crash_server']}; expected a server "
+                          f"index below {key}.servers = {cfg['servers']}")
+
+
+SECTION = register_section(Section("stateful", {
+    "mode": Field("choice", "stateful", "stateful: sessions live in the server that created them; "
+                  "stateless: any server can serve any request", choices=("stateful", "stateless")),
+    "stateless_state": Field("choice", "store", "where the state lives in stateless mode: a shared "
+                             "store node, or a signed token sent with every request",
+                             choices=("store", "token")),
+    "servers": Field("int", 4, "application servers behind the balancer at the start", min=1),
+    "balancer": Field("choice", "sticky", "load-balancing policy",
+                      choices=("round_robin", "least_connections", "consistent_hash", "sticky")),
+    "login_cpu": Field("dist:duration", "10ms", "server CPU per login (password check, session set-up)",
+                       min=0),
+    "requests_per_session": Field("number", 20, "mean requests per session (geometric); the last "
+                                  "one logs out", min=1),
+    "backend_latency": Field("dist:duration", "0.2ms", "one-way latency balancer <-> server", min=0),
+    "request_header": Field("size", "400B", "header bytes of each request", min=0),
+    "request_body": Field("size", "200B", "body bytes of each request (and of a login)", min=0),
+    "response_header": Field("size", "300B", "header bytes of each response", min=0),
+    "response_body": Field("size", "1KiB", "body bytes of each successful response", min=0),
+    "session_size": Field("size", "2KiB", "size of one session's state (store value)", min=0),
+    "store_latency": Field("dist:duration", "0.25ms", "one-way latency server <-> store", min=0),
+    "store_service_time": Field("dist:duration", {"dist": "exponential", "mean": "0.1ms"},
+                                "store CPU per operation", min=0),
+    "store_cores": Field("int", 1, "cores of the store node", min=1),
+    "token_size": Field("size", "1KiB", "bytes of the session token every request carries "
+                        "(stateless token mode)", min=0),
+    "token_sign_cpu": Field("duration", "50us", "server CPU to sign a token at login", min=0),
+    "token_verify_cpu": Field("duration", "50us", "server CPU to verify the token of a request", min=0),
+    "crash_at": Field("duration", None, "time of a scheduled crash of server `crash_server` "
+                      "(null: none)", min=0, nullable=True),
+    "crash_server": Field("int", 0, "index of the server killed at crash_at", min=0),
+    "mtbf": Field("dist:duration", None, "mean time between failures of every server "
+                  "(exponential up-times; null: no random crashes)", min=0, nullable=True),
+    "mttr": Field("dist:duration", "30s", "time a crashed server takes to restart "
+                  "(null: never restarts)", min=0, nullable=True),
+    "detect_time": Field("duration", "2s", "delay before the balancer's health checks notice "
+                         "a crash or a restart", min=0),
+    "scale_out_at": Field("duration", None, "time new servers are added (null: never)", min=0,
+                          nullable=True),
+    "scale_out_servers": Field("int", 2, "servers added at scale_out_at", min=1),
+    "timeseries_bin": Field("duration", "1s", "bin width of the time series drawn in figures",
+                            min=0, min_exclusive=True),
+}, doc="Servers behind a load balancer with session state in the server, a store or a token; "
+       "crashes and scale-out.", pattern="stateful", check=_check))
+
+
+class _Server:
+    __slots__ = ("index", "name", "cpu", "alive", "routable", "active", "epoch", "sessions",
+                 "inflight", "link_in", "link_out", "created", "served")
+
+    def __init__(self, model, index: int):
+        sim = model.sim
+        self.index = index
+        self.name = f"server{index}"
+        self.cpu = Cpu(sim, self.name, sim.config["server"]["cores"])
+        self.alive = True
+        self.routable = True
+        self.active = 0
+        self.epoch = 0
+        self.sessions: dict = {}
+        self.inflight: dict = {}  # ordered (a set of ops would iterate in id() order)
+        lat = sim.config["stateful"]["backend_latency"]
+        self.link_in = Link(sim, f"lb/{self.name}/in", lat)
+        self.link_out = Link(sim, f"lb/{self.name}/out", lat)
+        self.created = sim.now
+        self.served = [0] * model.nbins
+
+
+class _Op:
+    """One client operation: optional login, then one request."""
+
+    __slots__ = ("cid", "done", "t0", "service", "kind", "forced", "server", "epoch", "last",
+                 "during_crash", "in_window", "sid")
+
+    def __init__(self, cid, done, t0, service, during_crash, in_window):
+        self.cid = cid
+        self.done = done
+        self.t0 = t0
+        self.service = service
+        self.kind = "request"
+        self.forced = False
+        self.server = None
+        self.epoch = 0
+        self.last = False
+        self.during_crash = during_crash
+        self.in_window = in_window
+        self.sid = None
+
+
+class StatefulModel:
+    """Servers behind a balancer, state in the server, a store or a token."""
+
+    def __init__(self, sim):
+        cfg = sim.config
+        st = cfg["stateful"]
+        self.sim = sim
+        self.env = sim.env
+        self.cfg = st
+        self.stateful = st["mode"] == "stateful"
+        self.token = not self.stateful and st["stateless_state"] == "token"
+        self.use_store = not self.stateful and not self.token
+        self.bin = st["timeseries_bin"]
+        self.nbins = int(math.ceil(sim.end / self.bin)) + 1
+        self.net = Network(sim)
+        self.store = None
+        if self.use_store:
+            self.store = Store(sim, "store", st["store_cores"], st["store_service_time"],
+                               st["store_latency"], request_size=100, ack_size=50)
+        self.servers: list[_Server] = []
+        uniform = sim.sampler({"dist": "uniform", "low": 0, "high": 1}, "stateful/balancer", "number")
+        self.lb = LoadBalancer(st["balancer"], uniform=uniform)
+        for i in range(st["servers"]):
+            self._add_server()
+        self._service = sim.sampler(cfg["server"]["service_time"], "server/service")
+        self._login_cpu = sim.sampler(st["login_cpu"], "stateful/login_cpu")
+        p = 1.0 / st["requests_per_session"]
+        self._session_len = sim.sampler({"dist": "uniform", "low": 0, "high": 1},
+                                        "stateful/session_length", "number")
+        self._log1mp = math.log1p(-p) if p < 1 else None
+        self.req_header = int(st["request_header"])
+        self.req_body = int(st["request_body"])
+        self.resp_header = int(st["response_header"])
+        self.resp_body = int(st["response_body"])
+        self.session_size = int(st["session_size"])
+        self.token_size = int(st["token_size"])
+        n = cfg["clients"]["count"]
+        self.session = [None] * n      # the client's session id (None: logged out)
+        self.remaining = [0] * n       # requests left in the session
+        self.where: list = [None] * n  # stateful: the server holding the live session
+        self._next_sid = 0
+        self.down = 0                  # servers not alive now
+        # counters (window)
+        self.lat: list[float] = []
+        self.ok = 0
+        self.failed = 0
+        self.crash_ops = 0
+        self.crash_ok = 0
+        self.logins = 0
+        self.relogins = 0
+        self.sessions_lost = 0
+        self.crash_log: list = []      # (time, server index, frozenset of clients)
+        self.relogin_log: list = []    # (time, client) of forced logins
+        self.ts_ok = [0] * self.nbins
+        self.ts_fail = [0] * self.nbins
+        self.ts_lat = [0.0] * self.nbins
+        self.ts_relogin = [0] * self.nbins
+        self._schedule_faults()
+        self.clients = ClientPopulation(sim, self.start_op)
+
+    # ------------------------------------------------------------ topology --
+    def _add_server(self) -> _Server:
+        s = _Server(self, len(self.servers))
+        self.servers.append(s)
+        self.lb.add(s)
+        return s
+
+    def _schedule_faults(self) -> None:
+        st = self.cfg
+        env = self.env
+        self._mttr = self.sim.sampler(st["mttr"], "stateful/mttr") if st["mttr"] is not None else None
+        if st["crash_at"] is not None:
+            call_at(env, st["crash_at"], lambda _e: self.crash(self.servers[st["crash_server"]]))
+        if st["mtbf"] is not None:
+            self._uptime = self.sim.sampler(st["mtbf"], "stateful/mtbf")
+            for s in self.servers:
+                self._arm_mtbf(s)
+        if st["scale_out_at"] is not None:
+            call_at(env, st["scale_out_at"], self._scale_out)
+
+    def _arm_mtbf(self, s: _Server) -> None:
+        epoch = s.epoch
+        call_later(self.env, self._uptime(),
+                   lambda _e: self.crash(s) if s.alive and s.epoch == epoch else None)
+
+    def _scale_out(self, _e) -> None:
+        for _ in range(self.cfg["scale_out_servers"]):
+            s = self._add_server()
+            if self.cfg["mtbf"] is not None:
+                self._arm_mtbf(s)
+
+    # -------------------------------------------------------------- faults --
+    def crash(self, s: _Server) -> None:
+        """Kill server ``s`` now: its memory and its requests are lost."""
+        if not s.alive:
+            return
+        now = self.sim.now
+        s.alive = False
+        s.epoch += 1
+        self.down += 1
+        lost = frozenset(s.sessions)
+        if now >= self.sim.start:
+            self.sessions_lost += len(lost)
+        self.crash_log.append((now, s.index, lost))
+        for cid in lost:
+            self.where[cid] = None
+        s.sessions.clear()
+        s.cpu.drop_queued()
+        for op in list(s.inflight):
+            self._reply(s, op, "reset", 0)
+        s.inflight.clear()
+        epoch = s.epoch
+        call_later(self.env, self.cfg["detect_time"], lambda _e: self._mark(s, epoch, False))
+        if self._mttr is not None:
+            call_later(self.env, self._mttr(), lambda _e: self._restart(s, epoch))
+
+    def _restart(self, s: _Server, epoch: int) -> None:
+        if s.alive or s.epoch != epoch:
+            return
+        s.alive = True
+        s.epoch += 1
+        self.down -= 1
+        new_epoch = s.epoch
+        call_later(self.env, self.cfg["detect_time"], lambda _e: self._mark(s, new_epoch, True))
+        if self.cfg["mtbf"] is not None:
+            self._arm_mtbf(s)
+
+    @staticmethod
+    def _mark(s: _Server, epoch: int, up: bool) -> None:
+        if s.epoch == epoch:
+            s.routable = up
+
+    # -------------------------------------------------------------- client --
+    def start_op(self, cid, done) -> None:
+        now = self.sim.now
+        op = _Op(cid, done, now, self._service(), self.down > 0, now >= self.sim.start)
+        if self.session[cid] is None:
+            self._send_login(op, forced=False)
+        else:
+            self._send_request(op)
+
+    def _send_login(self, op: _Op, forced: bool) -> None:
+        op.kind = "login"
+        op.forced = forced
+        if op.in_window:
+            self.logins += 1
+            if forced:
+                self.relogins += 1
+                self.relogin_log.append((self.sim.now, op.cid))
+                self.ts_relogin[int(self.sim.now / self.bin)] += 1
+        msg = Message("login", op.cid, "lb", header=self.req_header, payload=self.req_body,
+                      created=self.sim.now, data=op, label="login")
+        self.net.up.send(msg, self._lb_receive)
+
+    def _send_request(self, op: _Op) -> None:
+        op.kind = "request"
+        header = self.req_header + (self.token_size if self.token else 0)
+        msg = Message("request", op.cid, "lb", header=header, payload=self.req_body,
+                      created=self.sim.now, data=op, label="request")
+        self.net.up.send(msg, self._lb_receive)
+
+    def _client_receive(self, msg) -> None:
+        op: _Op = msg.data
+        status = msg.label
+        cid = op.cid
+        if op.kind == "login":
+            if status != "ok":
+                self._finish(op, False)
+                return
+            self.session[cid] = op.sid
+            self._send_request(op)
+            return
+        if status == "ok":
+            self.remaining[cid] -= 1
+            if op.last:
+                self.session[cid] = None
+            self._finish(op, True)
+        elif status == "401" and not op.forced:
+            self.session[cid] = None
+            self._send_login(op, forced=True)
+        else:
+            if status == "401":
+                self.session[cid] = None
+            self._finish(op, False)
+
+    def _finish(self, op: _Op, ok: bool) -> None:
+        now = self.sim.now
+        if op.in_window:
+            b = int(now / self.bin)
+            if ok:
+                self.ok += 1
+                self.lat.append(now - op.t0)
+                self.ts_ok[b] += 1
+                self.ts_lat[b] += now - op.t0
+            else:
+                self.failed += 1
+                self.ts_fail[b] += 1
+            if op.during_crash:
+                self.crash_ops += 1
+                self.crash_ok += ok
+        op.done()
+
+    # ------------------------------------------------------------ balancer --
+    def _lb_receive(self, msg) -> None:
+        op: _Op = msg.data
+        s = self.lb.pick(op.cid)
+        if s is None:
+            self._lb_reply(op, "503", 0)
+            return
+        s.active += 1
+        op.server = s
+        s.link_in.send(msg, self._server_receive)
+
+    def _lb_back(self, msg) -> None:
+        op: _Op = msg.data
+        s = op.server
+        if s is not None:
+            s.active -= 1
+            op.server = None
+        if op.last and msg.label == "ok":
+            self.lb.affinity.pop(op.cid, None)  # the affinity cookie ends with the session
+        self._lb_reply(op, msg.label, msg.payload)
+
+    def _lb_reply(self, op: _Op, status: str, payload: int) -> None:
+        header = self.resp_header
+        msg = Message("response" if status == "ok" else "error", "lb", op.cid, header=header,
+                      payload=payload, created=self.sim.now, data=op, label=status)
+        self.net.down.send(msg, self._client_receive)
+
+    # -------------------------------------------------------------- server --
+    def _server_receive(self, msg) -> None:
+        op: _Op = msg.data
+        s: _Server = op.server
+        if not s.alive:
+            self._reply(s, op, "reset", 0)  # connection refused
+            return
+        op.epoch = s.epoch
+        s.inflight[op] = None
+        if op.kind == "login":
+            work = self._login_cpu() + (self.cfg["token_sign_cpu"] if self.token else 0.0)
+            s.cpu.submit(work, "login", self._login_done, op)
+        elif self.stateful:
+            if s.sessions.get(op.cid) != self.session[op.cid] or self.session[op.cid] is None:
+                self._reply(s, op, "401", 0)
+                return
+            s.cpu.submit(op.service, "request", self._served, op)
+        elif self.token:
+            s.cpu.submit(op.service + self.cfg["token_verify_cpu"], "request", self._served, op)
+        else:
+            self.store.call(s.name, "read", op.cid, self._after_read, op)
+
+    def _current(self, op: _Op) -> bool:
+        s = op.server
+        return s is not None and op in s.inflight and s.epoch == op.epoch
+
+    def _login_done(self, op: _Op, _wait) -> None:
+        if not self._current(op):
+            return
+        s = op.server
+        sid = self._next_sid
+        self._next_sid += 1
+        op.sid = sid
+        cid = op.cid
+        self.remaining[cid] = self._geometric()
+        if self.stateful:
+            old = self.where[cid]
+            if old is not None and old is not s:
+                old.sessions.pop(cid, None)
+            s.sessions[cid] = sid
+            self.where[cid] = s
+            self._reply(s, op, "ok", 0)
+        elif self.token:
+            self._reply(s, op, "ok", self.token_size)
+        else:
+            self.store.call(s.name, "write", cid, self._login_stored, op, size=self.session_size)
+
+    def _login_stored(self, op: _Op, _found) -> None:
+        if self._current(op):
+            self._reply(op.server, op, "ok", 0)
+
+    def _after_read(self, op: _Op, found: bool) -> None:
+        if not self._current(op):
+            return
+        if not found:
+            self._reply(op.server, op, "401", 0)
+            return
+        op.server.cpu.submit(op.service, "request", self._served, op)
+
+    def _served(self, op: _Op, _wait) -> None:
+        if not self._current(op):
+            return
+        s = op.server
+        cid = op.cid
+        now = self.sim.now
+        s.served[int(now / self.bin)] += 1
+        if self.remaining[cid] <= 1:
+            op.last = True  # this request logs out
+            if self.stateful:
+                s.sessions.pop(cid, None)
+                self.where[cid] = None
+            elif self.use_store:
+                self.store.call(s.name, "delete", cid, _ignore, None)
+        self._reply(s, op, "ok", self.resp_body)
+
+    def _reply(self, s: _Server, op: _Op, status: str, payload: int) -> None:
+        s.inflight.pop(op, None)
+        kind = "response" if status == "ok" else "error"
+        msg = Message(kind, s.name, "lb", header=self.resp_header, payload=payload,
+                      created=self.sim.now, data=op, label=status)
+        s.link_out.send(msg, self._lb_back)
+
+    def _geometric(self) -> int:
+        """Requests in a session: geometric on {1, 2, ...} with the configured mean."""
+        if self._log1mp is None:
+            return 1
+        u = self._session_len()
+        return 1 + int(math.log1p(-u) / self._log1mp)
+
+    # ------------------------------------------------------------- metrics --
+    def in_flight(self) -> int:
+        n = self.net.in_flight() + sum(s.link_in.pending() + s.link_out.pending() for s in self.servers)
+        return n + (self.store.in_flight() if self.store is not None else 0)
+
+    def server_utilizations(self) -> list[float]:
+        sim = self.sim
+        out = []
+        for s in self.servers:
+            span = sim.overlap(s.created, sim.end)
+            out.append(s.cpu.account.total / (s.cpu.cores * span) if span > 0 else math.nan)
+        return out
+
+    def imbalance_end(self) -> float:
+        sim = self.sim
+        t0 = sim.end - sim.duration / 4
+        b0, b1 = int(t0 / self.bin), int(sim.end / self.bin)
+        loads = [sum(s.served[b0:b1]) for s in self.servers if s.created <= t0 and s.routable]
+        return imbalance(loads)
+
+    def metrics(self) -> dict:
+        sim = self.sim
+        out = {"throughput": self.ok / sim.duration}
+        out.update(latency_metrics(self.lat))
+        out.update(percentiles(self.lat, "latency", qs=(90,)))
+        total = self.ok + self.failed
+        out["availability"] = self.ok / total if total else math.nan
+        out["availability_crash"] = self.crash_ok / self.crash_ops if self.crash_ops else math.nan
+        out["failed_requests"] = self.failed
+        out["sessions_lost"] = self.sessions_lost
+        out["relogins"] = self.relogins
+        out["logins"] = self.logins
+        utils = [u for u in self.server_utilizations() if not math.isnan(u)]
+        out["utilization_max"] = max(utils)
+        out["utilization_min"] = min(utils)
+        out["utilization_mean"] = sum(utils) / len(utils)
+        out["imbalance"] = imbalance(utils)
+        out["imbalance_end"] = self.imbalance_end()
+        out["servers_end"] = len(self.servers)
+        out["server_cpu_s"] = sum(s.cpu.account.total for s in self.servers)
+        if self.store is not None:
+            out["store_ops"] = self.store.ops
+            out["store_utilization"] = self.store.cpu.account.utilization()
+            out["store_wait_mean"] = self.store.cpu.wait_mean
+        else:
+            out["store_ops"] = 0
+            out["store_utilization"] = 0.0
+            out["store_wait_mean"] = math.nan
+        out["requests"] = sim.bytes.messages("request")
+        out.update(byte_metrics(sim))
+        out["bytes_per_request"] = sim.bytes.total / self.ok if self.ok else math.nan
+        out.update(ledger_metrics(sim, self.in_flight()))
+        out.update(engine_metrics(sim))
+        return out
+
+    def timeseries(self) -> dict:
+        """Per-bin series over the whole run (warm-up included): time, throughput,
+        mean latency, failures, relogins and per-server requests served."""
+        n = int(math.ceil(self.sim.end / self.bin))
+        t = [(i + 0.5) * self.bin for i in range(n)]
+        lat = [self.ts_lat[i] / self.ts_ok[i] if self.ts_ok[i] else math.nan for i in range(n)]
+        served = {s.index: s.served[:n] for s in self.servers}
+        imb = []
+        for i in range(n):
+            loads = [served[s.index][i] for s in self.servers
+                     if s.created <= i * self.bin and (served[s.index][i] > 0 or s.alive)]
+            imb.append(imbalance(loads) if sum(loads) > 0 else math.nan)
+        return {"time": t, "throughput": [x / self.bin for x in self.ts_ok[:n]], "latency_mean": lat,
+                "failed": self.ts_fail[:n], "relogins": self.ts_relogin[:n], "imbalance": imb,
+                "served": served}
+
+
+def _ignore(_token, _found) -> None:
+    pass
+
+
+# ------------------------------------------------------------------ figures --
+def figures(result, out_dir) -> list:
+    """Latency and imbalance over time through the faults of each sweep point
+    (replication 0 re-run to get its time series), and summary bars."""
+    from commsim.patterns._topology_figures import stateful_figures
+
+    return stateful_figures(result, Path(out_dir), StatefulModel)
+
+
+PATTERN = Pattern(
+    name="stateful",
+    summary="stateful vs stateless servers behind a load balancer: sessions, crashes, scale-out",
+    model=StatefulModel,
+    sections=("stateful",),
+    figures=figures,
+)

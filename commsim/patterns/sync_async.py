@@ -1,0 +1,753 @@
+"""Synchronous vs asynchronous I/O on a server, and synchronous vs
+asynchronous commit with crash injection.
+
+Model and assumptions (details, closed forms and parameter table in
+``docs/sync_async.md``)
+-----------------------------------------------------------------------
+* Clients are the shared :class:`~commsim.clients.ClientPopulation`; each
+  operation is one request (``request_header`` bytes) answered by one
+  response (``response_header`` bytes) on the shared
+  :class:`~commsim.network.Network`, so bytes and the message ledger are
+  counted in the one place.
+* A request needs ``cpu_before`` of CPU, then ``ios_per_request`` backend
+  calls one after another (each lasts ``io_time``; the backend has unlimited
+  parallelism and is not on the modelled network), then ``cpu_after``.
+  ``server.service_time`` is **not** used by this pattern.
+* The server's cores are one :class:`~commsim.nodes.Cpu` (``server.cores``,
+  FIFO run queue), so all CPU is accounted by the shared
+  :class:`~commsim.accounting.cpu.CpuAccount`.  Threads are a separate
+  counting resource: a thread needs a core only for its CPU parts.
+* I/O models (``io_model``):
+
+  - ``thread_pool``: ``threads`` pool threads; a request holds one from
+    the start of its CPU to its response (queueing FIFO for one if none is
+    free) and the thread stays held while blocked on I/O.  Each blocking call
+    costs two context switches (block, wake) of ``context_switch`` CPU each.
+  - ``event_loop``: one non-blocking loop per core (the Cpu's run queue is
+    the loops' shared ready queue); no thread ever blocks; each I/O costs
+    ``readiness_cpu`` (epoll readiness notification + non-blocking read).
+  - ``io_uring``: like ``event_loop`` with completion-based I/O costing
+    ``completion_cpu`` per I/O.
+  - ``thread_per_call``: requests run on event loops, but every blocking
+    call is handed to a newly created thread: the loop spends
+    ``thread_spawn_cpu``, the new thread waits for a core, makes the call and
+    blocks (a context switch), is woken (a context switch) and hands the
+    result back to the loop, which continues the request.  The thread exists,
+    with ``thread_memory``, from its creation until it has been woken.  No
+    bound on threads.
+
+* CPU pieces that run back to back on one thread (e.g. the CPU before an I/O
+  and the context switch when the thread then blocks) are submitted to the
+  run queue together and the thread continues when all are done; with one
+  core they run exactly back to back, with several they may overlap by at
+  most the length of the shorter piece (microseconds).
+* **Wasted CPU** (work that delivered nothing new to anyone): context
+  switches and thread creation.  Readiness / completion handling is I/O
+  *overhead* (``io_overhead_cpu_s``), not waste: it is the work of moving
+  the I/O's result to the request.  The data-moving part of the system calls
+  is common to all models and belongs to ``cpu_before`` / ``cpu_after``.
+* Durability (``commit``): with ``sync`` or ``async`` every request is a
+  write appended to a log at the end of ``cpu_after``.  A flush (fsync or
+  replica acknowledgement, ``fsync_time``) makes durable every write
+  appended before it started; one flush at a time.  ``sync``: the request
+  waits for a flush covering its write before it is acknowledged (group
+  commit: a flush starts as soon as the previous one ends while writes wait);
+  the wait is one more I/O of the I/O model.  ``async``: acknowledged at
+  once; a background flush every ``flush_interval``.
+* Crashes (``crash_at``, ``crash_mtbf``): the server process dies; writes
+  not yet durable are lost (``writes_lost``; those already acknowledged are
+  ``acked_writes_lost``), a flush in progress never completes, every request
+  in the server is failed with a reset message, and requests arriving during
+  ``restart_time`` are refused the same way.  A client whose request is
+  reset retries it after ``retry_backoff`` (latency then includes the
+  outage).  CPU jobs of crashed requests already queued at the Cpu still run
+  (the Cpu has no cancel) but their results are discarded.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+from pathlib import Path
+
+from commsim.clients import ClientPopulation
+from commsim.config.schema import Field, Section, register_section
+from commsim.engine.simulation import call_at, call_later
+from commsim.errors import ConfigError, describe
+from commsim.metrics import io as _io_metrics  # noqa: F401  (registers the metric definitions)
+from commsim.metrics.collect import client_server_metrics, engine_metrics
+from commsim.network import Message, Network
+from commsim.nodes import Cpu
+from commsim.patterns.base import Pattern
+
+IO_MODELS = ("thread_pool", "event_loop", "io_uring", "thread_per_call")
+COMMITS = ("none", "sync", "async")
+RESET_BYTES = 40  # a TCP RST segment: 20 B IP + 20 B TCP header
+
+
+SECTION = register_section(Section("sync_async", {
+    "io_model": Field("choice", "thread_pool",
+                      "thread_pool: bounded pool, a thread held per request and blocked during "
+                      "I/O; event_loop: epoll-style readiness, threads never block; io_uring: "
+                      "completion-based I/O; thread_per_call: a new thread per blocking call",
+                      choices=IO_MODELS),
+    "threads": Field("int", 200, "pool size (thread_pool only; event loops use one thread per "
+                     "server core)", min=1),
+    "cpu_before": Field("dist:duration", {"dist": "exponential", "mean": "0.5ms"},
+                        "CPU per request before its first backend call (server.service_time is "
+                        "not used by this pattern)", min=0),
+    "io_time": Field("dist:duration", {"dist": "exponential", "mean": "10ms"},
+                     "duration of one backend call (e.g. a database query), drawn per call",
+                     min=0),
+    "cpu_after": Field("dist:duration", {"dist": "exponential", "mean": "0.5ms"},
+                       "CPU per request after its last backend call", min=0),
+    "ios_per_request": Field("int", 1, "backend calls per request, made one after another",
+                             min=0),
+    "context_switch": Field("duration", "5us", "CPU of one context switch; a blocking call "
+                            "costs two (block and wake), counted as wasted CPU", min=0),
+    "readiness_cpu": Field("duration", "2us", "event_loop: CPU per I/O for the readiness "
+                           "notification and the non-blocking read (overhead, not wasted)",
+                           min=0),
+    "completion_cpu": Field("duration", "1us", "io_uring: CPU per I/O to submit it and reap its "
+                            "completion (overhead, not wasted)", min=0),
+    "thread_spawn_cpu": Field("duration", "15us", "thread_per_call: CPU to create and tear down "
+                              "the thread of one blocking call (wasted)", min=0),
+    "thread_memory": Field("size", "1MiB", "memory reserved per thread (stack), for "
+                           "thread_memory_max", min=0),
+    "commit": Field("choice", "none", "none: requests are not durable writes; sync: acknowledge "
+                    "a write after the flush covering it; async: acknowledge at once, flush in "
+                    "the background every flush_interval", choices=COMMITS),
+    "fsync_time": Field("dist:duration", "1ms", "duration of one log flush (fsync, or a "
+                        "replica's acknowledgement)", min=0),
+    "flush_interval": Field("duration", "200ms", "async commit: time between background flushes "
+                            "(PostgreSQL's wal_writer_delay default)", min=0, min_exclusive=True),
+    "crash_mtbf": Field("duration", None, "mean up-time between crashes (exponential); null: no "
+                        "random crashes", min=0, min_exclusive=True, nullable=True),
+    "crash_at": Field("list:duration", None, "crash times, absolute simulated time including "
+                      "the warm-up, e.g. [10s, 25s]; null: none", min=0, nullable=True),
+    "restart_time": Field("duration", "1s", "time a crashed server takes to restart", min=0),
+    "retry_backoff": Field("duration", "100ms", "a client whose request was reset by a crash "
+                           "retries it after this delay", min=0, min_exclusive=True),
+    "request_header": Field("size", "200B", "bytes of each request", min=0),
+    "response_header": Field("size", "150B", "bytes of each response", min=0),
+}, doc="Server I/O model (thread pool, event loop, io_uring, thread per call), commit mode and "
+       "crash injection.", pattern="sync_async"))
+
+
+# ---------------------------------------------------------------- helpers --
+class Level:
+    """A quantity that changes at instants (threads in use, threads blocked,
+    server down): its time integral and maximum over the measurement window."""
+
+    __slots__ = ("sim", "value", "area", "last", "peak")
+
+    def __init__(self, sim, value: float = 0):
+        self.sim = sim
+        self.value = value
+        self.area = 0.0
+        self.last = 0.0
+        self.peak = 0
+        sim.at_end(self._close)
+
+    def set(self, value) -> None:
+        sim = self.sim
+        now = sim.env._now
+        start = sim.start
+        if now >= start:
+            if now > start:
+                last = self.last if self.last > start else start
+                self.area += self.value * (now - last)
+            if self.value > self.peak:  # the old value was held at some instant of the window
+                self.peak = self.value
+            if value > self.peak:
+                self.peak = value
+        self.last = now
+        self.value = value
+
+    def add(self, delta) -> None:
+        self.set(self.value + delta)
+
+    def _close(self) -> None:
+        self.set(self.value)
+
+    @property
+    def mean(self) -> float:
+        return self.area / self.sim.duration
+
+
+class _Op:
+    """One client operation (retried after a reset until it succeeds)."""
+
+    __slots__ = ("client", "done", "resets")
+
+    def __init__(self, client, done):
+        self.client = client
+        self.done = done
+        self.resets = 0
+
+
+class _Req:
+    """One request inside the server (one attempt of an operation)."""
+
+    __slots__ = ("op", "epoch", "arrived", "lsn")
+
+    def __init__(self, op, epoch, arrived):
+        self.op = op
+        self.epoch = epoch
+        self.arrived = arrived
+        self.lsn = 0
+
+
+class Wal:
+    """The write-ahead log: appends, flushes, acknowledgements and crash losses.
+
+    Bookkeeping is by log sequence number (LSN): ``appended`` is the last LSN
+    written, ``durable`` the last one a completed flush covers.  For an
+    independent check the log also records the time of every acknowledgement
+    (``ack_times``), every completed flush (``flush_log``: start, end) and
+    every crash (``crash_log``).
+    """
+
+    def __init__(self, model, cfg: dict):
+        self.model = model
+        self.sim = model.sim
+        self.env = model.env
+        self.sync = cfg["commit"] == "sync"
+        self.interval = cfg["flush_interval"]
+        self._fsync = model.sim.sampler(cfg["fsync_time"], "sync_async/fsync")
+        self.appended = 0
+        self.durable = 0
+        self.flushing = False
+        self.waiters: deque = deque()  # (lsn, event), in LSN order
+        self.acked: deque = deque()    # acknowledged LSNs not yet durable, in LSN order
+        self.ack_times = array("d")
+        self.flush_log: list[tuple[float, float]] = []
+        self.crash_log: list[float] = []
+        # window counters
+        self.writes_acked = 0
+        self.writes_lost = 0
+        self.acked_lost = 0
+        self.flushes = 0
+        if not self.sync:
+            call_later(self.env, self.interval, self._tick)
+
+    def append(self) -> int:
+        self.appended += 1
+        return self.appended
+
+    def wait_durable(self, lsn: int):
+        """An event that succeeds once a flush covers ``lsn`` (sync commit)."""
+        ev = self.env.event()
+        if lsn <= self.durable:
+            ev.succeed()
+            return ev
+        self.waiters.append((lsn, ev))
+        if not self.flushing:
+            self._start_flush()
+        return ev
+
+    def ack(self, lsn: int) -> None:
+        now = self.env._now
+        self.ack_times.append(now)
+        if now >= self.sim.start:
+            self.writes_acked += 1
+        if lsn > self.durable:
+            # Async commit acknowledges at the instant of the append, so acks come in LSN order.
+            self.acked.append(lsn)
+
+    def _start_flush(self) -> None:
+        self.flushing = True
+        call_later(self.env, self._fsync(), self._flushed,
+                   (self.model.epoch, self.appended, self.env._now))
+
+    def _flushed(self, event) -> None:
+        epoch, covers, started = event._value
+        if epoch != self.model.epoch:
+            return  # the server crashed during this flush: it never completed
+        now = self.env._now
+        self.flushing = False
+        self.durable = covers
+        self.flush_log.append((started, now))
+        if now >= self.sim.start:
+            self.flushes += 1
+        acked = self.acked
+        while acked and acked[0] <= covers:
+            acked.popleft()
+        waiters = self.waiters
+        while waiters and waiters[0][0] <= covers:
+            waiters.popleft()[1].succeed()
+        if waiters:  # group commit: the writes that arrived during this flush go next
+            self._start_flush()
+
+    def _tick(self, _event) -> None:
+        call_later(self.env, self.interval, self._tick)
+        if self.model.up and not self.flushing and self.appended > self.durable:
+            self._start_flush()
+
+    def crash(self) -> None:
+        now = self.env._now
+        self.crash_log.append(now)
+        if now >= self.sim.start:
+            self.writes_lost += self.appended - self.durable
+            self.acked_lost += len(self.acked)
+        self.appended = self.durable  # the lost LSNs are reused after the restart
+        self.acked.clear()
+        self.waiters.clear()
+        self.flushing = False
+
+
+# ------------------------------------------------------------------ model --
+class SyncAsync:
+    """The sync/async I/O and commit model on one :class:`~commsim.engine.Simulation`."""
+
+    def __init__(self, sim):
+        cfg = sim.config
+        sa = cfg["sync_async"]
+        self.sim = sim
+        self.env = sim.env
+        self.cfg = sa
+        self.net = Network(sim)
+        self.cores = cfg["server"]["cores"]
+        self.cpu = Cpu(sim, "server", self.cores)
+        self.io_model = sa["io_model"]
+        self.pool = self.io_model == "thread_pool"
+        self.per_call = self.io_model == "thread_per_call"
+        self.pool_size = sa["threads"]
+        self._cpu_before = sim.sampler(sa["cpu_before"], "sync_async/cpu_before")
+        self._cpu_after = sim.sampler(sa["cpu_after"], "sync_async/cpu_after")
+        self._io_time = sim.sampler(sa["io_time"], "sync_async/io_time")
+        self.ios = sa["ios_per_request"]
+        self.switch = sa["context_switch"]
+        self.spawn = sa["thread_spawn_cpu"]
+        self.thread_memory = sa["thread_memory"]
+        if self.io_model == "event_loop":
+            self.wake_part = (sa["readiness_cpu"], "io_readiness", False)
+        elif self.io_model == "io_uring":
+            self.wake_part = (sa["completion_cpu"], "io_completion", False)
+        else:
+            self.wake_part = (self.switch, "context_switch", True)
+        self.req_header = int(sa["request_header"])
+        self.resp_header = int(sa["response_header"])
+        self.retry_backoff = sa["retry_backoff"]
+        self.restart_time = sa["restart_time"]
+
+        # Threads: a counting pool, separate from the cores.
+        self.free_threads = self.pool_size
+        self.thread_queue: deque = deque()
+        self.loop_threads = 0 if self.pool else self.cores
+        self.threads = Level(sim, self.loop_threads)
+        self.blocked = Level(sim)
+        self.down = Level(sim)
+        self.thread_wait_sum = 0.0
+        self.thread_waits = 0
+        self.context_switches = 0
+        self.spawned = 0
+        self.io_calls = 0
+        self.resets = 0
+        self.crashes = 0
+
+        self.up = True
+        self.epoch = 0
+        self.active: dict = {}  # requests inside the server, in arrival order
+        self.wal = Wal(self, sa) if sa["commit"] != "none" else None
+        self.sync_commit = sa["commit"] == "sync"
+
+        for t in sorted(sa["crash_at"] or ()):
+            call_at(self.env, t, self._crash_event)
+        self._mtbf = None
+        if sa["crash_mtbf"] is not None:
+            self._mtbf = sim.sampler({"dist": "exponential", "mean": sa["crash_mtbf"]},
+                                     "sync_async/crash")
+            self._schedule_random_crash()
+        sim.sync_async = self
+        self.clients = ClientPopulation(sim, self.start_op)
+
+    # ----------------------------------------------------------- clients --
+    def start_op(self, client, done) -> None:
+        self._send(_Op(client, done))
+
+    def _send(self, op: _Op) -> None:
+        msg = Message("request", op.client, "server", header=self.req_header,
+                      created=self.env._now, data=op)
+        self.net.up.send(msg, self.server_receive)
+
+    def _client_response(self, msg) -> None:
+        msg.data.done()
+
+    def _client_reset(self, msg) -> None:
+        op = msg.data
+        op.resets += 1
+        call_later(self.env, self.retry_backoff, lambda _e: self._send(op))
+
+    def _reset(self, op: _Op) -> None:
+        if self.env._now >= self.sim.start:
+            self.resets += 1
+        msg = Message("reset", "server", op.client, header=RESET_BYTES, created=self.env._now,
+                      data=op, label="reset")
+        self.net.down.send(msg, self._client_reset)
+
+    # ------------------------------------------------------------ server --
+    def server_receive(self, msg) -> None:
+        if not self.up:
+            self._reset(msg.data)
+            return
+        req = _Req(msg.data, self.epoch, self.env._now)
+        self.active[req] = None
+        self.env.process(self._handle(req))
+
+    def _run(self, parts):
+        """Submit CPU pieces that run back to back on one thread; the returned
+        event succeeds when all are done."""
+        ev = self.env.event()
+        parts = [p for p in parts if p[0] > 0]
+        if not parts:
+            ev.succeed()
+            return ev
+        left = [len(parts)]
+
+        def one(_token, _wait):
+            left[0] -= 1
+            if not left[0]:
+                ev.succeed()
+
+        submit = self.cpu.submit
+        for work, purpose, wasted in parts:
+            submit(work, purpose, one, None, wasted)
+        return ev
+
+    def _handle(self, req: _Req):
+        env = self.env
+        epoch = req.epoch
+        if self.pool:
+            if self.free_threads:
+                self.free_threads -= 1
+            else:
+                ev = env.event()
+                self.thread_queue.append(ev)
+                yield ev
+                if self.epoch != epoch:
+                    return
+            if req.arrived >= self.sim.start:
+                self.thread_wait_sum += env._now - req.arrived
+                self.thread_waits += 1
+            self.threads.add(1)
+        parts = [(self._cpu_before(), "request", False)]
+        for _ in range(self.ios):
+            parts = yield from self._io(req, parts, None)
+            if parts is None:
+                return
+        parts.append((self._cpu_after(), "request", False))
+        if self.wal is not None:
+            yield self._run(parts)
+            if self.epoch != epoch:
+                return
+            parts = []
+            req.lsn = self.wal.append()
+            if self.sync_commit:
+                parts = yield from self._io(req, parts, self.wal.wait_durable(req.lsn))
+                if parts is None:
+                    return
+        if parts:
+            yield self._run(parts)
+            if self.epoch != epoch:
+                return
+        self._respond(req)
+
+    def _io(self, req: _Req, parts: list, wait_event):
+        """One blocking call (a backend call, or with ``wait_event`` a commit
+        wait): run the pending CPU ``parts`` with the model's cost of starting
+        the call, wait, and return the CPU parts to run next (``None`` if the
+        server crashed meanwhile)."""
+        env = self.env
+        epoch = req.epoch
+        start = self.sim.start
+        if self.pool:
+            # The request's thread runs its CPU, then blocks (a context switch).
+            parts.append((self.switch, "context_switch", True))
+            if env._now >= start:
+                self.context_switches += 1
+        elif self.per_call:
+            # The loop creates a thread for the call; the new thread waits for a
+            # core, makes the call and blocks (a context switch).  It exists, and
+            # holds its memory, from its creation until it has been woken.
+            parts.append((self.spawn, "thread_spawn", True))
+            yield self._run(parts)
+            if self.epoch != epoch:
+                return None
+            self.threads.add(1)
+            if env._now >= start:
+                self.spawned += 1
+                self.context_switches += 1
+            parts = [(self.switch, "context_switch", True)]
+        yield self._run(parts)
+        if self.epoch != epoch:
+            return None
+        blocking = self.pool or self.per_call
+        if blocking:
+            self.blocked.add(1)
+        if wait_event is None:
+            yield env.timeout(self._io_time())
+        else:
+            yield wait_event
+        if self.epoch != epoch:
+            return None
+        if wait_event is None and env._now >= start:
+            self.io_calls += 1
+        if not blocking:
+            return [self.wake_part]
+        self.blocked.add(-1)
+        if env._now >= start:
+            self.context_switches += 1
+        if self.pool:
+            return [self.wake_part]  # woken: a context switch, then the thread's next CPU
+        # thread_per_call: the woken thread hands the result to the loop and exits.
+        yield self._run([self.wake_part])
+        if self.epoch != epoch:
+            return None
+        self.threads.add(-1)
+        return []
+
+    def _respond(self, req: _Req) -> None:
+        del self.active[req]
+        if self.pool:
+            self.threads.add(-1)
+            if self.thread_queue:
+                self.thread_queue.popleft().succeed()  # hand the thread to the next request
+            else:
+                self.free_threads += 1
+        if self.wal is not None:
+            self.wal.ack(req.lsn)
+        op = req.op
+        msg = Message("response", "server", op.client, header=self.resp_header,
+                      created=self.env._now, data=op)
+        self.net.down.send(msg, self._client_response)
+
+    # ----------------------------------------------------------- crashes --
+    def _crash_event(self, _event) -> None:
+        self.crash()
+
+    def _schedule_random_crash(self) -> None:
+        call_later(self.env, self._mtbf(), self._random_crash, self.epoch)
+
+    def _random_crash(self, event) -> None:
+        if self.up and event._value == self.epoch:
+            self.crash()
+
+    def crash(self) -> None:
+        """Crash the server now (no-op while it is already down)."""
+        if not self.up:
+            return
+        now = self.env._now
+        self.up = False
+        self.epoch += 1
+        if now >= self.sim.start:
+            self.crashes += 1
+        if self.wal is not None:
+            self.wal.crash()
+        for req in self.active:
+            self._reset(req.op)
+        self.active.clear()
+        self.thread_queue.clear()
+        self.free_threads = self.pool_size
+        self.threads.set(0)
+        self.blocked.set(0)
+        self.down.set(1)
+        call_later(self.env, self.restart_time, self._restart)
+
+    def _restart(self, _event) -> None:
+        self.up = True
+        self.down.set(0)
+        self.threads.set(self.loop_threads)
+        if self._mtbf is not None:
+            self._schedule_random_crash()
+
+    # ----------------------------------------------------------- metrics --
+    def metrics(self) -> dict:
+        sim = self.sim
+        out = client_server_metrics(sim, self.cpu, self.clients, self.net)
+        by = self.cpu.account.by_purpose
+        out.update({
+            "threads_mean": self.threads.mean,
+            "threads_max": self.threads.peak,
+            "thread_memory_max": self.threads.peak * self.thread_memory,
+            "thread_wait_mean": ((self.thread_wait_sum / self.thread_waits if self.thread_waits
+                                  else math.nan) if self.pool else 0.0),
+            "threads_spawned": self.spawned,
+            "io_blocked_s": self.blocked.area,
+            "io_calls": self.io_calls,
+            "context_switches": self.context_switches,
+            "io_overhead_cpu_s": by.get("io_readiness", 0.0) + by.get("io_completion", 0.0),
+            "crashes": self.crashes,
+            "requests_reset": self.resets,
+            "server_down_s": self.down.area,
+        })
+        wal = self.wal
+        out.update({
+            "writes_acked": wal.writes_acked if wal else 0,
+            "writes_lost": wal.writes_lost if wal else 0,
+            "acked_writes_lost": wal.acked_lost if wal else 0,
+            "flushes": wal.flushes if wal else 0,
+        })
+        out.update(engine_metrics(sim))
+        return out
+
+
+# ---------------------------------------------------------------- figures --
+MODEL_KEY = "sync_async.io_model"
+
+
+def _x_axis(result):
+    """The swept load parameter: (column, x values as offered load or raw, label)."""
+    summary = result.summary
+    params = [p for p in result.params if p != MODEL_KEY and p in summary.columns]
+    numeric = [p for p in params if summary[p].dtype.kind in "if"]
+    if not numeric:
+        return None, None, None, params
+    x = "clients.rate" if "clients.rate" in numeric else numeric[0]
+    rest = [p for p in params if p != x]
+    values = summary[x].astype(float)
+    label = x
+    resolved = result.experiment.resolved
+    if x == "clients.rate" and "clients.count" not in params:
+        values = values * resolved["clients"]["count"]
+        label = "offered load (requests/s)"
+    return x, values, label, rest
+
+
+def _groups(result, rest):
+    summary = result.summary
+    keys = ([MODEL_KEY] if MODEL_KEY in summary.columns else []) + rest
+    if not keys:
+        yield "", summary.index
+        return
+    for key, g in summary.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(str(k) for k in key)
+        yield label, g.index
+
+
+def figures(result, out_dir) -> list[Path]:
+    """Throughput, latency, blocking / wasted CPU and threads vs load, one line per I/O model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from commsim.experiment.output import save_figure
+
+    out_dir = Path(out_dir)
+    summary = result.summary
+    x, xv, xlabel, rest = _x_axis(result)
+    if x is None or summary.empty:
+        return []
+    paths = []
+
+    def line(ax, metric, idx, label, style="-o"):
+        if metric not in summary.columns:
+            return
+        y = summary.loc[idx, metric].astype(float)
+        ci = summary.get(f"{metric}_ci95")
+        err = ci.loc[idx].astype(float).fillna(0.0) if ci is not None else None
+        ax.errorbar(xv.loc[idx], y, yerr=err, fmt=style, capsize=2, label=label, ms=4)
+
+    # Throughput vs offered load.
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for label, idx in _groups(result, rest):
+        line(ax, "throughput", idx, label)
+    if xlabel.startswith("offered"):
+        lim = float(xv.max())
+        ax.plot([0, lim], [0, lim], ":", color="grey", lw=1, label="offered")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("throughput (requests/s)")
+    ax.set_title("Throughput vs load per I/O model")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    paths.append(save_figure(fig, out_dir / "sync_async_throughput.png"))
+
+    # Latency.
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, metric in zip(axes, ("latency_p50", "latency_p99")):
+        for label, idx in _groups(result, rest):
+            line(ax, metric, idx, label)
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_title(metric.replace("_", " "))
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("latency (s)")
+    axes[0].legend(fontsize=8)
+    paths.append(save_figure(fig, out_dir / "sync_async_latency.png"))
+
+    # Blocking time and wasted CPU (per second of the window).
+    duration = result.experiment.resolved["duration"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    panels = (("io_blocked_s", "threads blocked on I/O (mean)"),
+              ("server_cpu_wasted_s", "wasted CPU (cores)"),
+              ("io_overhead_cpu_s", "readiness/completion CPU (cores)"))
+    for ax, (metric, title) in zip(axes, panels):
+        if metric not in summary.columns:
+            continue
+        for label, idx in _groups(result, rest):
+            y = summary.loc[idx, metric].astype(float) / duration
+            ax.plot(xv.loc[idx], y, "-o", ms=4, label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    paths.append(save_figure(fig, out_dir / "sync_async_blocking_wasted.png"))
+
+    # Threads in use and their memory.
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, idx in _groups(result, rest):
+        line(axes[0], "threads_mean", idx, label)
+        if "thread_memory_max" in summary.columns:
+            axes[1].plot(xv.loc[idx], summary.loc[idx, "thread_memory_max"].astype(float) / 2**20,
+                         "-o", ms=4, label=label)
+    axes[0].set_title("threads in use (time average)")
+    axes[1].set_title("peak thread memory (MiB)")
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    paths.append(save_figure(fig, out_dir / "sync_async_threads.png"))
+
+    # Durability, when the experiment has writes and crashes: acknowledged
+    # writes lost per crash; with async commit against the closed form
+    # throughput x (flush_interval / 2 + fsync_time) (dashed).
+    if ("writes_acked" in summary.columns and float(summary["writes_acked"].max()) > 0
+            and float(summary["crashes"].max()) > 0):
+        from commsim.dists import make_distribution
+
+        sa = result.experiment.resolved.get("sync_async", {})
+        window = None
+        if sa.get("commit") == "async":
+            window = sa["flush_interval"] / 2 + make_distribution(
+                sa["fsync_time"], "duration", "sync_async.fsync_time").mean
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        for label, idx in _groups(result, rest):
+            crashes = summary.loc[idx, "crashes"].astype(float)
+            per_crash = summary.loc[idx, "acked_writes_lost"].astype(float) / crashes.where(crashes > 0)
+            (handle,) = ax.plot(xv.loc[idx], per_crash, "-o", ms=4, label=label)
+            if window is not None:
+                ax.plot(xv.loc[idx], summary.loc[idx, "throughput"].astype(float) * window, "--",
+                        color=handle.get_color(), lw=1)
+        if window is not None:
+            ax.plot([], [], "--", color="grey", lw=1,
+                    label="throughput x (flush_interval/2 + fsync_time)")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("acknowledged writes lost per crash")
+        ax.set_title("Acknowledged writes lost per crash")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        paths.append(save_figure(fig, out_dir / "sync_async_durability.png"))
+    return paths
+
+
+PATTERN = Pattern(
+    name="sync_async",
+    summary="server I/O models (thread pool, event loop, io_uring, thread per call) with backend "
+            "calls; synchronous vs asynchronous commit with crash injection",
+    model=SyncAsync,
+    sections=("sync_async",),
+    figures=figures,
+)
