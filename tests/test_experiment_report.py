@@ -216,3 +216,14 @@ def test_sim_time_progress_line():
     p.start(1)
     p.sim_time(0, 30.0, 60.0)
     assert "run 1: simulated 30 s of 60 s (50%)" in buf.getvalue()
+
+
+def test_report_no_redraw_lists_existing_figures(finished):
+    _path, out = finished
+    (out / "figures.json").unlink()
+    (out / "extra.png").write_bytes((out / "lat.png").read_bytes())
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["report", "--results", str(out.parent), "--no-redraw"]) == 0
+    text = (out.parent / "REPORT.md").read_text()
+    assert "![extra](rep/extra.png)" in text and "![lat](rep/lat.png)" in text
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing drawn or written there

@@ -176,6 +176,23 @@ def experiment_section(result, folder: str, records: list[dict]) -> list[str]:
     return lines
 
 
+def existing_figures(result, folder: Path) -> list[dict]:
+    """The figures already in ``folder``: its figures.json, or else every PNG
+    (with a PDF or SVG of the same stem beside it, if any)."""
+    from commsim.experiment import plotspec
+
+    mf = folder / MANIFEST
+    if mf.exists():
+        return json.loads(mf.read_text())
+    context = plotspec.figure_context(result)
+    records = []
+    for png in sorted(folder.glob("*.png")):
+        formats = ["png"] + [f for f in ("pdf", "svg") if png.with_suffix(f".{f}").exists()]
+        records.append({"file": png.name, "formats": formats, "source": "the experiment's figures",
+                        **context})
+    return records
+
+
 def write_report(results_dir: Path = Path("results"), out_file: Path | None = None,
                  formats=("png", "pdf"), redraw: bool = True, warn=None) -> tuple[Path, list[str]]:
     """Write ``REPORT.md`` for every experiment folder under ``results_dir``."""
@@ -204,8 +221,7 @@ def write_report(results_dir: Path = Path("results"), out_file: Path | None = No
         if redraw:
             records = draw_figures(result, folder, formats, warn)
         else:
-            mf = folder / MANIFEST
-            records = json.loads(mf.read_text()) if mf.exists() else []
+            records = existing_figures(result, folder)
         rel = folder.relative_to(results_dir) if folder.is_relative_to(results_dir) else folder
         lines += experiment_section(result, str(rel), records)
         done.append(result.experiment.name)
