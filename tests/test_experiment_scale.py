@@ -15,6 +15,7 @@ import yaml
 
 from commsim.cli import main
 from commsim.config import load
+from commsim.errors import ConfigError
 from commsim.experiment.runner import run_experiment
 from commsim.experiment.store import RunStore, run_key
 from commsim.patterns import Pattern, registry
@@ -204,3 +205,21 @@ def test_python_api_runs_in_parallel_and_keeps_the_old_progress_callback():
     assert a.runs.equals(b.runs) and a.summary.equals(b.summary)
     assert a.computed == 6 and a.reused == 0 and not a.failures
     assert list(a.timings.columns) == ["clients.rate", "replication", "wall_s", "reused"]
+
+
+def test_a_key_added_to_the_schema_is_not_another_configuration(tmp_path):
+    from commsim.experiment import output
+
+    path = write_config(tmp_path, base_config())
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    old = yaml.safe_load((out / "config.resolved.yaml").read_text())
+    del old["clients"]["count"]  # as written by a commsim without that key
+    (out / "config.resolved.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+    exp = load(path)
+    assert output.check_target(out, exp.resolved) == []
+    # ... but a changed value, or a top-level key, still is.
+    old["clients"]["mode"] = "sync"
+    (out / "config.resolved.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+    with pytest.raises(ConfigError, match="clients.mode"):
+        output.check_target(out, exp.resolved)

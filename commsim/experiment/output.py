@@ -49,11 +49,19 @@ PRESENTATION_KEYS = ("plots",)
 
 
 def _differences(old, new, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two resolved configs."""
+    """Dotted keys whose values differ between two resolved configs.
+
+    A key inside a section that the old config lacks altogether is not a
+    difference: resolved configs hold every key, so it was added to the schema
+    by a newer commsim (with a default that keeps the old behaviour), not
+    edited by the user.
+    """
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for k in list(old) + [k for k in new if k not in old]:
             key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in old and prefix and prefix != "sweep":
+                continue
             if k not in old or k not in new:
                 out.append(key)
             else:
