@@ -26,7 +26,10 @@ import yaml
 from commsim.config.schema import CORE_SECTIONS, SECTIONS, TOP_LEVEL, Field, Section
 from commsim.errors import ConfigError, describe
 
-RESERVED_TOP = ("sweep",)
+#: Top-level keys that are not run parameters: the sweep, generic figures
+#: (validated by commsim.experiment.plotspec) and a precision target
+#: (commsim.experiment.precision).  Runs never see them.
+RESERVED_TOP = ("sweep", "plots", "precision")
 
 
 @dataclass
@@ -47,6 +50,9 @@ class Experiment:
     points: list[RunSpec]
     base_dir: Path | None = None
     source: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: ``warmup: auto``: the runner detects the warm-up (MSER-5) and writes
+    #: the value found into ``resolved`` and every point's config.
+    warmup_auto: bool = False
 
     @property
     def replications(self) -> int:
@@ -292,6 +298,11 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
             raise ConfigError(str(k), f"unknown top-level key{_suggest(str(k), _all_top_keys())}"
                               f" (allowed: {', '.join(_all_top_keys())})")
     sweep = raw.pop("sweep", None) or {}
+    plots_raw = raw.pop("plots", None)
+    precision_raw = raw.pop("precision", None)
+    warmup_auto = raw.get("warmup") == "auto"
+    if warmup_auto:
+        raw["warmup"] = 0  # replaced by the detected value before anything runs
     if not isinstance(sweep, dict):
         raise ConfigError("sweep", f"got {describe(sweep)}; expected a mapping of KEY: [values, ...]")
     for k, values in sweep.items():
@@ -333,8 +344,17 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
     resolved = dict(base)
     if sweep:
         resolved["sweep"] = {k: _unique([p.params[k] for p in points]) for k in keys}
+    if "warmup" in sweep and warmup_auto:
+        raise ConfigError("warmup", "'auto' cannot be combined with a sweep of warmup")
+    from commsim.experiment.plotspec import resolve_plots
+    from commsim.experiment.precision import resolve_section as resolve_precision
+
+    if precision_raw is not None:
+        resolved["precision"] = resolve_precision(precision_raw)
+    if plots_raw is not None:
+        resolved["plots"] = resolve_plots(plots_raw, keys)
     return Experiment(name=exp_name, resolved=resolved, sweep={k: list(v) for k, v in sweep.items()},
-                      points=points, base_dir=base_dir, source=raw)
+                      points=points, base_dir=base_dir, source=raw, warmup_auto=warmup_auto)
 
 
 def _unique(values: list) -> list:

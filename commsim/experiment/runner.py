@@ -8,12 +8,30 @@ uses the same seed, so compared configurations see the same random workload
 
 A run's row carries its swept parameters, ``replication``, ``seed`` and every
 metric the pattern reports (names checked against :mod:`commsim.metrics`).
+
+Scale (issue 7)
+---------------
+* Runs execute on an executor (:mod:`.executors`): serially, in ``jobs``
+  local processes, or on a Dask cluster.  Rows are put back in task order
+  (sweep point, then replication), so ``runs.csv`` is the same whatever ran
+  it.  Wall-clock times are kept apart (:attr:`Result.timings`), since they
+  are never reproducible.
+* Every finished run goes at once into a store (:mod:`.store`) keyed by its
+  resolved config, seed and the code; runs found there are not recomputed.
+* A run that raises is reported in :attr:`Result.failures` with its
+  parameters; the other runs go on.
+* With a precision target (:mod:`.precision`) replications are added, in
+  waves, until every sweep point's 95 % half-width is small enough or a cap
+  is reached.  Waves are decided from finished results only, so the set of
+  runs is deterministic too.
+* ``warmup: auto`` is resolved by MSER-5 on pilot runs (:mod:`.warmup`)
+  before the experiment runs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pandas as pd
@@ -27,25 +45,47 @@ from commsim.rng import derive_run_seed
 
 @dataclass
 class Result:
-    """What an experiment produced: one row per run, one per sweep point."""
+    """What an experiment produced: one row per run, one per sweep point.
+
+    ``failures`` lists runs that raised (their parameters, replication, seed
+    and error); ``timings`` has each run's wall-clock seconds and whether it
+    was computed now or taken from the store; ``computed`` and ``reused``
+    count those; ``warmup`` describes a detected warm-up and ``precision``
+    the precision target's outcome per sweep point (or None).
+    """
 
     experiment: Experiment
     runs: pd.DataFrame
     summary: pd.DataFrame
+    failures: list[dict] = field(default_factory=list)
+    timings: pd.DataFrame | None = None
+    computed: int = 0
+    reused: int = 0
+    warmup: dict | None = None
+    precision: dict | None = None
 
     @property
     def params(self) -> list[str]:
         return list(self.experiment.sweep)
 
 
-def simulate(config: dict, run_seed: int, tracer=None) -> tuple[dict, Simulation]:
-    """Run one resolved config with one seed; returns (metrics, simulation)."""
+def simulate(config: dict, run_seed: int, tracer=None, watch=None) -> tuple[dict, Simulation]:
+    """Run one resolved config with one seed; returns (metrics, simulation).
+
+    ``watch(sim)``, if given, returns a context manager held while the
+    simulation runs (used to report its simulated clock; it must not schedule
+    events).
+    """
     pattern = registry()[config["pattern"]]
     sim = Simulation(config, run_seed)
     if tracer is not None:
         tracer.attach(sim)
     model = pattern.model(sim)
-    sim.run()
+    if watch is None:
+        sim.run()
+    else:
+        with watch(sim):
+            sim.run()
     metrics = model.metrics()
     unknown = [k for k in metrics if k not in METRICS]
     if unknown:
@@ -70,36 +110,210 @@ def tasks(exp: Experiment) -> list[tuple[dict, dict, int]]:
     return [(p.config, p.params, r) for p in exp.points for r in range(exp.replications)]
 
 
-def run_experiment(exp: Experiment, progress: Callable[[int, int], None] | None = None) -> Result:
-    """Run every task serially and summarise."""
-    todo = tasks(exp)
-    rows = []
-    for i, (config, params, rep) in enumerate(todo):
-        rows.append(run_point(config, params, rep))
-        if progress:
-            progress(i + 1, len(todo))
-    return make_result(exp, rows)
+def _as_progress(progress):
+    from commsim.experiment.progress import Progress, Quiet
+
+    if progress is None:
+        return Quiet()
+    if isinstance(progress, Progress):
+        return progress
+
+    class _Callback(Quiet):  # the old progress(done, total) callback
+        def run_done(self, index=None, ok=True, label=""):
+            super().run_done(index, ok, label)
+            progress(self.done, self.total)
+
+    return _Callback()
+
+
+def run_experiment(exp: Experiment, progress: Callable[[int, int], None] | Any = None, *,
+                   jobs: int = 1, executor: Any = "auto", scheduler: Any = None,
+                   store=None, precision=None) -> Result:
+    """Run every task of ``exp`` and summarise.
+
+    Parameters
+    ----------
+    progress:
+        a :class:`~commsim.experiment.progress.Progress`, or a
+        ``progress(done, total)`` callback, or None.
+    jobs, executor, scheduler:
+        where runs execute (see :func:`commsim.experiment.executors.make_executor`);
+        ``executor`` may also be an executor object.
+    store:
+        a :class:`~commsim.experiment.store.RunStore` of finished runs (runs
+        found there are reused, new ones added as they finish); default: an
+        in-memory store.
+    precision:
+        a :class:`~commsim.experiment.precision.Precision` target (default:
+        the experiment's ``precision`` section, if any).
+    """
+    from commsim.experiment.executors import make_executor
+    from commsim.experiment.precision import Precision
+    from commsim.experiment.store import MemoryStore
+
+    prog = _as_progress(progress)
+    store = store if store is not None else MemoryStore()
+    own = not hasattr(executor, "run")
+    ex = make_executor(executor, jobs, scheduler, prog.sim_time) if own else executor
+    if precision is None:
+        precision = Precision.from_config(exp.resolved.get("precision"))
+    state = _State(exp, store, prog)
+    warmup_report = None
+    try:
+        if getattr(exp, "warmup_auto", False):
+            from commsim.experiment.warmup import detect_warmup
+
+            warmup_report = detect_warmup(exp, ex, store, prog)
+        n0 = exp.replications if precision is None else max(exp.replications, precision.min_replications)
+        reps = {i: n0 for i in range(len(exp.points))}
+        first = True
+        while True:
+            wanted = [(i, r) for i in range(len(exp.points)) for r in range(reps[i])
+                      if (i, r) not in state.outcomes and (i, r) not in state.failed]
+            state.wave(ex, wanted, first)
+            first = False
+            if precision is None:
+                break
+            more = precision.more(exp, state.metrics_by_point(), state.failed_points(), reps)
+            if not more:
+                break
+            reps.update(more)
+    finally:
+        if own:
+            ex.close()
+        prog.close()
+    result = state.result()
+    result.warmup = warmup_report
+    if precision is not None:
+        result.precision = precision.report(exp, result.summary)
+    return result
+
+
+class _State:
+    """Outcomes of the runs of one experiment, as they arrive."""
+
+    def __init__(self, exp: Experiment, store, prog):
+        self.exp = exp
+        self.store = store
+        self.prog = prog
+        self.outcomes: dict[tuple[int, int], dict] = {}
+        self.failed: dict[tuple[int, int], dict] = {}
+        self.timing: dict[tuple[int, int], tuple[float, bool]] = {}
+        self.computed = 0
+        self.reused = 0
+        self._next_index = 0
+
+    def wave(self, ex, wanted: list[tuple[int, int]], first: bool) -> None:
+        from commsim.experiment.executors import Job
+        from commsim.experiment.store import run_key
+
+        jobs: list[Job] = []
+        meta: dict[int, tuple[tuple[int, int], str]] = {}
+        reused = 0
+        for i, r in wanted:
+            point = self.exp.points[i]
+            seed = derive_run_seed(point.config["seed"], r)
+            key = run_key(point.config, seed)
+            record = self.store.get(key)
+            if record is not None and "metrics" in record:
+                self.outcomes[(i, r)] = record
+                self.timing[(i, r)] = (float(record.get("wall_s", math.nan)), True)
+                reused += 1
+                continue
+            job = Job(self._next_index, point.config, point.params, r, seed)
+            self._next_index += 1
+            jobs.append(job)
+            meta[job.index] = ((i, r), key)
+        self.reused += reused
+        if first:
+            self.prog.start(len(wanted), reused)
+        elif wanted:
+            self.prog.grow(len(wanted), reused)
+        if not jobs:
+            return
+        for out in ex.run(jobs):
+            (i, r), key = meta[out["index"]]
+            point = self.exp.points[i]
+            label = ", ".join(f"{k}={v}" for k, v in point.params.items())
+            label = f"{label + ', ' if label else ''}replication={r}"
+            if out["ok"]:
+                from commsim.experiment.store import normalise
+
+                record = {"replication": r, "seed": derive_run_seed(point.config["seed"], r),
+                          "metrics": normalise(out["metrics"]), "wall_s": out["wall_s"]}
+                self.store.put(key, record)
+                self.outcomes[(i, r)] = record
+                self.timing[(i, r)] = (out["wall_s"], False)
+                self.computed += 1
+            else:
+                failure = dict(point.params)
+                failure.update(replication=r, seed=derive_run_seed(point.config["seed"], r),
+                               error=out["error"], traceback=out.get("traceback", ""))
+                self.failed[(i, r)] = failure
+                self.prog.message(f"run failed ({label}): {out['error']}")
+            self.prog.run_done(out["index"], out["ok"], label)
+
+    def metrics_by_point(self) -> dict[int, list[dict]]:
+        by: dict[int, list[dict]] = {}
+        for (i, _r), rec in sorted(self.outcomes.items()):
+            by.setdefault(i, []).append(rec["metrics"])
+        return by
+
+    def failed_points(self) -> set[int]:
+        return {i for i, _r in self.failed}
+
+    def result(self) -> Result:
+        rows, timing_rows = [], []
+        for (i, r) in sorted(self.outcomes):
+            rec = self.outcomes[(i, r)]
+            params = self.exp.points[i].params
+            row: dict[str, Any] = dict(params)
+            row["replication"] = r
+            row["seed"] = derive_run_seed(self.exp.points[i].config["seed"], r)
+            row.update(rec["metrics"])
+            rows.append(row)
+            wall, reused = self.timing[(i, r)]
+            timing_rows.append({**params, "replication": r, "wall_s": wall, "reused": reused})
+        result = make_result(self.exp, rows)
+        result.failures = [self.failed[k] for k in sorted(self.failed)]
+        result.timings = pd.DataFrame(timing_rows)
+        result.computed = self.computed
+        result.reused = self.reused
+        return result
 
 
 def make_result(exp: Experiment, rows: list[dict]) -> Result:
+    """Build a :class:`Result` from ``runs.csv`` rows (a ``wall_s`` column,
+    as :func:`run_point` adds, goes to ``timings``)."""
     from commsim.experiment.stats import summarize
 
     runs = pd.DataFrame(rows)
+    timings = None
+    if "wall_s" in runs.columns:
+        keep = [c for c in [*exp.sweep, "replication"] if c in runs.columns]
+        timings = runs[[*keep, "wall_s"]].copy()
+        runs = runs.drop(columns=["wall_s"])
     params = list(exp.sweep)
     metrics = [c for c in runs.columns if c in METRICS]
-    summary = summarize(runs, params, metrics)
-    return Result(experiment=exp, runs=runs, summary=summary)
+    if runs.empty:
+        summary = pd.DataFrame(columns=[*params, "replications"])
+    else:
+        summary = summarize(runs, params, metrics)
+    return Result(experiment=exp, runs=runs, summary=summary, timings=timings)
 
 
-def run(source, overrides=(), progress=None) -> Result:
+def run(source, overrides=(), progress=None, **options) -> Result:
     """Load a config (a YAML path or a dict) and run it: the Python API.
 
-    >>> result = run("experiments/request_response.yaml")   # doctest: +SKIP
-    >>> result.summary[["encoding", "latency_mean"]]        # doctest: +SKIP
+    ``options`` are those of :func:`run_experiment` (``jobs``, ``executor``,
+    ``scheduler``, ``store``, ``precision``).
+
+    >>> result = run("experiments/request_response.yaml", jobs=2)   # doctest: +SKIP
+    >>> result.summary[["encoding", "latency_mean"]]                 # doctest: +SKIP
     """
     from commsim.config import load
 
-    return run_experiment(load(source, overrides), progress)
+    return run_experiment(load(source, overrides), progress, **options)
 
 
 def is_nan(x) -> bool:

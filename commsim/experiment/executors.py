@@ -1,0 +1,291 @@
+"""Where runs execute: in this process, in N local processes, or on Dask.
+
+An executor takes independent :class:`Job` s and yields their outcomes
+(:func:`execute`'s dicts) in completion order; the runner puts them back in
+task order, so ``runs.csv`` does not depend on the executor or on timing.
+Every run is a pure function of its resolved config and seed (plain data,
+pickled to the worker), so serial, parallel and distributed runs of the same
+config give identical rows.
+
+* :class:`SerialExecutor` - one run after another in this process.
+* :class:`ProcessExecutor` - a pool of ``jobs`` worker processes (``fork`` on
+  Linux: workers start in milliseconds and inherit the imported modules).
+* :class:`DaskExecutor` - an existing Dask cluster (``--executor dask
+  --scheduler ADDRESS``); needs the optional ``distributed`` package on this
+  machine and commsim importable on every worker.
+
+A run that raises does not stop the others: :func:`execute` returns the error
+and its traceback as data.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+#: Where a worker sends simulated-time progress: fn(job_index, now, end) or None.
+_SIM_PROGRESS: Callable[[int, float, float], None] | None = None
+#: Seconds between two simulated-time progress reports of one run.
+SIM_PROGRESS_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to compute: plain data, cheap to pickle."""
+
+    index: int
+    config: dict
+    params: dict
+    replication: int
+    seed: int
+
+
+class _Watch:
+    """Reports a running simulation's clock from a background thread.
+
+    Reading ``env._now`` from another thread needs no event in the
+    simulation, so watching never changes a run's results (nor its
+    ``events`` count) and costs nothing measurable.
+    """
+
+    def __init__(self, index: int, sink: Callable[[int, float, float], None]):
+        self.index = index
+        self.sink = sink
+        self._stop = threading.Event()
+
+    def __call__(self, sim):
+        self.sim = sim
+        return self
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="commsim-watch")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+    def _loop(self) -> None:
+        sim = self.sim
+        while not self._stop.wait(SIM_PROGRESS_INTERVAL):
+            try:
+                self.sink(self.index, float(sim.env._now), float(sim.end))
+            except Exception:  # progress must never break a run
+                return
+
+
+def execute(job: Job) -> dict:
+    """Run one job; never raises for a model error (returns it as data)."""
+    from commsim.experiment.runner import simulate
+
+    t0 = time.perf_counter()
+    sink = _SIM_PROGRESS
+    watch = _Watch(job.index, sink) if sink is not None else None
+    try:
+        metrics, _sim = simulate(job.config, job.seed, watch=watch)
+    except Exception as exc:  # noqa: BLE001 - reported with the run's parameters
+        return {"index": job.index, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(), "wall_s": time.perf_counter() - t0,
+                "pid": os.getpid()}
+    return {"index": job.index, "ok": True, "metrics": metrics,
+            "wall_s": time.perf_counter() - t0, "pid": os.getpid()}
+
+
+class SerialExecutor:
+    """Runs jobs one after another in this process."""
+
+    name = "serial"
+    workers = 1
+
+    def __init__(self, sim_progress: Callable[[int, float, float], None] | None = None):
+        self.sim_progress = sim_progress
+
+    def run(self, jobs: Iterable[Job], fn: Callable[[Job], dict] = None) -> Iterator[dict]:
+        global _SIM_PROGRESS
+        fn = fn or execute
+        previous = _SIM_PROGRESS
+        _SIM_PROGRESS = self.sim_progress
+        try:
+            for job in jobs:
+                yield fn(job)
+        finally:
+            _SIM_PROGRESS = previous
+
+    def close(self) -> None:
+        pass
+
+
+def _init_worker(queue) -> None:
+    global _SIM_PROGRESS
+    import signal
+
+    # Ctrl-C reaches the whole process group: let the parent handle it and
+    # stop the pool, instead of every worker printing a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if queue is not None:
+        _SIM_PROGRESS = lambda i, now, end: queue.put((i, now, end))  # noqa: E731
+
+
+def _context():
+    methods = mp.get_all_start_methods()
+    # fork: workers start at once with commsim already imported (Linux).
+    return mp.get_context("fork" if "fork" in methods else "spawn")
+
+
+class ProcessExecutor:
+    """A pool of ``jobs`` local worker processes."""
+
+    name = "processes"
+
+    def __init__(self, jobs: int, sim_progress: Callable[[int, float, float], None] | None = None):
+        if jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {jobs}")
+        self.workers = jobs
+        self.sim_progress = sim_progress
+        self._pool: ProcessPoolExecutor | None = None
+        self._queue = None
+        self._drain: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def _start(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            ctx = _context()
+            if self.sim_progress is not None:
+                self._queue = ctx.Queue()
+                self._drain = threading.Thread(target=self._drain_loop, daemon=True)
+                self._drain.start()
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
+                                             initializer=_init_worker, initargs=(self._queue,))
+        return self._pool
+
+    def _drain_loop(self) -> None:
+        import queue as _q
+
+        while not self._stop.is_set():
+            try:
+                item = self._queue.get(timeout=0.2)
+            except (_q.Empty, OSError, EOFError, ValueError):
+                continue
+            try:
+                self.sim_progress(*item)
+            except Exception:  # pragma: no cover
+                pass
+
+    def run(self, jobs: Iterable[Job], fn: Callable[[Job], dict] = None) -> Iterator[dict]:
+        pool = self._start()
+        pending = {pool.submit(fn or execute, job) for job in jobs}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            self.close(kill=True)
+            raise
+
+    def close(self, kill: bool = False) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            if kill:
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    if proc.is_alive():
+                        proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._stop.set()
+        if self._drain is not None:
+            self._drain.join(timeout=1)
+            self._drain = None
+        if self._queue is not None:
+            self._queue.close()
+            self._queue = None
+
+
+DASK_MISSING = ("the dask executor needs the optional 'distributed' package: "
+                "pip install 'commsim[dask]'")
+
+
+class DaskExecutor:
+    """Runs jobs on an existing Dask cluster.
+
+    ``scheduler`` is the scheduler's address (``tcp://host:8786``) or an
+    existing ``distributed.Client``.  Every worker must be able to import the
+    same version of commsim (jobs carry only plain data and the function
+    :func:`execute`, which workers import by name).
+    """
+
+    name = "dask"
+
+    def __init__(self, scheduler: Any):
+        try:
+            import distributed
+        except ImportError:
+            from commsim.errors import ConfigError
+
+            raise ConfigError("--executor", DASK_MISSING) from None
+        self._own = not isinstance(scheduler, distributed.Client)
+        if self._own:
+            try:
+                self.client = distributed.Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                from commsim.errors import ConfigError
+
+                raise ConfigError("--scheduler", f"cannot reach a Dask scheduler at {scheduler!r}: "
+                                  f"{exc}") from None
+        else:
+            self.client = scheduler
+        info = self.client.scheduler_info()
+        self.workers = max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+
+    def run(self, jobs: Iterable[Job], fn: Callable[[Job], dict] = None) -> Iterator[dict]:
+        from distributed import as_completed
+
+        jobs = list(jobs)
+        if not jobs:
+            return
+        futures = self.client.map(fn or execute, jobs, pure=False)
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        except BaseException:
+            self.client.cancel(futures)
+            raise
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()
+
+
+def make_executor(kind: str = "auto", jobs: int = 1, scheduler: Any = None,
+                  sim_progress: Callable[[int, float, float], None] | None = None):
+    """``serial``, ``processes`` (``jobs`` workers) or ``dask`` (``scheduler``);
+    ``auto`` is serial for one job and processes for more."""
+    from commsim.errors import ConfigError
+
+    if kind == "dask":
+        if scheduler is None:
+            raise ConfigError("--scheduler", "the dask executor needs --scheduler ADDRESS "
+                              "(e.g. tcp://127.0.0.1:8786)")
+        return DaskExecutor(scheduler)
+    if scheduler is not None:
+        raise ConfigError("--scheduler", "is only used with --executor dask")
+    if kind == "auto":
+        kind = "serial" if jobs == 1 else "processes"
+    if kind == "serial":
+        return SerialExecutor(sim_progress)
+    if kind == "processes":
+        return ProcessExecutor(jobs, sim_progress)
+    raise ConfigError("--executor", f"got {kind!r}; expected one of 'serial', 'processes', 'dask'")
+
+
+def default_jobs() -> int:
+    return os.cpu_count() or 1
