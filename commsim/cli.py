@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", choices=("auto", "serial", "processes", "dask"), default="auto",
                    help="where runs execute (auto: serial for --jobs 1, else processes)")
     r.add_argument("--scheduler", metavar="ADDRESS",
-                   help="Dask scheduler address for --executor dask, e.g. tcp://10.0.0.5:8786")
+                   help="Dask scheduler address for --executor dask, e.g. tcp://scheduler-host:8786")
     r.add_argument("--precision", metavar="P",
                    help="add replications until each point's 95%% CI half-width is below P of the "
                         "mean (e.g. 2%%), up to --max-replications")
