@@ -12,6 +12,46 @@ import math
 import numpy as np
 
 
+class Level:
+    """A quantity that changes at instants (threads in use, threads blocked,
+    server down): its time integral and maximum over the measurement window."""
+
+    __slots__ = ("sim", "value", "area", "last", "peak")
+
+    def __init__(self, sim, value: float = 0):
+        self.sim = sim
+        self.value = value
+        self.area = 0.0
+        self.last = 0.0
+        self.peak = 0
+        sim.at_end(self._close)
+
+    def set(self, value) -> None:
+        sim = self.sim
+        now = sim.env._now
+        start = sim.start
+        if now >= start:
+            if now > start:
+                last = self.last if self.last > start else start
+                self.area += self.value * (now - last)
+            if self.value > self.peak:  # the old value was held at some instant of the window
+                self.peak = self.value
+            if value > self.peak:
+                self.peak = value
+        self.last = now
+        self.value = value
+
+    def add(self, delta) -> None:
+        self.set(self.value + delta)
+
+    def _close(self) -> None:
+        self.set(self.value)
+
+    @property
+    def mean(self) -> float:
+        return self.area / self.sim.duration
+
+
 class Latencies:
     """Latency samples of operations started inside the window."""
 

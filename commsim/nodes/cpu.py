@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from commsim.accounting.cpu import CpuAccount
 from commsim.engine.simulation import call_later
+from commsim.metrics.collect import Level
 
 
 class _Job:
@@ -54,10 +55,8 @@ class Cpu:
         self.queue: deque = deque()
         self.account = CpuAccount(sim, name, cores)
         self._running: dict = {}  # ordered, so end-of-run sums are reproducible
-        # Time-average of jobs present, and wait statistics, over the window.
-        self.present = 0
-        self._area = 0.0
-        self._last = 0.0
+        # Jobs present (queued + in service) over time, and wait statistics.
+        self.present = Level(sim)
         self.wait_sum = 0.0
         self.waits = 0
         self.sojourn_sum = 0.0
@@ -67,7 +66,7 @@ class Cpu:
     def submit(self, work: float, purpose: str, done: Callable[[Any, float], None],
                token: Any = None, wasted: bool = False) -> None:
         now = self.env._now
-        self._count(now, +1)
+        self.present.add(1)
         job = _Job(work, purpose, wasted, done, token, now)
         if self.free:
             self.free -= 1
@@ -76,14 +75,6 @@ class Cpu:
             self.queue.append(job)
 
     # ------------------------------------------------------------------
-    def _count(self, now: float, delta: int) -> None:
-        start = self.sim.start
-        if now > start:
-            last = self._last if self._last > start else start
-            self._area += self.present * (now - last)
-        self._last = now
-        self.present += delta
-
     def _start(self, job: _Job, now: float) -> None:
         job.started = now
         if job.submitted >= self.sim.start:
@@ -96,7 +87,7 @@ class Cpu:
         job = event._value
         now = self.env._now
         self._running.pop(job, None)
-        self._count(now, -1)
+        self.present.add(-1)
         self.account.add(job.started, now, job.purpose, job.wasted)
         if job.submitted >= self.sim.start:
             self.sojourn_sum += now - job.submitted
@@ -110,7 +101,6 @@ class Cpu:
 
     def _close(self) -> None:
         end = self.sim.end
-        self._count(end, 0)
         for job in self._running:
             self.account.add(job.started, end, job.purpose, job.wasted)
 
@@ -121,7 +111,7 @@ class Cpu:
         incarnation."""
         dropped = [job.token for job in self.queue]
         if dropped:
-            self._count(self.env._now, -len(dropped))
+            self.present.add(-len(dropped))
             self.queue.clear()
         return dropped
 
@@ -137,4 +127,4 @@ class Cpu:
     @property
     def jobs_mean(self) -> float:
         """Time-average number of jobs present over the window."""
-        return self._area / self.sim.duration
+        return self.present.mean

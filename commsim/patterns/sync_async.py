@@ -74,7 +74,7 @@ from commsim.clients import ClientPopulation
 from commsim.config.schema import Field, Section, register_section
 from commsim.engine.simulation import call_at, call_later
 from commsim.metrics import io as _io_metrics  # noqa: F401  (registers the metric definitions)
-from commsim.metrics.collect import client_server_metrics, engine_metrics
+from commsim.metrics.collect import Level, client_server_metrics, engine_metrics
 from commsim.network import Message, Network
 from commsim.nodes import Cpu
 from commsim.patterns.base import Pattern
@@ -134,46 +134,6 @@ SECTION = register_section(Section("sync_async", {
 
 
 # ---------------------------------------------------------------- helpers --
-class Level:
-    """A quantity that changes at instants (threads in use, threads blocked,
-    server down): its time integral and maximum over the measurement window."""
-
-    __slots__ = ("sim", "value", "area", "last", "peak")
-
-    def __init__(self, sim, value: float = 0):
-        self.sim = sim
-        self.value = value
-        self.area = 0.0
-        self.last = 0.0
-        self.peak = 0
-        sim.at_end(self._close)
-
-    def set(self, value) -> None:
-        sim = self.sim
-        now = sim.env._now
-        start = sim.start
-        if now >= start:
-            if now > start:
-                last = self.last if self.last > start else start
-                self.area += self.value * (now - last)
-            if self.value > self.peak:  # the old value was held at some instant of the window
-                self.peak = self.value
-            if value > self.peak:
-                self.peak = value
-        self.last = now
-        self.value = value
-
-    def add(self, delta) -> None:
-        self.set(self.value + delta)
-
-    def _close(self) -> None:
-        self.set(self.value)
-
-    @property
-    def mean(self) -> float:
-        return self.area / self.sim.duration
-
-
 class _Op:
     """One client operation (retried after a reset until it succeeds)."""
 
