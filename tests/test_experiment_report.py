@@ -197,15 +197,16 @@ def test_long_run_reports_simulated_time(monkeypatch):
     # A watcher thread reads the simulation clock; it never adds events, so
     # the run's metrics (including the event count) are unchanged.
     seen = []
-    monkeypatch.setattr(executors, "SIM_PROGRESS_INTERVAL", 0.01)
-    exp = load(config(duration="3s", sweep={}, plots=None, replications=1))
+    monkeypatch.setattr(executors, "SIM_PROGRESS_INTERVAL", 0.002)
+    # Long enough (~0.1-0.3 s of wall time) for the watcher to wake several times.
+    exp = load(config(duration="100s", sweep={}, plots=None, replications=1))
     job = executors.Job(0, exp.points[0].config, {}, 0, 123)
     ex = executors.SerialExecutor(lambda i, now, end: seen.append((i, now, end)))
     watched = next(iter(ex.run([job])))
     plain = executors.execute(job)
     assert watched["ok"] and watched["metrics"] == plain["metrics"]
     assert seen, "no simulated-time progress was reported"
-    assert all(i == 0 and 0 <= now <= end == 3.0 for i, now, end in seen)
+    assert all(i == 0 and 0 <= now <= end == 100.0 for i, now, end in seen)
     assert seen == sorted(seen)
 
 

@@ -30,7 +30,7 @@ class ByteCounter:
     """Counts bytes by category, messages by kind, and the message ledger."""
 
     __slots__ = ("_sim", "header", "payload", "framing", "handshake", "retransmitted",
-                 "by_kind", "bytes_by_kind", "sent", "delivered", "dropped")
+                 "_kinds", "sent", "delivered", "dropped")
 
     def __init__(self, sim):
         self._sim = sim
@@ -39,27 +39,34 @@ class ByteCounter:
         self.framing = 0
         self.handshake = 0
         self.retransmitted = 0
-        self.by_kind: dict[str, int] = {}
-        self.bytes_by_kind: dict[str, int] = {}  # bytes on the wire by message kind
+        # kind -> [messages first sent, bytes on the wire] inside the window
+        self._kinds: dict[str, list] = {}
         self.sent = 0
         self.delivered = 0
         self.dropped = 0
 
     def transmit(self, msg, retransmission: bool = False) -> None:
         """Count one transmission of ``msg`` (called by links only)."""
-        if self._sim.env._now >= self._sim.start:
-            self.header += msg.header
-            self.payload += msg.payload
-            self.framing += msg.framing
-            self.handshake += msg.handshake
-            size = msg.header + msg.payload + msg.framing + msg.handshake
-            per_kind = self.bytes_by_kind
-            per_kind[msg.kind] = per_kind.get(msg.kind, 0) + size
-            if retransmission:
-                self.retransmitted += size
-            else:
-                kinds = self.by_kind
-                kinds[msg.kind] = kinds.get(msg.kind, 0) + 1
+        sim = self._sim
+        if sim.env._now < sim.start:
+            return
+        h = msg.header
+        p = msg.payload
+        f = msg.framing
+        s = msg.handshake
+        self.header += h
+        self.payload += p
+        self.framing += f
+        self.handshake += s
+        size = h + p + f + s
+        stats = self._kinds.get(msg.kind)
+        if stats is None:
+            stats = self._kinds[msg.kind] = [0, 0]
+        stats[1] += size
+        if retransmission:
+            self.retransmitted += size
+        else:
+            stats[0] += 1
 
     def transmit_part(self, header: int = 0, payload: int = 0, framing: int = 0,
                       handshake: int = 0, retransmission: bool = False,
@@ -80,13 +87,17 @@ class ByteCounter:
             self.handshake += handshake
             size = header + payload + framing + handshake
             if message_kind is not None:
-                per_kind = self.bytes_by_kind
-                per_kind[message_kind] = per_kind.get(message_kind, 0) + size
+                self._stats(message_kind)[1] += size
             if retransmission:
                 self.retransmitted += size
             if kind is not None:
-                kinds = self.by_kind
-                kinds[kind] = kinds.get(kind, 0) + 1
+                self._stats(kind)[0] += 1
+
+    def _stats(self, kind: str) -> list:
+        stats = self._kinds.get(kind)
+        if stats is None:
+            stats = self._kinds[kind] = [0, 0]
+        return stats
 
     @property
     def total(self) -> int:
@@ -95,8 +106,9 @@ class ByteCounter:
     def bytes_of(self, *kinds: str) -> int:
         """Bytes (all categories, retransmissions included) of messages of
         these kinds put on the wire inside the window."""
-        return sum(self.bytes_by_kind.get(k, 0) for k in kinds)
+        return sum(self._kinds[k][1] for k in kinds if k in self._kinds)
 
     def messages(self, kind: str) -> int:
         """Messages of ``kind`` first sent inside the window."""
-        return self.by_kind.get(kind, 0)
+        stats = self._kinds.get(kind)
+        return stats[0] if stats is not None else 0

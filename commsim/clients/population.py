@@ -56,23 +56,30 @@ class ClientPopulation:
     def _sync_client(self, cid: int):
         env = self.env
         think = self._think
-        record = self.latencies.record
+        lat = self.latencies
+        values = lat.values
         since = self._blocked_since
         sim = self.sim
-        yield env.timeout(think())
+        start_op = self.start_op
+        event = env.event
+        timeout = env.timeout
+        yield timeout(think())
         while True:
             t0 = env._now
             since[cid] = t0
-            ev = env.event()
-            self.start_op(cid, ev.succeed)
+            ev = event()
+            start_op(cid, ev.succeed)
             yield ev
             since[cid] = None
-            record(t0)
-            if t0 >= sim.start:
-                self.blocked_s += env._now - t0
+            now = env._now
+            if t0 >= sim.start:  # started in the window: a latency sample, all of it blocked
+                lat.completed += 1
+                values.append(now - t0)
+                self.blocked_s += now - t0
             else:
-                self.blocked_s += sim.overlap(t0, env._now)
-            yield env.timeout(think())
+                lat.record(t0)
+                self.blocked_s += sim.overlap(t0, now)
+            yield timeout(think())
 
     def _close(self) -> None:
         for t0 in self._blocked_since:

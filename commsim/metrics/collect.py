@@ -31,11 +31,11 @@ class Level:
         now = sim.env._now
         start = sim.start
         if now >= start:
-            if now > start:
-                last = self.last if self.last > start else start
-                self.area += self.value * (now - last)
-            if self.value > self.peak:  # the old value was held at some instant of the window
-                self.peak = self.value
+            last = self.last
+            old = self.value
+            self.area += old * (now - (last if last > start else start))
+            if old > self.peak:  # the old value was held at some instant of the window
+                self.peak = old
             if value > self.peak:
                 self.peak = value
         self.last = now

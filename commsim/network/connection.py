@@ -65,13 +65,11 @@ class Connections:
         self.keepalive = cfg["keepalive"]
         self.tls_cpu = cfg["tls_server_cpu"] if self.mode.startswith("tls") else 0.0
         self.flights, self.last = HANDSHAKES[self.mode]
+        self.enabled = self.mode != "none"  # a plain attribute: read on every request
         self.open: set = set()
         self.opened = 0      # connections opened inside the window
         self.handshakes = 0  # handshakes completed inside the window
 
-    @property
-    def enabled(self) -> bool:
-        return self.mode != "none"
 
     def ensure(self, client, then) -> None:
         if not self.flights or (self.keepalive and client in self.open):

@@ -78,6 +78,7 @@ class Link:
         self._waker = Event(sim.env)
         self._waker._ok = True
         self._waker._value = None
+        self._wake_callbacks = [self._wake]
 
     # ------------------------------------------------------------------
     def send(self, msg, deliver: Callable) -> None:
@@ -122,8 +123,10 @@ class Link:
     def _arm(self, delay: float) -> None:
         # The delay line's single wake-up event is reused: SimPy leaves a
         # processed event alone, so re-arming it only resets its callbacks.
+        # Its callbacks list is never mutated by SimPy (only replaced by
+        # None once processed), so one list object serves every wake-up.
         ev = self._waker
-        ev.callbacks = [self._wake]
+        ev.callbacks = self._wake_callbacks
         self.env.schedule(ev, NORMAL, delay if delay > 0 else 0.0)
 
     def _wake(self, _event) -> None:

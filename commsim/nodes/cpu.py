@@ -7,8 +7,10 @@ Model and assumptions
   Poisson).  No preemption, no context-switch cost unless a pattern adds it
   as a job of its own.
 * Busy time is accounted by purpose, useful or wasted, in the node's
-  :class:`~commsim.accounting.cpu.CpuAccount`; the part of a job still running
-  when the window closes is accounted up to the end.
+  :class:`~commsim.accounting.cpu.CpuAccount`.  Service is non-preemptive, so
+  a job's busy interval is known when it starts and is accounted then,
+  clipped to the window (a job still running when the window closes counts
+  up to the end).
 * The CPU records each job's wait in queue and the time-average number of
   jobs present (queued plus in service) over the window, for Little's law.
 
@@ -54,14 +56,12 @@ class Cpu:
         self.free = cores
         self.queue: deque = deque()
         self.account = CpuAccount(sim, name, cores)
-        self._running: dict = {}  # ordered, so end-of-run sums are reproducible
         # Jobs present (queued + in service) over time, and wait statistics.
         self.present = Level(sim)
         self.wait_sum = 0.0
         self.waits = 0
         self.sojourn_sum = 0.0
         self.completed = 0
-        sim.at_end(self._close)
 
     def submit(self, work: float, purpose: str, done: Callable[[Any, float], None],
                token: Any = None, wasted: bool = False) -> None:
@@ -80,15 +80,15 @@ class Cpu:
         if job.submitted >= self.sim.start:
             self.wait_sum += now - job.submitted
             self.waits += 1
-        self._running[job] = None
+        # Non-preemptive: the busy interval is known now, so it is accounted
+        # now (clipped to the window) and nothing is left open at the end.
+        self.account.add(now, now + job.work, job.purpose, job.wasted)
         call_later(self.env, job.work, self._finish, job)
 
     def _finish(self, event) -> None:
         job = event._value
         now = self.env._now
-        self._running.pop(job, None)
         self.present.add(-1)
-        self.account.add(job.started, now, job.purpose, job.wasted)
         if job.submitted >= self.sim.start:
             self.sojourn_sum += now - job.submitted
             self.completed += 1
@@ -98,11 +98,6 @@ class Cpu:
             self.free += 1
 
         job.done(job.token, job.started - job.submitted)
-
-    def _close(self) -> None:
-        end = self.sim.end
-        for job in self._running:
-            self.account.add(job.started, end, job.purpose, job.wasted)
 
     def drop_queued(self) -> list:
         """Remove every job still waiting in the run queue (a node crash);
