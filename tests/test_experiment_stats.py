@@ -3,7 +3,6 @@ warm-up detection (issue 7)."""
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 import commsim
 from commsim import theory
 from commsim.engine import Simulation
 from commsim.errors import ConfigError
-from commsim.experiment.stats import t_quantile
 from commsim.patterns import registry
+from helpers import within_t
 
 
 def build(cfg: dict, seed: int = 1):
@@ -47,16 +46,6 @@ def run(cfg: dict, seed: int = 1, drain: float = 0.0) -> dict:
     if drain:
         sim.env.run(until=sim.end + drain)
     return model.metrics()
-
-
-def within_t(values, expected, rel_width):
-    values = np.asarray(values, dtype=float)
-    n = len(values)
-    half = t_quantile(0.995, n - 1) * values.std(ddof=1) / math.sqrt(n)
-    assert half < rel_width * expected, f"interval too wide: +/-{half:.3g} vs {expected:.3g}"
-    assert abs(values.mean() - expected) <= half, (
-        f"mean {values.mean():.6g} vs theory {expected:.6g} (99% half-width {half:.3g})")
-    return half
 
 
 # ------------------------------------------------------------ short polling --

@@ -14,14 +14,12 @@ removes the empty-start bias (the relaxation time of M/M/1 at rho = 0.8 is
 about 1 / (mu (1 - sqrt(rho))^2) = 90 service times).
 """
 
-import math
 
-import numpy as np
 import pytest
 
 import commsim
 from commsim import theory
-from commsim.experiment.stats import t_quantile
+from helpers import within_t
 
 MEAN_S = 0.001  # 1 ms mean service time
 R = 10
@@ -35,15 +33,6 @@ def run_queue(lam, service, cores=1, duration=40.0, reps=R, seed=7):
         "server": {"cores": cores, "service_time": service},
     })
     return commsim.run_experiment(exp).runs
-
-
-def within_t(values, expected, rel_width):
-    values = np.asarray(values, dtype=float)
-    n = len(values)
-    half = t_quantile(0.995, n - 1) * values.std(ddof=1) / math.sqrt(n)
-    assert half < rel_width * expected, f"interval too wide: +/-{half:.3g} vs {expected:.3g}"
-    assert abs(values.mean() - expected) <= half, (
-        f"mean {values.mean():.6g} vs theory {expected:.6g} (99% half-width {half:.3g})")
 
 
 @pytest.mark.parametrize("rho", [0.5, 0.8])

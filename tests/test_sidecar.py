@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -13,6 +12,7 @@ from commsim.config import load
 from commsim.errors import ConfigError
 from commsim.experiment.runner import simulate
 from commsim.rng import derive_run_seed
+from helpers import resolved
 
 BASE = {
     "pattern": "sidecar",
@@ -26,13 +26,7 @@ BASE = {
 
 
 def config(**sections) -> dict:
-    raw = copy.deepcopy(BASE)
-    for name, values in sections.items():
-        if isinstance(values, dict):
-            raw.setdefault(name, {}).update(values)
-        else:
-            raw[name] = values
-    return load(raw).points[0].config
+    return resolved(BASE, **sections)
 
 
 def test_two_proxies_add_twice_service_plus_loopback_at_low_load():

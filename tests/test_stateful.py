@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
 
 from commsim import theory
-from commsim.config import load
 from commsim.engine import Simulation
 from commsim.engine.simulation import call_at
 from commsim.errors import ConfigError
 from commsim.experiment.runner import simulate
 from commsim.nodes.load_balancer import LoadBalancer
 from commsim.patterns.stateful import StatefulModel
+from helpers import resolved
 
 BASE = {
     "pattern": "stateful",
@@ -28,13 +27,7 @@ BASE = {
 
 
 def config(**sections) -> dict:
-    raw = copy.deepcopy(BASE)
-    for name, values in sections.items():
-        if isinstance(values, dict):
-            raw.setdefault(name, {}).update(values)
-        else:
-            raw[name] = values
-    return load(raw).points[0].config
+    return resolved(BASE, **sections)
 
 
 def build(cfg, seed=1):
