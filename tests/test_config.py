@@ -125,3 +125,46 @@ def test_same_config_and_seed_identical_runs_csv():
     b = commsim.run(cfg).runs
     assert a.to_csv() == b.to_csv()
     assert a["seed"].nunique() == 2  # replications have independent seeds
+
+
+def test_duplicate_yaml_key_is_an_error(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("pattern: request_response\nduration: 1s\nduration: 2s\n")
+    with pytest.raises(ConfigError, match="written twice") as info:
+        load(path)
+    assert info.value.key == "duration"
+
+
+def test_never_writes_into_a_folder_of_other_files(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("pattern: request_response\nduration: 1s\nclients: {count: 2}\n")
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "runs.csv").write_text("my own data\n")
+    proc = subprocess.run([sys.executable, "-m", "commsim", "run", str(cfg), "--out", str(out), "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "not commsim results" in proc.stderr
+    assert (out / "runs.csv").read_text() == "my own data\n"
+
+
+@pytest.mark.parametrize("plots,key,words", [
+    ([{"x": "clients.count", "y": {"a": 1}}], "plots[0].y", ["metric name"]),
+    ([{"x": "clients.count", "y": "latency_mean", "hue": "server.cores",
+       "where": {"network.latency": "30ms"}}], "plots[0].where.network.latency", ["'30ms'", "0.01"]),
+])
+def test_plots_section_errors(plots, key, words):
+    raw = {"pattern": "request_response",
+           "sweep": {"clients.count": [1, 2], "server.cores": [1, 2], "network.latency": ["10ms", "20ms"]},
+           "plots": plots}
+    with pytest.raises(ConfigError) as info:
+        load(raw)
+    assert info.value.key == key
+    for w in words:
+        assert w in str(info.value)
+
+
+def test_plots_where_accepts_units():
+    raw = {"pattern": "request_response",
+           "sweep": {"clients.count": [1, 2], "network.latency": ["10ms", "20ms"]},
+           "plots": [{"x": "clients.count", "y": "latency_mean", "where": {"network.latency": "20ms"}}]}
+    assert load(raw).resolved["plots"][0]["where"] == {"network.latency": pytest.approx(0.02)}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from helpers import resolved
 
 from commsim import theory
 from commsim.engine import Simulation
@@ -12,8 +14,8 @@ from commsim.engine.simulation import call_at
 from commsim.errors import ConfigError
 from commsim.experiment.runner import simulate
 from commsim.nodes.load_balancer import LoadBalancer
+from commsim.patterns import registry
 from commsim.patterns.stateful import StatefulModel
-from helpers import resolved
 
 BASE = {
     "pattern": "stateful",
@@ -199,3 +201,19 @@ def test_load_balancer_policies():
     for b in bs:
         b.routable = False
     assert st.pick("bob") is None
+
+
+def test_mtbf_bare_value_means_exponential_up_times():
+    """A bare mtbf is the mean of exponential up-times (not a constant, which
+    would crash every server at the same instants).  2,000 draws: the sample
+    mean's standard error is 10 s / sqrt(2000) = 0.22 s, tolerance 5 SE; the
+    coefficient of variation of an exponential is 1 (a constant's is 0)."""
+    cfg = config(stateful={"mtbf": "10s", "mttr": "1s", "servers": 3})
+    sim = Simulation(cfg, 5)
+    model = registry()["stateful"].model(sim)
+    draws = np.array([model._uptime() for _ in range(2000)])
+    assert abs(draws.mean() - 10.0) < 5 * 10.0 / math.sqrt(2000)
+    assert draws.std() / draws.mean() == pytest.approx(1.0, abs=0.1)
+    with pytest.raises(ConfigError) as e:
+        config(stateful={"mtbf": 0, "mttr": 0})
+    assert e.value.key == "stateful.mtbf"

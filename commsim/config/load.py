@@ -242,6 +242,28 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key written twice in one mapping (plain
+    YAML keeps the last silently, so a typo'd copy would win unseen)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark, seen[key])
+            try:
+                seen[key] = key_node.start_mark
+            except TypeError:  # an unhashable key: let the base class report it
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, mark, first):
+        self.key, self.mark, self.first = key, mark, first
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     try:
@@ -251,7 +273,10 @@ def read_yaml(path: str | Path) -> dict:
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {str(path)!r}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as dup:
+        raise ConfigError(str(dup.key), f"{path}: written twice (lines {dup.first.line + 1} and "
+                          f"{dup.mark.line + 1}); keep one") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -352,7 +377,7 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
     if precision_raw is not None:
         resolved["precision"] = resolve_precision(precision_raw)
     if plots_raw is not None:
-        resolved["plots"] = resolve_plots(plots_raw, keys)
+        resolved["plots"] = resolve_plots(plots_raw, keys, resolved.get("sweep", {}))
     return Experiment(name=exp_name, resolved=resolved, sweep={k: list(v) for k, v in sweep.items()},
                       points=points, base_dir=base_dir, source=raw, warmup_auto=warmup_auto)
 

@@ -123,6 +123,28 @@ class SerialExecutor:
         pass
 
 
+def _die_with_parent() -> None:
+    """If the parent is killed outright (SIGKILL), end this worker too
+    instead of leaving it blocked forever on the task pipe (Linux
+    ``prctl(PR_SET_PDEATHSIG)``; elsewhere a no-op).  Stored runs survive and
+    the next ``commsim run`` resumes from them."""
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _init_worker(queue) -> None:
     global _SIM_PROGRESS
     import signal
@@ -130,6 +152,7 @@ def _init_worker(queue) -> None:
     # Ctrl-C reaches the whole process group: let the parent handle it and
     # stop the pool, instead of every worker printing a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     if queue is not None:
         _SIM_PROGRESS = lambda i, now, end: queue.put((i, now, end))  # noqa: E731
 

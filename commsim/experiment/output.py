@@ -99,6 +99,17 @@ def check_target(out_dir: Path, resolved: dict, force: bool = False, ignore: tup
     figures does not change results.
     """
     diff = config_differences(out_dir, resolved, ignore)
+    if diff is None:
+        # No config.resolved.yaml: a folder commsim did not fill (only the run
+        # store or a trace may be there) is someone's data; never write into it.
+        foreign = sorted(p.name for p in Path(out_dir).iterdir()
+                         if p.name not in (".runs", "trace.png")) if Path(out_dir).is_dir() else []
+        if foreign and not force:
+            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise ConfigError("--out", f"{str(out_dir)!r} already holds files that are not commsim "
+                              f"results ({shown}); choose another --out, or pass --force to write "
+                              "into it")
+        return ["(folder without config.resolved.yaml)"] if foreign else []
     if not diff:
         return []
     if force:

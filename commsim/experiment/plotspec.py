@@ -38,9 +38,26 @@ def _hint(value: str, options) -> str:
     return f"; did you mean {near[0]!r}?" if near else ""
 
 
-def resolve_plots(raw, sweep_keys) -> list[dict]:
+def _where_value(dotted: str, value, swept: list, key: str):
+    """Resolve a ``where`` value like the swept key's own values (units) and
+    check that the sweep has it."""
+    from commsim.config.load import _field_for, resolve_value
+
+    field = _field_for(dotted)
+    try:
+        resolved = resolve_value(field, value, key) if field is not None else value
+    except ConfigError:
+        resolved = value
+    if resolved not in swept:
+        raise ConfigError(key, f"got {describe(value)}; the sweep has "
+                          f"{', '.join(repr(v) for v in swept)}")
+    return resolved
+
+
+def resolve_plots(raw, sweep_keys, sweep_values: dict | None = None) -> list[dict]:
     """Validate a ``plots:`` section against the sweep and the metrics;
-    return it with every default filled in."""
+    return it with every default filled in.  ``sweep_values`` (dotted key ->
+    resolved swept values) lets ``where`` values be checked and resolved."""
     from commsim.metrics import METRICS
 
     sweep_keys = list(sweep_keys)
@@ -68,6 +85,9 @@ def resolve_plots(raw, sweep_keys) -> list[dict]:
         if not ys:
             raise ConfigError(f"{key}.y", "got an empty list; expected a metric name or a list of them")
         for y in ys:
+            if not isinstance(y, str):
+                raise ConfigError(f"{key}.y", f"got {describe(y)}; expected a metric name or a list "
+                                  "of metric names")
             if y not in METRICS and y != "replications":
                 raise ConfigError(f"{key}.y", f"got {describe(y)}; expected a metric name (or "
                                   f"'replications'){_hint(y, [*METRICS, 'replications'])}")
@@ -91,6 +111,9 @@ def resolve_plots(raw, sweep_keys) -> list[dict]:
             if k not in sweep_keys or k in (x, hue):
                 raise ConfigError(f"{key}.where.{k}", f"expected a swept key other than x and hue"
                                   f"{_hint(k, sweep_keys)}")
+        if sweep_values is not None:
+            where = {k: _where_value(k, v, sweep_values[k], f"{key}.where.{k}")
+                     for k, v in where.items()}
         texts = {}
         for k in ("title", "xlabel", "ylabel"):
             v = spec.get(k)

@@ -113,8 +113,9 @@ SECTION = register_section(Section("stateful", {
     "crash_at": Field("duration", None, "time of a scheduled crash of server `crash_server` "
                       "(null: none)", min=0, nullable=True),
     "crash_server": Field("int", 0, "index of the server killed at crash_at", min=0),
-    "mtbf": Field("dist:duration", None, "mean time between failures of every server "
-                  "(exponential up-times; null: no random crashes)", min=0, nullable=True),
+    "mtbf": Field("dist:duration", None, "up-time of every server between failures: a bare "
+                  "value is the mean of exponential up-times, a mapping any distribution "
+                  "(null: no random crashes)", min=0, min_exclusive=True, nullable=True),
     "mttr": Field("dist:duration", "30s", "time a crashed server takes to restart "
                   "(null: never restarts)", min=0, nullable=True),
     "detect_time": Field("duration", "2s", "delay before the balancer's health checks notice "
@@ -245,7 +246,10 @@ class StatefulModel:
         if st["crash_at"] is not None:
             call_at(env, st["crash_at"], lambda _e: self.crash(self.servers[st["crash_server"]]))
         if st["mtbf"] is not None:
-            self._uptime = self.sim.sampler(st["mtbf"], "stateful/mtbf")
+            mtbf = st["mtbf"]
+            if not isinstance(mtbf, dict):  # a bare value: the mean of exponential up-times
+                mtbf = {"dist": "exponential", "mean": mtbf}
+            self._uptime = self.sim.sampler(mtbf, "stateful/mtbf")
             for s in self.servers:
                 self._arm_mtbf(s)
         if st["scale_out_at"] is not None:
