@@ -143,6 +143,10 @@ def cmd_run(args) -> int:
     if diff:
         say(f"replacing results in {out_dir}/ of a different configuration (--force; differs in "
             f"{', '.join(diff[:5])}{' ...' if len(diff) > 5 else ''})")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("--out", f"cannot create {str(out_dir)!r}: {exc.strerror}") from None
     store = RunStore(out_dir)
     if args.fresh:
         store.clear()

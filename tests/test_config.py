@@ -168,3 +168,17 @@ def test_plots_where_accepts_units():
            "sweep": {"clients.count": [1, 2], "network.latency": ["10ms", "20ms"]},
            "plots": [{"x": "clients.count", "y": "latency_mean", "where": {"network.latency": "20ms"}}]}
     assert load(raw).resolved["plots"][0]["where"] == {"network.latency": pytest.approx(0.02)}
+
+
+@pytest.mark.parametrize("raw,key", [
+    ({"pattern": "request_response", "server": {"service_time": 0}, "clients": {"think_time": 0}},
+     "clients.think_time"),
+    ({"pattern": "sync_async", "clients": {"think_time": 0},
+      "sync_async": {"cpu_before": 0, "io_time": 0, "cpu_after": 0}}, "clients.think_time"),
+    ({"pattern": "pubsub", "pubsub": {"interarrival": "0s"}}, "pubsub.interarrival"),
+    ({"pattern": "long_polling", "long_polling": {"timeout": 0}}, "long_polling.timeout"),
+])
+def test_configs_that_would_never_advance_time_are_refused(raw, key):
+    with pytest.raises(ConfigError) as info:
+        load(raw)
+    assert info.value.key == key

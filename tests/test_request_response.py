@@ -98,3 +98,31 @@ def test_sync_blocked_vs_async():
     # A sync client is blocked for one RTT (+ service) out of every RTT + think.
     expect = (0.1 + 0.001) / (0.1 + 0.001 + 0.1)
     assert sync["client_blocked_fraction"] == pytest.approx(expect, rel=0.05)
+
+
+@pytest.mark.parametrize("pattern", ["request_response", "sync_async"])
+def test_messages_given_up_on_are_retried_so_no_client_freezes(pattern):
+    """With every fifth transmission lost and no retransmission, a link gives
+    up on ~20% of messages; the sender re-sends, so sync clients keep cycling:
+    each of 20 clients (think 100 ms) completes operations throughout the run
+    instead of blocking forever on its first lost message."""
+    row = commsim.run({"pattern": pattern, "duration": 20, "warmup": 2,
+                       "clients": {"count": 20, "think_time": "100ms"},
+                       "network": {"latency": "5ms", "loss": 0.2, "max_retries": 0,
+                                   "handshake": "tls1.3", "keepalive": False,
+                                   "tls_server_cpu": "0s"}}).runs.iloc[0]
+    assert row["dropped"] > 100
+    assert row["sent"] == row["delivered"] + row["dropped"] + row["in_flight"]
+    # A frozen client would be blocked for the whole window (fraction -> 1).
+    assert row["client_blocked_fraction"] < 0.9
+    assert row["throughput"] * 20 > 20 * 10  # at least ~10 operations per client
+
+
+@pytest.mark.parametrize("pattern,key", [("short_polling", "network.loss"), ("sse", "network.loss"),
+                                         ("stateful", "network.loss")])
+def test_patterns_without_loss_handling_refuse_loss(pattern, key):
+    from commsim.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        commsim.load({"pattern": pattern, "network": {"loss": 0.01}})
+    assert info.value.key == key

@@ -99,3 +99,21 @@ class ClientPopulation:
             t0 = env._now
             cid = min(int(pick()), count - 1)
             start_op(cid, lambda t0=t0: record(t0))
+
+
+def check_cycle_takes_time(cfg: dict, *parts: tuple[str, object]) -> None:
+    """Refuse (at load time) sync clients whose request cycle takes no
+    simulated time at all: think time, two one-way latencies and the other
+    ``parts`` (``(key, distribution spec)``) all zero would loop forever at
+    one instant."""
+    from commsim.dists import make_distribution
+    from commsim.errors import ConfigError
+
+    if cfg["clients"]["mode"] != "sync":
+        return
+    specs = [("clients.think_time", cfg["clients"]["think_time"]),
+             ("network.latency", cfg["network"]["latency"]), *parts]
+    if all(make_distribution(spec, "duration", key).mean == 0 for key, spec in specs):
+        raise ConfigError("clients.think_time", "sync clients would loop forever at one instant: "
+                          f"{', '.join(k for k, _ in specs)} are all zero; give one of them a "
+                          "positive value")

@@ -90,7 +90,11 @@ def resolve_value(f: Field, value: Any, key: str, base_dir: Path | None = None) 
                         min_exclusive=f.min_exclusive)
         return [resolve_value(element, v, f"{key}[{i}]", base_dir) for i, v in enumerate(value)]
     if kind.startswith("dist:"):
-        dist = make_distribution(value, kind.split(":", 1)[1], key, base_dir=base_dir)
+        try:
+            dist = make_distribution(value, kind.split(":", 1)[1], key, base_dir=base_dir)
+        except (OverflowError, ZeroDivisionError):
+            raise ConfigError(key, f"got {describe(value)}; its parameters are too large or too "
+                              "small to compute with") from None
         _check_range(f, dist.mean, key, value, what="mean ")
         if f.min is not None and not dist.is_constant and hasattr(dist, "low") and dist.low < f.min:
             raise ConfigError(key, f"got {describe(value)}; values must be >= {f.min:g}")
@@ -208,6 +212,8 @@ def resolve_run(raw: dict, base_dir: Path | None = None) -> dict:
     pattern = patterns[out["pattern"]]
     for sname in (*CORE_SECTIONS, *pattern.sections):
         out[sname] = resolve_section(SECTIONS[sname], raw.get(sname), sname, base_dir)
+    if pattern.check is not None:
+        pattern.check(out)
     return out
 
 

@@ -108,7 +108,7 @@ class _Handshake:
         now = c.sim.now
         if direction == "up":
             msg = Message("handshake", self.client, "server", handshake=size, created=now,
-                          label=f"handshake {self.i}")
+                          data=self, label=f"handshake {self.i}")
             # The server's CPU work for TLS happens when it reads the ClientHello.
             if c.cpu is not None and c.tls_cpu > 0 and size == 517:
                 c.network.up.send(msg, self._server_tls)
@@ -116,8 +116,14 @@ class _Handshake:
                 c.network.up.send(msg, self.step)
         else:
             msg = Message("handshake", "server", self.client, handshake=size, created=now,
-                          label=f"handshake {self.i}")
+                          data=self, label=f"handshake {self.i}")
             c.network.down.send(msg, self.step)
+
+    def resend(self) -> None:
+        """The link gave up on the last flight (loss beyond max_retries): its
+        sender sends it again."""
+        self.i -= 1
+        self.step(None)
 
     def _server_tls(self, msg) -> None:
         self.conns.cpu.submit(self.conns.tls_cpu, "handshake", self._after_cpu)

@@ -7,6 +7,10 @@ the pattern's nodes and processes on a fresh
 ``model.metrics()``, which returns ``{metric_name: value}`` using only names
 defined in :mod:`commsim.metrics`.  ``figures(result, out_dir)`` optionally
 draws the pattern's standard figures from a finished experiment.
+``check(config)`` optionally rejects, with a
+:class:`~commsim.errors.ConfigError`, a resolved run config the pattern cannot
+model (a combination of keys across sections); it runs at load time, so the
+error comes before anything runs or is written.
 """
 
 from __future__ import annotations
@@ -22,3 +26,4 @@ class Pattern:
     model: Callable[[Any], Any]
     sections: tuple[str, ...] = ()
     figures: Callable | None = field(default=None, compare=False)
+    check: Callable[[dict], None] | None = field(default=None, compare=False)

@@ -83,7 +83,7 @@ register_section(Section("short_polling", {
 
 register_section(Section("long_polling", {
     "timeout": Field("duration", "30s", "how long the server holds a poll with nothing to send",
-                     min=0),
+                     min=0, min_exclusive=True),
     "request_header": Field("size", "600B", "header bytes of each poll request", min=0),
     "response_header": Field("size", "271B", "header bytes of each poll response", min=0),
     "connection_memory": _MEM,
@@ -125,9 +125,6 @@ class _Base:
 
     def __init__(self, sim):
         cfg = sim.config
-        if cfg["network"]["handshake"] != "none":
-            raise ConfigError("network.handshake", f"got {cfg['network']['handshake']!r}; the "
-                              "notification patterns do not model handshakes: use none")
         self.sim = sim
         self.env = sim.env
         sec = cfg[self.pattern]
@@ -904,13 +901,25 @@ def _figures(result, out_dir):
     return figures(result, out_dir)
 
 
+def _check(cfg: dict) -> None:
+    """What these models do not cover is refused at load time (exit 2)."""
+    net = cfg["network"]
+    if net["handshake"] != "none":
+        raise ConfigError("network.handshake", f"got {net['handshake']!r}; the notification "
+                          "patterns do not model handshakes: use none")
+    if net["loss"] > 0:
+        raise ConfigError("network.loss", f"got {net['loss']!r}; the notification patterns do not "
+                          "model lost messages (a poll, frame or connect given up on by the link "
+                          "would go unnoticed): use 0")
+
+
 PATTERNS = [
     Pattern("short_polling", "clients ask every interval; the server answers at once, empty "
-            "or with everything pending", ShortPolling, ("short_polling", *_WORKLOAD), _figures),
+            "or with everything pending", ShortPolling, ("short_polling", *_WORKLOAD), _figures, _check),
     Pattern("long_polling", "the server holds each poll until an update or a timeout; the client "
-            "re-polls on every response", LongPolling, ("long_polling", *_WORKLOAD), _figures),
+            "re-polls on every response", LongPolling, ("long_polling", *_WORKLOAD), _figures, _check),
     Pattern("sse", "server-sent events: one request, an unending response of event frames, "
-            "reconnects with or without resume", ServerSentEvents, ("sse", *_WORKLOAD), _figures),
+            "reconnects with or without resume", ServerSentEvents, ("sse", *_WORKLOAD), _figures, _check),
     Pattern("push", "a persistent bidirectional connection; the server sends as updates happen",
-            Push, ("push", *_WORKLOAD), _figures),
+            Push, ("push", *_WORKLOAD), _figures, _check),
 ]

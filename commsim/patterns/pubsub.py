@@ -104,7 +104,7 @@ SECTION = register_section(Section("pubsub", {
                       choices=("poisson", "periodic")),
     "interarrival": Field("dist:duration", None, "time between a publisher's messages, any "
                           "distribution (overrides publish_rate and arrivals; null: use them)",
-                          min=0, nullable=True),
+                          min=0, min_exclusive=True, nullable=True),
     "message_size": Field("dist:size", "1KiB", "payload bytes of a message", min=0),
     "header": Field("size", "64B", "header bytes of every message on the wire (publish, delivery, "
                     "fetch response, ack, confirm, fetch, commit)", min=0),

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 from commsim.clients import ClientPopulation
+from commsim.clients.population import check_cycle_takes_time
 from commsim.config.schema import Field, Section, register_section
 from commsim.metrics.collect import client_server_metrics, engine_metrics
 from commsim.network import Message, Network
@@ -130,6 +131,19 @@ class RequestResponse:
         self._resp_body = self._body_sampler(rr["response_body"], "request_response/response_body")
         self._service = sim.sampler(cfg["server"]["service_time"], "server/service")
         self.clients = ClientPopulation(sim, self.start_op)
+        self.net.up.on_drop = self.net.down.on_drop = self._lost
+
+    def _lost(self, msg) -> None:
+        """A message the link gave up on (loss beyond ``network.max_retries``):
+        its sender notices and tries again at once (a request or response is
+        re-sent as a new request of the same chunk; a handshake flight is sent
+        again), so no client waits forever."""
+        data = msg.data
+        if isinstance(data, _Upload):
+            data.sent -= 1
+            data.next_chunk()
+        elif data is not None:
+            data.resend()
 
     def _body_sampler(self, spec, stream):
         enc = self.encoding
@@ -175,6 +189,10 @@ def figures(result, out_dir):
     return request_response_figures(result, out_dir)
 
 
+def _check(cfg: dict) -> None:
+    check_cycle_takes_time(cfg, ("server.service_time", cfg["server"]["service_time"]))
+
+
 PATTERN = Pattern(
     name="request_response",
     summary="client request, server parse + process, response; encodings, chunked uploads, "
@@ -182,4 +200,5 @@ PATTERN = Pattern(
     model=RequestResponse,
     sections=("request_response",),
     figures=figures,
+    check=_check,
 )

@@ -578,10 +578,18 @@ def figures(result, out_dir) -> list:
     return stateful_figures(result, Path(out_dir), StatefulModel)
 
 
+def _check_network(cfg: dict) -> None:
+    if cfg["network"]["loss"] > 0:
+        raise ConfigError("network.loss", f"got {cfg['network']['loss']!r}; the stateful pattern "
+                          "does not model lost messages (a request given up on by the link would "
+                          "block its client): use 0")
+
+
 PATTERN = Pattern(
     name="stateful",
     summary="stateful vs stateless servers behind a load balancer: sessions, crashes, scale-out",
     model=StatefulModel,
     sections=("stateful",),
     figures=figures,
+    check=_check_network,
 )

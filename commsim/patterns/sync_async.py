@@ -71,6 +71,7 @@ from array import array
 from collections import deque
 
 from commsim.clients import ClientPopulation
+from commsim.clients.population import check_cycle_takes_time
 from commsim.config.schema import Field, Section, register_section
 from commsim.engine.simulation import call_at, call_later
 from commsim.metrics import io as _io_metrics  # noqa: F401  (registers the metric definitions)
@@ -266,6 +267,7 @@ class SyncAsync:
         self.env = sim.env
         self.cfg = sa
         self.net = Network(sim)
+        self.net.up.on_drop = self.net.down.on_drop = self._lost
         self.cores = cfg["server"]["cores"]
         self.cpu = Cpu(sim, "server", self.cores)
         self.io_model = sa["io_model"]
@@ -329,6 +331,13 @@ class SyncAsync:
         msg = Message("request", op.client, "server", header=self.req_header,
                       created=self.env._now, data=op)
         self.net.up.send(msg, self.server_receive)
+
+    def _lost(self, msg) -> None:
+        """A request, response or reset the link gave up on (loss beyond
+        ``network.max_retries``): the client retries the request after
+        ``retry_backoff``, as after a reset, so no client waits forever."""
+        op = msg.data
+        call_later(self.env, self.retry_backoff, lambda _e: self._send(op))
 
     def _client_response(self, msg) -> None:
         msg.data.done()
@@ -557,6 +566,13 @@ def figures(result, out_dir):
     return draw(result, out_dir)
 
 
+def _check(cfg: dict) -> None:
+    sa = cfg["sync_async"]
+    check_cycle_takes_time(cfg, ("sync_async.cpu_before", sa["cpu_before"]),
+                           ("sync_async.io_time", sa["io_time"]),
+                           ("sync_async.cpu_after", sa["cpu_after"]))
+
+
 PATTERN = Pattern(
     name="sync_async",
     summary="server I/O models (thread pool, event loop, io_uring, thread per call) with backend "
@@ -564,4 +580,5 @@ PATTERN = Pattern(
     model=SyncAsync,
     sections=("sync_async",),
     figures=figures,
+    check=_check,
 )
