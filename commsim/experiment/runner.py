@@ -309,7 +309,7 @@ def run(source, overrides=(), progress=None, **options) -> Result:
     ``scheduler``, ``store``, ``precision``).
 
     >>> result = run("experiments/request_response.yaml", jobs=2)   # doctest: +SKIP
-    >>> result.summary[["encoding", "latency_mean"]]                 # doctest: +SKIP
+    >>> result.summary[["request_response.encoding", "latency_mean"]]                 # doctest: +SKIP
     """
     from commsim.config import load
 
