@@ -325,3 +325,18 @@ def test_broadcasts_reach_every_client(pattern):
     assert m["updates_created"] > 0 and m["updates_created"] % 40 == 0
     assert m["updates_delivered"] == m["updates_created"]
     assert m["missed"] == 0 and m["duplicates"] == 0
+
+
+@pytest.mark.parametrize("pattern", ["sse", "push"])
+def test_a_client_never_holds_two_connections(pattern):
+    """Clients that go offline for ~20 ms, less than the 50 ms a connect
+    takes to be answered, come back while their first connect is in flight;
+    the server must still count at most one connection per client."""
+    row = commsim.run({"pattern": pattern, "duration": 20, "warmup": 2,
+                       "clients": {"count": 100}, "network": {"latency": "25ms"},
+                       "workload": {"event_rate": "1/s",
+                                    "online_time": {"dist": "exponential", "mean": "1s"},
+                                    "offline_time": {"dist": "exponential", "mean": "20ms"}}}
+                      ).runs.iloc[0]
+    assert row["reconnects"] > 100  # the race is exercised
+    assert row["connections_max"] <= 100

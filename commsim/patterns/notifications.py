@@ -740,9 +740,13 @@ class _Streaming(_Base):
             if replay:
                 self.backlog.setdefault(c, [])[:0] = replay
             return
+        if not self.open[c]:
+            self._conn(+1)
+        # else: an older connect of this client (it left and came back while
+        # that one was in flight) already opened a stream; this one replaces
+        # it, so the server holds one connection for the client, not two.
         self.open[c] = 1
         self.conn_no[c] += 1
-        self._conn(+1)
         if self.lifetime is not None:
             call_later(self.env, self.lifetime(), self._drop, (c, self.conn_no[c]))
         if replay:
