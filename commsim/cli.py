@@ -123,7 +123,7 @@ def cmd_run(args) -> int:
     from commsim.experiment import output
     from commsim.experiment.executors import default_jobs, make_executor
     from commsim.experiment.progress import Progress, Quiet
-    from commsim.experiment.report import draw_figures
+    from commsim.experiment.report import draw_figures, formats_in_use
     from commsim.experiment.runner import run_experiment
     from commsim.experiment.store import RunStore
 
@@ -164,7 +164,7 @@ def cmd_run(args) -> int:
     finally:
         executor.close()
     paths = output.write_tables(result, out_dir)
-    records = draw_figures(result, out_dir, ("png",), warn=say)
+    records = draw_figures(result, out_dir, formats_in_use(out_dir), warn=say)
     total = len(result.runs) + len(result.failures)
     say(f"wrote {len(paths) + len(records)} files to {out_dir}/ ({total} runs: {result.computed} computed, "
         f"{result.reused} reused from {store.dir}/)")

@@ -228,3 +228,17 @@ def test_report_no_redraw_lists_existing_figures(finished):
     text = (out.parent / "REPORT.md").read_text()
     assert "![extra](rep/extra.png)" in text and "![lat](rep/lat.png)" in text
     assert sorted(p.name for p in out.iterdir()) == before  # nothing drawn or written there
+
+
+def test_a_new_run_refreshes_the_pdfs_a_report_made(finished):
+    """After `commsim report` drew PDFs, a later `commsim run` redraws them
+    too (and keeps listing them), instead of leaving PDFs of old results."""
+    path, out = finished
+    assert main(["report", "--results", str(out.parent)]) == 0
+    pdf = out / "lat.pdf"
+    assert pdf.exists()
+    before = pdf.stat().st_mtime_ns
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--fresh"]) == 0
+    assert pdf.stat().st_mtime_ns > before
+    lat = next(r for r in json.loads((out / "figures.json").read_text()) if r["file"] == "lat.png")
+    assert "pdf" in lat["formats"]

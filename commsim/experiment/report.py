@@ -52,6 +52,19 @@ def load_result(out_dir: Path, plots=_KEEP):
     return Result(experiment=exp, runs=runs, summary=summary)
 
 
+def formats_in_use(out_dir: Path) -> tuple[str, ...]:
+    """PNG plus every other format the folder's figures were last drawn in
+    (per its figures.json), so redrawing after a new run also refreshes the
+    PDFs/SVGs a report made instead of leaving them stale."""
+    extra: set[str] = set()
+    try:
+        for rec in json.loads((Path(out_dir) / MANIFEST).read_text()):
+            extra.update(f for f in rec.get("formats", []) if f in ("pdf", "svg"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return ("png", *sorted(extra))
+
+
 def draw_figures(result, out_dir: Path, formats=("png",), warn=None) -> list[dict]:
     """The pattern figures and the ``plots:`` figures of ``result``; returns
     (and writes to ``figures.json``) one record per figure."""
