@@ -182,3 +182,10 @@ def test_configs_that_would_never_advance_time_are_refused(raw, key):
     with pytest.raises(ConfigError) as info:
         load(raw)
     assert info.value.key == key
+
+
+@pytest.mark.parametrize("value", ["", "  ", "a/b", 5])
+def test_bad_experiment_name(value):
+    with pytest.raises(ConfigError) as info:
+        load({"pattern": "request_response", "name": value})
+    assert info.value.key == "name"

@@ -343,6 +343,10 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
             raise ConfigError(f"sweep.{k}", "cannot be swept")
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep.{k}", f"got {describe(values)}; expected a non-empty list of values")
+    if raw.get("name") is not None and (not isinstance(raw["name"], str)
+                                        or not raw["name"].strip() or "/" in raw["name"]):
+        raise ConfigError("name", f"got {describe(raw['name'])}; expected a non-empty name "
+                          "without '/' (it names the results folder)")
     exp_name = name or raw.get("name") or default_name
     raw["name"] = exp_name
     # Validate every section that is present, even for patterns not run, so typos surface.
