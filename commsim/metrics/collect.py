@@ -92,14 +92,21 @@ class Latencies:
         self.values.append(value)
 
 
-def latency_metrics(values) -> dict:
+def percentiles(values, prefix: str, qs=(50, 95, 99), mean: bool = False) -> dict:
+    """``{prefix_p50: .., ...}`` (and ``prefix_mean`` with ``mean=True``) of
+    ``values``; NaN when there are none.  The one place sample percentiles
+    are computed."""
+    keys = ([f"{prefix}_mean"] if mean else []) + [f"{prefix}_p{q}" for q in qs]
     if len(values) == 0:
-        nan = math.nan
-        return {"latency_mean": nan, "latency_p50": nan, "latency_p95": nan, "latency_p99": nan}
+        return dict.fromkeys(keys, math.nan)
     arr = np.asarray(values, dtype=float)
-    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
-    return {"latency_mean": float(arr.mean()), "latency_p50": float(p50),
-            "latency_p95": float(p95), "latency_p99": float(p99)}
+    out = {f"{prefix}_mean": float(arr.mean())} if mean else {}
+    out.update({f"{prefix}_p{q}": float(v) for q, v in zip(qs, np.percentile(arr, qs))})
+    return out
+
+
+def latency_metrics(values) -> dict:
+    return percentiles(values, "latency", mean=True)
 
 
 def byte_metrics(sim) -> dict:

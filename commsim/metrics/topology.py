@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from commsim.metrics import define
 
@@ -56,14 +55,6 @@ define("timeouts", "1", "attempts abandoned because the per-try timeout expired"
 
 
 # ----------------------------------------------------------------- helpers --
-def percentiles(values, prefix: str, qs=(50, 90, 99)) -> dict:
-    """``{prefix_p50: ..}`` of ``values`` (NaN when empty)."""
-    if len(values) == 0:
-        return {f"{prefix}_p{q}": math.nan for q in qs}
-    arr = np.asarray(values, dtype=float)
-    return {f"{prefix}_p{q}": float(v) for q, v in zip(qs, np.percentile(arr, qs))}
-
-
 def imbalance(loads) -> float:
     """max / mean of a list of loads (NaN when empty or all zero)."""
     loads = [x for x in loads if not math.isnan(x)]

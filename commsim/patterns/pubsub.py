@@ -72,7 +72,7 @@ from commsim.config.schema import Field, Section, register_section
 from commsim.engine.simulation import call_at, call_later
 from commsim.errors import ConfigError
 from commsim.metrics import pubsub as _pubsub_metrics  # noqa: F401  (defines the metrics)
-from commsim.metrics.collect import (Latencies, byte_metrics, engine_metrics, latency_metrics,
+from commsim.metrics.collect import (Latencies, byte_metrics, engine_metrics, latency_metrics, percentiles,
                                      ledger_metrics)
 from commsim.network import Link, Message
 from commsim.nodes import Cpu
@@ -750,15 +750,7 @@ class PubSub:
         out["queue_depth_max"] = max(sub.depth_max for sub in self.subs)
         window = [sum(s) for t, s in zip(self.samples_t, self.samples_depth) if t >= sim.start]
         out["queue_depth_mean"] = sum(window) / len(window) if window else float("nan")
-        hl = self.healthy_latencies
-        if hl:
-            import numpy as np
-
-            arr = np.asarray(hl)
-            out["healthy_latency_mean"] = float(arr.mean())
-            out["healthy_latency_p99"] = float(np.percentile(arr, 99))
-        else:
-            out["healthy_latency_mean"] = out["healthy_latency_p99"] = float("nan")
+        out.update(percentiles(self.healthy_latencies, "healthy_latency", qs=(99,), mean=True))
         pl = self.publish_latencies
         out["publish_latency_mean"] = sum(pl) / len(pl) if pl else float("nan")
         blocked = sum(p.blocked_s for p in self.publishers)

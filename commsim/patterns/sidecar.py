@@ -70,7 +70,7 @@ from commsim.config.schema import Field, Section, register_section
 from commsim.engine.simulation import call_later
 from commsim.errors import ConfigError
 from commsim.metrics.collect import byte_metrics, engine_metrics, latency_metrics, ledger_metrics
-from commsim.metrics.topology import percentiles
+from commsim.metrics.collect import percentiles
 from commsim.network import Link, Message
 from commsim.network.connection import HANDSHAKES
 from commsim.nodes import Cpu
@@ -495,7 +495,7 @@ class SidecarModel:
         total = self.ops_ok + self.ops_failed
         out["success_rate"] = self.ops_ok / total if total else math.nan
         out["hop_added_mean"] = float(sum(self.added) / len(self.added)) if self.added else math.nan
-        out.update(percentiles(self.added, "hop_added"))
+        out.update(percentiles(self.added, "hop_added", qs=(50, 90, 99)))
         proxies = [n.proxy for n in self.nodes() if n.proxy is not None]
         proxy_cpu = sum(p.cpu.account.total for p in proxies)
         passes = sum(p.passes for p in proxies)

@@ -68,7 +68,8 @@ from commsim.clients import ClientPopulation
 from commsim.config.schema import Field, Section, register_section
 from commsim.errors import ConfigError
 from commsim.metrics.collect import byte_metrics, engine_metrics, latency_metrics, ledger_metrics
-from commsim.metrics.topology import imbalance, percentiles
+from commsim.metrics.collect import percentiles
+from commsim.metrics.topology import imbalance
 from commsim.engine.simulation import call_at, call_later
 from commsim.network import Link, Message, Network
 from commsim.nodes import Cpu
