@@ -289,10 +289,13 @@ def test_jobs_polls_per_job_short_polling():
     assert 0.3 < m["job_notify_delay"] < 0.7  # T/2 + one way
 
 
-def test_handshake_is_rejected():
+@pytest.mark.parametrize("pattern", ["sse", "push"])
+def test_streams_refuse_keepalive_false(pattern):
+    # A stream is one long-lived connection: keep-alive (reuse for a later
+    # request) has no meaning there, so false is refused, naming the key.
     with pytest.raises(ConfigError) as err:
-        build({"pattern": "push", "network": {"handshake": "tcp"}})
-    assert err.value.key == "network.handshake"
+        build({"pattern": pattern, "network": {"handshake": "tcp", "keepalive": False}})
+    assert err.value.key == "network.keepalive"
 
 
 def test_jitter_larger_than_interval_is_rejected():

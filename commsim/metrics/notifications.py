@@ -25,3 +25,6 @@ define("jobs", "1", "job notices that reached their client in the window")
 define("polls_per_job", "1", "mean number of polls a client sent between submitting a job "
        "and receiving its notice (0 for SSE and push)")
 define("job_notify_delay", "s", "mean time from a job's completion to the client learning of it")
+define("poll_rtt_mean", "s", "mean time from a client sending a poll (before any handshake) to "
+       "its response arriving, polls sent in the window (long polling: includes the hold; "
+       "NaN for SSE and push)")

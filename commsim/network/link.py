@@ -83,6 +83,11 @@ class Link:
         # Optional ``on_drop(msg)``: called when a message is given up on
         # (after max_retries), so a model can react as its protocol would.
         self.on_drop: Callable | None = None
+        # ``resend_dropped``: the sender sends a message the link gave up on
+        # again at once, to the same receiver (and stream): a new send in the
+        # ledger, so a message is never lost for good (the patterns whose
+        # protocol retries, e.g. the notification patterns, set it).
+        self.resend_dropped = False
         self._fifo = self.constant_latency is not None and loss == 0
         self._waker = Event(sim.env)
         self._waker._ok = True
@@ -117,18 +122,18 @@ class Link:
             call_at(self.env, depart + self._latency(), self._arrive, (msg, deliver))
             return
         # Lossy: decide the fate of every transmission now.
-        delay = self._fate(msg, depart - now)
+        delay = self._fate(msg, deliver, None, depart - now)
         if delay is not None:
             call_later(self.env, delay + self._latency(), self._arrive, (msg, deliver))
 
-    def _fate(self, msg, delay: float):
+    def _fate(self, msg, deliver, stream, delay: float):
         """Draw the losses of ``msg`` (first transmission ``delay`` from now):
         schedule its retransmissions; return the delay of the transmission
         that gets through, or None when the link gives up (drop scheduled)."""
         tries = 0
         while self._uniform() < self.loss:
             if tries == self.max_retries:
-                call_later(self.env, delay + self.rto, self._drop, msg)
+                call_later(self.env, delay + self.rto, self._drop, (msg, deliver, stream))
                 return None
             tries += 1
             delay += self.rto
@@ -161,7 +166,7 @@ class Link:
             start = self._busy_until if self._busy_until > now else now
             depart = start + msg.size * 8.0 / self.bandwidth
             self._busy_until = depart
-        delay = self._fate(msg, depart - now) if self.loss > 0 else depart - now
+        delay = self._fate(msg, deliver, stream, depart - now) if self.loss > 0 else depart - now
         if delay is None:
             return
         arrive = now + delay + self._latency()
@@ -223,12 +228,18 @@ class Link:
             self.sim.tracer.retransmitted(self, event._value)
 
     def _drop(self, event) -> None:
+        msg, deliver, stream = event._value
         self.in_flight -= 1
         self.sim.bytes.dropped += 1
         if self.sim.tracer is not None:
-            self.sim.tracer.dropped(self, event._value)
+            self.sim.tracer.dropped(self, msg)
         if self.on_drop is not None:
-            self.on_drop(event._value)
+            self.on_drop(msg)
+        if self.resend_dropped:
+            if stream is None:
+                self.send(msg, deliver)
+            else:
+                self.send_ordered(msg, deliver, stream)
 
     def pending(self) -> int:
         """Messages on the link now (read off the delay line or the counter)."""

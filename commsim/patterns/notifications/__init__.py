@@ -60,13 +60,11 @@ def _figures(result, out_dir):
 def _check(cfg: dict) -> None:
     """What these models do not cover is refused at load time (exit 2)."""
     net = cfg["network"]
-    if net["handshake"] != "none":
-        raise ConfigError("network.handshake", f"got {net['handshake']!r}; the notification "
-                          "patterns do not model handshakes: use none")
-    if net["loss"] > 0:
-        raise ConfigError("network.loss", f"got {net['loss']!r}; the notification patterns do not "
-                          "model lost messages (a poll, frame or connect given up on by the link "
-                          "would go unnoticed): use 0")
+    if cfg["pattern"] in ("sse", "push") and not net["keepalive"]:
+        raise ConfigError("network.keepalive", f"got false; {cfg['pattern']} keeps one long-lived "
+                          "connection per client and every (re)connect opens a new one "
+                          "(with its handshake), so there is no later request to reuse a "
+                          "connection for: use true")
 
 
 PATTERNS = [

@@ -12,6 +12,7 @@ from commsim.metrics import notifications as _defs  # noqa: F401  (defines the m
 from commsim.metrics.collect import (byte_metrics, cpu_metrics, engine_metrics, latency_metrics,
                                      ledger_metrics)
 from commsim.network import Message, Network
+from commsim.network.connection import Connections
 from commsim.nodes import Cpu
 from commsim.workload import Availability, EventFeed, PoissonCalendar
 
@@ -90,6 +91,15 @@ class _Base:
         self.up = self.net.up
         self.down = self.net.down
         self.cpu = Cpu(sim, SERVER, cfg["server"]["cores"])
+        # Connections and their handshakes (network.handshake, keepalive,
+        # tls_server_cpu): the one handshake module, over the same links.
+        self.connector = Connections(sim, self.net, self.cpu)
+        self.handshakes = self.connector.enabled
+        # A message the link gives up on (loss beyond max_retries) is sent
+        # again by its sender at once: polls, responses, frames, flights.
+        self.up.resend_dropped = self.down.resend_dropped = True
+        self.rtt_sum = 0.0
+        self.rtt_n = 0
         self._service = sim.sampler(cfg["server"]["service_time"], "server/service")
         self.conn_memory = sec["connection_memory"]
         wl = cfg["workload"]
@@ -199,7 +209,16 @@ class _Base:
         polls_at = self.polls[c]
         msg = Message("request", c, SERVER, header=self.request_header, payload=self.job_request,
                       created=self.env._now, data=(polls_at, duration), label="job submit")
-        self.up.send(msg, self._server_job)
+        if self.handshakes:
+            self.connector.ensure(c, lambda extra: self._send_with(msg, extra, self._server_job))
+        else:
+            self.up.send(msg, self._server_job)
+
+    def _send_with(self, msg, extra: int, deliver) -> None:
+        """Send ``msg`` up once its connection is ready; ``extra`` handshake
+        bytes (the client's last flight) ride along."""
+        msg.handshake = extra
+        self.up.send(msg, deliver)
 
     def _server_job(self, msg) -> None:
         polls_at, duration = msg.data
@@ -209,7 +228,11 @@ class _Base:
     def _job_handle(self, c, _wait) -> None:
         msg = Message("response", SERVER, c, header=self.response_header, created=self.env._now,
                       label="job handle")
-        self.down.send(msg, _ignore)
+        self.down.send(msg, self._client_job_handle)
+
+    def _client_job_handle(self, msg) -> None:
+        if self.handshakes:
+            self.connector.done(msg.dst)
 
     def _job_done(self, event) -> None:
         c, polls_at = event._value
@@ -246,13 +269,12 @@ class _Base:
         out["missed"] = self.missed
         out["duplicates"] = self.duplicates
         out["reconnects"] = self.reconnects
+        out["connections_opened"] = self.connector.opened
+        out["handshakes"] = self.connector.handshakes
+        out["poll_rtt_mean"] = self.rtt_sum / self.rtt_n if self.rtt_n else float("nan")
         out["jobs"] = len(self.job_delays)
         nan = float("nan")
         out["polls_per_job"] = sum(self.job_polls) / len(self.job_polls) if self.job_polls else nan
         out["job_notify_delay"] = sum(self.job_delays) / len(self.job_delays) if self.job_delays else nan
         out.update(engine_metrics(sim))
         return out
-
-
-def _ignore(_msg) -> None:
-    pass

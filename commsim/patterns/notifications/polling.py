@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections import deque
 
 from simpy.core import NORMAL
@@ -10,7 +11,7 @@ from simpy.events import Event
 
 from commsim.engine.simulation import call_at
 from commsim.network import Message
-from commsim.patterns.notifications.base import SERVER, STREAM_START, _Base, _ignore
+from commsim.patterns.notifications.base import SERVER, STREAM_START, _Base
 
 
 class _Polling(_Base):
@@ -63,26 +64,40 @@ class _Polling(_Base):
         if items is None:
             self.cpu.submit(self._service(), purpose, self._send_empty, c, True)
         else:
-            self.cpu.submit(self._service(), purpose, self._send_items, (c, items))
+            self.cpu.submit(self._service(), purpose, self._send_items,
+                            (c, items, self.poll_sent[c]))
 
+    # A poll response's ``created`` is the time its poll was sent (the
+    # client's clock starts before any handshake), for ``poll_rtt_mean``.
     def _send_empty(self, c, _wait) -> None:
         now = self.env._now
         if now >= self.sim.start:
             self.empty += 1
             self.poll_responses += 1
-        self.down.send(Message("response", SERVER, c, self.response_header, 0, 0, 0, now),
-                       self._client_empty)
+        self.down.send(Message("response", SERVER, c, self.response_header, 0, 0, 0,
+                               self.poll_sent[c]), self._client_empty)
 
     def _send_items(self, token, _wait) -> None:
-        c, items = token
+        c, items, sent = token
         now = self.env._now
         if now >= self.sim.start:
             self.poll_responses += 1
         size = sum(items[1::3])
-        self.down.send(Message("response", SERVER, c, self.response_header, size, 0, 0, now,
+        self.down.send(Message("response", SERVER, c, self.response_header, size, 0, 0, sent,
                                items), self._client_items)
 
+    def _rtt(self, msg) -> None:
+        if self.sim.start <= msg.created < self.sim.end:
+            self.rtt_sum += self.env._now - msg.created
+            self.rtt_n += 1
+
+    def _poll_when_open(self, c: int, now: float) -> None:
+        """Open (or reuse) the client's connection, then send its poll."""
+        msg = Message("request", c, SERVER, self.request_header, 0, 0, 0, now)
+        self.connector.ensure(c, lambda extra: self._send_with(msg, extra, self._server_poll))
+
     def _client_items(self, msg) -> None:
+        self._rtt(msg)
         c = msg.dst
         items = msg.data
         if not self.online[c]:
@@ -96,6 +111,7 @@ class _Polling(_Base):
         self._after_response(c)
 
     def _client_empty(self, msg) -> None:
+        self._rtt(msg)
         self._after_response(msg.dst)
 
     def _after_response(self, c: int) -> None:
@@ -182,6 +198,7 @@ class ShortPolling(_Polling):
         send = self.up.send
         header = self.request_header
         server_poll = self._server_poll
+        handshakes = self.handshakes
         while True:
             c = order[j]
             if online[c]:
@@ -190,7 +207,10 @@ class ShortPolling(_Polling):
                 if conn_open is not None and not conn_open[c]:
                     conn_open[c] = 1
                     self._conn(+1)
-                send(Message("request", c, SERVER, header, 0, 0, 0, now), server_poll)
+                if handshakes:
+                    self._poll_when_open(c, now)
+                else:
+                    send(Message("request", c, SERVER, header, 0, 0, 0, now), server_poll)
             j += 1
             if j == n:
                 j = 0
@@ -221,6 +241,9 @@ class ShortPolling(_Polling):
         if self.conn_open is not None and not self.conn_open[c]:
             self.conn_open[c] = 1
             self._conn(+1)
+        if self.handshakes:
+            self._poll_when_open(c, now)
+            return
         self.up.send(Message("request", c, SERVER, self.request_header, 0, 0, 0, now),
                      self._server_poll)
 
@@ -235,18 +258,24 @@ class ShortPolling(_Polling):
         c = msg.src
         bc = self.bc_cursor
         if self.pending[c] is None and (bc is None or bc[c] == len(self.bc_times)):
-            self.cpu.submit(self._service(), "poll", self._send_empty_cb, c, True)
+            self.cpu.submit(self._service(), "poll", self._send_empty_cb, msg, True)
         else:
-            self.cpu.submit(self._service(), "poll", self._send_items, (c, self._take(c)))
+            self.cpu.submit(self._service(), "poll", self._send_items,
+                            (c, self._take(c), msg.created))
 
-    def _send_empty(self, c, _wait) -> None:
+    def _send_empty(self, req, _wait) -> None:
         now = self.env._now
         if self.conn_open is None:
             self._conn(-1)
         if now >= self.sim.start:
             self.empty += 1
             self.poll_responses += 1
-        self.down.send(Message("response", SERVER, c, self.response_header, 0, 0, 0, now), _ignore)
+        self.down.send(Message("response", SERVER, req.src, self.response_header, 0, 0, 0,
+                               req.created), self._client_empty)
+
+    def _after_response(self, c: int) -> None:
+        if self.handshakes:
+            self.connector.done(c)  # without keep-alive the connection closes
 
     def _send_items(self, token, _wait) -> None:
         if self.conn_open is None:
@@ -264,6 +293,8 @@ class ShortPolling(_Polling):
         if not online and self.conn_open is not None and self.conn_open[c]:
             self.conn_open[c] = 0
             self._conn(-1)
+        if not online and self.handshakes:
+            self.connector.close(c)
 
 
 class LongPolling(_Polling):
@@ -298,6 +329,7 @@ class LongPolling(_Polling):
         self.held = bytearray(n)
         self.hold_no = [0] * n
         self.outstanding = bytearray(n)
+        self.poll_sent = array("d", bytes(8 * n))  # when each client's poll was sent
         self._deadlines: deque = deque()
         self._armed = False
         self.feed.start(self._publish_feed)
@@ -311,7 +343,12 @@ class LongPolling(_Polling):
         self.outstanding[c] = 1
         if self.polls is not None:
             self.polls[c] += 1
-        self.up.send(Message("request", c, SERVER, self.request_header, 0, 0, 0, self.env._now),
+        now = self.env._now
+        self.poll_sent[c] = now
+        if self.handshakes:
+            self._poll_when_open(c, now)
+            return
+        self.up.send(Message("request", c, SERVER, self.request_header, 0, 0, 0, now),
                      self._server_poll)
 
     def _server_poll(self, msg) -> None:
@@ -366,9 +403,13 @@ class LongPolling(_Polling):
 
     def _after_response(self, c: int) -> None:
         self.outstanding[c] = 0
+        if self.handshakes:
+            self.connector.done(c)  # without keep-alive the connection closes
         if self.online[c]:
             self._send_poll(c)
 
     def _availability(self, c: int, online: bool) -> None:
         if online and not self.outstanding[c]:
             self._send_poll(c)
+        elif not online and self.handshakes:
+            self.connector.close(c)

@@ -64,7 +64,11 @@ class _Streaming(_Base):
         self.connecting[c] = 1
         msg = Message("request", c, SERVER, self.request_header, 0, 0, 0, self.env._now,
                       label="connect")
-        self.up.send(msg, self._server_connect)
+        if self.handshakes:  # every (re)connect is a new connection
+            self.connector.close(c)
+            self.connector.ensure(c, lambda extra: self._send_with(msg, extra, self._server_connect))
+        else:
+            self.up.send(msg, self._server_connect)
 
     def _server_connect(self, msg) -> None:
         c = msg.src
@@ -74,8 +78,11 @@ class _Streaming(_Base):
     def _opened(self, token, _wait) -> None:
         c, replay = token
         now = self.env._now
-        self.down.send(Message("response", SERVER, c, self.response_header, 0, 0, 0, now,
-                               label="stream open"), self._client_opened)
+        # Everything the server sends on a stream goes in order on it
+        # (stream key: the client), so a retransmitted frame holds back the
+        # frames behind it and the close comes after the last frame.
+        self.down.send_ordered(Message("response", SERVER, c, self.response_header, 0, 0, 0,
+                                       now, label="stream open"), self._client_opened, c)
         if not self.online[c]:
             # The client left while connecting: the server sees the close at
             # once (as for an open stream); what it would have replayed waits.
@@ -110,8 +117,10 @@ class _Streaming(_Base):
         if not self.open[c] or self.conn_no[c] != no:
             return
         self._close(c)
-        self.down.send(Message("close", SERVER, c, created=self.env._now, label="close"),
-                       self._client_dropped)
+        if self.handshakes:
+            self.connector.close(c)
+        self.down.send_ordered(Message("close", SERVER, c, created=self.env._now, label="close"),
+                               self._client_dropped, c)
 
     def _client_dropped(self, msg) -> None:
         c = msg.dst
@@ -134,6 +143,8 @@ class _Streaming(_Base):
         else:
             self._close(c)
             self.connecting[c] = 0
+            if self.handshakes:
+                self.connector.close(c)
 
     # -------------------------------------------------------------- frames --
     def _publish_feed(self, c: int, created: float, size: int) -> None:
@@ -165,8 +176,8 @@ class _Streaming(_Base):
 
     def _frame_ready(self, token, _wait) -> None:
         c, created, size, uid = token
-        self.down.send(Message("event", SERVER, c, 0, size, self.frame, 0, created, uid),
-                       self._client_frame)
+        self.down.send_ordered(Message("event", SERVER, c, 0, size, self.frame, 0, created, uid),
+                               self._client_frame, c)
 
     def _client_frame(self, msg) -> None:
         c = msg.dst
