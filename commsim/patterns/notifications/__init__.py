@@ -12,8 +12,14 @@ Model and assumptions (all patterns)
 ------------------------------------
 * Topology: the shared :class:`~commsim.network.Network` (``up`` and
   ``down`` links; every message goes through them, so every byte is counted
-  by :class:`~commsim.accounting.bytes.ByteCounter`).  Connection set-up
-  handshakes are not modelled (``network.handshake`` must be ``none``).
+  by :class:`~commsim.accounting.bytes.ByteCounter`), built by the one
+  link factory, so every ``network`` key applies: loss with retransmission
+  after the RTO (a message the link gives up on is re-sent by its sender),
+  frames of a stream in order (head-of-line blocking), bandwidth as the
+  server's access link.  Handshakes (``network.handshake``) use the one
+  handshake module :class:`~commsim.network.connection.Connections`: per
+  poll without keep-alive, per online period with it, per (re)connect for
+  SSE and push; ``network.keepalive: false`` is refused for SSE and push.
 * Server: a :class:`~commsim.nodes.Cpu` with ``server.cores`` cores; every
   message the server *sends* (a poll response, a stream's opening response,
   one event frame, a job handle) costs one ``server.service_time`` of CPU,
