@@ -66,7 +66,7 @@ def _figures(result, out_dir):
 def _check(cfg: dict) -> None:
     """What these models do not cover is refused at load time (exit 2)."""
     net = cfg["network"]
-    if cfg["pattern"] in ("sse", "push") and not net["keepalive"]:
+    if cfg["pattern"] in ("sse", "push", "websocket") and not net["keepalive"]:
         raise ConfigError("network.keepalive", f"got false; {cfg['pattern']} keeps one long-lived "
                           "connection per client and every (re)connect opens a new one "
                           "(with its handshake), so there is no later request to reuse a "
