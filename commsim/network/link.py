@@ -13,6 +13,9 @@ Model and assumptions
   after ``max_retries`` retransmissions (the message is then *dropped*).  A
   retransmission puts all the message's bytes on the wire again.  Losses are
   drawn when the message is sent, so the whole delivery is scheduled at once.
+  A dropped message is reported to ``on_drop(msg)``; with ``resend_dropped``
+  the link also sends it again at once (the sender's retry: a new send in the
+  ledger, to the same receiver and stream).
 
 Ordered streams (:meth:`Link.send_ordered`): messages of one connection are
 delivered in the order sent; a retransmitted one delays those behind it
