@@ -28,3 +28,12 @@ define("job_notify_delay", "s", "mean time from a job's completion to the client
 define("poll_rtt_mean", "s", "mean time from a client sending a poll (before any handshake) to "
        "its response arriving, polls sent in the window (long polling: includes the hold; "
        "NaN for SSE and push)")
+# Notification honesty (issue 12 item 9): how much arrives, and when it is processed.
+define("delivery_ratio", "1", "updates_delivered / updates_created: the share of the window's "
+       "updates that reached their client by the end of the run (NaN: none created)")
+define("process_time_mean", "s", "streaming patterns (sse, push, websocket): mean time from an "
+       "update's creation to the end of its processing at the client (arrival + queueing at "
+       "the client + clients.service_time), beside latency_* (time to arrive); NaN for polling")
+define("process_time_p50", "s", "median of process_time")
+define("process_time_p95", "s", "95th percentile of process_time")
+define("process_time_p99", "s", "99th percentile of process_time")

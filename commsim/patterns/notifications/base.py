@@ -10,7 +10,7 @@ from commsim.engine.simulation import call_at, call_later
 from commsim.errors import ConfigError
 from commsim.metrics import notifications as _defs  # noqa: F401  (defines the metrics)
 from commsim.metrics.collect import (byte_metrics, cpu_metrics, engine_metrics, latency_metrics,
-                                     ledger_metrics)
+                                     ledger_metrics, percentiles)
 from commsim.network import Message, Network
 from commsim.network.connection import Connections
 from commsim.nodes import Cpu
@@ -106,6 +106,7 @@ class _Base:
         self.feed = EventFeed(sim, n, wl)
         # Update bookkeeping.
         self.lat = array("d")
+        self.proc = array("d")  # creation -> processed by the client (streaming patterns)
         self.seen = bytearray()
         self.next_uid = 0
         self.created = 0
@@ -178,8 +179,9 @@ class _Base:
             self.created += 1
         return uid
 
-    def _arrived(self, c: int, created: float, uid: int, now: float) -> None:
-        """One update reached client ``c`` (online) now."""
+    def _arrived(self, c: int, created: float, uid: int, now: float, done: float = -1.0) -> None:
+        """One update reached client ``c`` (online) now; the client finishes
+        processing it at ``done`` (streaming patterns; -1: not tracked)."""
         if uid >= 0:
             seen = self.seen
             if seen[uid]:
@@ -195,6 +197,8 @@ class _Base:
         if self.sim.start <= created < self.sim.end:
             self.delivered += 1
             self.lat.append(now - created)
+            if done >= 0:
+                self.proc.append(done - created)
 
     def _lost(self, created: float) -> None:
         if self.sim.start <= created < self.sim.end:
@@ -255,6 +259,8 @@ class _Base:
         sim = self.sim
         out = {"throughput": self.delivered / sim.duration}
         out.update(latency_metrics(self.lat))
+        out["delivery_ratio"] = self.delivered / self.created if self.created else float("nan")
+        out.update(percentiles(self.proc, "process_time", mean=True))
         out.update(cpu_metrics(self.cpu))
         out["requests"] = sim.bytes.messages("request")
         out["responses"] = sim.bytes.messages("response")

@@ -207,8 +207,11 @@ class _Streaming(_Base):
                 self._lost(msg.created)
                 return
             start = q[-1] if q else now
-            q.append(start + self._client_service())
-        self._arrived(c, msg.created, msg.data, now)
+            done = start + self._client_service()
+            q.append(done)
+            self._arrived(c, msg.created, msg.data, now, done)
+            return
+        self._arrived(c, msg.created, msg.data, now, now)
 
     def metrics(self) -> dict:
         return super().metrics()
