@@ -11,9 +11,12 @@
     redraw an experiment's figures from its results, without simulating
     (the ``plots:`` section is read from CONFIG, so figures can be tuned).
 ``commsim report [--results DIR] [--out FILE] [--formats png,pdf]``
-    write results/REPORT.md: every experiment's table and figures.
+    write results/REPORT.md and the self-contained results/report.html: every
+    experiment's key metrics, stability flags, narrative and figures.
 ``commsim patterns [--markdown] [--write FILE]``
     every pattern with its parameters, defaults and units.
+``commsim metrics [--markdown] [--write FILE]``
+    every metric with its unit, meaning and the patterns that report it.
 ``commsim trace CONFIG [--limit N] [--out DIR]``
     print a ``curl -v``-style trace of the first N messages and draw them as a
     sequence diagram.
@@ -83,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("patterns", help="list every pattern with its parameters, defaults and units")
     pa.add_argument("--markdown", action="store_true", help="Markdown (as docs/patterns.md)")
     pa.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
+
+    me = sub.add_parser("metrics", help="list every metric with its unit, meaning and patterns")
+    me.add_argument("--markdown", action="store_true", help="Markdown (as docs/metrics.md)")
+    me.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
     return p
 
 
@@ -168,6 +175,10 @@ def cmd_run(args) -> int:
     total = len(result.runs) + len(result.failures)
     say(f"wrote {len(paths) + len(records)} files to {out_dir}/ ({total} runs: {result.computed} computed, "
         f"{result.reused} reused from {store.dir}/)")
+    if not args.quiet:  # the family's key metrics per sweep point, with stability flags (issue 12)
+        from commsim.experiment.keymetrics import screen
+
+        print(screen(result, out_dir), file=sys.stderr)
     if result.precision:
         short = [p for p in result.precision["points"] if not p["target_met"]]
         say(f"precision {100 * result.precision['target']:g}%: "
@@ -250,6 +261,19 @@ def cmd_patterns(args) -> int:
     return 0
 
 
+def cmd_metrics(args) -> int:
+    from commsim.experiment import metricsref
+    from commsim.experiment.output import atomic_write
+
+    text = metricsref.markdown() if args.markdown else metricsref.text()
+    if args.write:
+        atomic_write(Path(args.write), text)
+        print(f"wrote {args.write}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_trace(args) -> int:
     from commsim.config import load
     from commsim.experiment import trace
@@ -265,7 +289,7 @@ def cmd_trace(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "trace": cmd_trace, "plot": cmd_plot, "report": cmd_report,
-            "patterns": cmd_patterns}
+            "patterns": cmd_patterns, "metrics": cmd_metrics}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,11 @@ def load_result(out_dir: Path, plots=_KEEP):
     exp = load(resolved)
     runs = pd.read_csv(out_dir / "runs.csv")
     summary = pd.read_csv(out_dir / "summary.csv")
+    if "unstable" not in summary.columns:  # results written before the stability check
+        from commsim.experiment.stability import assess
+
+        summary = assess(summary, exp)
+    summary["unstable_reason"] = ["" if not isinstance(v, str) else v for v in summary["unstable_reason"]]
     return Result(experiment=exp, runs=runs, summary=summary)
 
 

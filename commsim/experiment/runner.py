@@ -299,6 +299,9 @@ def make_result(exp: Experiment, rows: list[dict]) -> Result:
         summary = pd.DataFrame(columns=[*params, "replications"])
     else:
         summary = summarize(runs, params, metrics)
+    from commsim.experiment.stability import assess  # steady-state flags (issue 12)
+
+    summary = assess(summary, exp)
     return Result(experiment=exp, runs=runs, summary=summary, timings=timings)
 
 
