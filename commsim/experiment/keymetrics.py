@@ -106,8 +106,8 @@ DEFAULT: tuple[Key, ...] = (
 
 #: What "cheapest" means per family (resource metrics), for the narrative.
 COST = {"notifications": ("bandwidth", "server_cpu_wasted_s"), "sync_async": ("server_cpu_wasted_s",),
-        "sidecar": ("proxy_vcpu_per_krps", "mesh_vcpu_per_krps"), "request_response": ("bandwidth",),
-        "multiplexing": ("bandwidth",), "stateful": ("bytes_per_request",), "pubsub": ("broker_utilization",)}
+        "sidecar": ("mesh_vcpu_per_krps",), "request_response": ("bandwidth",),
+        "multiplexing": ("bandwidth",), "stateful": ("bytes_per_request",), "pubsub": ("bytes_per_message",)}
 
 #: Sentences said once per family in the reports: what the numbers mean.
 CAVEATS = {
