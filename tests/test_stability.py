@@ -67,3 +67,21 @@ def test_checks_on_synthetic_rows():
     assert stability.reasons(hot, {"clients": {"mode": "sync"}}) == []
     assert "saturated" in stability.reasons(hot, {"clients": {"mode": "async"}})[0]
     assert "backlog" in stability.reasons({"copies": 1000, "backlog": 300})[0]
+
+
+def test_screen_summary_of_a_large_sweep_is_compact():
+    from commsim.experiment.runner import make_result
+
+    rates = [f"{r}/s" for r in range(1, 201)]
+    exp = load({"name": "big", "pattern": "request_response", "clients": {"mode": "async"},
+                "sweep": {"clients.rate": rates}})
+    rows = [{"clients.rate": p.params["clients.rate"], "replication": 0, "seed": 1,
+             "throughput": 10.0 * i, "latency_mean": 0.002, "latency_p99": 0.0123,
+             "requests": 1000, "responses": 1000 if i < 190 else 500}
+            for i, p in enumerate(exp.points)]
+    text = screen(make_result(exp, rows), "results/big")
+    lines = text.splitlines()
+    assert len(lines) < 50
+    assert "170 of 200 sweep points not shown" in text and "results/big/summary.csv" in text
+    assert "latency p99 (ms)" in text and "12.3" in text
+    assert "10 of 200 point(s) NOT in steady state" in text and "clients.rate=200/s" in text

@@ -48,7 +48,11 @@ def rows() -> list[tuple[str, str, str, str, str]]:
     by = reported_by()
     every = set(registry())
     out = []
-    for name, m in METRICS.items():
+    # foundation first, then each family module in name order, each in definition order
+    order = {n: i for i, n in enumerate(METRICS)}
+    ranked = sorted(METRICS.values(), key=lambda m: (m.module != "commsim.metrics", m.module, order[m.name]))
+    for m in ranked:
+        name = m.name
         pats = by.get(name, ())
         if set(pats) == every:
             who = "all"

@@ -104,6 +104,36 @@ def best_sentence(result, column: str, lower: bool = True) -> str | None:
     return f"The {what} (of {settings} settings of {' x '.join(others)}): {parts}."
 
 
+def baseline_sentence(result, column: str) -> str | None:
+    """What each variant adds to ``column`` over the variant ``none`` (the
+    baseline without the mechanism), averaged over the settings of the other
+    swept keys where both are in steady state."""
+    s = result.summary
+    var = _variant(result)
+    if var is None or column not in s.columns or "none" not in set(s[var].astype(str)):
+        return None
+    others = [p for p in km.params_of(result) if p != var]
+    ok = _ok_rows(result)
+    diffs: dict[str, list[float]] = {}
+    groups = s.groupby(others, sort=False, dropna=False) if others else [((), s)]
+    for _key, g in groups:
+        vals = {str(r[var]): float(r[column]) for i, r in g.iterrows() if ok[s.index.get_loc(i)]}
+        base = vals.pop("none", math.nan)
+        for v, x in vals.items():
+            if not (math.isnan(base) or math.isnan(x)):
+                diffs.setdefault(v, []).append(x - base)
+    if not diffs:
+        return None
+    unit = humanize.metric_unit(column)
+    parts = []
+    for v, d in diffs.items():
+        mean = sum(d) / len(d)
+        parts.append(f"`{v}` {'adds' if mean >= 0 else 'removes'} {humanize.quantity(abs(mean), unit)}")
+    n = max(len(d) for d in diffs.values())
+    return (f"Over `none`: {', '.join(parts)} to the {_label(result, column)}"
+            + (f" (mean over {n} settings of {' x '.join(others)})." if others else "."))
+
+
 def unstable_sentence(result) -> str | None:
     flags = km.unstable(result)
     bad = [i for i, (f, _) in enumerate(flags) if f]
@@ -225,6 +255,12 @@ def sentences(result) -> list[str]:
             t = best_sentence(result, col, lower=True)
             if t:
                 out.append(t)
+                break
+    for col in ("latency_p90", "page_load_time"):
+        if any(k.column == col for k in km.keys_for(result)):
+            b = baseline_sentence(result, col)
+            if b:
+                out.append(b)
                 break
     u = unstable_sentence(result)
     if u:

@@ -17,6 +17,9 @@ class Metric:
     name: str
     unit: str
     doc: str
+    module: str = ""  # the module that defined it (its family), for the reference
+
+
 
 
 METRICS: dict[str, Metric] = {}
@@ -26,7 +29,10 @@ def define(name: str, unit: str, doc: str) -> Metric:
     """Define a metric; defining the same name twice is an error."""
     if name in METRICS:
         raise RuntimeError(f"metric {name!r} defined twice")
-    METRICS[name] = m = Metric(name, unit, doc)
+    import sys
+
+    module = sys._getframe(1).f_globals.get("__name__", "")
+    METRICS[name] = m = Metric(name, unit, doc, module)
     return m
 
 
