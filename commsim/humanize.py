@@ -111,7 +111,8 @@ def quantity(value, unit: str, ci=None, fixed: tuple[float, str] | None = None,
     if _is_nan(value):
         return "–"
     text = number(float(value) * factor)
-    if ci is not None and not _is_nan(ci) and float(ci) > 0:
+    # a half-width below 1e-6 of the mean is rounding noise of identical replications
+    if ci is not None and not _is_nan(ci) and float(ci) > 1e-6 * abs(float(value)):
         text += f" ± {number(float(ci) * factor, 2)}"
     if with_unit and label:
         text += ("" if label in ("%",) else " ") + label

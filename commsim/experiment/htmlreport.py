@@ -22,12 +22,12 @@ import tempfile
 from pathlib import Path
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1100px;margin:2em auto;
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1400px;margin:2em auto;
 padding:0 1em;color:#1b1b1b;line-height:1.45}
 h1{margin-bottom:.2em} h2{margin-top:2.2em;border-bottom:2px solid #ddd;padding-bottom:.2em}
 nav{background:#f6f8fa;padding:.6em 1em;border-radius:6px} nav a{margin-right:1em;white-space:nowrap}
 p.meta{color:#555;font-size:.92em} p.conclusion{background:#eef6ee;border-left:4px solid #4a4;padding:.5em .8em}
-.tablewrap{overflow-x:auto} table{border-collapse:collapse;font-size:.86em;margin:.5em 0}
+.tablewrap{overflow-x:auto;max-height:36em;overflow-y:auto} table{border-collapse:collapse;font-size:.8em;margin:.5em 0}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right;white-space:nowrap}
 th{background:#f0f0f0;position:sticky;top:0} td.param{text-align:left}
 tr.unstable td{background:#fff1e6} td.flag{color:#b34700;font-weight:bold;text-align:center}
