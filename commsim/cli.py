@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", help="results folder (default results/<name>)")
     pl.add_argument("--formats", default="png", help="comma-separated: png, pdf, svg (default png)")
 
-    rp = sub.add_parser("report", help="write results/REPORT.md from every experiment's results")
+    rp = sub.add_parser("report", help="write results/REPORT.md and results/report.html from every experiment's results")
     rp.add_argument("--results", default="results", help="folder of experiment results (default results)")
     rp.add_argument("--out", help="report file (default RESULTS/REPORT.md)")
     rp.add_argument("--formats", default="png,pdf",

@@ -78,7 +78,7 @@ def best_sentence(result, column: str, lower: bool = True) -> str | None:
     others = [p for p in km.params_of(result) if p != var]
     ok = _ok_rows(result)
     wins: dict[str, int] = {}
-    settings = 0
+    settings = shared = 0
     groups = s.groupby(others, sort=False, dropna=False) if others else [((), s)]
     for _key, g in groups:
         ci_col = f"{column}_ci95"
@@ -90,18 +90,21 @@ def best_sentence(result, column: str, lower: bool = True) -> str | None:
         best = min(cand)
         # tied: within the sum of the two 95% half-widths (exactly equal without CIs)
         tied = sorted({c[2] for c in cand if c[0] <= best[0] + best[1] + c[1]})
-        name = " = ".join(f"`{v}`" for v in tied) + (" (tied)" if len(tied) > 1 else "")
-        wins[name] = wins.get(name, 0) + 1
+        for v in tied:
+            wins[v] = wins.get(v, 0) + 1
+        if len(tied) > 1:
+            shared += 1
     if not wins:
         return None
-    order = sorted(wins.items(), key=lambda kv: -kv[1])
     what = f"{'lowest' if lower else 'highest'} {_label(result, column)}"
-    where = "" if not others else (" at every setting of " + " x ".join(others)
-                                   if len(order) == 1 else "")
-    if len(order) == 1:
-        return f"{order[0][0]} {'have' if '(tied)' in order[0][0] else 'has'} the {what}{where}" + (f" ({settings} settings)" if others else "") + "."
-    parts = ", ".join(f"{v} at {n}" for v, n in order)
-    return f"The {what} (of {settings} settings of {' x '.join(others)}): {parts}."
+    over = f" of {' x '.join(others)}" if others else ""
+    order = sorted(wins.items(), key=lambda kv: (-kv[1], kv[0]))
+    if len(order) == 1 or (order[0][1] == settings and not shared):
+        every = f" at every setting{over} ({settings})" if others else ""
+        return f"`{order[0][0]}` has the {what}{every}."
+    parts = ", ".join(f"`{v}` {n}" for v, n in order)
+    return (f"The {what}, best or tied within the 95% CIs, at how many of the {settings} "
+            f"setting(s){over}: {parts}.")
 
 
 def baseline_sentence(result, column: str) -> str | None:
