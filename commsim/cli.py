@@ -15,6 +15,8 @@
     experiment's key metrics, stability flags, narrative and figures.
 ``commsim patterns [--markdown] [--write FILE]``
     every pattern with its parameters, defaults and units.
+``commsim summary RESULTS_DIR [--all]``
+    print a finished experiment's key metrics per sweep point (as after a run).
 ``commsim metrics [--markdown] [--write FILE]``
     every metric with its unit, meaning and the patterns that report it.
 ``commsim trace CONFIG [--limit N] [--out DIR]``
@@ -86,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("patterns", help="list every pattern with its parameters, defaults and units")
     pa.add_argument("--markdown", action="store_true", help="Markdown (as docs/patterns.md)")
     pa.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
+
+    su = sub.add_parser("summary", help="print a finished experiment's key metrics (as after a run)")
+    su.add_argument("results", help="a results folder (holding summary.csv and config.resolved.yaml)")
+    su.add_argument("--all", action="store_true", help="every sweep point, however many")
 
     me = sub.add_parser("metrics", help="list every metric with its unit, meaning and patterns")
     me.add_argument("--markdown", action="store_true", help="Markdown (as docs/metrics.md)")
@@ -261,6 +267,15 @@ def cmd_patterns(args) -> int:
     return 0
 
 
+def cmd_summary(args) -> int:
+    from commsim.experiment.keymetrics import screen
+    from commsim.experiment.report import load_result
+
+    result = load_result(Path(args.results))
+    print(screen(result, args.results.rstrip("/"), max_rows=10**9 if args.all else 30))
+    return 0
+
+
 def cmd_metrics(args) -> int:
     from commsim.experiment import metricsref
     from commsim.experiment.output import atomic_write
@@ -289,7 +304,7 @@ def cmd_trace(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "trace": cmd_trace, "plot": cmd_plot, "report": cmd_report,
-            "patterns": cmd_patterns, "metrics": cmd_metrics}
+            "patterns": cmd_patterns, "metrics": cmd_metrics, "summary": cmd_summary}
 
 
 def main(argv: list[str] | None = None) -> int:

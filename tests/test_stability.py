@@ -52,6 +52,8 @@ def test_unstable_column_written_and_read_back(tmp_path):
                  "--set", "sweep.clients.rate=[10/s, 75/s]"]) == 0
     s = pd.read_csv(out / "summary.csv")
     assert list(s["unstable"]) == [False, True]
+    assert main(["summary", str(out), "--all"]) == 0
+    assert main(["summary", str(tmp_path / "nothing")]) == 2
 
 
 def test_checks_on_synthetic_rows():
@@ -83,5 +85,6 @@ def test_screen_summary_of_a_large_sweep_is_compact():
     lines = text.splitlines()
     assert len(lines) < 50
     assert "170 of 200 sweep points not shown" in text and "results/big/summary.csv" in text
+    assert "`commsim summary results/big --all`" in text
     assert "latency p99 (ms)" in text and "12.3" in text
     assert "10 of 200 point(s) NOT in steady state" in text and "clients.rate=200/s" in text

@@ -246,8 +246,9 @@ def screen(result, out_dir=None, max_rows: int = 30) -> str:
     out = [f"Key metrics ({fams}; {ci}):", *_text_table(header, shown)]
     where = f"{out_dir}/summary.csv" if out_dir is not None else "result.summary"
     if skipped:
-        out.append(f"({skipped} of {len(rows)} sweep points not shown; all of them, every metric, "
-                   f"are in {where}; `commsim report` renders them all)")
+        see = f"`commsim summary {out_dir} --all` prints them all; " if out_dir is not None else ""
+        out.append(f"({skipped} of {len(rows)} sweep points not shown: {see}every metric of every point "
+                   f"is in {where})")
     bad = [(i, r) for i, (f, r) in enumerate(unstable(result)) if f]
     if bad:
         params = params_of(result)
