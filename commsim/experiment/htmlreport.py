@@ -100,16 +100,18 @@ def _table(result) -> str:
 
 
 def render(entries, results_dir: Path, html_path: Path, redraw: bool = True, warn=None) -> str:
-    from commsim.experiment.report import _describe_figure, _fmt, _where, section_facts, slug
+    from commsim.experiment.report import _describe_figure, _fmt, _where, glance, section_facts, slug
 
     base = Path(html_path).resolve().parent
     parts = []
     nav = []
+    glances = []
     for e in entries:
         result, rel = e["result"], e["rel"]
         facts = section_facts(result, e["folder"], rel)
         anchor = slug(rel)
         nav.append(f'<a href="#{anchor}">{html.escape(rel)}</a> ')
+        glances.append(f'<li><a href="#{anchor}">{html.escape(rel)}</a>: {_inline(glance(result))}</li>')
         reps = "/".join(map(str, facts["replications"])) or "0"
         named = "" if facts["name"] == rel else f"Experiment <code>{html.escape(facts['name'])}</code>; "
         links = ", ".join(
@@ -147,7 +149,8 @@ def render(entries, results_dir: Path, html_path: Path, redraw: bool = True, war
             f"<code>{html.escape(str(results_dir))}/</code>, without re-simulating. Units: time in ms/µs/s, "
             "sizes in KiB/MiB, the <code>bandwidth</code> metric as a bit rate (Mbit/s), fractions in %, CPU in "
             "cores; the files keep base units (see each folder's units.csv).</p>"
-            f"<nav>{''.join(nav)}</nav>\n" + "\n".join(parts) + "\n</body></html>\n")
+            f"<nav>{''.join(nav)}</nav>\n<h2>At a glance</h2><ul class=\"glance\">{''.join(glances)}</ul>\n"
+            + "\n".join(parts) + "\n</body></html>\n")
 
 
 def write(entries, results_dir: Path, html_path: Path, redraw: bool = True, warn=None) -> Path:

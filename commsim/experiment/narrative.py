@@ -59,7 +59,7 @@ def _label(result, col: str) -> str:
     for k in km.keys_for(result):
         if k.column == col:
             return k.label
-    return col
+    return col.replace("_", " ")
 
 
 def _ci(v) -> float:

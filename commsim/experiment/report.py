@@ -283,6 +283,23 @@ def collect(results_dir: Path, formats=("png", "pdf"), redraw: bool = True, warn
     return out
 
 
+def glance(result) -> str:
+    """One line per experiment for the top of the reports."""
+    from commsim.experiment import keymetrics as km
+    from commsim.experiment import narrative
+
+    said = narrative.sentences(result)
+    cand = [s for s in said if not s.startswith(("All ", "**", "Theory", "Latency counts"))]
+    # what a mechanism adds over none says more than "none is cheapest"
+    first = next((s for s in cand if s.startswith("Over `none`")), None) or next(
+        (s for s in cand if not s.startswith("`none`")),
+        cand[0] if cand else next((s for s in said if s.startswith("Theory")), ""))
+    bad = sum(1 for f, _ in km.unstable(result) if f)
+    tail = (f"**{bad} of {len(result.summary)} point(s) not in steady state.**" if bad
+            else "All points in steady state.")
+    return f"{first} {tail}".strip()
+
+
 def write_report(results_dir: Path = Path("results"), out_file: Path | None = None,
                  formats=("png", "pdf"), redraw: bool = True, warn=None,
                  html_file: Path | None = None) -> tuple[Path, list[str]]:
@@ -303,7 +320,10 @@ def write_report(results_dir: Path = Path("results"), out_file: Path | None = No
             " (PNG, plus "
             f"{', '.join(f.upper() for f in formats if f != 'png') or 'PNG only'} for papers).", "",
             "Experiments: " + ", ".join(f"[{e['rel']}](#{slug(e['rel'])})" for e in entries) + ".", ""]
-    lines = list(head)
+    lines = list(head) + ["At a glance (first conclusion of each experiment; unstable points):", ""]
+    for e in entries:
+        lines.append(f"- [{e['rel']}](#{slug(e['rel'])}): {glance(e['result'])}")
+    lines.append("")
     for e in entries:
         lines += experiment_section(e["result"], e["rel"], e["records"], results_dir)
     atomic_write(out_file, "\n".join(lines).rstrip() + "\n")
