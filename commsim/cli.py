@@ -11,9 +11,14 @@
     redraw an experiment's figures from its results, without simulating
     (the ``plots:`` section is read from CONFIG, so figures can be tuned).
 ``commsim report [--results DIR] [--out FILE] [--formats png,pdf]``
-    write results/REPORT.md: every experiment's table and figures.
+    write results/REPORT.md and the self-contained results/report.html: every
+    experiment's key metrics, stability flags, narrative and figures.
 ``commsim patterns [--markdown] [--write FILE]``
     every pattern with its parameters, defaults and units.
+``commsim summary RESULTS_DIR [--all]``
+    print a finished experiment's key metrics per sweep point (as after a run).
+``commsim metrics [--markdown] [--write FILE]``
+    every metric with its unit, meaning and the patterns that report it.
 ``commsim trace CONFIG [--limit N] [--out DIR]``
     print a ``curl -v``-style trace of the first N messages and draw them as a
     sequence diagram.
@@ -73,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", help="results folder (default results/<name>)")
     pl.add_argument("--formats", default="png", help="comma-separated: png, pdf, svg (default png)")
 
-    rp = sub.add_parser("report", help="write results/REPORT.md from every experiment's results")
+    rp = sub.add_parser("report", help="write results/REPORT.md and results/report.html from every experiment's results")
     rp.add_argument("--results", default="results", help="folder of experiment results (default results)")
     rp.add_argument("--out", help="report file (default RESULTS/REPORT.md)")
     rp.add_argument("--formats", default="png,pdf",
@@ -83,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("patterns", help="list every pattern with its parameters, defaults and units")
     pa.add_argument("--markdown", action="store_true", help="Markdown (as docs/patterns.md)")
     pa.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
+
+    su = sub.add_parser("summary", help="print a finished experiment's key metrics (as after a run)")
+    su.add_argument("results", help="a results folder (holding summary.csv and config.resolved.yaml)")
+    su.add_argument("--all", action="store_true", help="every sweep point, however many")
+
+    me = sub.add_parser("metrics", help="list every metric with its unit, meaning and patterns")
+    me.add_argument("--markdown", action="store_true", help="Markdown (as docs/metrics.md)")
+    me.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
     return p
 
 
@@ -168,6 +181,10 @@ def cmd_run(args) -> int:
     total = len(result.runs) + len(result.failures)
     say(f"wrote {len(paths) + len(records)} files to {out_dir}/ ({total} runs: {result.computed} computed, "
         f"{result.reused} reused from {store.dir}/)")
+    if not args.quiet:  # the family's key metrics per sweep point, with stability flags (issue 12)
+        from commsim.experiment.keymetrics import screen
+
+        print(screen(result, out_dir), file=sys.stderr)
     if result.precision:
         short = [p for p in result.precision["points"] if not p["target_met"]]
         say(f"precision {100 * result.precision['target']:g}%: "
@@ -250,6 +267,28 @@ def cmd_patterns(args) -> int:
     return 0
 
 
+def cmd_summary(args) -> int:
+    from commsim.experiment.keymetrics import screen
+    from commsim.experiment.report import load_result
+
+    result = load_result(Path(args.results))
+    print(screen(result, args.results.rstrip("/"), max_rows=10**9 if args.all else 30))
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    from commsim.experiment import metricsref
+    from commsim.experiment.output import atomic_write
+
+    text = metricsref.markdown() if args.markdown else metricsref.text()
+    if args.write:
+        atomic_write(Path(args.write), text)
+        print(f"wrote {args.write}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_trace(args) -> int:
     from commsim.config import load
     from commsim.experiment import trace
@@ -265,7 +304,7 @@ def cmd_trace(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "trace": cmd_trace, "plot": cmd_plot, "report": cmd_report,
-            "patterns": cmd_patterns}
+            "patterns": cmd_patterns, "metrics": cmd_metrics, "summary": cmd_summary}
 
 
 def main(argv: list[str] | None = None) -> int:

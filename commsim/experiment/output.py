@@ -19,7 +19,7 @@ from pathlib import Path
 from commsim.config import dump_yaml
 from commsim.errors import ConfigError
 
-OWNED = ("runs.csv", "summary.csv", "config.resolved.yaml")
+OWNED = ("runs.csv", "summary.csv", "config.resolved.yaml", "units.csv")
 
 
 def _umask() -> int:
@@ -129,6 +129,9 @@ def write_tables(result, out_dir: Path) -> list[Path]:
     atomic_write(paths[0], runs.to_csv(index=False))
     atomic_write(paths[1], result.summary.to_csv(index=False))
     atomic_write(paths[2], dump_yaml(result.experiment.resolved))
+    from commsim.experiment import unitsfile  # units.csv: unit and meaning of every column (issue 12)
+
+    paths.append(unitsfile.write(result, out_dir))
     failures = getattr(result, "failures", None) or []
     fail_path = out_dir / "failures.csv"
     if failures:

@@ -202,8 +202,12 @@ class _State:
         self.computed = 0
         self.reused = 0
         self._next_index = 0
+        from commsim import humanize
+
+        self.written = humanize.written_values(exp)  # progress labels show swept values as written
 
     def wave(self, ex, wanted: list[tuple[int, int]], first: bool) -> None:
+        from commsim import humanize
         from commsim.experiment.executors import Job
         from commsim.experiment.store import run_key
 
@@ -234,7 +238,7 @@ class _State:
         for out in ex.run(jobs):
             (i, r), key = meta[out["index"]]
             point = self.exp.points[i]
-            label = ", ".join(f"{k}={v}" for k, v in point.params.items())
+            label = ", ".join(f"{k}={humanize.param(k, v, self.written)}" for k, v in point.params.items())
             label = f"{label + ', ' if label else ''}replication={r}"
             if out["ok"]:
                 from commsim.experiment.store import normalise
@@ -299,6 +303,9 @@ def make_result(exp: Experiment, rows: list[dict]) -> Result:
         summary = pd.DataFrame(columns=[*params, "replications"])
     else:
         summary = summarize(runs, params, metrics)
+    from commsim.experiment.stability import assess  # steady-state flags (issue 12)
+
+    summary = assess(summary, exp)
     return Result(experiment=exp, runs=runs, summary=summary, timings=timings)
 
 

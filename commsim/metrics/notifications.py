@@ -14,7 +14,7 @@ define("updates_created", "1", "updates (including job notices; broadcasts once 
 define("updates_delivered", "1", "updates created inside the window that reached their client "
        "by the end of the run")
 define("empty_responses", "1", "poll responses in the window that carried nothing new")
-define("empty_fraction", "1", "empty_responses / poll responses in the window "
+define("empty_fraction", "fraction", "empty_responses / poll responses in the window "
        "(NaN for patterns without polls)")
 define("connections_max", "1", "most connections open at the server at once "
        "(kept-alive, held or streaming)")
