@@ -195,7 +195,7 @@ def cmd_run(args) -> int:
     except OSError as exc:
         output.discard(stage)
         raise output.WriteError(f"cannot write the results into {str(out_dir)!r}: {exc.strerror}; "
-                                f"nothing there changed, {kept()}") from None
+                                f"{kept()}") from None
     output.publish(stage, out_dir)
     claim.release()
     total = len(result.runs) + len(result.failures)
