@@ -174,6 +174,9 @@ def cmd_run(args) -> int:
         result = run_experiment(exp, progress, executor=executor, store=store)
     except ExperimentFailed as exc:
         result = exc.result
+    except ConfigError:  # found while running (e.g. warm-up detection): leave no folder behind
+        claim.abandon()
+        raise
     except KeyboardInterrupt:
         progress.close()
         print(f"commsim: interrupted; {kept()}", file=sys.stderr)

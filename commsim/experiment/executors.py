@@ -26,7 +26,7 @@ freezes the garbage collector during a run, so the cycles a finished run
 leaves behind would otherwise pile up (about 0.5 MB per small run);
 :func:`execute` collects them after runs (:class:`_Collector`): at least
 every 64 runs or 32 MB of growth, so a process holds at most about that much
-garbage whatever the number of runs (3,000 small runs grew it by 1 GB
+garbage whatever the number of runs (2,000 small runs grew it by 1 GB
 before).  A collection costs ~15-40 ms, so very small runs (~1 ms) pay up to
 ~0.5 ms each; runs of 0.3 s and more are collected after every run, at under
 5 % of their time.
@@ -338,6 +338,7 @@ class DaskExecutor:
 
             raise ConfigError("--executor", DASK_MISSING) from None
         self._own = not isinstance(scheduler, distributed.Client)
+        self._lost = False
         self.address = scheduler if self._own else getattr(scheduler, "scheduler", None)
         if self._own:
             from commsim.errors import ConfigError
@@ -373,8 +374,10 @@ class DaskExecutor:
                 try:
                     out = fut.result()
                 except Exception as exc:  # noqa: BLE001 - the cluster, not the run (execute never raises)
-                    raise RunAborted(f"lost the Dask scheduler {self.address!r} or its workers: "
-                                     f"{type(exc).__name__}: {exc}") from None
+                    self._lost = True
+                    why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    raise RunAborted(f"lost the Dask scheduler {self.address!r} or its workers "
+                                     f"({type(exc).__name__}: {why})") from None
                 yield out
         except BaseException:
             try:
@@ -384,11 +387,24 @@ class DaskExecutor:
             raise
 
     def close(self) -> None:
-        if self._own:
-            try:
-                self.client.close(timeout=5)
-            except Exception:  # noqa: BLE001 - the scheduler may be gone
-                pass
+        if not self._own:
+            return
+        import logging
+
+        # After a lost scheduler, closing cancels the client's reconnection
+        # attempts, which distributed logs as tracebacks: we said it in one line.
+        quiet = [logging.getLogger(n) for n in ("distributed.client", "distributed.utils")]
+        levels = [lg.level for lg in quiet]
+        if self._lost:
+            for lg in quiet:
+                lg.setLevel(logging.CRITICAL + 1)
+        try:
+            self.client.close(timeout=5)
+        except Exception:  # noqa: BLE001 - the scheduler may be gone
+            pass
+        finally:
+            for lg, level in zip(quiet, levels):
+                lg.setLevel(level)
 
 
 def make_executor(kind: str = "auto", jobs: int = 1, scheduler: Any = None,
