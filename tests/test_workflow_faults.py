@@ -403,6 +403,16 @@ def test_a_damaged_record_is_recomputed_with_a_warning_naming_it(tmp_path, capsy
     assert RunStore(out).get(victim.stem) is not None  # and stored again, valid
 
 
+def test_warm_up_pilot_records_are_valid_records(tmp_path, capsys):
+    cfg = write(tmp_path, tiny(warmup="auto", duration="2s"))
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert any(p.stem.endswith("-mser5") for p in (out / ".runs").glob("*.json"))
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert "damaged" not in capsys.readouterr().err
+
+
 def test_a_regular_file_for_the_store_is_a_clear_error(tmp_path, capsys):
     cfg = write(tmp_path, tiny())
     out = tmp_path / "out"

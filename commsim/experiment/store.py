@@ -107,24 +107,34 @@ def checksum(record: dict) -> str:
     return hashlib.sha256(canonical(body).encode()).hexdigest()[:16]
 
 
+def _number(v) -> bool:
+    return v is None or isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _problem(record: Any, key: str) -> str | None:
-    """Why ``record`` (parsed JSON) is not a valid record for ``key``, or None."""
+    """Why ``record`` (parsed JSON) is not a valid record for ``key``, or None.
+
+    A run's record has ``metrics`` (names to numbers), ``replication`` and
+    ``seed``; other records (e.g. warm-up pilots, keys ending ``-mser5``)
+    only the common checks: a mapping, its key, its checksum.
+    """
     if not isinstance(record, dict):
-        return f"holds a JSON {type(record).__name__}, not a record"
-    metrics = record.get("metrics")
-    if not isinstance(metrics, dict):
-        return f"its 'metrics' is a {type(metrics).__name__}, not a mapping"
-    bad = [k for k, v in metrics.items()
-           if isinstance(v, bool) or not isinstance(v, (int, float)) and v is not None]
-    if bad:
-        return f"metric {bad[0]!r} is not a number"
+        return f"holds a JSON {'null' if record is None else type(record).__name__}, not a record"
     if record.get("key") != key:
         return "its key does not match its file name"
-    if not isinstance(record.get("replication"), int) or not isinstance(record.get("seed"), int):
-        return "its replication or seed is missing"
-    wall = record.get("wall_s", 0.0)
-    if isinstance(wall, bool) or not isinstance(wall, (int, float)):
-        return "its wall_s is not a number"
+    if "-" not in key:  # a run
+        metrics = record.get("metrics")
+        if not isinstance(metrics, dict):
+            return f"its 'metrics' is a {type(metrics).__name__}, not a mapping"
+        bad = [k for k, v in metrics.items() if not _number(v)]
+        if bad:
+            return f"metric {bad[0]!r} is not a number"
+        if not isinstance(record.get("replication"), int) or not isinstance(record.get("seed"), int):
+            return "its replication or seed is missing"
+        if not _number(record.get("wall_s", 0.0)):
+            return "its wall_s is not a number"
+    elif "warmup" in record and not _number(record["warmup"]):
+        return "its warmup is not a number"
     if record.get("checksum") != checksum(record):
         return "its checksum does not match its contents (edited or corrupted)"
     return None
