@@ -130,13 +130,13 @@ def cmd_run(args) -> int:
     from commsim.experiment.executors import RunAborted, make_executor
     from commsim.experiment.progress import Progress, Quiet
     from commsim.experiment.report import draw_figures, formats_in_use
-    from commsim.experiment.runner import ExperimentFailed, _check_jobs, run_experiment
+    from commsim.experiment.runner import ExperimentFailed, check_jobs, run_experiment
     from commsim.experiment.store import RunStore
 
     exp = load(args.config, args.overrides)
     _apply_precision(exp, args)
     try:
-        jobs = _check_jobs(args.jobs)
+        jobs = check_jobs(args.jobs)
     except ConfigError as exc:
         raise ConfigError("--jobs", exc.message) from None
     # The real folder (`newdir/..` is the working directory), checked before
@@ -144,7 +144,12 @@ def cmd_run(args) -> int:
     # --force, and one that is not commsim's is never written into.
     out_dir = output.resolve_out(args.out if args.out else Path("results") / exp.name)
     ignore = ("warmup",) if exp.warmup_auto else ()
-    output.check_target(out_dir, exp.resolved, args.force, ignore=ignore, locked=False)
+    try:
+        output.check_target(out_dir, exp.resolved, args.force, ignore=ignore, locked=False)
+    except ConfigError as exc:
+        shown = args.out and str(Path(args.out)) != str(out_dir)
+        raise ConfigError(exc.key, exc.message + (f" (--out {args.out} is {str(out_dir)!r})"
+                                                  if shown else "")) from None
     progress = Quiet() if args.quiet else Progress()
     say, warn = progress.message, (lambda text: print(text, file=sys.stderr))
     executor = make_executor(args.executor, jobs, args.scheduler, progress.sim_time)

@@ -88,7 +88,7 @@ class ExperimentFailed(RuntimeError):
                          "see result.failures for each run's parameters and traceback")
 
 
-def _check_jobs(jobs) -> int:
+def check_jobs(jobs) -> int:
     from commsim.errors import ConfigError
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
@@ -185,7 +185,7 @@ def run_experiment(exp: Experiment, progress: Callable[[int, int], None] | Any =
 
     own = not hasattr(executor, "run")
     if own:
-        jobs = _check_jobs(jobs)
+        jobs = check_jobs(jobs)
     prog = _as_progress(progress)
     store = store if store is not None else MemoryStore()
     ex = make_executor(executor, jobs, scheduler, prog.sim_time) if own else executor
