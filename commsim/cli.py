@@ -309,8 +309,15 @@ def cmd_trace(args) -> int:
     exp = load(args.config, args.overrides)
     if args.limit < 1:
         raise ConfigError("--limit", f"got {args.limit}; expected a positive integer")
-    out_dir = Path(args.out) if args.out else Path("results") / exp.name
-    text, fig_path = trace.trace(exp.points[0].config, args.limit, out_dir)
+    from commsim.experiment import output
+
+    out_dir = output.resolve_out(args.out if args.out else Path("results") / exp.name)
+    output.check_foreign(out_dir, allow=("trace.png",))  # `--out newdir/..` is the working directory
+    try:
+        text, fig_path = trace.trace(exp.points[0].config, args.limit, out_dir)
+    except OSError as exc:
+        raise output.WriteError(f"cannot write the sequence diagram into {str(out_dir)!r}: "
+                                f"{exc.strerror}") from None
     print(text)
     print(f"sequence diagram: {fig_path}", file=sys.stderr)
     return 0

@@ -130,6 +130,15 @@ def test_out_dotdot_is_the_working_directory_and_is_not_written_into(tmp_path):
     assert not (tmp_path / "newdir").exists()
 
 
+def test_trace_out_dotdot_does_not_write_into_the_working_directory(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine\n")
+    cfg = write(tmp_path, tiny())
+    before = files(tmp_path)
+    proc = cli("trace", cfg, "--out", "newdir/..", "--limit", "2", cwd=tmp_path)
+    assert proc.returncode == 2 and "not commsim results" in proc.stderr
+    assert files(tmp_path) == before and not (tmp_path / "newdir").exists()
+
+
 def test_a_folder_of_other_files_is_refused_even_with_force(tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()

@@ -152,6 +152,22 @@ def read_resolved(cfg_file: Path) -> dict:
     return old
 
 
+def check_foreign(out_dir: Path, allow: tuple = ()) -> None:
+    """Raise :class:`ConfigError` if ``out_dir`` holds files commsim did not
+    write (a folder with ``config.resolved.yaml`` in it is commsim's)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError("--out", f"{str(out_dir)!r} is a file, not a folder; choose another --out")
+    if not out_dir.is_dir() or (out_dir / "config.resolved.yaml").is_file():
+        return
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in (*COMMSIM_NAMES, *allow))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise ConfigError("--out", f"{str(out_dir)!r} already holds files that are not commsim "
+                          f"results ({shown}); commsim writes only into a new or empty folder "
+                          "or one of its own results folders: choose another --out")
+
+
 def check_target(out_dir: Path, resolved: dict, force: bool = False, ignore: tuple = (),
                  locked: bool = True) -> list[str]:
     """Refuse to overwrite results of a different configuration.
@@ -186,13 +202,7 @@ def check_target(out_dir: Path, resolved: dict, force: bool = False, ignore: tup
         # No config.resolved.yaml: a folder commsim did not fill (only the run
         # store or a trace may be there) is someone's data; never write into
         # it, not even with --force.
-        foreign = sorted(p.name for p in out_dir.iterdir()
-                         if p.name not in COMMSIM_NAMES) if out_dir.is_dir() else []
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-            raise ConfigError("--out", f"{str(out_dir)!r} already holds files that are not commsim "
-                              f"results ({shown}); commsim writes only into a new or empty folder "
-                              "or one of its own results folders: choose another --out")
+        check_foreign(out_dir)
         return []
     if not diff:
         return []
