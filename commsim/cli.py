@@ -150,8 +150,15 @@ def cmd_run(args) -> int:
         shown = args.out and str(Path(args.out)) != str(out_dir)
         raise ConfigError(exc.key, exc.message + (f" (--out {args.out} is {str(out_dir)!r})"
                                                   if shown else "")) from None
-    progress = Quiet() if args.quiet else Progress()
-    say, warn = progress.message, (lambda text: print(text, file=sys.stderr))
+    warn = (lambda text: print(text, file=sys.stderr))
+
+    class QuietButWarnings(Quiet):  # --quiet hides progress, never a warning
+        def message(self, text: str) -> None:
+            if text.startswith("warning:"):
+                warn(text)
+
+    progress = QuietButWarnings() if args.quiet else Progress()
+    say = progress.message
     executor = make_executor(args.executor, jobs, args.scheduler, progress.sim_time)
     try:
         # Held until the files are in place; dropped by the kernel if we die.

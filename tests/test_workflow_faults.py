@@ -559,6 +559,23 @@ def test_quiet_keeps_the_precision_warning(tmp_path, capsys):
     assert "warning: precision 0.01%: not met" in err
 
 
+def test_quiet_keeps_the_warm_up_warning(tmp_path, capsys, monkeypatch):
+    from commsim.experiment import warmup
+
+    real = warmup.detect_warmup
+
+    def unsettled(exp, executor, store, progress):
+        report = real(exp, executor, store, progress)
+        progress.message("warning: MSER-5 found no steady state (injected)")
+        return report
+
+    monkeypatch.setattr(warmup, "detect_warmup", unsettled)
+    cfg = write(tmp_path, tiny(warmup="auto", duration="2s"))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: MSER-5 found no steady state" in err and "detecting" not in err
+
+
 def test_a_command_that_exits_2_creates_no_folder(tmp_path, capsys):
     cfg = write(tmp_path, tiny())
     out = tmp_path / "a" / "b"
