@@ -298,6 +298,27 @@ def test_an_unwritable_results_folder_is_refused_before_simulating(tmpfs, tmp_pa
     subprocess.run(["mount", "-o", "remount,rw", str(tmpfs)], check=True)
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may write into a read-only folder (the tmpfs variant covers root)")
+def test_an_unwritable_results_folder_is_refused_before_simulating_chmod(tmp_path):
+    cfg = write(tmp_path, tiny())
+    out = tmp_path / "res"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    before = files(out)
+    for d in (out, out / ".runs"):
+        d.chmod(0o555)
+    try:
+        proc = cli("run", cfg, "--out", out, "--quiet", "--fresh")
+        assert proc.returncode == 2 and "cannot write into" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        drop = lock.LOCK_NAME  # the lock file (ours) may name its last holder
+        assert {k: v for k, v in files(out).items() if k != drop} == \
+            {k: v for k, v in before.items() if k != drop}
+    finally:
+        for d in (out, out / ".runs"):
+            d.chmod(0o755)
+
+
 def test_api_bad_jobs_is_a_config_error():
     for jobs in (-3, 1.5, "2", True):
         with pytest.raises(ConfigError, match="jobs"):
