@@ -145,7 +145,7 @@ def cmd_run(args) -> int:
     out_dir = output.resolve_out(args.out if args.out else Path("results") / exp.name)
     ignore = ("warmup",) if exp.warmup_auto else ()
     try:
-        output.check_target(out_dir, exp.resolved, args.force, ignore=ignore, locked=False)
+        output.check_target(out_dir, exp.resolved, args.force, ignore=ignore)
     except ConfigError as exc:
         shown = args.out and str(Path(args.out)) != str(out_dir)
         raise ConfigError(exc.key, exc.message + (f" (--out {args.out} is {str(out_dir)!r})"
@@ -164,7 +164,7 @@ def cmd_run(args) -> int:
         # Held until the files are in place; dropped by the kernel if we die.
         claim = lock.claim(out_dir, exp.resolved, wait=args.wait, say=warn)
         try:
-            diff = output.check_target(out_dir, exp.resolved, args.force, ignore=ignore)
+            diff = output.check_target(out_dir, exp.resolved, args.force, ignore=ignore, locked=True)
         except ConfigError:
             claim.abandon()
             raise

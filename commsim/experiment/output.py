@@ -169,7 +169,7 @@ def check_foreign(out_dir: Path, allow: tuple = ()) -> None:
 
 
 def check_target(out_dir: Path, resolved: dict, force: bool = False, ignore: tuple = (),
-                 locked: bool = True) -> list[str]:
+                 locked: bool = False) -> list[str]:
     """Refuse to overwrite results of a different configuration.
 
     ``locked``: the caller holds the folder's lock (:mod:`.lock`), so an
