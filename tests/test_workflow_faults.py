@@ -216,17 +216,22 @@ def test_memory_stays_flat_over_many_runs_in_one_process(runs):
         r0 = rss()
         for _ in range({runs} // 100):
             commsim.run(cfg)
-        print(rss() - r0)
+        r1 = rss()
+        config = commsim.load(cfg).points[0].config
+        for seed in range({runs} // 2):  # the lowest-level API too
+            commsim.simulate(config, seed)
+        print(r1 - r0, rss() - r1)
     """)
     if not Path("/proc/self/statm").exists():
         pytest.skip("needs /proc")
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
-    growth = float(proc.stdout.split()[-1])
+    growth, direct = map(float, proc.stdout.split()[-2:])
     # Before the fix: +300 MB for 600 runs, +1,000 MB for 2,000 (about 0.5 MB
     # per run).  The collector holds at most 64 runs or 32 MB of garbage.
     assert growth < 80, f"RSS grew {growth:.0f} MB over {runs} runs"
+    assert direct < 80, f"RSS grew {direct:.0f} MB over {runs // 2} calls of commsim.simulate"
 
 
 @pytest.fixture

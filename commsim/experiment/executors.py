@@ -24,7 +24,9 @@ finished so far are stored, so the same command resumes.
 Memory stays flat over any number of runs in one process: the engine
 freezes the garbage collector during a run, so the cycles a finished run
 leaves behind would otherwise pile up (about 0.5 MB per small run);
-:func:`execute` collects them after runs (:class:`_Collector`): at least
+:func:`commsim.experiment.runner.simulate` (every run goes through it: the
+executors, warm-up pilots, the Python API) collects them after runs
+(:class:`_Collector`, here beside the executors that use it): at least
 every 64 runs or 32 MB of growth, so a process holds at most about that much
 garbage whatever the number of runs (2,000 small runs grew it by 1 GB
 before).  A collection costs ~15-40 ms, so very small runs (~1 ms) pay up to
@@ -99,6 +101,11 @@ class _Collector:
 _COLLECTOR = _Collector()
 
 
+def collect_garbage(wall_s: float) -> None:
+    """Called after every run (by :func:`commsim.experiment.runner.simulate`)."""
+    _COLLECTOR.after_run(wall_s)
+
+
 @dataclass(frozen=True)
 class Job:
     """One run to compute: plain data, cheap to pickle."""
@@ -155,7 +162,6 @@ def execute(job: Job) -> dict:
     watch = _Watch(job.index, sink) if sink is not None else None
     try:
         metrics, _sim = simulate(job.config, job.seed, watch=watch)
-        del _sim
     except MemoryError:
         # Nothing else can run either: free what we can, and tell the
         # runner to stop everything (fatal) instead of going on.
@@ -163,13 +169,11 @@ def execute(job: Job) -> dict:
         return {"index": job.index, "ok": False, "fatal": True, "pid": os.getpid(),
                 "error": "MemoryError: the run ran out of memory", "wall_s": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001 - reported with the run's parameters
-        wall = time.perf_counter() - t0
-        _COLLECTOR.after_run(wall)
         return {"index": job.index, "ok": False, "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(), "wall_s": wall, "pid": os.getpid()}
-    wall = time.perf_counter() - t0
-    _COLLECTOR.after_run(wall)
-    return {"index": job.index, "ok": True, "metrics": metrics, "wall_s": wall, "pid": os.getpid()}
+                "traceback": traceback.format_exc(), "wall_s": time.perf_counter() - t0,
+                "pid": os.getpid()}
+    return {"index": job.index, "ok": True, "metrics": metrics, "wall_s": time.perf_counter() - t0,
+            "pid": os.getpid()}
 
 
 class SerialExecutor:

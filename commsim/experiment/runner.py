@@ -108,6 +108,20 @@ def simulate(config: dict, run_seed: int, tracer=None, watch=None) -> tuple[dict
     simulation runs (used to report its simulated clock; it must not schedule
     events).
     """
+    import time
+
+    from commsim.experiment.executors import collect_garbage
+
+    t0 = time.perf_counter()
+    try:
+        return _simulate(config, run_seed, tracer, watch)
+    finally:
+        # The garbage of earlier runs (this one is still referenced): memory
+        # stays flat over any number of runs (issue 11).
+        collect_garbage(time.perf_counter() - t0)
+
+
+def _simulate(config: dict, run_seed: int, tracer, watch) -> tuple[dict, Simulation]:
     pattern = registry()[config["pattern"]]
     sim = Simulation(config, run_seed)
     if tracer is not None:
