@@ -24,8 +24,8 @@ finished so far are stored, so the same command resumes.
 Memory stays flat over any number of runs in one process: the engine
 freezes the garbage collector during a run, so the cycles a finished run
 leaves behind would otherwise pile up (about 0.5 MB per small run);
-:func:`commsim.experiment.runner.simulate` (every run goes through it: the
-executors, warm-up pilots, the Python API) collects them after runs
+:func:`commsim.experiment.runner.simulate` (every run of an experiment and
+of the Python API goes through it; warm-up pilots are few) collects them after runs
 (:class:`_Collector`, here beside the executors that use it): at least
 every 64 runs or 32 MB of growth, so a process holds at most about that much
 garbage whatever the number of runs (2,000 small runs grew it by 1 GB
