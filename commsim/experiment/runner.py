@@ -295,6 +295,7 @@ class _State:
                 close()  # an abandoned executor generator stops its workers
 
     def _take(self, out: dict, meta: dict) -> None:
+        from commsim import humanize
         from commsim.experiment.executors import RunAborted
 
         (i, r), key = meta[out["index"]]
