@@ -189,6 +189,16 @@ def _restrict(df: pd.DataFrame, keys: Sequence[str], max_rows: int) -> tuple[pd.
     return df, keys, ("only " + "; ".join(fixed)) if fixed else ""
 
 
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
+    """Like ``pyplot.subplots`` but a bare Figure: no pyplot state, no
+    backend switch, so figures drawn in a notebook leave its inline backend
+    alone and a CLI needs no display."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def _new_figure(n_panels: int, width_per: float = 4.6, height: float = 3.6, sharey: bool = True):
     from matplotlib.figure import Figure
 

@@ -148,13 +148,10 @@ def _matches(value, wanted) -> bool:
 
 def draw(spec: dict, result, out_dir: Path) -> Path:
     """Draw one ``plots:`` entry from ``result.summary``; returns the PNG path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     from commsim.experiment.output import save_figure
+    from commsim.experiment.plots import subplots
 
     summary = result.summary
     params = list(result.experiment.sweep)
@@ -164,7 +161,7 @@ def draw(spec: dict, result, out_dir: Path) -> Path:
     x, hue = spec["x"], spec["hue"]
     ys = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
     split = ([hue] if hue else []) + [k for k in params if k not in (x, hue) and k not in spec["where"]]
-    fig, axes = plt.subplots(1, len(ys), figsize=(5.2 * len(ys), 3.6), squeeze=False)
+    fig, axes = subplots(1, len(ys), figsize=(5.2 * len(ys), 3.6), squeeze=False)
     groups = list(df.groupby(split, sort=False, dropna=False)) if split else [((), df)]
     numeric_x = df[x].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all()
     categories = list(dict.fromkeys(df[x].tolist()))
@@ -223,8 +220,3 @@ def figure_context(result) -> dict:
     return {"seed": r.get("seed"), "replications": reps[0] if len(reps) == 1 else reps,
             "duration": r.get("duration"), "warmup": r.get("warmup"),
             "pattern": r.get("pattern"), "sweep": r.get("sweep", {})}
-
-
-def draw_all(result, out_dir: Path) -> list[Path]:
-    specs = result.experiment.resolved.get("plots") or []
-    return [draw(spec, result, out_dir) for spec in specs]

@@ -27,7 +27,6 @@ PATTERN_ORDER = ("short_polling", "long_polling", "sse", "push")
 COLORS = {"short_polling": "tab:red", "long_polling": "tab:orange", "sse": "tab:blue",
           "push": "tab:green"}
 STYLE = {"short_polling": "o-", "long_polling": "s-", "sse": "^--", "push": "o:"}
-_DONE: dict = {}
 
 P, N, R = "pattern", "clients.count", "workload.event_rate"
 
@@ -38,14 +37,7 @@ def _nearest(values, target):
 
 
 def figures(result, out_dir) -> list[Path]:
-    key = (id(result), str(out_dir))
-    if key in _DONE:  # the CLI calls this once per pattern of the experiment
-        return []
-    _DONE[key] = True
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from commsim.experiment.plots import subplots
 
     from commsim.experiment.output import atomic_write, save_figure
 
@@ -69,7 +61,7 @@ def figures(result, out_dir) -> list[Path]:
 
     # 1. bandwidth vs clients, log-log.
     if has_n:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig, ax = subplots(figsize=(6, 4.2))
         for p in pats:
             d = select(df[df[P] == p], **{R: rate0}).sort_values(N)
             ax.plot(d[N], d["bandwidth"], STYLE[p], color=COLORS[p], label=p)
@@ -84,7 +76,7 @@ def figures(result, out_dir) -> list[Path]:
 
     # 2. wasted server CPU vs event rate.
     if has_r:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig, ax = subplots(figsize=(6, 4.2))
         dur = result.experiment.resolved["duration"]
         for p in pats:
             d = select(df[df[P] == p], **{N: n0}).sort_values(R)
@@ -98,7 +90,7 @@ def figures(result, out_dir) -> list[Path]:
         paths.append(save_figure(fig, out / "wasted_cpu_vs_event_rate.png"))
 
     # 3. latency distribution (percentiles) per pattern at one point.
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = subplots(figsize=(6.5, 4.2))
     point = select(df, **{N: n0, R: rate0})
     stats = [("latency_p50", "p50"), ("latency_mean", "mean"), ("latency_p95", "p95"),
              ("latency_p99", "p99")]
@@ -118,7 +110,7 @@ def figures(result, out_dir) -> list[Path]:
 
     # 4. connections held.
     if has_n:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig, ax = subplots(figsize=(6, 4.2))
         for p in pats:
             d = select(df[df[P] == p], **{R: rate0}).sort_values(N)
             ax.plot(d[N], d["connections_max"], STYLE[p], color=COLORS[p], label=p)

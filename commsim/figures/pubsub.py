@@ -36,10 +36,6 @@ def _select(df, **eq):
     return df
 
 
-def _first(df, col, default=None):
-    return df[col].iloc[0] if col in df.columns and len(df) else default
-
-
 def _base_filter(summary, params):
     """Rows of the fault-free runs."""
     if "pubsub.slow_consumers" in params:
@@ -48,9 +44,6 @@ def _base_filter(summary, params):
 
 
 def pubsub_figures(result, out_dir) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
     out_dir = Path(out_dir)
     params = result.params
     summary = result.summary
@@ -74,7 +67,7 @@ def _modes(summary, params, result):
 
 
 def _prefetch_figure(result, summary, params, out_dir) -> Path:
-    import matplotlib.pyplot as plt
+    from commsim.experiment.plots import subplots
 
     base = _base_filter(summary, params)
     cfg = result.experiment.resolved["pubsub"]
@@ -84,7 +77,7 @@ def _prefetch_figure(result, summary, params, out_dir) -> Path:
     rtt = _mean_of(cfg["deliver_latency"] or result.experiment.resolved["network"]["latency"]) + \
         _mean_of(cfg["ack_latency"] or result.experiment.resolved["network"]["latency"])
     lam = cfg["publish_rate"] * cfg["publishers"]
-    fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_t, ax_l) = subplots(1, 2, figsize=(11, 4.2))
     styles = ["-", "--", ":", "-."]
     unbounded: list = []
     for k, S in enumerate(subs_values):
@@ -142,7 +135,7 @@ def _mean_of(spec) -> float:
 
 
 def _depth_figure(result, out_dir) -> list[Path]:
-    import matplotlib.pyplot as plt
+    from commsim.experiment.plots import subplots
 
     from commsim.experiment.runner import simulate
     from commsim.rng import derive_run_seed
@@ -161,7 +154,7 @@ def _depth_figure(result, out_dir) -> list[Path]:
         if mode not in chosen or c["prefetch"] > chosen[mode].config["pubsub"]["prefetch"]:
             chosen[mode] = p
     seed = derive_run_seed(result.experiment.resolved["seed"], 0)
-    fig, axes = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen), 3.8), squeeze=False,
+    fig, axes = subplots(1, len(chosen), figsize=(4.2 * len(chosen), 3.8), squeeze=False,
                              sharey=True)
     lines = ["delivery,t,slow_subscription,other_subscriptions_max,publisher_outbox"]
     for ax, (mode, point) in zip(axes[0], chosen.items()):
@@ -198,7 +191,7 @@ def _depth_figure(result, out_dir) -> list[Path]:
 
 
 def _fanout_figure(result, summary, params, out_dir) -> Path:
-    import matplotlib.pyplot as plt
+    from commsim.experiment.plots import subplots
 
     base = _base_filter(summary, params)
     if "pubsub.prefetch" in params:
@@ -209,7 +202,7 @@ def _fanout_figure(result, summary, params, out_dir) -> Path:
     rate = 1.0 / _mean_of(cfg["interarrival"]) if cfg.get("interarrival") is not None \
         else cfg["publish_rate"]
     published = rate * cfg["publishers"] * cfg["topics"] * res["duration"]
-    fig, (ax_b, ax_c) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_b, ax_c) = subplots(1, 2, figsize=(10, 4))
     for mode in _modes(base, params, result):
         r = _select(base, **{"pubsub.delivery": mode}).sort_values("pubsub.subscribers")
         if r.empty:
@@ -241,7 +234,7 @@ def _fanout_figure(result, summary, params, out_dir) -> Path:
 
 
 def _fetch_figure(result, summary, params, out_dir) -> Path:
-    import matplotlib.pyplot as plt
+    from commsim.experiment.plots import subplots
 
     from commsim import theory
 
@@ -254,7 +247,7 @@ def _fetch_figure(result, summary, params, out_dir) -> Path:
     byte_rate = cfg["publish_rate"] * cfg["publishers"] * size / (cfg["partitions"] or cfg["group_size"])
     rtt = _mean_of(cfg["deliver_latency"] or res["network"]["latency"]) + \
         _mean_of(cfg["ack_latency"] or res["network"]["latency"])
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for k, W in enumerate(waits):
         r = base[base["pubsub.fetch_max_wait"] == W] if "pubsub.fetch_max_wait" in params else base
         r = r.sort_values("pubsub.fetch_min_bytes")
@@ -287,7 +280,7 @@ def _mean_of_size(spec) -> float:
 
 
 def _impact_figure(result, summary, params, out_dir) -> Path:
-    import matplotlib.pyplot as plt
+    from commsim.experiment.plots import subplots
     import numpy as np
 
     rows = summary
@@ -296,7 +289,7 @@ def _impact_figure(result, summary, params, out_dir) -> Path:
     if "pubsub.prefetch" in params:
         rows = rows[rows["pubsub.prefetch"] == rows["pubsub.prefetch"].max()]
     modes = _modes(rows, params, result)
-    fig, (ax_l, ax_b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_l, ax_b) = subplots(1, 2, figsize=(10, 3.8))
     x = np.arange(len(modes))
     width = 0.38
     for j, (slow, label) in enumerate(((0, "no fault"), (1, "one consumer slow"))):

@@ -41,10 +41,7 @@ def _groups(result, rest):
 
 def figures(result, out_dir) -> list[Path]:
     """Throughput, latency, blocking / wasted CPU and threads vs load, one line per I/O model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from commsim.experiment.plots import subplots
 
     from commsim.experiment.output import save_figure
 
@@ -64,7 +61,7 @@ def figures(result, out_dir) -> list[Path]:
         ax.errorbar(xv.loc[idx], y, yerr=err, fmt=style, capsize=2, label=label, ms=4)
 
     # Throughput vs offered load.
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = subplots(figsize=(6.4, 4.4))
     for label, idx in _groups(result, rest):
         line(ax, "throughput", idx, label)
     if xlabel.startswith("offered"):
@@ -78,7 +75,7 @@ def figures(result, out_dir) -> list[Path]:
     paths.append(save_figure(fig, out_dir / "sync_async_throughput.png"))
 
     # Latency.
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, metric in zip(axes, ("latency_p50", "latency_p99")):
         for label, idx in _groups(result, rest):
             line(ax, metric, idx, label)
@@ -92,7 +89,7 @@ def figures(result, out_dir) -> list[Path]:
 
     # Blocking time and wasted CPU (per second of the window).
     duration = result.experiment.resolved["duration"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = subplots(1, 3, figsize=(15, 4.2))
     panels = (("io_blocked_s", "threads blocked on I/O (mean)"),
               ("server_cpu_wasted_s", "wasted CPU (cores)"),
               ("io_overhead_cpu_s", "readiness/completion CPU (cores)"))
@@ -109,7 +106,7 @@ def figures(result, out_dir) -> list[Path]:
     paths.append(save_figure(fig, out_dir / "sync_async_blocking_wasted.png"))
 
     # Threads in use and their memory.
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = subplots(1, 2, figsize=(11, 4.2))
     for label, idx in _groups(result, rest):
         line(axes[0], "threads_mean", idx, label)
         if "thread_memory_max" in summary.columns:
@@ -135,7 +132,7 @@ def figures(result, out_dir) -> list[Path]:
         if sa.get("commit") == "async":
             window = sa["flush_interval"] / 2 + make_distribution(
                 sa["fsync_time"], "duration", "sync_async.fsync_time").mean
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        fig, ax = subplots(figsize=(6.4, 4.4))
         for label, idx in _groups(result, rest):
             crashes = summary.loc[idx, "crashes"].astype(float)
             per_crash = summary.loc[idx, "acked_writes_lost"].astype(float) / crashes.where(crashes > 0)

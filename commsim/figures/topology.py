@@ -12,12 +12,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from commsim.experiment.output import atomic_write, save_figure  # noqa: E402
+from commsim.experiment.output import atomic_write, save_figure
+from commsim.experiment.plots import subplots
 
 
 def _label(params: dict) -> str:
@@ -57,7 +53,7 @@ def stateful_figures(result, out_dir: Path, model_cls) -> list:
     atomic_write(per_csv, "\n".join(rows) + "\n")
     paths.append(per_csv)
 
-    fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+    fig, axes = subplots(3, 1, figsize=(9, 9), sharex=True)
     for label, cfg, ts in series:
         t = ts["time"]
         axes[0].plot(t, [x * 1000 for x in ts["latency_mean"]], label=label, lw=1.2)
@@ -86,7 +82,7 @@ def stateful_figures(result, out_dir: Path, model_cls) -> list:
     metrics = [("latency_mean", 1000, "mean latency (ms)"), ("relogins", 1, "relogins"),
                ("bytes_per_request", 1, "bytes per request"), ("imbalance", 1, "imbalance (util max/mean)"),
                ("availability_crash", 1, "availability during crash"), ("store_utilization", 1, "store utilisation")]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+    fig, axes = subplots(2, 3, figsize=(12, 6.5))
     for ax, (m, scale, title) in zip(axes.flat, metrics):
         vals = [v * scale if not math.isnan(v) else 0 for v in s[m]]
         ax.barh(range(len(vals)), vals, color="C0")
@@ -127,7 +123,7 @@ def sidecar_figures(result, out_dir: Path) -> list:
         s["request rate (1/s)"] = s["clients.rate"] * count
         x = "request rate (1/s)"
         others = [p for p in params if p != "clients.rate"]
-        fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+        fig, axes = subplots(1, 4, figsize=(16, 4))
         for ax, m in zip(axes[:3], ("latency_p50", "latency_p90", "latency_p99")):
             _lines(ax, s, x, others, m, 1000)
             ax.set_title(m.replace("latency_", "latency ") + " (ms)", fontsize=9)
@@ -147,7 +143,7 @@ def sidecar_figures(result, out_dir: Path) -> list:
         if "clients.rate" in params:
             low = s["clients.rate"].min()
             sub = s[s["clients.rate"] == low]
-        fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+        fig, axes = subplots(1, 3, figsize=(12, 4))
         _lines(axes[0], sub, x, others, "latency_p90", 1000)
         axes[0].set_title("end-to-end latency p90 (ms)", fontsize=9)
         _lines(axes[1], sub, x, others, "hop_added_p90", 1000)
@@ -163,7 +159,7 @@ def sidecar_figures(result, out_dir: Path) -> list:
     if "sidecar.fault_error_rate" in params:
         x = "sidecar.fault_error_rate"
         others = [p for p in params if p != x]
-        fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+        fig, axes = subplots(1, 3, figsize=(12, 4))
         _lines(axes[0], s, x, others, "success_rate")
         axes[0].set_title("success rate", fontsize=9)
         _lines(axes[1], s, x, others, "retry_amplification")
