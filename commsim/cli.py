@@ -14,9 +14,9 @@
     write results/REPORT.md: every experiment's table and figures.
 ``commsim patterns [--markdown] [--write FILE]``
     every pattern with its parameters, defaults and units.
-``commsim trace CONFIG [--limit N] [--out DIR]``
-    print a ``curl -v``-style trace of the first N messages and draw them as a
-    sequence diagram.
+``commsim trace CONFIG [--limit N] [--client N] [--connection K] [--out DIR]``
+    print a ``curl -v``-style trace of the first N messages (of one client or
+    one connection) and draw them as a sequence diagram.
 
 A configuration error prints one line naming the key and exits with status 2
 before anything is written.  A run that fails is reported with its
@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("config")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--limit", type=int, default=20, help="messages to show (default 20)")
+    t.add_argument("--client", type=int, metavar="N", help="only messages to or from client N")
+    t.add_argument("--connection", type=int, metavar="K", help="only messages of connection #K")
     t.add_argument("--out", help="folder for the sequence diagram (default results/<name>)")
     t.add_argument("--force", action="store_true")
 
@@ -258,7 +260,13 @@ def cmd_trace(args) -> int:
     if args.limit < 1:
         raise ConfigError("--limit", f"got {args.limit}; expected a positive integer")
     out_dir = Path(args.out) if args.out else Path("results") / exp.name
-    text, fig_path = trace.trace(exp.points[0].config, args.limit, out_dir)
+    if args.client is not None and args.client < 0:
+        raise ConfigError("--client", f"got {args.client}; expected a client id (0 or more)")
+    if args.connection is not None and args.connection < 1:
+        raise ConfigError("--connection", f"got {args.connection}; expected a connection id "
+                          "(1 or more, as the trace numbers them)")
+    text, fig_path = trace.trace(exp.points[0].config, args.limit, out_dir, client=args.client,
+                                 connection=args.connection)
     print(text)
     print(f"sequence diagram: {fig_path}", file=sys.stderr)
     return 0
