@@ -1,10 +1,11 @@
 """Figures of the topology patterns (stateful, sidecar).
 
-The stateful figures need time series, which runs do not report (a run's row
-holds scalars), so replication 0 of every sweep point is simulated again
-here (same config and seed, hence the same run) and its series are written
-to ``timeseries.csv`` beside the figure, with each server's utilisation
-(over the time it existed in the window) in ``servers.csv``.
+The stateful timeline needs time series, which runs do not report (a run's
+row holds scalars): replication 0's series of every sweep point are read
+from ``timeseries.csv`` beside the figure (each server's utilisation over
+the time it existed in the window in ``servers.csv``); only when those are
+missing or were written for another configuration is that run replayed to
+write them (:mod:`commsim.figures.sidetables`).
 """
 
 from __future__ import annotations
@@ -21,39 +22,63 @@ def _label(params: dict) -> str:
 
 
 # ----------------------------------------------------------------- stateful --
-def stateful_figures(result, out_dir: Path, model_cls) -> list:
-    from commsim.engine import Simulation
+_TS_COLS = ("throughput", "latency_mean", "failed", "relogins", "imbalance")
+
+
+def _stateful_series(result, out_dir: Path, model_cls):
+    """Per sweep point (label, config, series dict) and the paths of
+    ``timeseries.csv`` / ``servers.csv``: read when they were written for
+    these points and seed, else replayed from replication 0 and written (see
+    :mod:`commsim.figures.sidetables`)."""
+    import csv as _csv
+
+    from commsim.figures import sidetables
     from commsim.rng import derive_run_seed
 
     exp = result.experiment
-    series = []
-    per_server = []
-    for point in exp.points:
-        cfg = point.config
+    points = [(_label(p.params), p.config) for p in exp.points]
+    seed = derive_run_seed(exp.resolved["seed"], 0)
+    fp = sidetables.fingerprint([cfg for _, cfg in points], seed)
+    ts_csv, srv_csv = out_dir / "timeseries.csv", out_dir / "servers.csv"
+    lines, srv_lines = sidetables.read(ts_csv, fp), sidetables.read(srv_csv, fp)
+    if lines is not None and srv_lines is not None:
+        series = {label: {"time": [], **{c: [] for c in _TS_COLS}} for label, _ in points}
+        for row in _csv.DictReader(lines):
+            ts = series.get(row["point"])
+            if ts is None:
+                continue
+            ts["time"].append(float(row["time"]))
+            for c in _TS_COLS:
+                ts[c].append(float(row[c]))
+        return [(label, cfg, series[label]) for label, cfg in points], [ts_csv, srv_csv]
+    from commsim.engine import Simulation
+
+    series, per_server = [], []
+    for label, cfg in points:
         sim = Simulation(cfg, derive_run_seed(cfg["seed"], 0))
         model = model_cls(sim)
         sim.run()
-        series.append((_label(point.params), cfg, model.timeseries()))
-        per_server.append((_label(point.params), model))
+        series.append((label, cfg, model.timeseries()))
+        per_server.append((label, model))
     lines = ["point,time,throughput,latency_mean,failed,relogins,imbalance"]
     for label, _cfg, ts in series:
         for i, t in enumerate(ts["time"]):
             lines.append(f"\"{label}\",{t:g},{ts['throughput'][i]:g},{ts['latency_mean'][i]:g},"
                          f"{ts['failed'][i]},{ts['relogins'][i]},{ts['imbalance'][i]:g}")
-    paths = []
-    csv = out_dir / "timeseries.csv"
-    atomic_write(csv, "\n".join(lines) + "\n")
-    paths.append(csv)
-
     rows = ["point,server,created,utilization,served"]
     for label, model in per_server:
         for srv, util in zip(model.servers, model.server_utilizations()):
             rows.append(f"\"{label}\",{srv.index},{srv.created:g},{util:.6g},{sum(srv.served)}")
-    per_csv = out_dir / "servers.csv"
-    atomic_write(per_csv, "\n".join(rows) + "\n")
-    paths.append(per_csv)
+    return series, [sidetables.write(ts_csv, fp, seed, lines), sidetables.write(srv_csv, fp, seed, rows)]
 
-    fig, axes = subplots(3, 1, figsize=(9, 9), sharex=True)
+
+def stateful_figures(result, out_dir: Path, model_cls) -> list:
+    """``timeline.png`` (replication 0's series, from the side tables) and
+    ``summary.png`` (the summary's key metrics per sweep point)."""
+    series, paths = _stateful_series(result, Path(out_dir), model_cls)
+    paths = list(paths)
+
+    fig, axes = subplots(3, 1, figsize=(7.4, 8), sharex=True)
     for label, cfg, ts in series:
         t = ts["time"]
         axes[0].plot(t, [x * 1000 for x in ts["latency_mean"]], label=label, lw=1.2)
@@ -72,25 +97,35 @@ def stateful_figures(result, out_dir: Path, model_cls) -> list:
     axes[0].set_ylabel("mean latency (ms)")
     axes[1].set_ylabel("imbalance\n(max/mean served per server)")
     axes[2].set_ylabel(f"failed + relogins per {ts_bin(cfg):g} s")
-    axes[2].set_xlabel("simulated time (s)  [red: crash, green: scale-out, grey: warm-up]")
+    axes[2].set_xlabel("simulated time (s)  [red: crash, green: scale-out, grey: warm-up]", fontsize=9)
     axes[0].legend(fontsize=7, loc="upper left")
-    axes[0].set_title("Stateful vs stateless through a crash and a scale-out (replication 0)")
+    axes[0].set_title("Stateful vs stateless through a crash and a scale-out (replication 0)",
+                      fontsize=10)
     paths.append(save_figure(fig, out_dir / "timeline.png"))
 
     s = result.summary
     labels = [_label({k: row[k] for k in result.params}) for _, row in s.iterrows()]
     metrics = [("latency_mean", 1000, "mean latency (ms)"), ("relogins", 1, "relogins"),
                ("bytes_per_request", 1, "bytes per request"), ("imbalance", 1, "imbalance (util max/mean)"),
-               ("availability_crash", 1, "availability during crash"), ("store_utilization", 1, "store utilisation")]
-    fig, axes = subplots(2, 3, figsize=(12, 6.5))
+               ("availability_crash", 100, "availability during crash (%)"),
+               ("store_utilization", 100, "store utilisation (%)")]
+    from commsim.experiment.plots import ci_note
+
+    fig, axes = subplots(3, 2, figsize=(7.6, 1.2 + 0.5 * len(labels) * 3))
     for ax, (m, scale, title) in zip(axes.flat, metrics):
         vals = [v * scale if not math.isnan(v) else 0 for v in s[m]]
-        ax.barh(range(len(vals)), vals, color="C0")
+        ci = s.get(f"{m}_ci95")
+        err = [0 if math.isnan(e) else e * scale for e in ci] if ci is not None else None
+        ax.barh(range(len(vals)), vals, color="C0", xerr=err if err and any(err) else None, capsize=3)
         ax.set_yticks(range(len(vals)))
         ax.set_yticklabels(labels if ax in axes[:, 0] else [""] * len(vals), fontsize=7)
         ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
+    note = ci_note(s)
+    fig.suptitle("Stateful vs stateless: key metrics per configuration" + (f"\n({note})" if note else ""),
+                 fontsize=10)
     fig.tight_layout()
     paths.append(save_figure(fig, out_dir / "summary.png"))
     return paths
