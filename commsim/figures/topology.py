@@ -137,39 +137,66 @@ def ts_bin(cfg) -> float:
 
 # ------------------------------------------------------------------ sidecar --
 def _lines(ax, s, x, groups, metric, scale=1.0, style=None):
+    """One line per combination of ``groups`` (human legend labels), with
+    95 % CIs when the summary has them."""
+    from commsim.experiment.plots import key_label, value_label
+
     keys = [g for g in groups]
-    if keys:
-        grouped = s.groupby(keys, sort=False)
-    else:
-        grouped = [((), s)]
+    grouped = s.groupby(keys, sort=False) if keys else [((), s)]
+    ci_col = f"{metric}_ci95"
     for key, g in grouped:
         key = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, key)) or metric
+        label = ", ".join(f"{key_label(k)}: {value_label(k, v)}" for k, v in zip(keys, key)) or None
         g = g.sort_values(x)
-        ax.plot(g[x], g[metric] * scale, marker="o", ms=3, label=label, ls=style or "-")
+        err = None
+        if ci_col in g.columns and g[ci_col].notna().any():
+            err = g[ci_col].fillna(0.0).to_numpy(dtype=float) * scale
+        ax.errorbar(g[x], g[metric] * scale, yerr=err, marker="o", ms=3, capsize=2, label=label,
+                    ls=style or "-")
+
+
+def _panels(n, rows=1):
+    fig, axes = subplots(rows, -(-n // rows), figsize=(7.6, 3.2 * rows + 0.5), squeeze=False)
+    return fig, list(axes.flat)
+
+
+def _finish(fig, axes, xlabel, title, note):
+    for ax in axes:
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if labels:
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=7,
+                   frameon=False)
+    fig.suptitle(title + (f"\n({note})" if note else ""), fontsize=10)
+    rows = -(-len(labels) // 3) if labels else 0
+    fig.tight_layout(rect=(0, (0.1 + 0.17 * rows) / fig.get_figheight(), 1, 1))
 
 
 def sidecar_figures(result, out_dir: Path) -> list:
+    from commsim.experiment.plots import ci_note
+
     s = result.summary.copy()
     params = result.params
     paths = []
+    note = ci_note(s)
     if "clients.rate" in params:
         count = result.experiment.points[0].config["clients"]["count"]
         s["request rate (1/s)"] = s["clients.rate"] * count
+        s["request rate (1/s)_ci95"] = float("nan")
         x = "request rate (1/s)"
         others = [p for p in params if p != "clients.rate"]
-        fig, axes = subplots(1, 4, figsize=(16, 4))
+        fig, axes = _panels(4, rows=2)
         for ax, m in zip(axes[:3], ("latency_p50", "latency_p90", "latency_p99")):
             _lines(ax, s, x, others, m, 1000)
             ax.set_title(m.replace("latency_", "latency ") + " (ms)", fontsize=9)
-        s["mesh cores"] = s["mesh_cpu_s"] / result.experiment.points[0].config["duration"]
+        duration = result.experiment.points[0].config["duration"]
+        s["mesh cores"] = s["mesh_cpu_s"] / duration
+        s["mesh cores_ci95"] = s.get("mesh_cpu_s_ci95", float("nan")) / duration
         _lines(axes[3], s, x, others, "mesh cores")
         axes[3].set_title("CPU spent on the mesh (cores)", fontsize=9)
-        for ax in axes:
-            ax.set_xlabel(x)
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
+        _finish(fig, axes, "client requests per second", "Service-mesh overhead against load", note)
         paths.append(save_figure(fig, out_dir / "overhead_vs_rate.png"))
     if "sidecar.depth" in params:
         x = "sidecar.depth"
@@ -178,33 +205,26 @@ def sidecar_figures(result, out_dir: Path) -> list:
         if "clients.rate" in params:
             low = s["clients.rate"].min()
             sub = s[s["clients.rate"] == low]
-        fig, axes = subplots(1, 3, figsize=(12, 4))
+        fig, axes = _panels(3)
         _lines(axes[0], sub, x, others, "latency_p90", 1000)
         axes[0].set_title("end-to-end latency p90 (ms)", fontsize=9)
         _lines(axes[1], sub, x, others, "hop_added_p90", 1000)
         axes[1].set_title("latency added per hop, p90 (ms)", fontsize=9)
         _lines(axes[2], sub, x, others, "mesh_vcpu_per_krps")
-        axes[2].set_title("mesh vCPU per 1000 client req/s", fontsize=9)
-        for ax in axes:
-            ax.set_xlabel("chain depth (services)")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
+        axes[2].set_title("mesh vCPU per 1000 req/s", fontsize=9)
+        _finish(fig, axes, "chain depth (services)", "Service-mesh overhead against call-chain depth", note)
         paths.append(save_figure(fig, out_dir / "overhead_vs_depth.png"))
     if "sidecar.fault_error_rate" in params:
         x = "sidecar.fault_error_rate"
         others = [p for p in params if p != x]
-        fig, axes = subplots(1, 3, figsize=(12, 4))
-        _lines(axes[0], s, x, others, "success_rate")
-        axes[0].set_title("success rate", fontsize=9)
+        fig, axes = _panels(3)
+        _lines(axes[0], s, x, others, "success_rate", 100)
+        axes[0].set_title("success rate (%)", fontsize=9)
         _lines(axes[1], s, x, others, "retry_amplification")
-        axes[1].set_title("retry amplification (tries per call)", fontsize=9)
+        axes[1].set_title("tries per call", fontsize=9)
         _lines(axes[2], s, x, others, "latency_p99", 1000)
         axes[2].set_title("latency p99 (ms)", fontsize=9)
-        for ax in axes:
-            ax.set_xlabel("error rate of the faulty instance")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
+        _finish(fig, axes, "error rate of the faulty instance", "Retries and circuit breaking under faults",
+                note)
         paths.append(save_figure(fig, out_dir / "faults.png"))
     return paths
