@@ -319,7 +319,7 @@ def _new_figure(n_panels: int, ncols: int | None = None, width: float = 7.4,
     ncols = ncols or min(3, n_panels)
     nrows = math.ceil(n_panels / ncols)
     per = width / ncols
-    height = per * 0.72 if ncols > 1 else 4.2
+    height = per * 0.9 if ncols > 1 else 4.2
     fig = Figure(figsize=(width, max(2.4, height) * nrows + 0.7))
     axes = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False).ravel()
     for ax in axes[n_panels:]:
@@ -407,7 +407,7 @@ def _draw_bars(ax, df, x, y, hue, scale, errorbars, x_order, hue_order, logy=Fal
                    label=h if h is not None else None, color=f"C{j}")
     ax.set_xticks(pos)
     room = ax.get_position().width * ax.figure.get_figwidth()  # inches for the labels
-    crowded = len(x_order) * max((len(s) for s in x_order), default=0) * 0.065 > room
+    crowded = len(x_order) * max((len(s) for s in x_order), default=0) * 0.05 > room
     ax.set_xticklabels(x_order, rotation=30 if crowded else 0, ha="right" if crowded else "center")
     if logy:
         ax.set_yscale("log")
