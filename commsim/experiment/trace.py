@@ -475,6 +475,7 @@ def _size_text(n: int) -> str:
 
 
 _COLORS = {"request": "tab:blue", "response": "tab:green", "handshake": "tab:gray"}
+_SPARE = ("tab:purple", "tab:orange", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
 
 def sequence_figure(records: list[Record], title: str | None = None, stopped_at: float | None = None):
@@ -511,8 +512,10 @@ def sequence_figure(records: list[Record], title: str | None = None, stopped_at:
     kinds_seen = {}
     for rec in records:
         xs, xd = xpos[where[rec.src]], xpos[where[rec.dst]]
-        color = _COLORS.get(rec.kind, "tab:purple")
-        kinds_seen.setdefault(rec.kind, color)
+        if rec.kind not in kinds_seen:  # other kinds (publish, deliver, ack...) each their own colour
+            spare = [c for c in _SPARE if c not in kinds_seen.values()]
+            kinds_seen[rec.kind] = _COLORS.get(rec.kind, spare[0] if spare else "tab:purple")
+        color = kinds_seen[rec.kind]
         style = "--" if rec.kind == "handshake" else "-"
         if rec.t_arrived is not None:
             end_t = rec.t_arrived
