@@ -386,3 +386,18 @@ def test_request_response_figures(tmp_path, keys, expected):
     assert {p.name for p in paths} == expected
     for p in paths:
         assert p.parent == tmp_path and p.read_bytes()[:8] == PNG
+
+
+def test_a_link_may_name_the_connection():
+    import types
+
+    tracer = trace.Tracer(3)
+    tracer.attach(types.SimpleNamespace(env=types.SimpleNamespace(_now=0.0), tracer=None))
+    link = types.SimpleNamespace(name="up")
+    from commsim.network.message import Message
+
+    a, b = object(), object()
+    for conn in (a, b, a):
+        tracer.sent(link, Message("handshake", "client0", "server", handshake=60, label="handshake 1"),
+                    conn=conn)
+    assert [r.conn for r in tracer.records] == [1, 2, 1]

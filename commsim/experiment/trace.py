@@ -40,7 +40,9 @@ from what the message says about its connection:
   ends (the header line says so);
 * a handshake flight that names neither (multiplexing's, whose clients open
   several connections in parallel) has no id (``connection ?``) rather than a
-  guessed one.
+  guessed one.  A link or transport that knows the connection may pass it:
+  ``sim.tracer.sent(link, msg, conn=obj)`` (any object standing for the
+  connection, the same for both directions); that takes precedence.
 
 Filters: ``Tracer(limit, client=N)`` traces only messages to or from client
 ``N``; ``connection=K`` only those of connection ``#K``; ``limit`` then
@@ -153,10 +155,12 @@ class Tracer:
         sim.tracer = self
 
     # ------------------------------------------------------------ hooks --
-    def sent(self, link, msg) -> None:
+    def sent(self, link, msg, conn=None) -> None:
+        """``msg`` was put on ``link``; ``conn``, if the caller knows it, is
+        the object standing for the message's connection (both directions)."""
         if len(self.records) >= self.limit:
             return
-        conn = self.connections.of(msg)
+        conn = self.connections.of(msg, conn)
         if self.client is not None and self.client not in (client_id(msg.src), client_id(msg.dst)):
             return
         if self.connection is not None and conn != self.connection:
@@ -245,9 +249,10 @@ class _Connections:
             entry = self.ids[key] = (obj, self.n)
         return entry[1]
 
-    def of(self, msg) -> int | None:
+    def of(self, msg, conn=None) -> int | None:
         data = msg.data
-        conn = getattr(data, "conn", None) if data is not None else None
+        if conn is None and data is not None:
+            conn = getattr(data, "conn", None)
         if conn is not None:
             return self._number(id(conn), conn)
         if msg.kind == "handshake":
