@@ -229,9 +229,10 @@ class _Line:
 
 
 def _ipython_display(text: str):
-    from IPython.display import display
+    from IPython.display import DisplayHandle
 
-    handle = display(_Line(text), display_id=True)
+    handle = DisplayHandle()  # one output, updated in place by its display id
+    handle.display(_Line(text))
     return lambda new: handle.update(_Line(new))
 
 
