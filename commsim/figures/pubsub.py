@@ -38,12 +38,12 @@ def _select(df, **eq):
     return df
 
 
-def _err(rows, col):
-    """95 % half-widths of ``col`` (None without replications)."""
+def _err(rows, col, scale=1.0):
+    """95 % half-widths of ``col`` times ``scale`` (None without replications)."""
     c = f"{col}_ci95"
     if c not in rows.columns or not rows[c].notna().any():
         return None
-    return rows[c].fillna(0.0).to_numpy(dtype=float)
+    return rows[c].fillna(0.0).to_numpy(dtype=float) * scale
 
 
 def _base_filter(summary, params):
@@ -255,14 +255,15 @@ def _fanout_figure(result, summary, params, out_dir) -> Path:
             continue
         color, marker = MODE_STYLE[mode]
         per_msg = r["bytes_deliver"] / published
-        ax_b.plot(r["pubsub.subscribers"], per_msg / 1024, color=color, marker=marker,
-                  label=f"{mode}: {'publisher' if mode == 'direct' else 'broker'} -> subscribers")
+        ax_b.errorbar(r["pubsub.subscribers"], per_msg / 1024, yerr=_err(r, "bytes_deliver", 1 / published / 1024),
+                      color=color, marker=marker, capsize=3, label=f"{mode}: {'publisher' if mode == 'direct' else 'broker'} -> subscribers")
         if mode != "direct":
             inb = r["bytes_publish"] / published
             ax_b.plot(r["pubsub.subscribers"], inb / 1024, color=color, marker=marker, linestyle=":",
                       label=f"{mode}: publisher -> broker")
-            ax_c.plot(r["pubsub.subscribers"], r["broker_cpu_s"] / published * 1e6, color=color,
-                      marker=marker, label=f"{mode}: broker CPU")
+            ax_c.errorbar(r["pubsub.subscribers"], r["broker_cpu_s"] / published * 1e6,
+                          yerr=_err(r, "broker_cpu_s", 1e6 / published), color=color, marker=marker,
+                          capsize=3, label=f"{mode}: broker CPU")
         ctrl = r["bytes_control"] / published
         ax_b.plot(r["pubsub.subscribers"], ctrl / 1024, color=color, marker=marker, linestyle="--",
                   label=f"{mode}: acks, confirms, fetches, commits")
@@ -306,8 +307,9 @@ def _fetch_figure(result, summary, params, out_dir) -> Path:
         r = base[base["pubsub.fetch_max_wait"] == W] if "pubsub.fetch_max_wait" in params else base
         r = r.sort_values("pubsub.fetch_min_bytes")
         color = f"C{k}"
-        ax.plot(r["pubsub.fetch_min_bytes"], r["fetch_latency_mean"] * 1000, "o", color=color,
-                label=f"simulated, max_wait {W * 1000:g} ms")
+        ax.errorbar(r["pubsub.fetch_min_bytes"], r["fetch_latency_mean"] * 1000,
+                    yerr=_err(r, "fetch_latency_mean", 1000), fmt="o", capsize=3, color=color,
+                    label=f"simulated, max_wait {W * 1000:g} ms")
         import numpy as np
 
         lo, hi = max(1.0, float(r["pubsub.fetch_min_bytes"].min())), float(r["pubsub.fetch_min_bytes"].max())
