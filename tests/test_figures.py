@@ -168,3 +168,18 @@ def test_a_side_table_of_another_configuration_is_replayed(tmp_path):
     draw_figures(load_result(folder), folder, ("png",))
     assert table.read_text() == good  # replayed: the same run gives the same series
     assert sidetables.read(table, head.rsplit(" ", 1)[1]) is not None
+
+
+def test_points_not_in_steady_state_are_ringed_and_the_flag_is_no_sweep_key():
+    s = pd.DataFrame({"clients.rate": [10.0, 20.0, 30.0], "replications": 2,
+                      "latency_mean": [0.01, 0.02, 0.9], "latency_mean_ci95": 0.001,
+                      "unstable": [False, False, True],
+                      "unstable_reason": ["", "", "offered load above capacity"]})
+    assert plots.param_columns(s) == ["clients.rate"]
+    fig = plots.line_plot(s, "clients.rate", "latency_mean")
+    ax = fig.axes[0]
+    rings = [c for c in ax.collections if c.get_label() == plots.UNSTABLE_LABEL]
+    assert len(rings) == 1 and rings[0].get_offsets().tolist() == [[30.0, 900.0]]  # ms
+    assert plots.UNSTABLE_LABEL in [t.get_text() for t in ax.get_legend().get_texts()]
+    # results written before the stability check: nothing flagged
+    assert not plots.unstable_flags(s.drop(columns=["unstable"])).any()

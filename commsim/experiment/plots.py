@@ -220,12 +220,38 @@ def key_axis(key: str, values=()) -> tuple[str, float]:
 
 # ----------------------------------------------------------------- columns --
 
+#: Summary columns that are neither sweep keys nor metrics (the stability flag).
+NOT_PARAMS = ("replications", "unstable", "unstable_reason")
+UNSTABLE_LABEL = "not in steady state"
+
+
 def param_columns(summary: pd.DataFrame) -> list[str]:
-    """Columns that are sweep keys: neither ``replications`` nor a metric
-    (a metric ``m`` always has its ``m_ci95`` companion)."""
+    """Columns that are sweep keys: neither ``replications``, the stability
+    flag, nor a metric (a metric ``m`` always has its ``m_ci95`` companion)."""
     cols = set(summary.columns)
     return [c for c in summary.columns
-            if c != "replications" and not c.endswith("_ci95") and f"{c}_ci95" not in cols]
+            if c not in NOT_PARAMS and not c.endswith("_ci95") and f"{c}_ci95" not in cols]
+
+
+def unstable_flags(rows: pd.DataFrame) -> np.ndarray:
+    """Per row: flagged as not in steady state (summary column ``unstable``;
+    all False for results written before the stability check)."""
+    if "unstable" not in rows.columns:
+        return np.zeros(len(rows), dtype=bool)
+    return np.array([v is True or (isinstance(v, (bool, np.bool_)) and bool(v))
+                     or (isinstance(v, str) and v.strip().lower() == "true") for v in rows["unstable"]])
+
+
+def mark_unstable(ax, xs, ys, flags) -> None:
+    """A red ring around every point not in steady state (one legend entry
+    per axes): its mean describes the window length, not the system."""
+    flags = np.asarray(flags, dtype=bool)
+    if not flags.any():
+        return
+    xs, ys = np.asarray(xs, dtype=float)[flags], np.asarray(ys, dtype=float)[flags]
+    labelled = any(t == UNSTABLE_LABEL for t in ax.get_legend_handles_labels()[1])
+    ax.scatter(xs, ys, s=110, facecolors="none", edgecolors="red", linewidths=1.5, zorder=6,
+               label=None if labelled else UNSTABLE_LABEL)
 
 
 def _labelled(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -371,11 +397,18 @@ def _finish(fig, axes, title, note, xlabel, ylabel, hue, legend_axes=None):
             ax.set_ylabel(ylabel or "", fontsize=8 if small else None)
         if small:
             ax.tick_params(labelsize=7)
-    if hue is not None:
-        ax = legend_axes or shown[0]
-        handles, labels = ax.get_legend_handles_labels()
-        if handles:
-            ax.legend(handles, labels, title=key_label(hue), fontsize=8, title_fontsize=8)
+    ax = legend_axes or shown[0]
+    handles, labels = ax.get_legend_handles_labels()
+    if not any(t == UNSTABLE_LABEL for t in labels):  # a flagged point in another panel
+        for other in shown:
+            h2, l2 = other.get_legend_handles_labels()
+            if UNSTABLE_LABEL in l2:
+                handles.append(h2[l2.index(UNSTABLE_LABEL)])
+                labels.append(UNSTABLE_LABEL)
+                break
+    if handles and (hue is not None or UNSTABLE_LABEL in labels):
+        ax.legend(handles, labels, title=key_label(hue) if hue is not None else None, fontsize=8,
+                  title_fontsize=8)
     head = title or ""
     if note:
         head = f"{head}\n({note})" if head else f"({note})"
@@ -399,6 +432,7 @@ def _draw_bars(ax, df, x, y, hue, scale, errorbars, x_order, hue_order, logy=Fal
             xs.append(pos[idx[lbl]] + (j - (n_h - 1) / 2) * width)
             ys.append(val * scale)
             es.append(ci[r] if ci is not None else 0.0)
+        mark_unstable(ax, xs, ys, unstable_flags(g))
         if logy:  # a bar's length means nothing on a log axis: points instead
             ax.errorbar(xs, ys, yerr=es if ci is not None else None, fmt="o", ms=5, capsize=3,
                         label=h if h is not None else None, color=f"C{j}")
@@ -422,6 +456,7 @@ def _draw_lines(ax, df, x, y, hue, scale, errorbars, hue_order, xscale=1.0, logx
         ci = _ci(g, y, scale, errorbars)
         ax.errorbar(xs, ys, yerr=ci, marker="o", ms=4, capsize=3, label=h if h is not None else None,
                     color=f"C{j}")
+        mark_unstable(ax, xs, ys, unstable_flags(g))
     if logx:
         ax.set_xscale("log")
     if logy:

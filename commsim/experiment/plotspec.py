@@ -160,8 +160,8 @@ def draw(spec: dict, result, out_dir: Path) -> Path:
     import numpy as np
 
     from commsim.experiment.output import save_figure
-    from commsim.experiment.plots import (ci_note, key_axis, key_label, metric_axis, subplots,
-                                          value_label)
+    from commsim.experiment.plots import (ci_note, key_axis, key_label, mark_unstable, metric_axis,
+                                          subplots, unstable_flags, value_label)
     from commsim.figures.theory import closed_form
 
     summary = result.summary
@@ -206,6 +206,8 @@ def draw(spec: dict, result, out_dir: Path) -> Path:
                 xs = g[x].to_numpy(dtype=float) * xscale if numeric_x else \
                     np.array([categories.index(v) for v in g[x]], dtype=float)
                 ax.errorbar(xs, vals, yerr=err, marker="o", ms=4, capsize=3, label=label, color=color)
+            if y != "replications":
+                mark_unstable(ax, xs, vals, unstable_flags(g))
             th = [closed_form(configs[i], y) if configs.get(i) is not None else None for i in g.index]
             if th and all(t is not None for t in th):
                 tv = np.array([t[0] for t in th]) * scale

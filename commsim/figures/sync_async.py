@@ -87,7 +87,7 @@ def figures(result, out_dir) -> list[Path]:
         return []
     paths = []
 
-    from commsim.experiment.plots import ci_note
+    from commsim.experiment.plots import ci_note, mark_unstable, unstable_flags
 
     note = ci_note(summary)
 
@@ -98,6 +98,7 @@ def figures(result, out_dir) -> list[Path]:
         ci = summary.get(f"{metric}_ci95")
         err = ci.loc[idx].astype(float).fillna(0.0) * scale if ci is not None else None
         ax.errorbar(xv.loc[idx], y, yerr=err, fmt=style, capsize=2, label=label, ms=4)
+        mark_unstable(ax, xv.loc[idx], y, unstable_flags(summary.loc[idx]))
 
     def titled(fig, text):
         fig.suptitle(text + (f"\n({note})" if note else ""), fontsize=10)
