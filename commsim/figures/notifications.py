@@ -59,7 +59,7 @@ def figures(result, out_dir) -> list[Path]:
                 d = d[d[col] == val]
         return d
 
-    from commsim.experiment.plots import ci_note, metric_axis
+    from commsim.experiment.plots import ci_note, mark_unstable, metric_axis, unstable_flags
 
     note = ci_note(df)
 
@@ -84,6 +84,7 @@ def figures(result, out_dir) -> list[Path]:
             d = select(df[df[P] == p], **{R: rate0}).sort_values(N)
             ax.errorbar(d[N], d["bandwidth"] * scale, yerr=err(d, "bandwidth", scale), fmt=STYLE[p],
                         color=COLORS[p], label=p, capsize=3, ms=5)
+            mark_unstable(ax, d[N], d["bandwidth"] * scale, unstable_flags(d))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("clients")
@@ -101,6 +102,7 @@ def figures(result, out_dir) -> list[Path]:
             d = select(df[df[P] == p], **{N: n0}).sort_values(R)
             ax.errorbar(d[R], d["server_cpu_wasted_s"] / dur, yerr=err(d, "server_cpu_wasted_s", 1 / dur),
                         fmt=STYLE[p], color=COLORS[p], label=p, capsize=3, ms=5)
+            mark_unstable(ax, d[R], d["server_cpu_wasted_s"] / dur, unstable_flags(d))
         ax.set_xscale("log")
         ax.set_xlabel("updates per second per client")
         ax.set_ylabel("wasted server CPU (cores)")
@@ -119,7 +121,7 @@ def figures(result, out_dir) -> list[Path]:
     for i, (col, label, marker) in enumerate(stats):
         if col not in point.columns:
             continue
-        xs, vals, errs = [], [], []
+        xs, vals, errs, flags = [], [], [], []
         for k, p in enumerate(pats):
             row = point[point[P] == p]
             if not len(row) or not math.isfinite(float(row[col].iloc[0])):
@@ -128,6 +130,8 @@ def figures(result, out_dir) -> list[Path]:
             vals.append(float(row[col].iloc[0]) * 1e3)
             e = err(row, col, 1e3)
             errs.append(float(e[0]) if e is not None else 0.0)
+            flags.append(bool(unstable_flags(row)[0]))
+        mark_unstable(ax, xs, vals, flags)
         ax.errorbar(xs, vals, yerr=errs if any(errs) else None, fmt=marker, ms=6, capsize=3,
                     color=f"C{i}", label=label)
     ax.set_xticks(range(len(pats)), pats)
