@@ -221,10 +221,17 @@ def cmd_plot(args) -> int:
             else:
                 old["plots"] = plots
             output.atomic_write(cfg_file, output.dump_yaml(old))
+    from commsim.figures import sidetables
+
+    before = len(sidetables.replayed)
     records = draw_figures(result, out_dir, formats)
     for rec in records:
         print(out_dir / rec["file"])
-    print(f"{len(records)} figure(s) in {out_dir}/ ({', '.join(formats)}), no simulation", file=sys.stderr)
+    replayed = sorted({p.name for p in sidetables.replayed[before:]})
+    how = ("no simulation" if not replayed else
+           f"replication 0 replayed once for the side table(s) {', '.join(replayed)} (missing or of "
+           "another configuration)")
+    print(f"{len(records)} figure(s) in {out_dir}/ ({', '.join(formats)}), {how}", file=sys.stderr)
     return 0
 
 

@@ -39,8 +39,14 @@ def read(path: Path, fp: str) -> list[str] | None:
     return lines[1:]
 
 
+#: Side tables written after a replay in this process (``commsim plot`` says so).
+replayed: list[Path] = []
+
+
 def write(path: Path, fp: str, seed: int, lines: list[str]) -> Path:
+    """Write a table that a replay just produced (recorded in :data:`replayed`)."""
     from commsim.experiment.output import atomic_write
 
     atomic_write(Path(path), "\n".join([_HEAD.format(seed=seed, fp=fp), *lines]) + "\n")
+    replayed.append(Path(path))
     return Path(path)
