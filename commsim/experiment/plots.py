@@ -500,7 +500,8 @@ def line_plot(summary: pd.DataFrame, x: str, y: str, hue: str | None = None, log
         _draw_lines(ax, g, x, y, hue, scale, errorbars, hue_order, xscale, logx, logy)
         if ptitle:
             ax.set_title(ptitle, fontsize=8 if ncols > 1 else 9)
-    note = "; ".join(t for t in (note, ci_note(summary, errorbars)) if t)
+    has_ci = f"{y}_ci95" in summary.columns and summary[f"{y}_ci95"].notna().any()
+    note = "; ".join(t for t in (note, ci_note(summary, errorbars and has_ci)) if t)
     _finish(fig, axes, title, note, xlabel or key_axis(x)[0], ylabel or metric_axis(y)[0], hue)
     return fig
 
@@ -523,7 +524,8 @@ def bar_plot(summary: pd.DataFrame, x: str, y: str, hue: str | None = None, logy
         _draw_bars(ax, g, x, y, hue, scale, errorbars, x_order, hue_order, logy)
         if ptitle:
             ax.set_title(ptitle, fontsize=8 if ncols > 1 else 9)
-    note = "; ".join(t for t in (note, ci_note(summary, errorbars)) if t)
+    has_ci = f"{y}_ci95" in summary.columns and summary[f"{y}_ci95"].notna().any()
+    note = "; ".join(t for t in (note, ci_note(summary, errorbars and has_ci)) if t)
     _finish(fig, axes, title, note, xlabel or key_axis(x)[0], ylabel or metric_axis(y)[0], hue)
     return fig
 
