@@ -19,9 +19,9 @@
     print a finished experiment's key metrics per sweep point (as after a run).
 ``commsim metrics [--markdown] [--write FILE]``
     every metric with its unit, meaning and the patterns that report it.
-``commsim trace CONFIG [--limit N] [--out DIR]``
-    print a ``curl -v``-style trace of the first N messages and draw them as a
-    sequence diagram.
+``commsim trace CONFIG [--limit N] [--client N] [--connection K] [--out DIR]``
+    print a ``curl -v``-style trace of the first N messages (of one client or
+    one connection) and draw them as a sequence diagram.
 
 A configuration error prints one line naming the key and exits with status 2
 before anything is written.  A run that fails is reported with its
@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("config")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--limit", type=int, default=20, help="messages to show (default 20)")
+    t.add_argument("--client", type=int, metavar="N", help="only messages to or from client N")
+    t.add_argument("--connection", type=int, metavar="K", help="only messages of connection #K")
     t.add_argument("--out", help="folder for the sequence diagram (default results/<name>)")
     t.add_argument("--force", action="store_true")
 
@@ -292,10 +294,17 @@ def cmd_plot(args) -> int:
             else:
                 old["plots"] = plots
             output.atomic_write(cfg_file, output.dump_yaml(old))
+    from commsim.figures import sidetables
+
+    before = len(sidetables.replayed)
     records = draw_figures(result, out_dir, formats)
     for rec in records:
         print(out_dir / rec["file"])
-    print(f"{len(records)} figure(s) in {out_dir}/ ({', '.join(formats)}), no simulation", file=sys.stderr)
+    replayed = sorted({p.name for p in sidetables.replayed[before:]})
+    how = ("no simulation" if not replayed else
+           f"replication 0 replayed once for the side table(s) {', '.join(replayed)} (missing or of "
+           "another configuration)")
+    print(f"{len(records)} figure(s) in {out_dir}/ ({', '.join(formats)}), {how}", file=sys.stderr)
     return 0
 
 
@@ -359,8 +368,14 @@ def cmd_trace(args) -> int:
 
     out_dir = output.resolve_out(args.out if args.out else Path("results") / exp.name)
     output.check_foreign(out_dir, allow=("trace.png",))  # `--out newdir/..` is the working directory
+    if args.client is not None and args.client < 0:
+        raise ConfigError("--client", f"got {args.client}; expected a client id (0 or more)")
+    if args.connection is not None and args.connection < 1:
+        raise ConfigError("--connection", f"got {args.connection}; expected a connection id "
+                          "(1 or more, as the trace numbers them)")
     try:
-        text, fig_path = trace.trace(exp.points[0].config, args.limit, out_dir)
+        text, fig_path = trace.trace(exp.points[0].config, args.limit, out_dir, client=args.client,
+                                     connection=args.connection)
     except OSError as exc:
         raise output.WriteError(f"cannot write the sequence diagram into {str(out_dir)!r}: "
                                 f"{exc.strerror}") from None

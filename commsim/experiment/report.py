@@ -82,10 +82,12 @@ def draw_figures(result, out_dir: Path, formats=("png",), warn=None) -> list[dic
     records: list[dict] = []
     names = sorted({str(p.config["pattern"]) for p in result.experiment.points})
     with output.figure_session(formats) as manifest:
+        drawn = set()
         for name in names:
             fig_fn = registry()[name].figures
-            if fig_fn is None:
+            if fig_fn is None or fig_fn in drawn:  # a family shares one (notifications)
                 continue
+            drawn.add(fig_fn)
             start = len(manifest)
             try:
                 paths = fig_fn(result, out_dir) or []

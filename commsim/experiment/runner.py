@@ -77,6 +77,14 @@ class Result:
     def params(self) -> list[str]:
         return list(self.experiment.sweep)
 
+    def plot(self, out_dir=None, formats=("png",)):
+        """Draw this result's figures from its tables (no simulation) into
+        ``out_dir`` (default a new temporary folder); returns their paths,
+        shown inline in a notebook.  See :func:`commsim.figures.plot`."""
+        from commsim.figures import plot
+
+        return plot(self, out_dir, formats)
+
 
 class ExperimentFailed(RuntimeError):
     """Every run of an experiment failed; ``result`` holds the failures."""
@@ -159,8 +167,10 @@ def tasks(exp: Experiment) -> list[tuple[dict, dict, int]]:
 def _as_progress(progress):
     from commsim.experiment.progress import Progress, Quiet
 
-    if progress is None:
+    if progress is None or progress is False:
         return Quiet()
+    if progress is True:  # a bar on a terminal, a live line in a notebook, lines otherwise
+        return Progress()
     if isinstance(progress, Progress):
         return progress
 
