@@ -211,7 +211,7 @@ def test_mtbf_bare_value_means_exponential_up_times():
     cfg = config(stateful={"mtbf": "10s", "mttr": "1s", "servers": 3})
     sim = Simulation(cfg, 5)
     model = registry()["stateful"].model(sim)
-    draws = np.array([model._uptime() for _ in range(2000)])
+    draws = np.array([model.faults.uptime() for _ in range(2000)])
     assert abs(draws.mean() - 10.0) < 5 * 10.0 / math.sqrt(2000)
     assert draws.std() / draws.mean() == pytest.approx(1.0, abs=0.1)
     with pytest.raises(ConfigError) as e:

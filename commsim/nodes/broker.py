@@ -52,6 +52,7 @@ from collections import deque
 from commsim.engine.simulation import call_later
 from commsim.network import Message
 from commsim.nodes.cpu import Cpu
+from commsim.nodes.faults import Crashable, FaultPlan
 
 
 class Msg:
@@ -124,7 +125,7 @@ class _Fetch:
         self.epoch = 0
 
 
-class Broker:
+class Broker(Crashable):
     """The broker of the pubsub model (see the module docstring)."""
 
     def __init__(self, model, cfg: dict):
@@ -143,9 +144,7 @@ class Broker:
         self.max_wait = cfg["fetch_max_wait"]
         self.max_records = cfg["max_poll_records"]
         self.header = int(cfg["header"])
-        self.up = True
-        self.epoch = 0
-        self.restarts = 0
+        self.init_faults(FaultPlan(sim, downtime=cfg["broker_downtime"]), arm=False)
         self._batch: list[Msg] = []
         self._disk_busy = False
         self.partitions: list[list[Partition]] = []  # by topic
@@ -236,7 +235,7 @@ class Broker:
             start = sub.rr
             for k in range(n):
                 c = consumers[(start + k) % n]
-                if c.online and len(c.unacked) < prefetch:
+                if c.up and len(c.unacked) < prefetch:
                     break
             else:
                 return
@@ -391,12 +390,13 @@ class Broker:
                 sub.depth -= off - old
 
     # --------------------------------------------------------- restart --
-    def crash(self) -> None:
+    @property
+    def restarts(self) -> int:
+        """Broker crashes (each followed by a restart) inside the window."""
+        return self.crashes
+
+    def on_crash(self) -> None:
         m = self.model
-        self.up = False
-        self.epoch += 1
-        if self.sim.now >= self.sim.start:
-            self.restarts += 1
         refused, self._batch = self._batch, []
         for msg in refused:
             msg.publisher.refused(msg)
@@ -432,7 +432,7 @@ class Broker:
                             # Messages the group has not fetched are lost; an offline
                             # owner would have replayed from its committed offset.
                             owner = sub.owner[part.index]
-                            if owner.online:
+                            if owner.up:
                                 pos = owner.position[owner.parts.index(part)]
                             else:
                                 pos = sub.committed[part.index]
@@ -447,9 +447,8 @@ class Broker:
                                 sub.depth -= end - old
                         part.lost_before = end
 
-    def restart(self) -> None:
+    def on_restart(self) -> None:
         m = self.model
-        self.up = True
         for pub in m.publishers:
             pub.pump()
         if m.mode == "push":

@@ -77,6 +77,7 @@ from commsim.metrics.collect import (Latencies, byte_metrics, engine_metrics, la
 from commsim.network import Link, Message
 from commsim.nodes import Cpu
 from commsim.nodes.broker import Broker, Msg, Subscription, _Fetch
+from commsim.nodes.faults import Crashable, FaultPlan
 from commsim.patterns.base import Pattern
 
 MODES = ("push", "pull", "direct")
@@ -242,8 +243,11 @@ class Publisher:
 
 
 # ----------------------------------------------------------------- consumer --
-class Consumer:
-    __slots__ = ("model", "idx", "sub", "cpu", "buffer", "current", "busy", "online", "epoch",
+class Consumer(Crashable):
+    """A subscriber's consumer; crashes and restarts are
+    :class:`~commsim.nodes.faults.Crashable` (``up`` is "online")."""
+
+    __slots__ = ("model", "idx", "sub", "cpu", "buffer", "current", "busy",
                  "next_tag", "unacked", "parts", "position", "done_pos", "committed_sent",
                  "fetch_id", "fetch", "pending", "slow_until", "slow_from")
 
@@ -255,8 +259,7 @@ class Consumer:
         self.buffer: deque = deque()
         self.current = None
         self.busy = False
-        self.online = True
-        self.epoch = 0
+        self.init_faults(model.consumer_faults, arm=False)
         self.next_tag = 0
         self.unacked: dict = {}
         self.parts: list = []
@@ -271,7 +274,7 @@ class Consumer:
 
     # ---------------------------------------------------------- processing --
     def _next(self) -> None:
-        if self.busy or not self.buffer or not self.online:
+        if self.busy or not self.buffer or not self.up:
             return
         item = self.buffer.popleft()
         self.busy = True
@@ -317,7 +320,7 @@ class Consumer:
     # ---------------------------------------------------------------- push --
     def on_delivery(self, wire) -> None:
         c, epoch, tag, msg = wire.data
-        if epoch != self.epoch or not self.online:
+        if epoch != self.epoch or not self.up:
             return  # sent before a crash; the broker requeued it
         self.buffer.append((tag, msg))
         self._next()
@@ -325,7 +328,7 @@ class Consumer:
     # ---------------------------------------------------------------- pull --
     def send_fetch(self) -> None:
         m = self.model
-        if not self.online or not self.parts or not m.broker.up or self.fetch is not None:
+        if not self.up or not self.parts or not m.broker.up or self.fetch is not None:
             return
         self.fetch_id += 1
         f = _Fetch(self, self.fetch_id, m.env._now)
@@ -335,7 +338,7 @@ class Consumer:
 
     def on_fetch_response(self, wire) -> None:
         f, records, positions, hold, _nbytes = wire.data
-        if f.fid != self.fetch_id or not self.online:
+        if f.fid != self.fetch_id or not self.up:
             return
         m = self.model
         self.fetch = None
@@ -366,7 +369,7 @@ class Consumer:
                                     data=(self.sub, offsets)), m.broker.receive_commit)
 
     def _periodic_commit(self, _event) -> None:
-        if self.online:
+        if self.up:
             self.commit()
         call_later(self.model.env, self.model.commit_interval, self._periodic_commit)
 
@@ -379,7 +382,7 @@ class Consumer:
     def on_direct(self, wire) -> None:
         msg = wire.data
         m = self.model
-        if not self.online:
+        if not self.up:
             m.missed += 1
             m.copy_done(msg)
             return
@@ -403,7 +406,7 @@ class Consumer:
         """The broker went down."""
         m = self.model
         if m.mode == "push":
-            self.epoch += 1
+            self.invalidate()
             self.buffer.clear()
             self.busy = False
             self.current = None
@@ -411,12 +414,10 @@ class Consumer:
             self.fetch_id += 1  # an outstanding fetch and its response are void
             self.fetch = None
 
-    def crash(self) -> None:
+    def on_crash(self) -> None:
         m = self.model
         if m.env._now >= m.sim.start:
             m.consumer_crashes += 1
-        self.online = False
-        self.epoch += 1
         self.fetch_id += 1
         self.fetch = None
         dropped = list(self.buffer)
@@ -441,9 +442,8 @@ class Consumer:
                 m.copy_done(msg)
             self.pending.clear()
 
-    def restart(self, _event=None) -> None:
+    def on_restart(self) -> None:
         m = self.model
-        self.online = True
         if m.mode == "push":
             m.broker.dispatch(self.sub)
         elif m.mode == "pull":
@@ -513,6 +513,7 @@ class PubSub:
         topics = cfg["topics"]
         group = cfg["group_size"]
         partitions = cfg["partitions"] or group
+        self.consumer_faults = FaultPlan(sim, downtime=cfg["restart_after"])
         self.broker = Broker(self, cfg)
         if self.mode == "pull":
             self.broker.setup_partitions(topics, partitions)
@@ -580,14 +581,12 @@ class PubSub:
         env = self.env
         if cfg["crash_at"] is not None:
             for c in self.consumers[:cfg["crash_consumers"]]:
-                call_at(env, cfg["crash_at"], lambda _e, c=c: self._crash(c))
+                c.crash_at(cfg["crash_at"])
         for c in self.consumers[:cfg["slow_consumers"]]:
             c.slow_from = cfg["slow_from"]
             c.slow_until = None if cfg["slow_for"] is None else cfg["slow_from"] + cfg["slow_for"]
         if cfg["broker_restart_at"] is not None and self.mode != "direct":
-            call_at(env, cfg["broker_restart_at"], lambda _e: self.broker.crash())
-            call_at(env, cfg["broker_restart_at"] + cfg["broker_downtime"],
-                    lambda _e: self.broker.restart())
+            self.broker.crash_at(cfg["broker_restart_at"])
 
         faulty = self.consumers[:cfg["slow_consumers"]]
         if cfg["crash_at"] is not None:
@@ -604,12 +603,6 @@ class PubSub:
         sim.at_end(self._close)
 
     # ----------------------------------------------------------- helpers --
-    def _crash(self, c: Consumer) -> None:
-        c.crash()
-        after = self.cfg["restart_after"]
-        if after is not None:
-            call_later(self.env, after, c.restart)
-
     def _window_opens(self, _event) -> None:
         for sub in self.subs:
             sub.depth_max = sub.depth
@@ -687,7 +680,7 @@ class PubSub:
             target = None
             for k in range(n):
                 c = consumers[(sub.rr + k) % n]
-                if c.online:
+                if c.up:
                     target = c
                     sub.rr = (sub.rr + k + 1) % n
                     break

@@ -73,6 +73,7 @@ from commsim.metrics.topology import imbalance
 from commsim.engine.simulation import call_at, call_later
 from commsim.network import Link, Message, Network
 from commsim.nodes import Cpu
+from commsim.nodes.faults import Crashable, FaultPlan
 from commsim.nodes.load_balancer import LoadBalancer
 from commsim.nodes.store import Store
 from commsim.patterns.base import Pattern
@@ -130,19 +131,22 @@ SECTION = register_section(Section("stateful", {
        "crashes and scale-out.", pattern="stateful", check=_check))
 
 
-class _Server:
-    __slots__ = ("index", "name", "cpu", "alive", "routable", "active", "epoch", "sessions",
+class _Server(Crashable):
+    """One server instance; ``up``/``epoch`` and its crash schedule come from
+    :class:`~commsim.nodes.faults.Crashable` (the model's shared fault plan)."""
+
+    __slots__ = ("model", "index", "name", "cpu", "routable", "active", "sessions",
                  "inflight", "link_in", "link_out", "created", "served")
 
     def __init__(self, model, index: int):
         sim = model.sim
+        self.model = model
         self.index = index
         self.name = f"server{index}"
         self.cpu = Cpu(sim, self.name, sim.config["server"]["cores"])
-        self.alive = True
+        self.init_faults(model.faults, arm=False)
         self.routable = True
         self.active = 0
-        self.epoch = 0
         self.sessions: dict = {}
         self.inflight: dict = {}  # ordered (a set of ops would iterate in id() order)
         lat = sim.config["stateful"]["backend_latency"]
@@ -150,6 +154,12 @@ class _Server:
         self.link_out = Link(sim, f"lb/{self.name}/out", lat)
         self.created = sim.now
         self.served = [0] * model.nbins
+
+    def on_crash(self) -> None:
+        self.model.crashed(self)
+
+    def on_restart(self) -> None:
+        self.model.restarted(self)
 
 
 class _Op:
@@ -192,6 +202,7 @@ class StatefulModel:
         if self.use_store:
             self.store = Store(sim, "store", st["store_cores"], st["store_service_time"],
                                st["store_latency"], request_size=100, ack_size=50)
+        self.faults = FaultPlan.from_config(sim, "stateful", mtbf=st["mtbf"], mttr=st["mttr"])
         self.servers: list[_Server] = []
         uniform = sim.sampler({"dist": "uniform", "low": 0, "high": 1}, "stateful/balancer", "number")
         self.lb = LoadBalancer(st["balancer"], uniform=uniform)
@@ -242,39 +253,25 @@ class StatefulModel:
 
     def _schedule_faults(self) -> None:
         st = self.cfg
-        env = self.env
-        self._mttr = self.sim.sampler(st["mttr"], "stateful/mttr") if st["mttr"] is not None else None
         if st["crash_at"] is not None:
-            call_at(env, st["crash_at"], lambda _e: self.crash(self.servers[st["crash_server"]]))
-        if st["mtbf"] is not None:
-            mtbf = st["mtbf"]
-            if not isinstance(mtbf, dict):  # a bare value: the mean of exponential up-times
-                mtbf = {"dist": "exponential", "mean": mtbf}
-            self._uptime = self.sim.sampler(mtbf, "stateful/mtbf")
-            for s in self.servers:
-                self._arm_mtbf(s)
+            self.servers[st["crash_server"]].crash_at(st["crash_at"])
+        for s in self.servers:
+            s.arm()
         if st["scale_out_at"] is not None:
-            call_at(env, st["scale_out_at"], self._scale_out)
-
-    def _arm_mtbf(self, s: _Server) -> None:
-        epoch = s.epoch
-        call_later(self.env, self._uptime(),
-                   lambda _e: self.crash(s) if s.alive and s.epoch == epoch else None)
+            call_at(self.env, st["scale_out_at"], self._scale_out)
 
     def _scale_out(self, _e) -> None:
         for _ in range(self.cfg["scale_out_servers"]):
-            s = self._add_server()
-            if self.cfg["mtbf"] is not None:
-                self._arm_mtbf(s)
+            self._add_server().arm()
 
     # -------------------------------------------------------------- faults --
     def crash(self, s: _Server) -> None:
-        """Kill server ``s`` now: its memory and its requests are lost."""
-        if not s.alive:
-            return
+        """Kill server ``s`` now (see :meth:`crashed`)."""
+        s.crash()
+
+    def crashed(self, s: _Server) -> None:
+        """Server ``s`` just crashed: its memory and its requests are lost."""
         now = self.sim.now
-        s.alive = False
-        s.epoch += 1
         self.down += 1
         lost = frozenset(s.sessions)
         if now >= self.sim.start:
@@ -289,19 +286,11 @@ class StatefulModel:
         s.inflight.clear()
         epoch = s.epoch
         call_later(self.env, self.cfg["detect_time"], lambda _e: self._mark(s, epoch, False))
-        if self._mttr is not None:
-            call_later(self.env, self._mttr(), lambda _e: self._restart(s, epoch))
 
-    def _restart(self, s: _Server, epoch: int) -> None:
-        if s.alive or s.epoch != epoch:
-            return
-        s.alive = True
-        s.epoch += 1
+    def restarted(self, s: _Server) -> None:
         self.down -= 1
         new_epoch = s.epoch
         call_later(self.env, self.cfg["detect_time"], lambda _e: self._mark(s, new_epoch, True))
-        if self.cfg["mtbf"] is not None:
-            self._arm_mtbf(s)
 
     @staticmethod
     def _mark(s: _Server, epoch: int, up: bool) -> None:
@@ -409,7 +398,7 @@ class StatefulModel:
     def _server_receive(self, msg) -> None:
         op: _Op = msg.data
         s: _Server = op.server
-        if not s.alive:
+        if not s.up:
             self._reply(s, op, "reset", 0)  # connection refused
             return
         op.epoch = s.epoch
@@ -559,7 +548,7 @@ class StatefulModel:
         imb = []
         for i in range(n):
             loads = [served[s.index][i] for s in self.servers
-                     if s.created <= i * self.bin and (served[s.index][i] > 0 or s.alive)]
+                     if s.created <= i * self.bin and (served[s.index][i] > 0 or s.up)]
             imb.append(imbalance(loads) if sum(loads) > 0 else math.nan)
         return {"time": t, "throughput": [x / self.bin for x in self.ts_ok[:n]], "latency_mean": lat,
                 "failed": self.ts_fail[:n], "relogins": self.ts_relogin[:n], "imbalance": imb,

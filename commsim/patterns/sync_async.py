@@ -73,11 +73,12 @@ from collections import deque
 from commsim.clients import ClientPopulation
 from commsim.clients.population import check_cycle_takes_time
 from commsim.config.schema import Field, Section, register_section
-from commsim.engine.simulation import call_at, call_later
+from commsim.engine.simulation import call_later
 from commsim.metrics import io as _io_metrics  # noqa: F401  (registers the metric definitions)
 from commsim.metrics.collect import Level, client_server_metrics, engine_metrics
 from commsim.network import Message, Network
 from commsim.nodes import Cpu
+from commsim.nodes.faults import Crashable, FaultPlan
 from commsim.patterns.base import Pattern
 
 IO_MODELS = ("thread_pool", "event_loop", "io_uring", "thread_per_call")
@@ -257,7 +258,7 @@ class Wal:
 
 
 # ------------------------------------------------------------------ model --
-class SyncAsync:
+class SyncAsync(Crashable):
     """The sync/async I/O and commit model on one :class:`~commsim.engine.Simulation`."""
 
     def __init__(self, sim):
@@ -290,7 +291,6 @@ class SyncAsync:
         self.req_header = int(sa["request_header"])
         self.resp_header = int(sa["response_header"])
         self.retry_backoff = sa["retry_backoff"]
-        self.restart_time = sa["restart_time"]
 
         # Threads: a counting pool, separate from the cores.
         self.free_threads = self.pool_size
@@ -305,21 +305,18 @@ class SyncAsync:
         self.spawned = 0
         self.io_calls = 0
         self.resets = 0
-        self.crashes = 0
 
-        self.up = True
-        self.epoch = 0
+        mtbf = None
+        if sa["crash_mtbf"] is not None:
+            mtbf = sim.sampler({"dist": "exponential", "mean": sa["crash_mtbf"]},
+                               "sync_async/crash")
+        self.init_faults(FaultPlan(sim, uptime=mtbf, downtime=sa["restart_time"]), arm=False)
         self.active: dict = {}  # requests inside the server, in arrival order
         self.wal = Wal(self, sa) if sa["commit"] != "none" else None
         self.sync_commit = sa["commit"] == "sync"
 
-        for t in sorted(sa["crash_at"] or ()):
-            call_at(self.env, t, self._crash_event)
-        self._mtbf = None
-        if sa["crash_mtbf"] is not None:
-            self._mtbf = sim.sampler({"dist": "exponential", "mean": sa["crash_mtbf"]},
-                                     "sync_async/crash")
-            self._schedule_random_crash()
+        self.crash_at(sa["crash_at"] or ())
+        self.arm()
         sim.sync_async = self
         self.clients = ClientPopulation(sim, self.start_op)
 
@@ -491,25 +488,9 @@ class SyncAsync:
         self.net.down.send(msg, self._client_response)
 
     # ----------------------------------------------------------- crashes --
-    def _crash_event(self, _event) -> None:
-        self.crash()
-
-    def _schedule_random_crash(self) -> None:
-        call_later(self.env, self._mtbf(), self._random_crash, self.epoch)
-
-    def _random_crash(self, event) -> None:
-        if self.up and event._value == self.epoch:
-            self.crash()
-
-    def crash(self) -> None:
-        """Crash the server now (no-op while it is already down)."""
-        if not self.up:
-            return
-        now = self.env._now
-        self.up = False
-        self.epoch += 1
-        if now >= self.sim.start:
-            self.crashes += 1
+    def on_crash(self) -> None:
+        """The server process died (:class:`~commsim.nodes.faults.Crashable`):
+        lose the log's volatile tail, reset every request inside."""
         if self.wal is not None:
             self.wal.crash()
         for req in self.active:
@@ -520,14 +501,10 @@ class SyncAsync:
         self.threads.set(0)
         self.blocked.set(0)
         self.down.set(1)
-        call_later(self.env, self.restart_time, self._restart)
 
-    def _restart(self, _event) -> None:
-        self.up = True
+    def on_restart(self) -> None:
         self.down.set(0)
         self.threads.set(self.loop_threads)
-        if self._mtbf is not None:
-            self._schedule_random_crash()
 
     # ----------------------------------------------------------- metrics --
     def metrics(self) -> dict:
