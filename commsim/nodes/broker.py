@@ -9,10 +9,11 @@ Model and assumptions
   response) and ``broker_cpu_per_request`` per ack, fetch request and offset
   commit.  A zero cost schedules nothing.
 * **Persistence.** With ``persistence: true`` a publish is confirmed only
-  after an fsync.  The disk is a one-"core" :class:`~commsim.nodes.Cpu`
-  named ``broker-disk`` doing one fsync (``fsync_time``) at a time with
-  *group commit*: every publish that arrives while an fsync runs is made
-  durable by the next one (as RabbitMQ and Kafka batch their syncs).
+  after an fsync: the store is a :class:`~commsim.nodes.durable_log.DurableLog`
+  on a one-"core" :class:`~commsim.nodes.Cpu` named ``broker-disk`` doing
+  one fsync (``fsync_time``) at a time with *group commit*: every publish
+  that arrives while an fsync runs is made durable by the next one (as
+  RabbitMQ and Kafka batch their syncs).
 * **Push** (RabbitMQ-like).  Each subscription has a FIFO queue shared by
   the consumers of its group (competing consumers).  The broker sends a
   consumer messages while it has fewer than ``prefetch`` unacknowledged ones,
@@ -52,6 +53,7 @@ from collections import deque
 from commsim.engine.simulation import call_later
 from commsim.network import Message
 from commsim.nodes.cpu import Cpu
+from commsim.nodes.durable_log import DurableLog
 from commsim.nodes.faults import Crashable, FaultPlan
 
 
@@ -136,7 +138,9 @@ class Broker(Crashable):
         self.cpu = Cpu(sim, "broker", cfg["broker_cores"])
         self.persistent = cfg["persistence"]
         self.disk = Cpu(sim, "broker-disk", 1) if self.persistent else None
-        self.fsync_time = cfg["fsync_time"]
+        # Persistence: the store is a group-commit DurableLog on the disk.
+        self.log = DurableLog(sim, self, cfg["fsync_time"], disk=self.disk) \
+            if self.persistent else None
         self.cost_msg = cfg["broker_cpu_per_message"]
         self.cost_req = cfg["broker_cpu_per_request"]
         self.prefetch = cfg["prefetch"]
@@ -145,8 +149,6 @@ class Broker(Crashable):
         self.max_records = cfg["max_poll_records"]
         self.header = int(cfg["header"])
         self.init_faults(FaultPlan(sim, downtime=cfg["broker_downtime"]), arm=False)
-        self._batch: list[Msg] = []
-        self._disk_busy = False
         self.partitions: list[list[Partition]] = []  # by topic
         self._part_rr: list[int] = []
 
@@ -178,29 +180,10 @@ class Broker(Crashable):
         msg.publisher.refused(msg)
 
     def _stored(self, msg) -> None:
-        if self.disk is None:
+        if self.log is None:
             self._commit(msg)
-            return
-        self._batch.append(msg)
-        if not self._disk_busy:
-            self._fsync()
-
-    def _fsync(self) -> None:
-        batch, self._batch = self._batch, []
-        self._disk_busy = True
-        self.disk.submit(self.fsync_time, "fsync", self._synced, (self.epoch, batch))
-
-    def _synced(self, tok, _wait) -> None:
-        epoch, batch = tok
-        self._disk_busy = False
-        if epoch == self.epoch and self.up:
-            for msg in batch:
-                self._commit(msg)
         else:
-            for msg in batch:
-                msg.publisher.refused(msg)
-        if self._batch and self.up:
-            self._fsync()
+            self.log.append(self._commit, msg)
 
     def _commit(self, msg) -> None:
         """The message is stored: hand it to its subscriptions, confirm it."""
@@ -397,9 +380,11 @@ class Broker(Crashable):
 
     def on_crash(self) -> None:
         m = self.model
-        refused, self._batch = self._batch, []
-        for msg in refused:
-            msg.publisher.refused(msg)
+        if self.log is not None:
+            # Publishes not yet durable are refused; newest first, so that each
+            # publisher's outbox gets them back in their original order.
+            for msg in reversed(self.log.crash()):
+                msg.publisher.refused(msg)
         if m.mode == "push":
             for sub in m.subs:
                 for c in sub.consumers:
@@ -457,5 +442,5 @@ class Broker(Crashable):
         else:
             for c in m.consumers:
                 c.reconnect()
-        if self._batch and not self._disk_busy:
-            self._fsync()
+        if self.log is not None:
+            self.log.resume()

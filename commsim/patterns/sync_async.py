@@ -53,7 +53,8 @@ Model and assumptions (details, closed forms and parameter table in
   waits for a flush covering its write before it is acknowledged (group
   commit: a flush starts as soon as the previous one ends while writes wait);
   the wait is one more I/O of the I/O model.  ``async``: acknowledged at
-  once; a background flush every ``flush_interval``.
+  once; a background flush every ``flush_interval``.  The log is the shared
+  :class:`~commsim.nodes.durable_log.DurableLog`.
 * Crashes (``crash_at``, ``crash_mtbf``): the server process dies; writes
   not yet durable are lost (``writes_lost``; those already acknowledged are
   ``acked_writes_lost``), a flush in progress never completes, every request
@@ -67,7 +68,6 @@ Model and assumptions (details, closed forms and parameter table in
 from __future__ import annotations
 
 import math
-from array import array
 from collections import deque
 
 from commsim.clients import ClientPopulation
@@ -78,6 +78,7 @@ from commsim.metrics import io as _io_metrics  # noqa: F401  (registers the metr
 from commsim.metrics.collect import Level, client_server_metrics, engine_metrics
 from commsim.network import Message, Network
 from commsim.nodes import Cpu
+from commsim.nodes.durable_log import DurableLog
 from commsim.nodes.faults import Crashable, FaultPlan
 from commsim.patterns.base import Pattern
 
@@ -159,102 +160,8 @@ class _Req:
         self.lsn = 0
 
 
-class Wal:
-    """The write-ahead log: appends, flushes, acknowledgements and crash losses.
-
-    Bookkeeping is by log sequence number (LSN): ``appended`` is the last LSN
-    written, ``durable`` the last one a completed flush covers.  For an
-    independent check the log also records the time of every acknowledgement
-    (``ack_times``), every completed flush (``flush_log``: start, end) and
-    every crash (``crash_log``).
-    """
-
-    def __init__(self, model, cfg: dict):
-        self.model = model
-        self.sim = model.sim
-        self.env = model.env
-        self.sync = cfg["commit"] == "sync"
-        self.interval = cfg["flush_interval"]
-        self._fsync = model.sim.sampler(cfg["fsync_time"], "sync_async/fsync")
-        self.appended = 0
-        self.durable = 0
-        self.flushing = False
-        self.waiters: deque = deque()  # (lsn, event), in LSN order
-        self.acked: deque = deque()    # acknowledged LSNs not yet durable, in LSN order
-        self.ack_times = array("d")
-        self.flush_log: list[tuple[float, float]] = []
-        self.crash_log: list[float] = []
-        # window counters
-        self.writes_acked = 0
-        self.writes_lost = 0
-        self.acked_lost = 0
-        self.flushes = 0
-        if not self.sync:
-            call_later(self.env, self.interval, self._tick)
-
-    def append(self) -> int:
-        self.appended += 1
-        return self.appended
-
-    def wait_durable(self, lsn: int):
-        """An event that succeeds once a flush covers ``lsn`` (sync commit)."""
-        ev = self.env.event()
-        if lsn <= self.durable:
-            ev.succeed()
-            return ev
-        self.waiters.append((lsn, ev))
-        if not self.flushing:
-            self._start_flush()
-        return ev
-
-    def ack(self, lsn: int) -> None:
-        now = self.env._now
-        self.ack_times.append(now)
-        if now >= self.sim.start:
-            self.writes_acked += 1
-        if lsn > self.durable:
-            # Async commit acknowledges at the instant of the append, so acks come in LSN order.
-            self.acked.append(lsn)
-
-    def _start_flush(self) -> None:
-        self.flushing = True
-        call_later(self.env, self._fsync(), self._flushed,
-                   (self.model.epoch, self.appended, self.env._now))
-
-    def _flushed(self, event) -> None:
-        epoch, covers, started = event._value
-        if epoch != self.model.epoch:
-            return  # the server crashed during this flush: it never completed
-        now = self.env._now
-        self.flushing = False
-        self.durable = covers
-        self.flush_log.append((started, now))
-        if now >= self.sim.start:
-            self.flushes += 1
-        acked = self.acked
-        while acked and acked[0] <= covers:
-            acked.popleft()
-        waiters = self.waiters
-        while waiters and waiters[0][0] <= covers:
-            waiters.popleft()[1].succeed()
-        if waiters:  # group commit: the writes that arrived during this flush go next
-            self._start_flush()
-
-    def _tick(self, _event) -> None:
-        call_later(self.env, self.interval, self._tick)
-        if self.model.up and not self.flushing and self.appended > self.durable:
-            self._start_flush()
-
-    def crash(self) -> None:
-        now = self.env._now
-        self.crash_log.append(now)
-        if now >= self.sim.start:
-            self.writes_lost += self.appended - self.durable
-            self.acked_lost += len(self.acked)
-        self.appended = self.durable  # the lost LSNs are reused after the restart
-        self.acked.clear()
-        self.waiters.clear()
-        self.flushing = False
+def _succeed(event) -> None:
+    event.succeed()
 
 
 # ------------------------------------------------------------------ model --
@@ -312,8 +219,11 @@ class SyncAsync(Crashable):
                                "sync_async/crash")
         self.init_faults(FaultPlan(sim, uptime=mtbf, downtime=sa["restart_time"]), arm=False)
         self.active: dict = {}  # requests inside the server, in arrival order
-        self.wal = Wal(self, sa) if sa["commit"] != "none" else None
         self.sync_commit = sa["commit"] == "sync"
+        self.wal = None  # the write-ahead log, a DurableLog (commit: sync or async)
+        if sa["commit"] != "none":
+            self.wal = DurableLog(sim, self, sim.sampler(sa["fsync_time"], "sync_async/fsync"),
+                                  interval=None if self.sync_commit else sa["flush_interval"])
 
         self.crash_at(sa["crash_at"] or ())
         self.arm()
@@ -409,7 +319,9 @@ class SyncAsync(Crashable):
             parts = []
             req.lsn = self.wal.append()
             if self.sync_commit:
-                parts = yield from self._io(req, parts, self.wal.wait_durable(req.lsn))
+                durable = self.env.event()
+                self.wal.when_durable(req.lsn, _succeed, durable)
+                parts = yield from self._io(req, parts, durable)
                 if parts is None:
                     return
         if parts:
