@@ -12,7 +12,7 @@ from commsim import theory
 from commsim.engine import Simulation
 from commsim.engine.simulation import call_at
 from commsim.errors import ConfigError
-from commsim.experiment.runner import simulate
+from commsim.experiment.runner import collect, simulate
 from commsim.nodes.load_balancer import LoadBalancer
 from commsim.patterns import registry
 from commsim.patterns.stateful import StatefulModel
@@ -74,7 +74,7 @@ def test_stateful_crash_loses_exactly_the_sessions_on_that_server():
         snap["others"] = {s.index: set(s.sessions) for s in model.servers if s.index != 1}
     call_at(sim.env, 20.0 - 1e-9, probe)
     sim.run()
-    m = model.metrics()
+    m = collect(sim, model)
     victims = snap["victim"]
     assert len(victims) > 10  # ~120 clients over 4 servers
     assert m["sessions_lost"] == len(victims)

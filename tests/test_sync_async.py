@@ -23,10 +23,9 @@ import pytest
 
 import commsim
 from commsim.config import resolve_run
-from commsim.engine import Simulation
 from commsim.errors import ConfigError
 from commsim.experiment.runner import simulate
-from commsim.patterns.sync_async import SyncAsync, figures
+from commsim.patterns.sync_async import figures
 from commsim.theory import thread_pool_saturation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,10 +48,8 @@ def config(io_model="thread_pool", *, duration=4.0, warmup=0.5, cores=1, rate=No
 
 
 def run_model(cfg, seed=11):
-    sim = Simulation(cfg, seed)
-    model = SyncAsync(sim)
-    sim.run()
-    return model, model.metrics()
+    run = simulate(cfg, seed)
+    return run.model, run.metrics
 
 
 def exp(mean):

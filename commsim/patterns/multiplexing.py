@@ -57,8 +57,7 @@ import math
 from commsim.clients import ClientPopulation
 from commsim.config.schema import Field, Section, register_section
 from commsim.metrics import multiplexing as _metrics  # noqa: F401  (defines the metrics)
-from commsim.metrics.collect import (byte_metrics, cpu_metrics, engine_metrics, latency_metrics,
-                                     ledger_metrics)
+from commsim.metrics.collect import cpu_metrics, latency_metrics
 from commsim.network.http import PROTOCOLS, HttpClient, Request, Tier
 from commsim.network.transport import Path, Transport
 from commsim.nodes import Cpu
@@ -335,8 +334,6 @@ class Multiplexing:
         out.update(cpu_metrics(self.cpu))
         out["requests"] = sim.bytes.messages("request")
         out["responses"] = sim.bytes.messages("response")
-        out.update(byte_metrics(sim))
-        out.update(ledger_metrics(sim, t.in_flight))
         ct, bt = self.client_tier, self.backend_tier
         out["connections_opened"] = ct.opened + bt.opened
         out["handshakes"] = ct.handshakes + bt.handshakes
@@ -353,8 +350,10 @@ class Multiplexing:
             out["proxy_cpu_s"] = 0.0
             out["proxy_utilization"] = 0.0
             out["proxy_added_mean"] = nan
-        out.update(engine_metrics(sim))
         return out
+
+    def in_flight(self) -> int:
+        return self.transport.in_flight
 
 
 def figures(result, out_dir):

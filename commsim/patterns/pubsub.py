@@ -72,8 +72,7 @@ from commsim.config.schema import Field, Section, register_section
 from commsim.engine.simulation import call_at, call_later
 from commsim.errors import ConfigError
 from commsim.metrics import pubsub as _pubsub_metrics  # noqa: F401  (defines the metrics)
-from commsim.metrics.collect import (Latencies, byte_metrics, engine_metrics, latency_metrics, percentiles,
-                                     ledger_metrics)
+from commsim.metrics.collect import Latencies, latency_metrics, percentiles
 from commsim.network import Link, Message
 from commsim.nodes import Cpu
 from commsim.nodes.broker import Broker, Msg, Subscription, _Fetch
@@ -771,10 +770,10 @@ class PubSub:
         out["empty_fetches"] = self.empty_fetches
         out["fetch_latency_mean"] = self.fetch_latency_sum / fc if fc else nan
         out["fetch_hold_mean"] = self.fetch_hold_sum / fc if fc else nan
-        out.update(byte_metrics(sim))
-        out.update(ledger_metrics(sim, sum(link.pending() for link in self.links)))
-        out.update(engine_metrics(sim))
         return out
+
+    def in_flight(self) -> int:
+        return sum(link.pending() for link in self.links)
 
 
 def figures(result, out_dir):

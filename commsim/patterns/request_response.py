@@ -33,7 +33,7 @@ import math
 from commsim.clients import ClientPopulation
 from commsim.clients.population import check_cycle_takes_time
 from commsim.config.schema import Field, Section, register_section
-from commsim.metrics.collect import client_server_metrics, engine_metrics
+from commsim.metrics.collect import client_server_metrics
 from commsim.network import Message, Network
 from commsim.network.connection import Connections
 from commsim.network.encoding import PRESETS, Encoding
@@ -174,12 +174,13 @@ class RequestResponse:
         self.net.down.send(msg, upload.response)
 
     # ----------------------------------------------------------- metrics --
+    def in_flight(self) -> int:
+        return self.net.in_flight()
+
     def metrics(self) -> dict:
-        sim = self.sim
-        out = client_server_metrics(sim, self.cpu, self.clients, self.net)
+        out = client_server_metrics(self.sim, self.cpu, self.clients)
         out["connections_opened"] = self.conns.opened
         out["handshakes"] = self.conns.handshakes
-        out.update(engine_metrics(sim))
         return out
 
 

@@ -69,7 +69,7 @@ from commsim.clients import ClientPopulation
 from commsim.config.schema import Field, Section, register_section
 from commsim.engine.simulation import call_later
 from commsim.errors import ConfigError
-from commsim.metrics.collect import byte_metrics, engine_metrics, latency_metrics, ledger_metrics
+from commsim.metrics.collect import latency_metrics
 from commsim.metrics.collect import percentiles
 from commsim.network import Link, Message
 from commsim.network.connection import HANDSHAKES
@@ -514,9 +514,6 @@ class SidecarModel:
         out["retry_amplification"] = self.attempts / self.calls if self.calls else math.nan
         out["ejections"] = self.ejections
         out["timeouts"] = self.timeouts
-        out.update(byte_metrics(sim))
-        out.update(ledger_metrics(sim, self.in_flight()))
-        out.update(engine_metrics(sim))
         return out
 
 

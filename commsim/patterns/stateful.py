@@ -67,7 +67,7 @@ from pathlib import Path
 from commsim.clients import ClientPopulation
 from commsim.config.schema import Field, Section, register_section
 from commsim.errors import ConfigError
-from commsim.metrics.collect import byte_metrics, engine_metrics, latency_metrics, ledger_metrics
+from commsim.metrics.collect import latency_metrics
 from commsim.metrics.collect import percentiles
 from commsim.metrics.topology import imbalance
 from commsim.engine.simulation import call_at, call_later
@@ -532,10 +532,7 @@ class StatefulModel:
             out["store_utilization"] = 0.0
             out["store_wait_mean"] = math.nan
         out["requests"] = sim.bytes.messages("request")
-        out.update(byte_metrics(sim))
         out["bytes_per_request"] = sim.bytes.total / self.ok if self.ok else math.nan
-        out.update(ledger_metrics(sim, self.in_flight()))
-        out.update(engine_metrics(sim))
         return out
 
     def timeseries(self) -> dict:

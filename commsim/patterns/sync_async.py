@@ -75,7 +75,7 @@ from commsim.clients.population import check_cycle_takes_time
 from commsim.config.schema import Field, Section, register_section
 from commsim.engine.simulation import call_later
 from commsim.metrics import io as _io_metrics  # noqa: F401  (registers the metric definitions)
-from commsim.metrics.collect import Level, client_server_metrics, engine_metrics
+from commsim.metrics.collect import Level, client_server_metrics
 from commsim.network import Message, Network
 from commsim.nodes import Cpu
 from commsim.nodes.durable_log import DurableLog
@@ -419,9 +419,11 @@ class SyncAsync(Crashable):
         self.threads.set(self.loop_threads)
 
     # ----------------------------------------------------------- metrics --
+    def in_flight(self) -> int:
+        return self.net.in_flight()
+
     def metrics(self) -> dict:
-        sim = self.sim
-        out = client_server_metrics(sim, self.cpu, self.clients, self.net)
+        out = client_server_metrics(self.sim, self.cpu, self.clients)
         by = self.cpu.account.by_purpose
         out.update({
             "threads_mean": self.threads.mean,
@@ -445,7 +447,6 @@ class SyncAsync(Crashable):
             "acked_writes_lost": wal.acked_lost if wal else 0,
             "flushes": wal.flushes if wal else 0,
         })
-        out.update(engine_metrics(sim))
         return out
 
 
