@@ -57,26 +57,36 @@ def _ignore(_msg) -> None:
 
 
 class Tier:
-    """Connection counts of one tier (clients -> front, proxy -> backend)."""
+    """Connection counts of one tier (clients -> front, proxy -> backend):
+    connections opened and handshakes completed in the window, and the
+    connections open at once (a recorder :class:`~commsim.engine.recorder.Level`:
+    ``peak`` is the most open at once *inside the window*)."""
 
-    __slots__ = ("sim", "opened", "handshakes", "open_now", "peak")
+    __slots__ = ("opened_n", "handshakes", "level")
 
-    def __init__(self, sim):
-        self.sim = sim
-        self.opened = 0       # in the window
+    def __init__(self, sim, name: str):
+        self.opened_n = sim.recorder.counter(f"{name}/connections_opened")
         self.handshakes = 0   # completed in the window
-        self.open_now = 0
-        self.peak = 0         # most open at once (whole run)
+        self.level = sim.recorder.level(f"{name}/connections_open")
+
+    @property
+    def opened(self) -> int:
+        return self.opened_n.n
+
+    @property
+    def open_now(self) -> int:
+        return self.level.value
+
+    @property
+    def peak(self) -> int:
+        return self.level.peak
 
     def open(self) -> None:
-        if self.sim.env._now >= self.sim.start:
-            self.opened += 1
-        self.open_now += 1
-        if self.open_now > self.peak:
-            self.peak = self.open_now
+        self.opened_n.add()
+        self.level.add(1)
 
     def closed(self, n: int) -> None:
-        self.open_now -= n
+        self.level.add(-n)
 
 
 class Request:

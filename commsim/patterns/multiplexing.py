@@ -226,8 +226,8 @@ class Multiplexing:
         self.cpu = Cpu(sim, "server", cfg["server"]["cores"])
         self.tls_cpu = net["tls_server_cpu"]
         self.handshake = net["handshake"]
-        self.client_tier = Tier(sim)
-        self.backend_tier = Tier(sim)
+        self.client_tier = Tier(sim, "client")
+        self.backend_tier = Tier(sim, "backend")
         self.server = _Server(self)
         self.proxy = None
         if mx["proxy"] != "none":
