@@ -96,23 +96,27 @@ class Subscription:
     """One subscription of a topic: every message of the topic once
     (push: a queue; pull: a consumer group's offsets)."""
 
-    __slots__ = ("topic", "index", "consumers", "ready", "retry", "depth", "depth_max",
+    __slots__ = ("topic", "index", "consumers", "ready", "retry", "queue",
                  "seen", "rr", "committed", "high", "owner", "healthy")
 
-    def __init__(self, topic: int, index: int, partitions: int):
+    def __init__(self, sim, topic: int, index: int, partitions: int):
         self.topic = topic
         self.index = index
         self.consumers: list = []
         self.ready: deque = deque()
         self.retry: deque = deque()  # requeued messages, delivered first
-        self.depth = 0
-        self.depth_max = 0
+        # messages not yet processed: a recorder Level (peak over the window)
+        self.queue = sim.recorder.level(f"pubsub/queue/{topic}/{index}")
         self.seen: set = set()  # message ids processed by this subscription
         self.rr = 0
         self.committed = [0] * partitions
         self.high = [0] * partitions  # highest offset fetched + 1 (redelivery detection)
         self.owner: list = [None] * partitions
         self.healthy = True  # no slow or crashing consumer (for healthy_latency_*)
+
+    @property
+    def depth(self) -> int:
+        return self.queue.value
 
 
 class _Fetch:
@@ -198,9 +202,7 @@ class Broker(Crashable):
                                     created=self.env._now, data=msg), m.on_confirm)
 
     def _grow(self, sub: Subscription, n: int) -> None:
-        sub.depth += n
-        if sub.depth > sub.depth_max and self.env._now >= self.sim.start:
-            sub.depth_max = sub.depth
+        sub.queue.add(n)
 
     # ------------------------------------------------------------ push --
     def enqueue(self, sub: Subscription, msg: Msg) -> None:
@@ -254,7 +256,7 @@ class Broker(Crashable):
         msg = c.unacked.pop(tag, None)
         if msg is None:
             return
-        c.sub.depth -= 1
+        c.sub.queue.add(-1)
         self.dispatch(c.sub)
 
     def consumer_lost(self, c) -> None:
@@ -370,7 +372,7 @@ class Broker(Crashable):
             old = committed[p]
             if off > old:
                 committed[p] = off
-                sub.depth -= off - old
+                sub.queue.add(-(off - old))
 
     # --------------------------------------------------------- restart --
     @property
@@ -400,7 +402,7 @@ class Broker(Crashable):
                             if msg.mid not in sub.seen:
                                 m.missed += 1
                         q.clear()
-                    sub.depth -= lost
+                    sub.queue.add(-lost)
         else:
             for parts in self.partitions:
                 for part in parts:
@@ -429,7 +431,7 @@ class Broker(Crashable):
                             old = sub.committed[part.index]
                             if end > old:
                                 sub.committed[part.index] = end
-                                sub.depth -= end - old
+                                sub.queue.add(-(end - old))
                         part.lost_before = end
 
     def on_restart(self) -> None:

@@ -308,7 +308,7 @@ class Consumer(Crashable):
                 self.commit()
         else:
             m.processed_copy(self.sub, item)
-            self.sub.depth -= 1
+            self.sub.queue.add(-1)
             while self.pending and len(self.buffer) + self.busy < m.direct_buffer:
                 self._accept(self.pending.popleft())
         if self.buffer:
@@ -385,9 +385,7 @@ class Consumer(Crashable):
             m.missed += 1
             m.copy_done(msg)
             return
-        self.sub.depth += 1
-        if self.sub.depth > self.sub.depth_max and m.env._now >= m.sim.start:
-            self.sub.depth_max = self.sub.depth
+        self.sub.queue.add(1)
         if len(self.buffer) + self.busy < m.direct_buffer:
             self._accept(msg)
         else:
@@ -436,7 +434,7 @@ class Consumer(Crashable):
                     m.missed += 1
         else:
             m.missed += len(dropped) + len(self.pending)
-            sub.depth -= len(dropped) + len(self.pending)
+            sub.queue.add(-(len(dropped) + len(self.pending)))
             for msg in self.pending:
                 m.copy_done(msg)
             self.pending.clear()
@@ -522,7 +520,7 @@ class PubSub:
         for t in range(topics):
             subs = []
             for s in range(cfg["subscribers"]):
-                sub = Subscription(t, s, partitions)
+                sub = Subscription(sim, t, s, partitions)
                 for _ in range(group):
                     c = Consumer(self, len(self.consumers), sub)
                     sub.consumers.append(c)
@@ -593,24 +591,26 @@ class PubSub:
         for c in faulty:
             c.sub.healthy = False
 
-        # Queue depth: the maximum from the window start, and periodic samples.
-        self.samples_t: list[float] = []
-        self.samples_depth: list[list[int]] = []
-        self.samples_outbox: list[int] = []
-        call_at(env, sim.start, self._window_opens)
-        call_at(env, 0.0, self._sample)
+        # Queue depth: each subscription's is a recorder Level (peak over the
+        # window); depths and publishers' outboxes are sampled periodically.
+        self.samples = sim.recorder.every("pubsub/queues", cfg["sample_every"], self._sample)
         sim.at_end(self._close)
 
     # ----------------------------------------------------------- helpers --
-    def _window_opens(self, _event) -> None:
-        for sub in self.subs:
-            sub.depth_max = sub.depth
+    def _sample(self):
+        return [sub.depth for sub in self.subs], sum(len(p.outbox) for p in self.publishers)
 
-    def _sample(self, _event) -> None:
-        self.samples_t.append(self.env._now)
-        self.samples_depth.append([sub.depth for sub in self.subs])
-        self.samples_outbox.append(sum(len(p.outbox) for p in self.publishers))
-        call_later(self.env, self.cfg["sample_every"], self._sample)
+    @property
+    def samples_t(self) -> list[float]:
+        return self.samples.t
+
+    @property
+    def samples_depth(self) -> list[list[int]]:
+        return [v[0] for v in self.samples.values]
+
+    @property
+    def samples_outbox(self) -> list[int]:
+        return [v[1] for v in self.samples.values]
 
     def _close(self) -> None:
         for p in self.publishers:
@@ -739,7 +739,7 @@ class PubSub:
         out.update(latency_metrics(lat.values))
         busy = sum(c.cpu.account.total for c in self.consumers)
         out["consumer_utilization"] = busy / (len(self.consumers) * d)
-        out["queue_depth_max"] = max(sub.depth_max for sub in self.subs)
+        out["queue_depth_max"] = max(sub.queue.peak for sub in self.subs)
         window = [sum(s) for t, s in zip(self.samples_t, self.samples_depth) if t >= sim.start]
         out["queue_depth_mean"] = sum(window) / len(window) if window else float("nan")
         out.update(percentiles(self.healthy_latencies, "healthy_latency", qs=(99,), mean=True))
