@@ -130,7 +130,7 @@ class HttpConn:
         c = self.client
         flights, last = c.flights
         if self.i == len(flights):
-            if c.sim.env._now >= c.sim.start:
+            if c.sim.env.now >= c.sim.start:
                 c.tier.handshakes += 1
             self.open = True
             self.extra = last
@@ -140,13 +140,13 @@ class HttpConn:
                 # client's last flight goes alone, outside the ordered stream
                 # (like a bare ACK), so no later request waits for it.
                 msg = Message("handshake", c.name, "server", handshake=self.extra,
-                              created=c.sim.env._now)
+                              created=c.sim.env.now)
                 self.extra = 0
                 self.tc.up.send(msg, 0, _ignore, unordered=True)
             return
         direction, size = flights[self.i]
         self.i += 1
-        now = c.sim.env._now
+        now = c.sim.env.now
         if direction == "up":
             msg = Message("handshake", c.name, "server", handshake=size, created=now,
                           label=f"handshake {self.i}")
@@ -168,7 +168,7 @@ class HttpConn:
         c = self.client
         self.busy += 1
         req.conn = self
-        req.t0 = c.sim.env._now
+        req.t0 = c.sim.env.now
         proto = c.protocol
         if proto == "http1":
             header = c.req_header
@@ -223,7 +223,7 @@ class HttpConn:
                 framing = H3_FRAME * (2 if body > 0 else 1)
         req.resp_header_sent = header
         msg = Message("response", "server", c.name, header=header, payload=body,
-                      framing=framing, created=c.sim.env._now, data=req)
+                      framing=framing, created=c.sim.env.now, data=req)
         self.tc.down.send(msg, req.stream, self._at_client)
 
     def _at_client(self, msg) -> None:
@@ -231,7 +231,7 @@ class HttpConn:
         self.busy -= 1
         c = self.client
         sim = c.sim
-        now = sim.env._now
+        now = sim.env.now
         req.done_at = now
         stats = c.stats
         if stats is not None and now >= sim.start:
@@ -313,7 +313,7 @@ class HttpClient:
         else:  # no handshake, or QUIC 0-RTT: the request goes at once
             c.open = True
             c.extra = last
-            if last and self.sim.env._now >= self.sim.start:
+            if last and self.sim.env.now >= self.sim.start:
                 self.tier.handshakes += 1
         return c
 

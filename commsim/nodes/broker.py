@@ -199,7 +199,7 @@ class Broker(Crashable):
         else:
             self.append(msg)
         m.confirm_link.send(Message("confirm", "broker", msg.publisher, header=self.header,
-                                    created=self.env._now, data=msg), m.on_confirm)
+                                    created=self.env.now, data=msg), m.on_confirm)
 
     def _grow(self, sub: Subscription, n: int) -> None:
         sub.queue.add(n)
@@ -242,7 +242,7 @@ class Broker(Crashable):
         m = self.model
         m.deliveries += 1
         m.deliver_link.send(Message("deliver", "broker", c, header=self.header, payload=msg.size,
-                                    created=self.env._now, data=token), c.on_delivery)
+                                    created=self.env.now, data=token), c.on_delivery)
 
     def receive_ack(self, wire) -> None:
         if not self.up:
@@ -306,7 +306,7 @@ class Broker(Crashable):
         c = f.consumer
         if f.fid != c.fetch_id:
             return
-        f.arrived = self.env._now
+        f.arrived = self.env.now
         f.epoch = self.epoch
         if self._ready_bytes(c) >= self.min_bytes:
             self._respond(f)
@@ -316,7 +316,7 @@ class Broker(Crashable):
         call_later(self.env, self.max_wait, self._fetch_timeout, f)
 
     def _fetch_timeout(self, event) -> None:
-        f = event._value
+        f = event.value
         if not f.done and f.epoch == self.epoch and self.up:
             self._respond(f)
 
@@ -348,7 +348,7 @@ class Broker(Crashable):
                     sub.high[part.index] = stop
                 left -= stop - start
             positions[i] = stop if stop > start else start
-        hold = self.env._now - f.arrived
+        hold = self.env.now - f.arrived
         self._work(self.cost_msg * len(records), "fetch", self._send_response,
                    (f, records, positions, hold, nbytes))
 
@@ -357,7 +357,7 @@ class Broker(Crashable):
         m = self.model
         m.deliveries += len(records)
         m.deliver_link.send(Message("fetch_response", "broker", f.consumer, header=self.header,
-                                    payload=nbytes, created=self.env._now, data=token),
+                                    payload=nbytes, created=self.env.now, data=token),
                             f.consumer.on_fetch_response)
 
     def receive_commit(self, wire) -> None:

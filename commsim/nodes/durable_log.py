@@ -97,7 +97,7 @@ class DurableLog:
 
     def ack(self, lsn: int) -> None:
         """Record that the write ``lsn`` was acknowledged to its client now."""
-        now = self.env._now
+        now = self.env.now
         self.ack_times.append(now)
         if now >= self.sim.start:
             self.writes_acked += 1
@@ -108,14 +108,14 @@ class DurableLog:
     # -------------------------------------------------------- flushing --
     def _start(self) -> None:
         self.flushing = True
-        token = (self.owner.epoch, self.appended, self.env._now)
+        token = (self.owner.epoch, self.appended, self.env.now)
         if self.disk is not None:
             self.disk.submit(self._flush_time(), self.purpose, self._disk_done, token)
         else:
             call_later(self.env, self._flush_time(), self._timer_done, token)
 
     def _timer_done(self, event) -> None:
-        self._flushed(event._value)
+        self._flushed(event.value)
 
     def _disk_done(self, token, _wait) -> None:
         self._flushed(token)
@@ -124,7 +124,7 @@ class DurableLog:
         epoch, covers, started = token
         self.flushing = False
         if self.owner.current(epoch):
-            now = self.env._now
+            now = self.env.now
             self.durable = covers
             self.flush_log.append((started, now))
             if now >= self.sim.start:
@@ -149,7 +149,7 @@ class DurableLog:
     def crash(self) -> list:
         """The owner crashed: lose the volatile tail; return the waiting
         writers' tokens (LSN order)."""
-        now = self.env._now
+        now = self.env.now
         self.crash_log.append(now)
         if now >= self.sim.start:
             self.writes_lost += self.appended - self.durable

@@ -41,7 +41,7 @@ class SidecarProxy:
 
     def leg(self, request: bool, extra_cpu: float, done, token) -> None:
         """Process one leg; ``done(token)`` runs when it leaves the proxy."""
-        if request and self.env._now >= self.sim.start:
+        if request and self.env.now >= self.sim.start:
             self.passes += 1
         self.cpu.submit(0.5 * self._cpu() + extra_cpu, "proxy", self._after_cpu, (done, token))
 
@@ -53,7 +53,7 @@ class SidecarProxy:
 
     @staticmethod
     def _after_delay(event) -> None:
-        done, token = event._value
+        done, token = event.value
         done(token)
 
     def in_flight(self) -> int:

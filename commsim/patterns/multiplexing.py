@@ -143,7 +143,7 @@ class _Proxy:
         self.added_n = 0
 
     def handle(self, req: Request) -> None:
-        now = self.sim.env._now
+        now = self.sim.env.now
         self.cpu.submit(self.work, "proxy", self._forward, (req, now))
 
     def _forward(self, token, _wait) -> None:
@@ -155,7 +155,7 @@ class _Proxy:
 
     def _reply(self, breq: Request, _wait) -> None:
         req, t_in = breq.token
-        now = self.sim.env._now
+        now = self.sim.env.now
         if t_in >= self.sim.start:
             # the backend exchange runs from the request being sent on a backend
             # connection to its response being delivered; the rest was added here
@@ -190,7 +190,7 @@ class _Page:
 
     def fetch(self, i: int) -> None:
         m = self.model
-        self.http.request(Request(self.sizes[i], self._got, (i, m.env._now)))
+        self.http.request(Request(self.sizes[i], self._got, (i, m.env.now)))
 
     def _got(self, req: Request) -> None:
         m = self.model
@@ -285,7 +285,7 @@ class Multiplexing:
         size = self._size
         if mx["workload"] == "api":
             self.http_of(client).request(Request(int(size()), self._api_done,
-                                                 (done, self.env._now)))
+                                                 (done, self.env.now)))
             return
         n = mx["objects"]
         sizes = [int(size()) for _ in range(n)]
@@ -312,7 +312,7 @@ class Multiplexing:
 
     def object_done(self, t0: float) -> None:
         if t0 >= self.sim.start:
-            self.object_lat_sum += self.env._now - t0
+            self.object_lat_sum += self.env.now - t0
             self.object_lat_n += 1
 
     # ----------------------------------------------------------- metrics --

@@ -184,7 +184,7 @@ class Publisher:
 
     def _tick(self, _event) -> None:
         m = self.model
-        now = m.env._now
+        now = m.env.now
         if self._stop is not None and now >= self._stop:
             return
         m.next_mid += 1
@@ -207,13 +207,13 @@ class Publisher:
             send = m.publish_link.send
             receive = m.broker.receive_publish
             header = m.header
-            now = m.env._now
+            now = m.env.now
             while outbox and self.unconfirmed < self.window:
                 msg = outbox.popleft()
                 self.unconfirmed += 1
                 send(Message("publish", self, "broker", header=header, payload=msg.size,
                              created=now, data=msg), receive)
-        now = m.env._now
+        now = m.env.now
         if outbox:
             if self.blocked_since is None:
                 self.blocked_since = now
@@ -225,7 +225,7 @@ class Publisher:
         self.unconfirmed -= 1
         m = self.model
         if msg.created >= m.sim.start:
-            m.publish_latencies.append(m.env._now - msg.created)
+            m.publish_latencies.append(m.env.now - msg.created)
         if self.outbox and not self.pumping:
             self.pump()
 
@@ -281,7 +281,7 @@ class Consumer(Crashable):
         m = self.model
         work = m.processing()
         if self.slow_from is not None:
-            now = m.env._now
+            now = m.env.now
             if now >= self.slow_from and (self.slow_until is None or now < self.slow_until):
                 work *= m.slow_factor
         self.cpu.submit(work, "process", self._done, (self.epoch, item))
@@ -297,7 +297,7 @@ class Consumer(Crashable):
         if mode == "push":
             tag, msg = item
             m.processed_copy(self.sub, msg)
-            m.control_link.send(Message("ack", self, "broker", header=m.header, created=m.env._now,
+            m.control_link.send(Message("ack", self, "broker", header=m.header, created=m.env.now,
                                         data=(self, epoch, tag)), m.broker.receive_ack)
         elif mode == "pull":
             m.processed_copy(self.sub, item)
@@ -330,9 +330,9 @@ class Consumer(Crashable):
         if not self.up or not self.parts or not m.broker.up or self.fetch is not None:
             return
         self.fetch_id += 1
-        f = _Fetch(self, self.fetch_id, m.env._now)
+        f = _Fetch(self, self.fetch_id, m.env.now)
         self.fetch = f
-        m.control_link.send(Message("fetch", self, "broker", header=m.header, created=m.env._now,
+        m.control_link.send(Message("fetch", self, "broker", header=m.header, created=m.env.now,
                                     data=f), m.broker.receive_fetch)
 
     def on_fetch_response(self, wire) -> None:
@@ -342,7 +342,7 @@ class Consumer(Crashable):
         m = self.model
         self.fetch = None
         self.position = positions
-        now = m.env._now
+        now = m.env.now
         if f.sent >= m.sim.start:
             m.fetch_count += 1
             m.fetch_latency_sum += now - f.sent
@@ -364,7 +364,7 @@ class Consumer(Crashable):
         for i, pos in enumerate(self.done_pos):
             if pos > self.committed_sent[i]:
                 self.committed_sent[i] = pos
-        m.control_link.send(Message("commit", self, "broker", header=m.header, created=m.env._now,
+        m.control_link.send(Message("commit", self, "broker", header=m.header, created=m.env.now,
                                     data=(self.sub, offsets)), m.broker.receive_commit)
 
     def _periodic_commit(self, _event) -> None:
@@ -395,7 +395,7 @@ class Consumer(Crashable):
         m = self.model
         self.buffer.append(msg)
         m.direct_ack_link.send(Message("ack", self, msg.publisher, header=m.header,
-                                       created=m.env._now, data=msg), m.on_direct_ack)
+                                       created=m.env.now, data=msg), m.on_direct_ack)
         self._next()
 
     # -------------------------------------------------------------- faults --
@@ -413,7 +413,7 @@ class Consumer(Crashable):
 
     def on_crash(self) -> None:
         m = self.model
-        if m.env._now >= m.sim.start:
+        if m.env.now >= m.sim.start:
             m.consumer_crashes += 1
         self.fetch_id += 1
         self.fetch = None
@@ -628,8 +628,8 @@ class PubSub:
         sub.seen.add(msg.mid)
         self.processed += 1
         self.latencies.record(msg.created)
-        if sub.healthy and msg.created >= self.sim.start and self.env._now >= self.sim.start:
-            self.healthy_latencies.append(self.env._now - msg.created)
+        if sub.healthy and msg.created >= self.sim.start and self.env.now >= self.sim.start:
+            self.healthy_latencies.append(self.env.now - msg.created)
 
     def on_confirm(self, wire) -> None:
         msg = wire.data
@@ -671,7 +671,7 @@ class PubSub:
     # ------------------------------------------------------------ direct --
     def send_direct(self, msg: Msg) -> None:
         self.accept(msg)
-        now = self.env._now
+        now = self.env.now
         sent = 0
         for sub in self.subs_by_topic[msg.topic]:
             consumers = sub.consumers

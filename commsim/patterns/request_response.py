@@ -89,7 +89,7 @@ class _Upload:
             body = chunk if i < self.chunks - 1 else self.body - chunk * (self.chunks - 1)
         label = "request" if self.chunks == 1 else f"request {i + 1}/{self.chunks}"
         msg = Message("request", self.client, "server", m.req_header, body, 0, extra_handshake,
-                      m.env._now, self, label)
+                      m.env.now, self, label)
         delay = m.encoding.cpu(body) if m.encoded else 0.0
         if delay > 0:
             m.env.timeout(delay).callbacks.append(lambda _e: m.net.up.send(msg, m.server_receive))
@@ -170,7 +170,7 @@ class RequestResponse:
         upload = req.data
         label = "response" if upload.chunks == 1 else f"response {upload.sent}/{upload.chunks}"
         msg = Message("response", "server", req.src, self.resp_header, resp_body, 0, 0,
-                      self.env._now, upload, label)
+                      self.env.now, upload, label)
         self.net.down.send(msg, upload.response)
 
     # ----------------------------------------------------------- metrics --

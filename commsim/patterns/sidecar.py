@@ -249,7 +249,7 @@ class SidecarModel:
         return link
 
     def _in_window(self) -> bool:
-        return self.env._now >= self.sim.start
+        return self.env.now >= self.sim.start
 
     # ---------------------------------------------------------- mesh legs --
     def _mesh_leg(self, node: _Node, request: bool, then, token) -> None:
@@ -276,14 +276,14 @@ class SidecarModel:
 
     # -------------------------------------------------------------- client --
     def start_op(self, cid, done) -> None:
-        t0 = self.env._now
+        t0 = self.env.now
         self.call(self.client, 0, lambda ok: self._op_done(t0, ok, done))
 
     def _op_done(self, t0, ok, done) -> None:
         if t0 >= self.sim.start:
             if ok:
                 self.ops_ok += 1
-                self.lat.append(self.env._now - t0)
+                self.lat.append(self.env.now - t0)
             else:
                 self.ops_failed += 1
         done()
@@ -291,7 +291,7 @@ class SidecarModel:
     # ------------------------------------------------------------- caller --
     def call(self, caller: _Node, service: int, done) -> None:
         """``caller``'s application calls ``service``; ``done(ok)`` at the end."""
-        call = _Call(caller, service, done, self.env._now)
+        call = _Call(caller, service, done, self.env.now)
         if self._in_window():
             self.calls += 1
         msg = Message("request", caller.name, "mesh", payload=self.req_size, created=call.t0,
@@ -315,7 +315,7 @@ class SidecarModel:
                                                          uniform=uniform)
         node = None
         if self.breaker is not None:
-            now = self.env._now
+            now = self.env.now
             br = caller.breakers
             node = lb.pick(ok=lambda b: b not in br or br[b][1] <= now)
         if node is None:
@@ -336,7 +336,7 @@ class SidecarModel:
     def _send(self, att: _Attempt) -> None:
         call = att.call
         msg = Message("request", call.caller.name, att.node.name, header=0, payload=self.req_size,
-                      created=self.env._now, data=att, label="request")
+                      created=self.env.now, data=att, label="request")
         self._link(call.caller, att.node).send(msg, self._arrive)
 
     # --------------------------------------------------------- connections --
@@ -368,18 +368,18 @@ class SidecarModel:
     # -------------------------------------------------------------- callee --
     def _arrive(self, msg) -> None:
         att: _Attempt = msg.data
-        att.transit += self.env._now - msg.created
+        att.transit += self.env.now - msg.created
         self._mesh_leg(att.node, True, self._inbound_done, att)
 
     def _inbound_done(self, att: _Attempt) -> None:
         msg = Message("request", "mesh", att.node.name, payload=self.req_size,
-                      created=self.env._now, data=att, label="request")
+                      created=self.env.now, data=att, label="request")
         self._from_mesh(att.node, msg, self._app_receive)
 
     def _app_receive(self, msg) -> None:
         att: _Attempt = msg.data
         node = att.node
-        att.t_in = self.env._now
+        att.t_in = self.env.now
         node.app.submit(self._service() * node.slowdown, "request", self._served, att)
 
     def _served(self, att: _Attempt, _wait) -> None:
@@ -405,9 +405,9 @@ class SidecarModel:
 
     def _respond(self, att: _Attempt) -> None:
         node = att.node
-        att.inner = self.env._now - att.t_in
+        att.inner = self.env.now - att.t_in
         msg = Message("response", node.name, "mesh", payload=self.resp_size,
-                      created=self.env._now, data=att, label="response" if att.ok else "error")
+                      created=self.env.now, data=att, label="response" if att.ok else "error")
         self._to_mesh(node, msg, self._outbound_response)
 
     def _outbound_response(self, msg) -> None:
@@ -416,14 +416,14 @@ class SidecarModel:
     def _send_response(self, att: _Attempt) -> None:
         call = att.call
         msg = Message("response" if att.ok else "error", att.node.name, call.caller.name,
-                      payload=self.resp_size, created=self.env._now, data=att,
+                      payload=self.resp_size, created=self.env.now, data=att,
                       label="response" if att.ok else "error")
         self._link(att.node, call.caller).send(msg, self._response_arrive)
 
     # -------------------------------------------------------- caller again --
     def _response_arrive(self, msg) -> None:
         att: _Attempt = msg.data
-        att.transit += self.env._now - msg.created
+        att.transit += self.env.now - msg.created
         att.node.active -= 1
         self._mesh_leg(att.call.caller, False, self._response_in, att)
 
@@ -434,7 +434,7 @@ class SidecarModel:
         self._outcome(att, att.ok)
 
     def _timed_out(self, event) -> None:
-        att: _Attempt = event._value
+        att: _Attempt = event.value
         if not att.live:
             return
         att.live = False
@@ -452,8 +452,8 @@ class SidecarModel:
                 br[0] = 0
             else:
                 br[0] += 1
-                if br[0] >= self.breaker and br[1] <= self.env._now:
-                    br[1] = self.env._now + self.cfg["breaker_open"]
+                if br[0] >= self.breaker and br[1] <= self.env.now:
+                    br[1] = self.env.now + self.cfg["breaker_open"]
                     if self._in_window():
                         self.ejections += 1
         if ok or call.tries > self.retries:
@@ -466,12 +466,12 @@ class SidecarModel:
     def _finish(self, call: _Call, att: _Attempt, ok: bool) -> None:
         call.finished = True
         msg = Message("response" if ok else "error", "mesh", call.caller.name, payload=self.resp_size,
-                      created=self.env._now, data=(call, att, ok), label="result")
+                      created=self.env.now, data=(call, att, ok), label="result")
         self._from_mesh(call.caller, msg, self._delivered)
 
     def _delivered(self, msg) -> None:
         call, att, ok = msg.data
-        now = self.env._now
+        now = self.env.now
         if ok and call.t0 >= self.sim.start:
             self.added.append((now - call.t0) - att.inner - att.transit)
         call.done(ok)
@@ -548,12 +548,12 @@ class _Handshake:
         self.i += 1
         if direction == "up":
             msg = Message("handshake", self.caller.name, self.node.name, handshake=size,
-                          created=m.env._now, label=f"handshake {self.i}")
+                          created=m.env.now, label=f"handshake {self.i}")
             deliver = self._server_cpu if size == 517 else self._step
             m._link(self.caller, self.node).send(msg, deliver)
         else:
             msg = Message("handshake", self.node.name, self.caller.name, handshake=size,
-                          created=m.env._now, label=f"handshake {self.i}")
+                          created=m.env.now, label=f"handshake {self.i}")
             m._link(self.node, self.caller).send(msg, self._step)
 
     def _server_cpu(self, _msg) -> None:

@@ -236,7 +236,7 @@ class SyncAsync(Crashable):
 
     def _send(self, op: _Op) -> None:
         msg = Message("request", op.client, "server", header=self.req_header,
-                      created=self.env._now, data=op)
+                      created=self.env.now, data=op)
         self.net.up.send(msg, self.server_receive)
 
     def _lost(self, msg) -> None:
@@ -255,9 +255,9 @@ class SyncAsync(Crashable):
         call_later(self.env, self.retry_backoff, lambda _e: self._send(op))
 
     def _reset(self, op: _Op) -> None:
-        if self.env._now >= self.sim.start:
+        if self.env.now >= self.sim.start:
             self.resets += 1
-        msg = Message("reset", "server", op.client, header=RESET_BYTES, created=self.env._now,
+        msg = Message("reset", "server", op.client, header=RESET_BYTES, created=self.env.now,
                       data=op, label="reset")
         self.net.down.send(msg, self._client_reset)
 
@@ -266,7 +266,7 @@ class SyncAsync(Crashable):
         if not self.up:
             self._reset(msg.data)
             return
-        req = _Req(msg.data, self.epoch, self.env._now)
+        req = _Req(msg.data, self.epoch, self.env.now)
         self.active[req] = None
         self.env.process(self._handle(req))
 
@@ -303,7 +303,7 @@ class SyncAsync(Crashable):
                 if self.epoch != epoch:
                     return
             if req.arrived >= self.sim.start:
-                self.thread_wait_sum += env._now - req.arrived
+                self.thread_wait_sum += env.now - req.arrived
                 self.thread_waits += 1
             self.threads.add(1)
         parts = [(self._cpu_before(), "request", False)]
@@ -341,7 +341,7 @@ class SyncAsync(Crashable):
         if self.pool:
             # The request's thread runs its CPU, then blocks (a context switch).
             parts.append((self.switch, "context_switch", True))
-            if env._now >= start:
+            if env.now >= start:
                 self.context_switches += 1
         elif self.per_call:
             # The loop creates a thread for the call; the new thread waits for a
@@ -352,7 +352,7 @@ class SyncAsync(Crashable):
             if self.epoch != epoch:
                 return None
             self.threads.add(1)
-            if env._now >= start:
+            if env.now >= start:
                 self.spawned += 1
                 self.context_switches += 1
             parts = [(self.switch, "context_switch", True)]
@@ -368,12 +368,12 @@ class SyncAsync(Crashable):
             yield wait_event
         if self.epoch != epoch:
             return None
-        if wait_event is None and env._now >= start:
+        if wait_event is None and env.now >= start:
             self.io_calls += 1
         if not blocking:
             return [self.wake_part]
         self.blocked.add(-1)
-        if env._now >= start:
+        if env.now >= start:
             self.context_switches += 1
         if self.pool:
             return [self.wake_part]  # woken: a context switch, then the thread's next CPU
@@ -396,7 +396,7 @@ class SyncAsync(Crashable):
             self.wal.ack(req.lsn)
         op = req.op
         msg = Message("response", "server", op.client, header=self.resp_header,
-                      created=self.env._now, data=op)
+                      created=self.env.now, data=op)
         self.net.down.send(msg, self._client_response)
 
     # ----------------------------------------------------------- crashes --
