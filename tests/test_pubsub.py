@@ -18,8 +18,8 @@ def run(duration=20, warmup=0, seed=1, network=None, **pubsub):
     if network:
         cfg["network"] = network
     exp = load(cfg)
-    metrics, sim = simulate(exp.points[0].config, seed)
-    return metrics, sim.pubsub
+    result = simulate(exp.points[0].config, seed)
+    return result.metrics, result.model
 
 
 def assert_ledgers(m, model=None):

@@ -119,7 +119,9 @@ class Subscription:
         return self.queue.value
 
 
-class _Fetch:
+class Fetch:
+    """One fetch request of a pull consumer (``fid``: the consumer's fetch number)."""
+
     __slots__ = ("consumer", "fid", "sent", "arrived", "done", "epoch")
 
     def __init__(self, consumer, fid: int, sent: float):
@@ -132,11 +134,25 @@ class _Fetch:
 
 
 class Broker(Crashable):
-    """The broker of the pubsub model (see the module docstring)."""
+    """A message broker node (see the module docstring).
 
-    def __init__(self, model, cfg: dict):
-        sim = model.sim
-        self.model = model
+    API: the model builds it with its ``cfg`` (the ``pubsub`` section), the
+    delivery ``mode``, the broker->publisher ``confirm_link`` and
+    broker->consumer ``deliver_link``, and ``on_stored(msg)`` (called once per
+    message the broker stores); registers topics, subscriptions, consumers
+    and publishers (:meth:`add_subscription`, :meth:`add_publisher`); and
+    feeds it wire messages (``receive_publish``, ``receive_ack``,
+    ``receive_fetch``, ``receive_commit``).  The broker's own counters are
+    ``deliveries``, ``redeliveries`` and ``missed`` (copies a restart without
+    persistence lost).  Consumers expose ``up``, ``epoch``, ``unacked``,
+    ``next_tag``, ``parts``, ``position``, ``sub``, ``fetch_id`` and the hooks
+    ``on_delivery``, ``on_fetch_response``, ``connection_lost``, ``reconnect``;
+    publishers ``refused(msg)``, ``confirmed(msg)`` and ``pump()``.
+    """
+
+    name = "broker"
+
+    def __init__(self, sim, cfg: dict, mode: str, confirm_link, deliver_link, on_stored):
         self.sim = sim
         self.env = sim.env
         self.cpu = Cpu(sim, "broker", cfg["broker_cores"])
@@ -153,8 +169,34 @@ class Broker(Crashable):
         self.max_records = cfg["max_poll_records"]
         self.header = int(cfg["header"])
         self.init_faults(FaultPlan(sim, downtime=cfg["broker_downtime"]), arm=False)
+        self.mode = mode
+        self.confirm_link = confirm_link
+        self.deliver_link = deliver_link
+        self.on_stored = on_stored
         self.partitions: list[list[Partition]] = []  # by topic
         self._part_rr: list[int] = []
+        self.subs: list[Subscription] = []
+        self.subs_by_topic: list[list[Subscription]] = []
+        self.consumers: list = []
+        self.publishers: list = []
+        self.deliveries = 0
+        self.redeliveries = 0
+        self.missed = 0
+
+    def __str__(self) -> str:
+        return self.name
+
+    # ------------------------------------------------------- topology --
+    def add_subscription(self, sub: Subscription) -> None:
+        """Register ``sub`` (its consumers already in ``sub.consumers``)."""
+        while len(self.subs_by_topic) <= sub.topic:
+            self.subs_by_topic.append([])
+        self.subs_by_topic[sub.topic].append(sub)
+        self.subs.append(sub)
+        self.consumers.extend(sub.consumers)
+
+    def add_publisher(self, publisher) -> None:
+        self.publishers.append(publisher)
 
     # ------------------------------------------------------------ CPU --
     def _work(self, cost: float, purpose: str, fn, token, stale=None) -> None:
@@ -191,15 +233,18 @@ class Broker(Crashable):
 
     def _commit(self, msg) -> None:
         """The message is stored: hand it to its subscriptions, confirm it."""
-        m = self.model
-        m.accept(msg)
-        if m.mode == "push":
-            for sub in m.subs_by_topic[msg.topic]:
+        self.store(msg)
+        self.confirm_link.send(Message("confirm", "broker", msg.publisher, header=self.header,
+                                       created=self.env.now, data=msg), _confirmed)
+
+    def store(self, msg) -> None:
+        """Store ``msg`` (also the model's way to preload a backlog)."""
+        self.on_stored(msg)
+        if self.mode == "push":
+            for sub in self.subs_by_topic[msg.topic]:
                 self.enqueue(sub, msg)
         else:
             self.append(msg)
-        m.confirm_link.send(Message("confirm", "broker", msg.publisher, header=self.header,
-                                    created=self.env.now, data=msg), m.on_confirm)
 
     def _grow(self, sub: Subscription, n: int) -> None:
         sub.queue.add(n)
@@ -227,7 +272,7 @@ class Broker(Crashable):
             sub.rr = (start + k + 1) % n
             if sub.retry:
                 msg = sub.retry.popleft()
-                self.model.redeliveries += 1
+                self.redeliveries += 1
             else:
                 msg = sub.ready.popleft()
             tag = c.next_tag
@@ -239,10 +284,9 @@ class Broker(Crashable):
         c, epoch, tag, msg = token
         if epoch != c.epoch:
             return  # the consumer crashed meanwhile: the message was requeued
-        m = self.model
-        m.deliveries += 1
-        m.deliver_link.send(Message("deliver", "broker", c, header=self.header, payload=msg.size,
-                                    created=self.env.now, data=token), c.on_delivery)
+        self.deliveries += 1
+        self.deliver_link.send(Message("deliver", "broker", c, header=self.header, payload=msg.size,
+                                       created=self.env.now, data=token), c.on_delivery)
 
     def receive_ack(self, wire) -> None:
         if not self.up:
@@ -258,6 +302,13 @@ class Broker(Crashable):
             return
         c.sub.queue.add(-1)
         self.dispatch(c.sub)
+
+    def redeliver(self, c, epoch: int, tag: int) -> None:
+        """A delivery or its ack was lost on the wire: give the message to the
+        group again (if it is still that consumer's, unacked)."""
+        if epoch == c.epoch and tag in c.unacked:
+            c.sub.retry.append(c.unacked.pop(tag))
+            self.dispatch(c.sub)
 
     def consumer_lost(self, c) -> None:
         """A push consumer crashed: requeue its unacked messages."""
@@ -282,7 +333,7 @@ class Broker(Crashable):
         msg.offset = len(part.log)
         part.log.append(msg)
         part.cum.append(part.cum[-1] + msg.size)
-        for sub in self.model.subs_by_topic[t]:
+        for sub in self.subs_by_topic[t]:
             self._grow(sub, 1)
         if part.waiters:
             for f in list(part.waiters):
@@ -302,7 +353,7 @@ class Broker(Crashable):
             return  # lost; the consumer fetches again after the restart
         self._work(self.cost_req, "fetch", self._fetch_arrived, wire.data)
 
-    def _fetch_arrived(self, f: _Fetch) -> None:
+    def _fetch_arrived(self, f: Fetch) -> None:
         c = f.consumer
         if f.fid != c.fetch_id:
             return
@@ -320,7 +371,7 @@ class Broker(Crashable):
         if not f.done and f.epoch == self.epoch and self.up:
             self._respond(f)
 
-    def _respond(self, f: _Fetch) -> None:
+    def _respond(self, f: Fetch) -> None:
         f.done = True
         c = f.consumer
         for part in c.parts:
@@ -343,7 +394,7 @@ class Broker(Crashable):
                 nbytes += part.cum[stop] - part.cum[start]
                 high = sub.high[part.index]
                 if start < high:
-                    self.model.redeliveries += min(stop, high) - start
+                    self.redeliveries += min(stop, high) - start
                 if stop > high:
                     sub.high[part.index] = stop
                 left -= stop - start
@@ -354,11 +405,10 @@ class Broker(Crashable):
 
     def _send_response(self, token) -> None:
         f, records, _positions, _hold, nbytes = token
-        m = self.model
-        m.deliveries += len(records)
-        m.deliver_link.send(Message("fetch_response", "broker", f.consumer, header=self.header,
-                                    payload=nbytes, created=self.env.now, data=token),
-                            f.consumer.on_fetch_response)
+        self.deliveries += len(records)
+        self.deliver_link.send(Message("fetch_response", "broker", f.consumer, header=self.header,
+                                       payload=nbytes, created=self.env.now, data=token),
+                               f.consumer.on_fetch_response)
 
     def receive_commit(self, wire) -> None:
         if not self.up:
@@ -381,14 +431,13 @@ class Broker(Crashable):
         return self.crashes
 
     def on_crash(self) -> None:
-        m = self.model
         if self.log is not None:
             # Publishes not yet durable are refused; newest first, so that each
             # publisher's outbox gets them back in their original order.
             for msg in reversed(self.log.crash()):
                 msg.publisher.refused(msg)
-        if m.mode == "push":
-            for sub in m.subs:
+        if self.mode == "push":
+            for sub in self.subs:
                 for c in sub.consumers:
                     c.connection_lost()
                     if c.unacked:
@@ -400,7 +449,7 @@ class Broker(Crashable):
                         for msg in q:
                             lost += 1
                             if msg.mid not in sub.seen:
-                                m.missed += 1
+                                self.missed += 1
                         q.clear()
                     sub.queue.add(-lost)
         else:
@@ -409,13 +458,13 @@ class Broker(Crashable):
                     for f in part.waiters:
                         f.done = True
                     part.waiters.clear()
-            for c in m.consumers:
+            for c in self.consumers:
                 c.connection_lost()
             if not self.persistent:
                 for t, parts in enumerate(self.partitions):
                     for part in parts:
                         end = len(part.log)
-                        for sub in m.subs_by_topic[t]:
+                        for sub in self.subs_by_topic[t]:
                             # Messages the group has not fetched are lost; an offline
                             # owner would have replayed from its committed offset.
                             owner = sub.owner[part.index]
@@ -427,7 +476,7 @@ class Broker(Crashable):
                             seen = sub.seen
                             for msg in part.log[start:end]:
                                 if msg.mid not in seen:
-                                    m.missed += 1
+                                    self.missed += 1
                             old = sub.committed[part.index]
                             if end > old:
                                 sub.committed[part.index] = end
@@ -435,14 +484,19 @@ class Broker(Crashable):
                         part.lost_before = end
 
     def on_restart(self) -> None:
-        m = self.model
-        for pub in m.publishers:
+        for pub in self.publishers:
             pub.pump()
-        if m.mode == "push":
-            for sub in m.subs:
+        if self.mode == "push":
+            for sub in self.subs:
                 self.dispatch(sub)
         else:
-            for c in m.consumers:
+            for c in self.consumers:
                 c.reconnect()
         if self.log is not None:
             self.log.resume()
+
+
+def _confirmed(wire) -> None:
+    msg = wire.data
+    if msg.publisher is not None:
+        msg.publisher.confirmed(msg)
