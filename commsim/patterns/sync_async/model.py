@@ -1,69 +1,4 @@
-"""Synchronous vs asynchronous I/O on a server, and synchronous vs
-asynchronous commit with crash injection.
-
-Model and assumptions (details, closed forms and parameter table in
-``docs/sync_async.md``)
------------------------------------------------------------------------
-* Clients are the shared :class:`~commsim.clients.ClientPopulation`; each
-  operation is one request (``request_header`` bytes) answered by one
-  response (``response_header`` bytes) on the shared
-  :class:`~commsim.network.Network`, so bytes and the message ledger are
-  counted in the one place.
-* A request needs ``cpu_before`` of CPU, then ``ios_per_request`` backend
-  calls one after another (each lasts ``io_time``; the backend has unlimited
-  parallelism and is not on the modelled network), then ``cpu_after``.
-  ``server.service_time`` is **not** used by this pattern.
-* The server's cores are one :class:`~commsim.nodes.Cpu` (``server.cores``,
-  FIFO run queue), so all CPU is accounted by the shared
-  :class:`~commsim.accounting.cpu.CpuAccount`.  Threads are a separate
-  counting resource: a thread needs a core only for its CPU parts.
-* I/O models (``io_model``):
-
-  - ``thread_pool``: ``threads`` pool threads; a request holds one from
-    the start of its CPU to its response (queueing FIFO for one if none is
-    free) and the thread stays held while blocked on I/O.  Each blocking call
-    costs two context switches (block, wake) of ``context_switch`` CPU each.
-  - ``event_loop``: one non-blocking loop per core (the Cpu's run queue is
-    the loops' shared ready queue); no thread ever blocks; each I/O costs
-    ``readiness_cpu`` (epoll readiness notification + non-blocking read).
-  - ``io_uring``: like ``event_loop`` with completion-based I/O costing
-    ``completion_cpu`` per I/O.
-  - ``thread_per_call``: requests run on event loops, but every blocking
-    call is handed to a newly created thread: the loop spends
-    ``thread_spawn_cpu``, the new thread waits for a core, makes the call and
-    blocks (a context switch), is woken (a context switch) and hands the
-    result back to the loop, which continues the request.  The thread exists,
-    with ``thread_memory``, from its creation until it has been woken.  No
-    bound on threads.
-
-* CPU pieces that run back to back on one thread (e.g. the CPU before an I/O
-  and the context switch when the thread then blocks) are submitted to the
-  run queue together and the thread continues when all are done; with one
-  core they run exactly back to back, with several they may overlap by at
-  most the length of the shorter piece (microseconds).
-* **Wasted CPU** (work that delivered nothing new to anyone): context
-  switches and thread creation.  Readiness / completion handling is I/O
-  *overhead* (``io_overhead_cpu_s``), not waste: it is the work of moving
-  the I/O's result to the request.  The data-moving part of the system calls
-  is common to all models and belongs to ``cpu_before`` / ``cpu_after``.
-* Durability (``commit``): with ``sync`` or ``async`` every request is a
-  write appended to a log at the end of ``cpu_after``.  A flush (fsync or
-  replica acknowledgement, ``fsync_time``) makes durable every write
-  appended before it started; one flush at a time.  ``sync``: the request
-  waits for a flush covering its write before it is acknowledged (group
-  commit: a flush starts as soon as the previous one ends while writes wait);
-  the wait is one more I/O of the I/O model.  ``async``: acknowledged at
-  once; a background flush every ``flush_interval``.  The log is the shared
-  :class:`~commsim.nodes.durable_log.DurableLog`.
-* Crashes (``crash_at``, ``crash_mtbf``): the server process dies; writes
-  not yet durable are lost (``writes_lost``; those already acknowledged are
-  ``acked_writes_lost``), a flush in progress never completes, every request
-  in the server is failed with a reset message, and requests arriving during
-  ``restart_time`` are refused the same way.  A client whose request is
-  reset retries it after ``retry_backoff`` (latency then includes the
-  outage).  CPU jobs of crashed requests already queued at the Cpu still run
-  (the Cpu has no cancel) but their results are discarded.
-"""
+"""The sync_async model (assumptions in the package docstring)."""
 
 from __future__ import annotations
 
@@ -71,8 +6,6 @@ import math
 from collections import deque
 
 from commsim.clients import ClientPopulation
-from commsim.clients.population import check_cycle_takes_time
-from commsim.config.schema import Field, Section, register_section
 from commsim.engine.simulation import call_later
 from commsim.metrics import io as _io_metrics  # noqa: F401  (registers the metric definitions)
 from commsim.metrics.collect import Level, client_server_metrics
@@ -80,60 +13,7 @@ from commsim.network import Message, Network
 from commsim.nodes import Cpu
 from commsim.nodes.durable_log import DurableLog
 from commsim.nodes.faults import Crashable, FaultPlan
-from commsim.patterns.base import Pattern
-
-IO_MODELS = ("thread_pool", "event_loop", "io_uring", "thread_per_call")
-COMMITS = ("none", "sync", "async")
-RESET_BYTES = 40  # a TCP RST segment: 20 B IP + 20 B TCP header
-
-
-SECTION = register_section(Section("sync_async", {
-    "io_model": Field("choice", "thread_pool",
-                      "thread_pool: bounded pool, a thread held per request and blocked during "
-                      "I/O; event_loop: epoll-style readiness, threads never block; io_uring: "
-                      "completion-based I/O; thread_per_call: a new thread per blocking call",
-                      choices=IO_MODELS),
-    "threads": Field("int", 200, "pool size (thread_pool only; event loops use one thread per "
-                     "server core)", min=1),
-    "cpu_before": Field("dist:duration", {"dist": "exponential", "mean": "0.5ms"},
-                        "CPU per request before its first backend call (server.service_time is "
-                        "not used by this pattern)", min=0),
-    "io_time": Field("dist:duration", {"dist": "exponential", "mean": "10ms"},
-                     "duration of one backend call (e.g. a database query), drawn per call",
-                     min=0),
-    "cpu_after": Field("dist:duration", {"dist": "exponential", "mean": "0.5ms"},
-                       "CPU per request after its last backend call", min=0),
-    "ios_per_request": Field("int", 1, "backend calls per request, made one after another",
-                             min=0),
-    "context_switch": Field("duration", "5us", "CPU of one context switch; a blocking call "
-                            "costs two (block and wake), counted as wasted CPU", min=0),
-    "readiness_cpu": Field("duration", "2us", "event_loop: CPU per I/O for the readiness "
-                           "notification and the non-blocking read (overhead, not wasted)",
-                           min=0),
-    "completion_cpu": Field("duration", "1us", "io_uring: CPU per I/O to submit it and reap its "
-                            "completion (overhead, not wasted)", min=0),
-    "thread_spawn_cpu": Field("duration", "15us", "thread_per_call: CPU to create and tear down "
-                              "the thread of one blocking call (wasted)", min=0),
-    "thread_memory": Field("size", "1MiB", "memory reserved per thread (stack), for "
-                           "thread_memory_max", min=0),
-    "commit": Field("choice", "none", "none: requests are not durable writes; sync: acknowledge "
-                    "a write after the flush covering it; async: acknowledge at once, flush in "
-                    "the background every flush_interval", choices=COMMITS),
-    "fsync_time": Field("dist:duration", "1ms", "duration of one log flush (fsync, or a "
-                        "replica's acknowledgement)", min=0),
-    "flush_interval": Field("duration", "200ms", "async commit: time between background flushes "
-                            "(PostgreSQL's wal_writer_delay default)", min=0, min_exclusive=True),
-    "crash_mtbf": Field("duration", None, "mean up-time between crashes (exponential); null: no "
-                        "random crashes", min=0, min_exclusive=True, nullable=True),
-    "crash_at": Field("list:duration", None, "crash times, absolute simulated time including "
-                      "the warm-up, e.g. [10s, 25s]; null: none", min=0, nullable=True),
-    "restart_time": Field("duration", "1s", "time a crashed server takes to restart", min=0),
-    "retry_backoff": Field("duration", "100ms", "a client whose request was reset by a crash "
-                           "retries it after this delay", min=0, min_exclusive=True),
-    "request_header": Field("size", "200B", "bytes of each request", min=0),
-    "response_header": Field("size", "150B", "bytes of each response", min=0),
-}, doc="Server I/O model (thread pool, event loop, io_uring, thread per call), commit mode and "
-       "crash injection.", pattern="sync_async"))
+from commsim.patterns.sync_async.config import RESET_BYTES
 
 
 # ---------------------------------------------------------------- helpers --
@@ -448,27 +328,3 @@ class SyncAsync(Crashable):
             "flushes": wal.flushes if wal else 0,
         })
         return out
-
-
-def figures(result, out_dir):
-    from commsim.figures.sync_async import figures as draw
-
-    return draw(result, out_dir)
-
-
-def _check(cfg: dict) -> None:
-    sa = cfg["sync_async"]
-    check_cycle_takes_time(cfg, ("sync_async.cpu_before", sa["cpu_before"]),
-                           ("sync_async.io_time", sa["io_time"]),
-                           ("sync_async.cpu_after", sa["cpu_after"]))
-
-
-PATTERN = Pattern(
-    name="sync_async",
-    summary="server I/O models (thread pool, event loop, io_uring, thread per call) with backend "
-            "calls; synchronous vs asynchronous commit with crash injection",
-    model=SyncAsync,
-    sections=("sync_async",),
-    figures=figures,
-    check=_check,
-)
