@@ -28,9 +28,6 @@ class Network:
         self.links = [self.up, self.down]
         sim.network = self
 
-    def one_way_mean(self) -> float:
-        return self.sim.distribution(self.config["latency"]).mean
-
     def in_flight(self) -> int:
         return sum(link.pending() for link in self.links)
 

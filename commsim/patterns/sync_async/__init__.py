@@ -63,6 +63,14 @@ Model and assumptions (details, closed forms and parameter table in
   reset retries it after ``retry_backoff`` (latency then includes the
   outage).  CPU jobs of crashed requests already queued at the Cpu still run
   (the Cpu has no cancel) but their results are discarded.
+* Connections (``network.handshake``, ``network.keepalive``): each client
+  has at most one connection to the server, set up by the shared
+  :mod:`commsim.network.connection` module (TCP / TLS flights on the links,
+  ``network.tls_server_cpu`` on the server's cores) before a request when
+  it has none: once with keep-alive, per request without.  A reset (a crash)
+  or a message lost beyond ``max_retries`` closes the connection, so the
+  retry opens a new one.  Handshakes are answered while the server process
+  restarts (the kernel and TLS terminator are taken to stay up).
 
 Package layout: ``config`` (the ``sync_async`` section), ``model``.
 """

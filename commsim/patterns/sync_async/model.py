@@ -10,6 +10,7 @@ from commsim.engine.simulation import call_later
 from commsim.metrics import io as _io_metrics  # noqa: F401  (registers the metric definitions)
 from commsim.metrics.collect import Level, client_server_metrics
 from commsim.network import Message, Network
+from commsim.network.connection import Connections
 from commsim.nodes import Cpu
 from commsim.nodes.durable_log import DurableLog
 from commsim.nodes.faults import Crashable, FaultPlan
@@ -58,6 +59,9 @@ class SyncAsync(Crashable):
         self.net.up.on_drop = self.net.down.on_drop = self._lost
         self.cores = cfg["server"]["cores"]
         self.cpu = Cpu(sim, "server", self.cores)
+        # network.handshake / keepalive: one connection per client (the shared
+        # connection module), set up before a request when the client has none.
+        self.conns = Connections(sim, self.net, self.cpu)
         self.io_model = sa["io_model"]
         self.pool = self.io_model == "thread_pool"
         self.per_call = self.io_model == "thread_per_call"
@@ -115,23 +119,39 @@ class SyncAsync(Crashable):
         self._send(_Op(client, done))
 
     def _send(self, op: _Op) -> None:
+        if self.conns.enabled:
+            self.conns.ensure(op.client, lambda extra: self._request(op, extra))
+        else:
+            self._request(op, 0)
+
+    def _request(self, op: _Op, extra_handshake: int) -> None:
         msg = Message("request", op.client, "server", header=self.req_header,
-                      created=self.env.now, data=op)
+                      handshake=extra_handshake, created=self.env.now, data=op)
         self.net.up.send(msg, self.server_receive)
 
     def _lost(self, msg) -> None:
         """A request, response or reset the link gave up on (loss beyond
         ``network.max_retries``): the client retries the request after
-        ``retry_backoff``, as after a reset, so no client waits forever."""
+        ``retry_backoff``, as after a reset, so no client waits forever.  A
+        lost handshake flight is sent again by its sender."""
         op = msg.data
+        if not isinstance(op, _Op):
+            op.resend()
+            return
+        if self.conns.enabled:
+            self.conns.open.discard(op.client)  # the connection is taken as broken
         call_later(self.env, self.retry_backoff, lambda _e: self._send(op))
 
     def _client_response(self, msg) -> None:
+        if self.conns.enabled:
+            self.conns.done(msg.data.client)
         msg.data.done()
 
     def _client_reset(self, msg) -> None:
         op = msg.data
         op.resets += 1
+        if self.conns.enabled:
+            self.conns.open.discard(op.client)  # a reset closes the connection
         call_later(self.env, self.retry_backoff, lambda _e: self._send(op))
 
     def _reset(self, op: _Op) -> None:
@@ -319,6 +339,8 @@ class SyncAsync(Crashable):
             "crashes": self.crashes,
             "requests_reset": self.resets,
             "server_down_s": self.down.area,
+            "connections_opened": self.conns.opened,
+            "handshakes": self.conns.handshakes,
         })
         wal = self.wal
         out.update({
