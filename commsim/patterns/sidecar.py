@@ -16,8 +16,16 @@ Model and assumptions
   in sidecar mode, as in Istio's benchmark); its own application CPU is
   not modelled (64 cores, used only by the library in library mode).
 * Instances talk over one link per ordered pair of nodes with
-  ``network.latency``.  A call is a request of ``request_size`` bytes and a
+  ``network.latency``, ``network.bandwidth`` (the capacity of that hop, each
+  direction) and ``network.loss`` (retransmitted after ``network.rto``, up to
+  ``network.max_retries`` times; a message dropped beyond that fails its try,
+  which is retried like an error; a dropped handshake flight is resent).
+  The app <-> proxy loopback legs have ``loopback_latency`` only (no loss,
+  no bandwidth limit).  A call is a request of ``request_size`` bytes and a
   response of ``response_size`` bytes.
+* ``network.handshake`` and ``network.keepalive`` are refused: connections
+  here are set up by the mesh (``mtls``: TLS 1.3 between the meshes;
+  ``requests_per_connection``), or are persistent and already open.
 * ``mode: none``: the application calls the upstream directly; the caller
   spreads calls with ``lb_policy``; no encryption, no retries, no timeouts,
   no circuit breaking; connections are persistent and already open.
@@ -198,7 +206,12 @@ class SidecarModel:
         self.mesh = self.mode != "none"
         self.depth = sc["depth"]
         self.fan_out = sc["fan_out"]
-        self.latency = cfg["network"]["latency"]
+        net = cfg["network"]
+        self.latency = net["latency"]
+        # Network hops (node to node) apply network.bandwidth and loss; the
+        # app <-> proxy loopback legs are the proxies' own latency-only links.
+        self._link_kw = dict(bandwidth=net["bandwidth"], loss=net["loss"], rto=net["rto"],
+                             max_retries=net["max_retries"])
         self.req_size = int(sc["request_size"])
         self.resp_size = int(sc["response_size"])
         self.mtls = self.mesh and sc["mtls"]
@@ -245,8 +258,24 @@ class SidecarModel:
         key = (a.name, b.name)
         link = self._links.get(key)
         if link is None:
-            link = self._links[key] = Link(self.sim, f"net/{a.name}->{b.name}", self.latency)
+            link = self._links[key] = Link(self.sim, f"net/{a.name}->{b.name}", self.latency,
+                                           **self._link_kw)
+            link.on_drop = self._dropped
         return link
+
+    def _dropped(self, msg) -> None:
+        """A network hop gave up on ``msg`` (loss beyond ``network.max_retries``):
+        a handshake flight is sent again; a request or response fails its try
+        (retried, if retries are left, like an error or a timeout)."""
+        data = msg.data
+        if isinstance(data, _Handshake):
+            data.resend()
+            return
+        att: _Attempt = data
+        att.node.active -= 1
+        if att.live:
+            att.live = False
+            self._outcome(att, False)
 
     def _in_window(self) -> bool:
         return self.env.now >= self.sim.start
@@ -548,22 +577,38 @@ class _Handshake:
         self.i += 1
         if direction == "up":
             msg = Message("handshake", self.caller.name, self.node.name, handshake=size,
-                          created=m.env.now, label=f"handshake {self.i}")
+                          created=m.env.now, data=self, label=f"handshake {self.i}")
             deliver = self._server_cpu if size == 517 else self._step
             m._link(self.caller, self.node).send(msg, deliver)
         else:
             msg = Message("handshake", self.node.name, self.caller.name, handshake=size,
-                          created=m.env.now, label=f"handshake {self.i}")
+                          created=m.env.now, data=self, label=f"handshake {self.i}")
             m._link(self.node, self.caller).send(msg, self._step)
 
     def _server_cpu(self, _msg) -> None:
         self.model._handshake_cpu(self.node, self._step, None)
+
+    def resend(self) -> None:
+        """The hop gave up on the last flight: its sender sends it again."""
+        self.i -= 1
+        self._step(None)
 
 
 def figures(result, out_dir) -> list:
     from commsim.figures.topology import sidecar_figures
 
     return sidecar_figures(result, Path(out_dir))
+
+
+def _check_network(cfg: dict) -> None:
+    net = cfg["network"]
+    if net["handshake"] != "none":
+        raise ConfigError("network.handshake", f"got {net['handshake']!r}; the sidecar pattern sets "
+                          "up its connections with sidecar.mtls (a TLS 1.3 handshake between the "
+                          "meshes) and sidecar.requests_per_connection: use none")
+    if not net["keepalive"]:
+        raise ConfigError("network.keepalive", "got false; in the sidecar pattern a new connection "
+                          "per request is sidecar.requests_per_connection: 1 (with sidecar.mtls)")
 
 
 PATTERN = Pattern(
@@ -573,4 +618,5 @@ PATTERN = Pattern(
     model=SidecarModel,
     sections=("sidecar",),
     figures=figures,
+    check=_check_network,
 )
