@@ -301,3 +301,10 @@ def test_prefetch_utilization_per_consumer_and_with_broker_cpu(prefetch, group, 
     expected = theory.prefetch_utilization(prefetch, 0.004, 0.05 + broker_cost, 0.05 + broker_cost)
     assert m["consumer_utilization"] == pytest.approx(expected, abs=0.005)
     assert_ledgers(m, model)
+
+
+@pytest.mark.parametrize("key,value", [("handshake", "tcp"), ("keepalive", False)])
+def test_connection_keys_are_refused_naming_the_key(key, value):
+    with pytest.raises(ConfigError) as err:
+        run(duration=1, network={key: value})
+    assert err.value.key == f"network.{key}"

@@ -43,7 +43,9 @@ Model and assumptions
   consumers->broker for acks, fetches and commits (``ack_latency``).  In
   direct mode publisher->subscriber uses ``deliver_latency`` and the acks
   ``ack_latency``.  A null latency means ``network.latency``; bandwidth and
-  loss come from the ``network`` section.
+  loss come from the ``network`` section.  ``network.handshake`` and
+  ``network.keepalive: false`` are refused (connection set-up to the broker
+  is not modelled).
 * **Faults.** ``crash_consumers`` consumers crash at ``crash_at`` and restart
   ``restart_after`` later (losing their buffer; the core finishes the
   message it was on, wasted).  ``slow_consumers`` consumers process
@@ -70,6 +72,7 @@ metrics); the broker is the node :mod:`commsim.nodes.broker`.
 
 from __future__ import annotations
 
+from commsim.errors import ConfigError
 from commsim.patterns.base import Pattern
 from commsim.patterns.pubsub.config import MODES, SECTION
 from commsim.patterns.pubsub.consumer import Consumer
@@ -85,6 +88,18 @@ def figures(result, out_dir):
     return pubsub_figures(result, out_dir)
 
 
+def _check_network(cfg: dict) -> None:
+    net = cfg["network"]
+    if net["handshake"] != "none":
+        raise ConfigError("network.handshake", f"got {net['handshake']!r}; the pubsub pattern's "
+                          "publishers and consumers hold long-lived connections to the broker "
+                          "whose set-up is not modelled (not per connection, not per broker "
+                          "restart): use none")
+    if not net["keepalive"]:
+        raise ConfigError("network.keepalive", "got false; a broker protocol (AMQP, Kafka) keeps "
+                          "its connections open, a connection per message has no meaning here")
+
+
 PATTERN = Pattern(
     name="pubsub",
     summary="publishers, a broker and subscribers: push with prefetch vs pull with long-poll "
@@ -92,4 +107,5 @@ PATTERN = Pattern(
     model=PubSub,
     sections=("pubsub",),
     figures=figures,
+    check=_check_network,
 )

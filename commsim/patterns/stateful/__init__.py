@@ -85,6 +85,14 @@ def _check_network(cfg: dict) -> None:
         raise ConfigError("network.loss", f"got {cfg['network']['loss']!r}; the stateful pattern "
                           "does not model lost messages (a request given up on by the link would "
                           "block its client): use 0")
+    if cfg["network"]["handshake"] != "none":
+        raise ConfigError("network.handshake", f"got {cfg['network']['handshake']!r}; the stateful "
+                          "pattern's clients hold persistent connections to the load balancer "
+                          "whose set-up is not modelled: use none")
+    if not cfg["network"]["keepalive"]:
+        raise ConfigError("network.keepalive", "got false; the stateful pattern's clients hold "
+                          "persistent connections to the load balancer (a connection per request "
+                          "is not modelled): use true")
 
 
 PATTERN = Pattern(
