@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from commsim.network.connection import HANDSHAKES
+from commsim.network.connection import HANDSHAKES, FlightExchange, hello_index
 from commsim.network.message import Message
 
 H2_FRAME = 9
@@ -47,13 +47,16 @@ MAX_FRAME = 16384
 QUIC_FLIGHTS = [("up", 1200), ("down", 4000)]
 QUIC_LAST = 74          # client Finished, with the first request
 QUIC_0RTT_LAST = 1200   # the client's Initial (ClientHello) rides with the 0-RTT request
-CERT_FLIGHT = 4000      # the server flight carrying the certificate chain
 
 PROTOCOLS = ("http1", "http2", "http3")
 
 
 def _ignore(_msg) -> None:
     pass
+
+
+def _resume(resume, _wait) -> None:
+    resume()
 
 
 class Tier:
@@ -111,7 +114,7 @@ class Request:
 
 class HttpConn:
     __slots__ = ("client", "tc", "open", "busy", "next_stream", "req_seen", "resp_seen",
-                 "extra", "order", "flights", "i")
+                 "extra", "order")
 
     def __init__(self, client, tc):
         self.client = client
@@ -123,45 +126,49 @@ class HttpConn:
         self.resp_seen = False
         self.extra = 0
         self.order: deque = deque()
-        self.i = 0
 
     # --------------------------------------------------------- handshake --
-    def step(self, _msg) -> None:
+    def handshake(self) -> None:
+        """Open the connection: walk the client's flights with the shared
+        :class:`~commsim.network.connection.FlightExchange`; the endpoint's
+        ``tls_cpu`` runs when it reads the ClientHello (QUIC: its Initial),
+        before it sends its certificate flight."""
         c = self.client
         flights, last = c.flights
-        if self.i == len(flights):
-            if c.sim.env.now >= c.sim.start:
-                c.tier.handshakes += 1
-            self.open = True
-            self.extra = last
-            c.pump()
-            if self.extra:
-                # Nothing to send (other connections took the requests): the
-                # client's last flight goes alone, outside the ordered stream
-                # (like a bare ACK), so no later request waits for it.
-                msg = Message("handshake", c.name, "server", handshake=self.extra,
-                              created=c.sim.env.now)
-                self.extra = 0
-                self.tc.up.send(msg, 0, _ignore, unordered=True)
-            return
-        direction, size = flights[self.i]
-        self.i += 1
+        ep = c.endpoint
+        work = self._tls_work if ep.cpu is not None and ep.tls_cpu > 0 else None
+        FlightExchange(flights, last, self._flight, self._opened, hello=c.hello,
+                       server_work=work).step()
+
+    def _flight(self, direction, size, label, deliver, _exchange) -> None:
+        c = self.client
         now = c.sim.env.now
         if direction == "up":
-            msg = Message("handshake", c.name, "server", handshake=size, created=now,
-                          label=f"handshake {self.i}")
-            self.tc.up.send(msg, 0, self.step)
+            msg = Message("handshake", c.name, "server", handshake=size, created=now, label=label)
+            self.tc.up.send(msg, 0, deliver)
         else:
-            msg = Message("handshake", "server", c.name, handshake=size, created=now,
-                          label=f"handshake {self.i}")
-            ep = c.endpoint
-            if size == CERT_FLIGHT and ep.cpu is not None and ep.tls_cpu > 0:
-                ep.cpu.submit(ep.tls_cpu, "handshake", self._cert, msg)
-            else:
-                self.tc.down.send(msg, 0, self.step)
+            msg = Message("handshake", "server", c.name, handshake=size, created=now, label=label)
+            self.tc.down.send(msg, 0, deliver)
 
-    def _cert(self, msg, _wait) -> None:
-        self.tc.down.send(msg, 0, self.step)
+    def _tls_work(self, resume) -> None:
+        ep = self.client.endpoint
+        ep.cpu.submit(ep.tls_cpu, "handshake", _resume, resume)
+
+    def _opened(self, last) -> None:
+        c = self.client
+        if c.sim.env.now >= c.sim.start:
+            c.tier.handshakes += 1
+        self.open = True
+        self.extra = last
+        c.pump()
+        if self.extra:
+            # Nothing to send (other connections took the requests): the
+            # client's last flight goes alone, outside the ordered stream
+            # (like a bare ACK), so no later request waits for it.
+            msg = Message("handshake", c.name, "server", handshake=self.extra,
+                          created=c.sim.env.now)
+            self.extra = 0
+            self.tc.up.send(msg, 0, _ignore, unordered=True)
 
     # ---------------------------------------------------------- exchange --
     def send(self, req: Request) -> None:
@@ -266,8 +273,10 @@ class HttpClient:
                 self.flights = ([], QUIC_0RTT_LAST)
             else:
                 self.flights = (QUIC_FLIGHTS, QUIC_LAST)
+            self.hello = 0  # QUIC's Initial carries the ClientHello
         else:
             self.flights = HANDSHAKES[handshake]
+            self.hello = hello_index(handshake)
         self.req_header = int(req_header)
         self.resp_header = int(resp_header)
         self.req_header_repeat = int(round(req_header * header_compression))
@@ -309,7 +318,7 @@ class HttpClient:
         self.tier.open()
         flights, last = self.flights
         if flights:
-            c.step(None)
+            c.handshake()
         else:  # no handshake, or QUIC 0-RTT: the request goes at once
             c.open = True
             c.extra = last

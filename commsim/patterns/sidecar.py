@@ -80,7 +80,7 @@ from commsim.errors import ConfigError
 from commsim.metrics.collect import latency_metrics
 from commsim.metrics.collect import percentiles
 from commsim.network import Link, Message
-from commsim.network.connection import HANDSHAKES
+from commsim.network.connection import HANDSHAKES, FlightExchange, hello_index
 from commsim.nodes import Cpu
 from commsim.nodes.load_balancer import LoadBalancer
 from commsim.nodes.proxy import SidecarProxy
@@ -268,7 +268,7 @@ class SidecarModel:
         a handshake flight is sent again; a request or response fails its try
         (retried, if retries are left, like an error or a timeout)."""
         data = msg.data
-        if isinstance(data, _Handshake):
+        if isinstance(data, FlightExchange):
             data.resend()
             return
         att: _Attempt = data
@@ -551,47 +551,37 @@ def _cpu_then(pair, _wait) -> None:
 
 
 class _Handshake:
-    """TCP + TLS 1.3 flights between a caller and an upstream instance, with
-    handshake CPU at the caller before its ClientHello and at the callee when
-    it reads it (mutual TLS: both ends do key exchange and sign)."""
+    """Mutual TLS between a caller and an upstream instance: the TCP + TLS 1.3
+    flights of :mod:`commsim.network.connection` (its
+    :class:`~commsim.network.connection.FlightExchange`) on the hops between
+    them, with handshake CPU at the caller before its first flight and at the
+    callee when it reads the ClientHello (both ends do key exchange and sign)."""
 
-    __slots__ = ("model", "caller", "node", "conn", "i", "flights")
+    __slots__ = ("model", "caller", "node", "conn", "exchange")
 
     def __init__(self, model, caller, node, conn):
         self.model = model
         self.caller = caller
         self.node = node
         self.conn = conn
-        self.i = 0
-        self.flights = HANDSHAKES["tls1.3"][0]
+        self.exchange = FlightExchange(HANDSHAKES["tls1.3"][0], 0, self._send, self._open,
+                                       hello=hello_index("tls1.3"), server_work=self._server_cpu)
 
     def start(self) -> None:
-        self.model._handshake_cpu(self.caller, self._step, None)
+        self.model._handshake_cpu(self.caller, self.exchange.step, None)
 
-    def _step(self, _x) -> None:
+    def _send(self, direction, size, label, deliver, exchange) -> None:
         m = self.model
-        if self.i == len(self.flights):
-            m._conn_open(self.conn)
-            return
-        direction, size = self.flights[self.i]
-        self.i += 1
-        if direction == "up":
-            msg = Message("handshake", self.caller.name, self.node.name, handshake=size,
-                          created=m.env.now, data=self, label=f"handshake {self.i}")
-            deliver = self._server_cpu if size == 517 else self._step
-            m._link(self.caller, self.node).send(msg, deliver)
-        else:
-            msg = Message("handshake", self.node.name, self.caller.name, handshake=size,
-                          created=m.env.now, data=self, label=f"handshake {self.i}")
-            m._link(self.node, self.caller).send(msg, self._step)
+        a, b = (self.caller, self.node) if direction == "up" else (self.node, self.caller)
+        msg = Message("handshake", a.name, b.name, handshake=size, created=m.env.now,
+                      data=exchange, label=label)
+        m._link(a, b).send(msg, deliver)
 
-    def _server_cpu(self, _msg) -> None:
-        self.model._handshake_cpu(self.node, self._step, None)
+    def _server_cpu(self, resume) -> None:
+        self.model._handshake_cpu(self.node, resume, None)
 
-    def resend(self) -> None:
-        """The hop gave up on the last flight: its sender sends it again."""
-        self.i -= 1
-        self._step(None)
+    def _open(self, _last) -> None:
+        self.model._conn_open(self.conn)
 
 
 def figures(result, out_dir) -> list:
