@@ -65,16 +65,20 @@ class Tier:
     connections open at once (a recorder :class:`~commsim.engine.recorder.Level`:
     ``peak`` is the most open at once *inside the window*)."""
 
-    __slots__ = ("opened_n", "handshakes", "level")
+    __slots__ = ("opened_n", "handshakes_n", "level")
 
     def __init__(self, sim, name: str):
         self.opened_n = sim.recorder.counter(f"{name}/connections_opened")
-        self.handshakes = 0   # completed in the window
+        self.handshakes_n = sim.recorder.counter(f"{name}/handshakes")  # completed in the window
         self.level = sim.recorder.level(f"{name}/connections_open")
 
     @property
     def opened(self) -> int:
         return self.opened_n.n
+
+    @property
+    def handshakes(self) -> int:
+        return self.handshakes_n.n
 
     @property
     def open_now(self) -> int:
@@ -156,8 +160,7 @@ class HttpConn:
 
     def _opened(self, last) -> None:
         c = self.client
-        if c.sim.env.now >= c.sim.start:
-            c.tier.handshakes += 1
+        c.tier.handshakes_n.add()
         self.open = True
         self.extra = last
         c.pump()
@@ -322,8 +325,8 @@ class HttpClient:
         else:  # no handshake, or QUIC 0-RTT: the request goes at once
             c.open = True
             c.extra = last
-            if last and self.sim.env.now >= self.sim.start:
-                self.tier.handshakes += 1
+            if last:
+                self.tier.handshakes_n.add()
         return c
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ from collections import deque
 from typing import Any, Callable
 
 from commsim.engine import call_later
+from commsim.engine.recorder import Counter
 
 
 class DurableLog:
@@ -68,12 +69,29 @@ class DurableLog:
         self.ack_times = array("d")
         self.flush_log: list[tuple[float, float]] = []
         self.crash_log: list[float] = []
-        self.writes_acked = 0
-        self.writes_lost = 0
-        self.acked_lost = 0
-        self.flushes = 0
+        # window counters (the recorder's instruments)
+        self._acked_n = Counter(sim)
+        self._lost_n = Counter(sim)
+        self._acked_lost_n = Counter(sim)
+        self._flushes_n = Counter(sim)
         if interval is not None:
             call_later(self.env, interval, self._tick)
+
+    @property
+    def writes_acked(self) -> int:
+        return self._acked_n.n
+
+    @property
+    def writes_lost(self) -> int:
+        return self._lost_n.n
+
+    @property
+    def acked_lost(self) -> int:
+        return self._acked_lost_n.n
+
+    @property
+    def flushes(self) -> int:
+        return self._flushes_n.n
 
     # --------------------------------------------------------- writing --
     def append(self, fn: Callable[[Any], None] | None = None, token: Any = None) -> int:
@@ -97,10 +115,8 @@ class DurableLog:
 
     def ack(self, lsn: int) -> None:
         """Record that the write ``lsn`` was acknowledged to its client now."""
-        now = self.env.now
-        self.ack_times.append(now)
-        if now >= self.sim.start:
-            self.writes_acked += 1
+        self.ack_times.append(self.env.now)
+        self._acked_n.add()
         if lsn > self.durable:
             # acknowledged before it was durable (async commit): acks come in LSN order
             self._acked.append(lsn)
@@ -127,8 +143,7 @@ class DurableLog:
             now = self.env.now
             self.durable = covers
             self.flush_log.append((started, now))
-            if now >= self.sim.start:
-                self.flushes += 1
+            self._flushes_n.add()
             acked = self._acked
             while acked and acked[0] <= covers:
                 acked.popleft()
@@ -149,11 +164,9 @@ class DurableLog:
     def crash(self) -> list:
         """The owner crashed: lose the volatile tail; return the waiting
         writers' tokens (LSN order)."""
-        now = self.env.now
-        self.crash_log.append(now)
-        if now >= self.sim.start:
-            self.writes_lost += self.appended - self.durable
-            self.acked_lost += len(self._acked)
+        self.crash_log.append(self.env.now)
+        self._lost_n.add(self.appended - self.durable)
+        self._acked_lost_n.add(len(self._acked))
         self.appended = self.durable  # the lost LSNs are reused after the restart
         self._acked.clear()
         tokens = [tok for _lsn, _fn, tok in self._waiting]

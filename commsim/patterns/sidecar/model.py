@@ -60,10 +60,11 @@ class SidecarModel:
         self.ops_ok = 0
         self.ops_failed = 0
         self.added: list[float] = []
-        self.calls = 0
-        self.attempts = 0
-        self.ejections = 0
-        self.timeouts = 0
+        rec = sim.recorder  # window counters
+        self.calls = rec.counter("sidecar/calls")
+        self.attempts = rec.counter("sidecar/attempts")
+        self.ejections = rec.counter("sidecar/ejections")
+        self.timeouts = rec.counter("sidecar/timeouts")
         self.clients = ClientPopulation(sim, self.start_op)
 
     def _node(self, name, service, index, cores) -> _Node:
@@ -97,9 +98,6 @@ class SidecarModel:
         if att.live:
             att.live = False
             self._outcome(att, False)
-
-    def _in_window(self) -> bool:
-        return self.env.now >= self.sim.start
 
     # ---------------------------------------------------------- mesh legs --
     def _mesh_leg(self, node: _Node, request: bool, then, token) -> None:
@@ -142,8 +140,7 @@ class SidecarModel:
     def call(self, caller: _Node, service: int, done) -> None:
         """``caller``'s application calls ``service``; ``done(ok)`` at the end."""
         call = _Call(caller, service, done, self.env.now)
-        if self._in_window():
-            self.calls += 1
+        self.calls.add()
         msg = Message("request", caller.name, "mesh", payload=self.req_size, created=call.t0,
                       data=call, label="call")
         self._to_mesh(caller, msg, self._outbound)
@@ -173,8 +170,7 @@ class SidecarModel:
         att = _Attempt(call, node)
         call.attempt = att
         call.tries += 1
-        if self._in_window():
-            self.attempts += 1
+        self.attempts.add()
         node.active += 1
         if self.timeout is not None:
             call_later(self.env, self.timeout, self._timed_out, att)
@@ -288,8 +284,7 @@ class SidecarModel:
         if not att.live:
             return
         att.live = False
-        if self._in_window():
-            self.timeouts += 1
+        self.timeouts.add()
         self._outcome(att, False)
 
     def _outcome(self, att: _Attempt, ok: bool) -> None:
@@ -304,8 +299,7 @@ class SidecarModel:
                 br[0] += 1
                 if br[0] >= self.breaker and br[1] <= self.env.now:
                     br[1] = self.env.now + self.cfg["breaker_open"]
-                    if self._in_window():
-                        self.ejections += 1
+                    self.ejections.add()
         if ok or call.tries > self.retries:
             self._finish(call, att, ok)
             return
@@ -359,9 +353,10 @@ class SidecarModel:
         out["mesh_vcpu_per_krps"] = (out["mesh_cpu_s"] / dur) / (ops_rate / 1000) if ops_rate else math.nan
         out["proxy_utilization_max"] = max((p.cpu.account.utilization() for p in proxies), default=0.0)
         out["server_utilization"] = max(n.app.account.utilization() for tier in self.services for n in tier)
-        out["calls"] = self.calls
-        out["attempts"] = self.attempts
-        out["retry_amplification"] = self.attempts / self.calls if self.calls else math.nan
-        out["ejections"] = self.ejections
-        out["timeouts"] = self.timeouts
+        calls, attempts = self.calls.n, self.attempts.n
+        out["calls"] = calls
+        out["attempts"] = attempts
+        out["retry_amplification"] = attempts / calls if calls else math.nan
+        out["ejections"] = self.ejections.n
+        out["timeouts"] = self.timeouts.n
         return out

@@ -92,10 +92,11 @@ class SyncAsync(Crashable):
         self.down = Level(sim)
         self.thread_wait_sum = 0.0
         self.thread_waits = 0
-        self.context_switches = 0
-        self.spawned = 0
-        self.io_calls = 0
-        self.resets = 0
+        rec = sim.recorder  # window counters
+        self.context_switches = rec.counter("sync_async/context_switches")
+        self.spawned = rec.counter("sync_async/threads_spawned")
+        self.io_calls = rec.counter("sync_async/io_calls")
+        self.resets = rec.counter("sync_async/requests_reset")
 
         mtbf = None
         if sa["crash_mtbf"] is not None:
@@ -155,8 +156,7 @@ class SyncAsync(Crashable):
         call_later(self.env, self.retry_backoff, lambda _e: self._send(op))
 
     def _reset(self, op: _Op) -> None:
-        if self.env.now >= self.sim.start:
-            self.resets += 1
+        self.resets.add()
         msg = Message("reset", "server", op.client, header=RESET_BYTES, created=self.env.now,
                       data=op, label="reset")
         self.net.down.send(msg, self._client_reset)
@@ -237,12 +237,10 @@ class SyncAsync(Crashable):
         server crashed meanwhile)."""
         env = self.env
         epoch = req.epoch
-        start = self.sim.start
         if self.pool:
             # The request's thread runs its CPU, then blocks (a context switch).
             parts.append((self.switch, "context_switch", True))
-            if env.now >= start:
-                self.context_switches += 1
+            self.context_switches.add()
         elif self.per_call:
             # The loop creates a thread for the call; the new thread waits for a
             # core, makes the call and blocks (a context switch).  It exists, and
@@ -252,9 +250,8 @@ class SyncAsync(Crashable):
             if self.epoch != epoch:
                 return None
             self.threads.add(1)
-            if env.now >= start:
-                self.spawned += 1
-                self.context_switches += 1
+            self.spawned.add()
+            self.context_switches.add()
             parts = [(self.switch, "context_switch", True)]
         yield self._run(parts)
         if self.epoch != epoch:
@@ -268,13 +265,12 @@ class SyncAsync(Crashable):
             yield wait_event
         if self.epoch != epoch:
             return None
-        if wait_event is None and env.now >= start:
-            self.io_calls += 1
+        if wait_event is None:
+            self.io_calls.add()
         if not blocking:
             return [self.wake_part]
         self.blocked.add(-1)
-        if env.now >= start:
-            self.context_switches += 1
+        self.context_switches.add()
         if self.pool:
             return [self.wake_part]  # woken: a context switch, then the thread's next CPU
         # thread_per_call: the woken thread hands the result to the loop and exits.
@@ -331,13 +327,13 @@ class SyncAsync(Crashable):
             "thread_memory_max": self.threads.peak * self.thread_memory,
             "thread_wait_mean": ((self.thread_wait_sum / self.thread_waits if self.thread_waits
                                   else math.nan) if self.pool else 0.0),
-            "threads_spawned": self.spawned,
+            "threads_spawned": self.spawned.n,
             "io_blocked_s": self.blocked.area,
-            "io_calls": self.io_calls,
-            "context_switches": self.context_switches,
+            "io_calls": self.io_calls.n,
+            "context_switches": self.context_switches.n,
             "io_overhead_cpu_s": by.get("io_readiness", 0.0) + by.get("io_completion", 0.0),
             "crashes": self.crashes,
-            "requests_reset": self.resets,
+            "requests_reset": self.resets.n,
             "server_down_s": self.down.area,
             "connections_opened": self.conns.opened,
             "handshakes": self.conns.handshakes,
