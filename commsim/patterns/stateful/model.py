@@ -67,7 +67,7 @@ class StatefulModel:
         self.crash_ok = 0
         self.logins = 0
         self.relogins = 0
-        self.sessions_lost = 0
+        self.sessions_lost = sim.recorder.counter("stateful/sessions_lost")
         self.crash_log: list = []      # (time, server index, frozenset of clients)
         self.relogin_log: list = []    # (time, client) of forced logins
         self.ts_ok = [0] * self.nbins
@@ -107,8 +107,7 @@ class StatefulModel:
         now = self.sim.now
         self.down += 1
         lost = frozenset(s.sessions)
-        if now >= self.sim.start:
-            self.sessions_lost += len(lost)
+        self.sessions_lost.add(len(lost))
         self.crash_log.append((now, s.index, lost))
         for cid in lost:
             self.where[cid] = None
@@ -345,7 +344,7 @@ class StatefulModel:
         out["availability"] = self.ok / total if total else math.nan
         out["availability_crash"] = self.crash_ok / self.crash_ops if self.crash_ops else math.nan
         out["failed_requests"] = self.failed
-        out["sessions_lost"] = self.sessions_lost
+        out["sessions_lost"] = self.sessions_lost.n
         out["relogins"] = self.relogins
         out["logins"] = self.logins
         utils = [u for u in self.server_utilizations() if not math.isnan(u)]
