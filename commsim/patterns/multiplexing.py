@@ -56,6 +56,7 @@ import math
 
 from commsim.clients import ClientPopulation
 from commsim.config.schema import Field, Section, register_section
+from commsim.errors import ConfigError
 from commsim.metrics import multiplexing as _metrics  # noqa: F401  (defines the metrics)
 from commsim.metrics.collect import cpu_metrics, latency_metrics
 from commsim.network.http import PROTOCOLS, HttpClient, Request, Tier
@@ -362,6 +363,13 @@ def figures(result, out_dir):
     return multiplexing_figures(result, out_dir)
 
 
+def _check_network(cfg: dict) -> None:
+    if not cfg["network"]["keepalive"]:
+        raise ConfigError("network.keepalive", "got false; in the multiplexing pattern connection "
+                          "reuse is multiplexing.warm_connections (false: every page load opens "
+                          "new connections)")
+
+
 PATTERN = Pattern(
     name="multiplexing",
     summary="HTTP/1.1 connection pools vs HTTP/2 and HTTP/3 streams over a lossy segment "
@@ -369,4 +377,5 @@ PATTERN = Pattern(
     model=Multiplexing,
     sections=("multiplexing",),
     figures=figures,
+    check=_check_network,
 )
