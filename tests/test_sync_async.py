@@ -333,3 +333,13 @@ def test_keepalive_opens_one_connection_per_client():
     _model, m = run_model(cfg)
     assert m["handshakes"] == 5 and m["connections_opened"] == 5
     assert m["bytes_handshake"] == 5 * (60 + 60 + 517 + 4000 + 52 + 74)
+
+
+def test_ledger_balances_with_loss_handshakes_and_a_crash():
+    cfg = config(duration=4.0, warmup=0.5, clients=20, think=0.01, crash_at=["2s"],
+                 restart_time="0.3s", commit="sync",
+                 network={"latency": "5ms", "loss": 0.05, "max_retries": 1, "rto": "20ms",
+                          "handshake": "tls1.3", "keepalive": False})
+    _model, m = run_model(cfg)
+    assert m["crashes"] == 1 and m["handshakes"] > 0 and m["dropped"] > 0
+    assert m["sent"] == m["delivered"] + m["dropped"] + m["in_flight"]
