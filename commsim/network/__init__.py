@@ -26,7 +26,6 @@ class Network:
         self.up = Link(sim, prefix + "up", cfg["latency"], **kw)
         self.down = Link(sim, prefix + "down", cfg["latency"], **kw)
         self.links = [self.up, self.down]
-        sim.network = self
 
     def in_flight(self) -> int:
         return sum(link.pending() for link in self.links)

@@ -112,7 +112,6 @@ class SyncAsync(Crashable):
 
         self.crash_at(sa["crash_at"] or ())
         self.arm()
-        sim.sync_async = self
         self.clients = ClientPopulation(sim, self.start_op)
 
     # ----------------------------------------------------------- clients --
