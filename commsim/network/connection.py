@@ -100,7 +100,7 @@ class Connections:
             return
         if self.sim.now >= self.sim.start:
             self.opened += 1
-        _Handshake(self, client, then).step(None)
+        _Handshake(self, client, then).start()
 
     def done(self, client) -> None:
         """A request/response exchange finished; without keep-alive the
@@ -123,49 +123,52 @@ class Connections:
 
 
 class _Handshake:
-    __slots__ = ("conns", "client", "then", "i")
+    """One client's connection set-up on :class:`Connections`' links: the
+    mode's flights walked by the shared :class:`FlightExchange`, with the
+    server's TLS CPU when it reads the ClientHello."""
+
+    __slots__ = ("conns", "client", "then", "exchange")
 
     def __init__(self, conns: Connections, client, then):
         self.conns = conns
         self.client = client
         self.then = then
-        self.i = 0
+        tls = conns.cpu is not None and conns.tls_cpu > 0
+        self.exchange = FlightExchange(conns.flights, conns.last, self._send, self._opened,
+                                       hello=hello_index(conns.mode) if tls else None,
+                                       server_work=self._server_tls if tls else None)
 
-    def step(self, _msg) -> None:
-        c = self.conns
-        if self.i == len(c.flights):
-            if c.sim.now >= c.sim.start:
-                c.handshakes += 1
-            c.open.add(self.client)
-            self.then(c.last)
-            return
-        direction, size = c.flights[self.i]
-        self.i += 1
-        now = c.sim.now
-        if direction == "up":
-            msg = Message("handshake", self.client, "server", handshake=size, created=now,
-                          data=self, label=f"handshake {self.i}")
-            # The server's CPU work for TLS happens when it reads the ClientHello.
-            if c.cpu is not None and c.tls_cpu > 0 and self.i - 1 == CLIENT_HELLO:
-                c.network.up.send(msg, self._server_tls)
-            else:
-                c.network.up.send(msg, self.step)
-        else:
-            msg = Message("handshake", "server", self.client, handshake=size, created=now,
-                          data=self, label=f"handshake {self.i}")
-            c.network.down.send(msg, self.step)
+    def start(self) -> None:
+        self.exchange.step()
 
     def resend(self) -> None:
-        """The link gave up on the last flight (loss beyond max_retries): its
-        sender sends it again."""
-        self.i -= 1
-        self.step(None)
+        """The link gave up on the current flight: its sender sends it again."""
+        self.exchange.resend()
 
-    def _server_tls(self, msg) -> None:
-        self.conns.cpu.submit(self.conns.tls_cpu, "handshake", self._after_cpu)
+    def _send(self, direction, size, label, deliver, exchange) -> None:
+        c = self.conns
+        if direction == "up":
+            msg = Message("handshake", self.client, "server", handshake=size, created=c.sim.now,
+                          data=self, label=label)
+            c.network.up.send(msg, deliver)
+        else:
+            msg = Message("handshake", "server", self.client, handshake=size, created=c.sim.now,
+                          data=self, label=label)
+            c.network.down.send(msg, deliver)
 
-    def _after_cpu(self, _token, _wait) -> None:
-        self.step(None)
+    def _opened(self, last) -> None:
+        c = self.conns
+        if c.sim.now >= c.sim.start:
+            c.handshakes += 1
+        c.open.add(self.client)
+        self.then(last)
+
+    def _server_tls(self, resume) -> None:
+        self.conns.cpu.submit(self.conns.tls_cpu, "handshake", _resume, resume)
+
+
+def _resume(resume, _wait) -> None:
+    resume()
 
 
 # ------------------------------------------------------------------------
