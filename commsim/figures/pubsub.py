@@ -175,8 +175,7 @@ def _depth_series(chosen: dict, seed: int, out_dir: Path) -> tuple[dict, Path]:
 
     lines = ["delivery,t,slow_subscription,other_subscriptions_max,publisher_outbox"]
     for mode, point in chosen.items():
-        _, sim = simulate(point.config, seed)
-        model = sim.pubsub
+        model = simulate(point.config, seed).model
         t = list(model.samples_t)
         slow = [d[0] for d in model.samples_depth]
         others = [max(d[1:]) if len(d) > 1 else 0 for d in model.samples_depth]

@@ -29,7 +29,6 @@ class PubSub:
         self.commit_interval = cfg["commit_interval"]
         self.slow_factor = cfg["slow_factor"]
         self.processing = sim.sampler(cfg["processing_time"], "pubsub/processing")
-        sim.pubsub = self
 
         kw = dict(bandwidth=net["bandwidth"], loss=net["loss"], rto=net["rto"],
                   max_retries=net["max_retries"])
