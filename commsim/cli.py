@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("patterns", help="list every pattern with its parameters, defaults and units")
     pa.add_argument("--markdown", action="store_true", help="Markdown (as docs/patterns.md)")
     pa.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
+
+    from commsim.experiment import compare  # issue 12: each sub-command lives in its module
+    compare.add_parser(sub)
     return p
 
 
@@ -264,8 +267,14 @@ def cmd_trace(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from commsim.experiment import compare
+
+    return compare.cli(args)
+
+
 COMMANDS = {"run": cmd_run, "trace": cmd_trace, "plot": cmd_plot, "report": cmd_report,
-            "patterns": cmd_patterns}
+            "patterns": cmd_patterns, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
