@@ -84,8 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     pa.add_argument("--markdown", action="store_true", help="Markdown (as docs/patterns.md)")
     pa.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
 
-    from commsim.experiment import compare  # issue 12: each sub-command lives in its module
+    from commsim.experiment import capacity, compare  # issue 12: each sub-command in its module
     compare.add_parser(sub)
+    capacity.add_parser(sub)
     return p
 
 
@@ -273,8 +274,15 @@ def cmd_compare(args) -> int:
     return compare.cli(args)
 
 
+def cmd_capacity(args) -> int:
+    from commsim.experiment import capacity
+
+    return capacity.cli(args)
+
+
 COMMANDS = {"run": cmd_run, "trace": cmd_trace, "plot": cmd_plot, "report": cmd_report,
-            "patterns": cmd_patterns, "compare": cmd_compare}
+            "patterns": cmd_patterns, "compare": cmd_compare,
+            "capacity": cmd_capacity}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -322,6 +322,8 @@ def compare(a, b=None, *, key: str | None = None, values: Sequence | None = None
                 diff, half, p, n = _welch(x, y)
             a_mean = float(np.nanmean(x)) if np.isfinite(x).any() else math.nan
             b_mean = float(np.nanmean(y)) if np.isfinite(y).any() else math.nan
+            if abs(diff) <= 1e-12 * max(abs(a_mean), abs(b_mean)):
+                diff = 0.0  # summation-order noise of equal means
             scale = abs(a_mean) if a_mean and math.isfinite(a_mean) else math.nan
             row = dict(zip(keys, kv))
             row.update(metric=m, unit=METRICS[m].unit, a_mean=a_mean, b_mean=b_mean, diff=diff,
@@ -358,6 +360,9 @@ def sentence(row) -> str:
     if diff == 0 and half_lo == 0 and half_hi == 0:
         return f"{m}: no difference (equal in every replication)"
     word = "lower" if diff < 0 else "higher"
+    if diff == 0:
+        return (f"{m}: B equals A on average (not significant; 95% CI "
+                f"{half_lo:.4g} to {half_hi:.4g} {'' if row['unit'] == '1' else row['unit']})")
     rel = math.isfinite(row["rel_diff"])
     size = _pct(row["rel_diff"]) if rel else _quantity(diff, row["unit"])
     lo, hi = ((row["rel_ci95_low"], row["rel_ci95_high"]) if rel else (half_lo, half_hi))
