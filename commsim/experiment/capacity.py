@@ -460,8 +460,11 @@ def figure(table: pd.DataFrame, path: Path) -> Path:
         if math.isfinite(r["capacity"]):
             ax.axvline(r["capacity"], color=color, ls=":", lw=1)
     ax.axhline(slo.value, color="black", lw=0.8, ls="--", label=f"SLO: {slo.text}")
+    from matplotlib.ticker import NullFormatter
+
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
     unit = METRICS[slo.metric].unit
     ax.set_xlabel(key)
     ax.set_ylabel(f"{slo.metric} ({unit})" if unit != "1" else slo.metric)
