@@ -138,3 +138,34 @@ def test_slo_syntax_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["capacity", "--help"])
     assert "--slo" in capsys.readouterr().out
+
+
+def test_utilisation_hint_saves_probes_and_never_misleads():
+    """A CPU-bound predicate (utilisation grows with the key, fails at 98%):
+    the hint finds the same answer in fewer probes; a hint that is wrong
+    (the answer lies far below it) still converges to the right answer."""
+    from commsim.experiment.capacity import _hint
+
+    def search(cap_at_full: float, fail_above: float, use_hint: bool):
+        g = _Group(0, {}, integer=True)
+        probes = 0
+        while (v := _next_value(g, 100.0, None, None, 1.0, 1.0)) is not None:
+            probes += 1
+            u = min(1.0, 0.98 * v / cap_at_full)
+            if v <= fail_above and u < 0.98:
+                if g.good is None or v > g.good:
+                    g.hint = _hint(v, [{"server_utilization": u}]) if use_hint else None
+                g.good = v if g.good is None else max(g.good, v)
+            else:
+                g.bad = v if g.bad is None else min(g.bad, v)
+        return g.good, probes
+
+    for cap in (245.3, 2450.7, 7777.2):
+        plain, n_plain = search(cap, math.inf, False)
+        hinted, n_hinted = search(cap, math.inf, True)
+        assert plain == hinted == math.ceil(cap) - 1
+        assert n_hinted < n_plain, (cap, n_hinted, n_plain)
+    # Latency binds long before the CPU: the hint points too high.
+    wrong, n_wrong = search(5000.0, 321, True)
+    right, n_right = search(5000.0, 321, False)
+    assert wrong == right == 321 and n_wrong <= 2 * n_right

@@ -30,6 +30,14 @@ Method and assumptions
   brackets are split at their geometric mean, so each probe removes half of
   the remaining orders of magnitude.  All sweep points advance together, one
   probe each per wave, so ``--jobs`` runs them side by side.
+* **Utilisation hint (better than bisection when the CPU binds).**  The
+  best passing probe's ``server_utilization`` u predicts saturation at
+  v x 0.98 / u, if load grows in proportion to the key.  While bracketing,
+  the search jumps to just past that point instead of doubling (fewer
+  probes deep in overload, which are the expensive ones); inside the bracket
+  it alternates the hint with plain bisection, so a wrong hint (the latency
+  budget binds first, or the key does not scale the load) costs at most
+  every other probe and the bracket still halves at least every two probes.
 * **Replications and CRN.**  Every probe runs CONFIG's ``replications``
   (or ``--replications``); replication ``r`` of every probe and every sweep
   point uses the same seed, so neighbouring probes see the same random
@@ -171,6 +179,8 @@ class _Group:
     bad: float | None = None    # smallest value known to fail
     done: bool = False
     status: str = ""
+    hint: float | None = None   # predicted saturation from the best success's utilisation
+    hinted: bool = False        # the last bracketed probe was the hint
 
 
 def _next_value(g: _Group, start: float, lo: float | None, hi: float | None, resolution: float,
@@ -196,8 +206,10 @@ def _next_value(g: _Group, start: float, lo: float | None, hi: float | None, res
             g.done, g.status = True, "below minimum"
             return None
         return v
-    if g.bad is None:  # only successes: double
+    if g.bad is None:  # only successes: double, or jump just past the predicted saturation
         v = rnd(g.good * 2) if g.good > 0 else 1.0
+        if g.hint is not None and 1.1 * g.good < 1.02 * g.hint < 2 * g.good:
+            v = rnd(1.02 * g.hint)
         if v > 1e9:
             g.done, g.status = True, "unbounded (above 1e9)"
             return None
@@ -206,11 +218,26 @@ def _next_value(g: _Group, start: float, lo: float | None, hi: float | None, res
     if (g.integer and gap <= max(1.0, resolution)) or (not g.integer and gap <= resolution * g.good):
         g.done, g.status = True, "found"
         return None
+    if g.hint is not None and not g.hinted and g.good < rnd(g.hint) < g.bad:
+        g.hinted = True  # alternate with bisection: the bracket at least halves every 2 probes
+        return rnd(g.hint)
+    g.hinted = False
     mid = math.sqrt(g.good * g.bad) if g.good > 0 and g.bad > 4 * g.good else (g.good + g.bad) / 2
     v = rnd(mid)
     if g.integer and v <= g.good:
         v = g.good + 1
     return v
+
+
+def _hint(v: float, rows: list[dict]) -> float | None:
+    """Where the server would reach :data:`SATURATED` if its utilisation
+    grew in proportion to the key (true of clients.count and clients.rate
+    when the CPU is the bottleneck): v x SATURATED / utilisation."""
+    u = [r.get("server_utilization") for r in rows]
+    u = [x for x in u if x is not None and math.isfinite(x)]
+    if not u or not 0.02 < sum(u) / len(u) < SATURATED:
+        return None
+    return v * SATURATED / (sum(u) / len(u))
 
 
 def _evaluate(rows: list[dict], slos: Sequence[Slo]) -> dict:
@@ -336,6 +363,8 @@ def capacity(source, key: str = "clients.count", slos: Sequence[str] = ("latency
                 if j in failed:
                     ev["unstable"] = "a run failed (see the runs' errors)"
                 if ok:
+                    if g.good is None or v > g.good:
+                        g.hint = _hint(v, by_point.get(j, []))
                     g.good = v if g.good is None else max(g.good, v)
                 else:
                     g.bad = v if g.bad is None else min(g.bad, v)
