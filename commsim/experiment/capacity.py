@@ -251,6 +251,8 @@ def _evaluate(rows: list[dict], slos: Sequence[Slo]) -> dict:
         mean, half = mean_ci([r.get(s.metric, math.nan) for r in rows])
         out[s.metric], out[f"{s.metric}_ci95"] = mean, half
         met = met and s.holds(mean)
+    if any("server_utilization" in r for r in rows):
+        out["server_utilization"] = mean_ci([r.get("server_utilization", math.nan) for r in rows])[0]
     reasons = [why for why in (unstable(r) for r in rows) if why]
     out["met"] = met
     out["unstable"] = reasons[0] if reasons else ""
@@ -459,9 +461,12 @@ def describe(table: pd.DataFrame) -> str:
 
 
 def figure(table: pd.DataFrame, path: Path) -> Path:
-    """The first SLO's metric against the key (log x), per sweep point, with
-    95% CIs, the threshold and each capacity."""
+    """Left: the first SLO's metric against the key (log-log), per sweep
+    point, with 95% CIs, the threshold and each capacity (dotted); unstable
+    probes as crosses.  Right (when reported): the server's utilisation with
+    the saturation line."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     from commsim.experiment.output import save_figure
     from commsim.metrics import METRICS
@@ -471,36 +476,53 @@ def figure(table: pd.DataFrame, path: Path) -> Path:
     key = spec["key"]
     slo = parse_slo(spec["slo"][0])
     params = [c for c in spec["sweep"] if c in table.columns]
-    fig = Figure(figsize=(7, 4.2))
-    ax = fig.subplots()
+    util = "server_utilization" in probes.columns and probes["server_utilization"].notna().any()
+    fig = Figure(figsize=(10, 4.2) if util else (6.5, 4.2))
+    axes = fig.subplots(1, 2 if util else 1, squeeze=False)[0]
+    ax = axes[0]
     for i, (_, r) in enumerate(table.iterrows()):
         sel = probes
         for k in params:
             sel = sel[sel[k].map(lambda x, want=r[k]: _same(x, want))]
         sel = sel.sort_values(key)
-        label = ", ".join(f"{r[k]}" for k in params) or "probes"
+        name = ", ".join(f"{r[k]}" for k in params) or "capacity"
+        cap = r["capacity"]
+        label = f"{name}: {cap:,.0f}" if isinstance(cap, (int, np.integer)) or \
+            (math.isfinite(cap) and float(cap).is_integer()) else f"{name}: {cap:.4g}"
         color = f"C{i}"
         stable = sel[sel["unstable"] == ""]
-        ax.errorbar(stable[key], stable[slo.metric], yerr=stable[f"{slo.metric}_ci95"].fillna(0),
-                    fmt="o-", ms=3, lw=1, capsize=2, color=color, label=label)
+        y = stable[slo.metric].to_numpy(float)
+        half = stable[f"{slo.metric}_ci95"].fillna(0).to_numpy(float)
+        ax.errorbar(stable[key], y, yerr=[np.minimum(half, 0.9 * y), half], fmt="o-", ms=3, lw=1,
+                    capsize=2, color=color, label=label)
         shaky = sel[sel["unstable"] != ""]
         if not shaky.empty:
             ax.plot(shaky[key], shaky[slo.metric], "x", color=color, ms=6)
-        if math.isfinite(r["capacity"]):
-            ax.axvline(r["capacity"], color=color, ls=":", lw=1)
+        if math.isfinite(cap):
+            for a in axes:
+                a.axvline(cap, color=color, ls=":", lw=1)
+        if util:
+            axes[1].plot(sel[key], sel["server_utilization"], "o-", ms=3, lw=1, color=color)
     ax.axhline(slo.value, color="black", lw=0.8, ls="--", label=f"SLO: {slo.text}")
-    from matplotlib.ticker import NullFormatter
-
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
     unit = METRICS[slo.metric].unit
-    ax.set_xlabel(key)
+    ax.set_yscale("log")
     ax.set_ylabel(f"{slo.metric} ({unit})" if unit != "1" else slo.metric)
-    ax.set_title(f"Capacity: largest {key} with {slo.text} (dotted: capacity; x: unstable)",
-                 fontsize=9)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.set_title(f"Largest {key} with {slo.text} and stable", fontsize=9)
+    ax.legend(fontsize=8, title="capacity", title_fontsize=8)
+    if util:
+        axes[1].axhline(SATURATED, color="black", lw=0.8, ls="--",
+                        label=f"unstable from {SATURATED:.0%} busy")
+        axes[1].set_ylabel("server_utilization (fraction of the cores)")
+        axes[1].set_title("Server utilisation at each probe (mean of replications)", fontsize=9)
+        axes[1].legend(fontsize=8)
+    for a in axes:
+        a.set_xscale("log")
+        a.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        a.xaxis.set_minor_locator(LogLocator(subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
+        a.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+        a.xaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
+        a.set_xlabel(key)
+        a.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return save_figure(fig, Path(path))
 
