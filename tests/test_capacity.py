@@ -169,3 +169,15 @@ def test_utilisation_hint_saves_probes_and_never_misleads():
     wrong, n_wrong = search(5000.0, 321, True)
     right, n_right = search(5000.0, 321, False)
     assert wrong == right == 321 and n_wrong <= 2 * n_right
+
+
+def test_family_metrics_are_known_in_a_fresh_process():
+    """An SLO on a family's metric (defined when its pattern is imported)
+    parses even before any pattern was loaded."""
+    import subprocess
+    import sys
+
+    code = ("from commsim.experiment.capacity import parse_slo; "
+            "print(parse_slo('empty_fraction < 0.5').value)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0.5"

@@ -151,6 +151,9 @@ def _parse_value(text: str, unit: str, where: str) -> float:
 def parse_slo(text: str) -> Slo:
     """``"latency_p99 < 1s"`` -> Slo; a ConfigError names ``--slo`` otherwise."""
     from commsim.metrics import METRICS
+    from commsim.patterns import registry
+
+    registry()  # the patterns define their families' metrics on import
 
     m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*(\S.*?)\s*", str(text))
     if not m:

@@ -229,6 +229,9 @@ def _welch(a: np.ndarray, b: np.ndarray) -> tuple:
 
 def _metrics(ra: pd.DataFrame, rb: pd.DataFrame, only: Sequence[str] | None) -> list[str]:
     from commsim.metrics import METRICS
+    from commsim.patterns import registry
+
+    registry()  # the patterns define their families' metrics on import
 
     names = [c for c in ra.columns if c in METRICS and c in rb.columns
              and pd.api.types.is_numeric_dtype(ra[c]) and pd.api.types.is_numeric_dtype(rb[c])]
