@@ -619,7 +619,8 @@ def add_parser(sub) -> None:
                     "of --key at which every --slo holds for the mean over replications and no "
                     "run is unstable (saturated server, growing backlog). Assumes the SLO gets "
                     "harder as the key grows (monotone); brackets by doubling from CONFIG's value "
-                    "(or probes the ends of --range), then bisects. Replications share seeds "
+                    "(or probes the ends of --range), jumping to the saturation its utilisation "
+                    "predicts, then bisects (alternating with that prediction). Replications share seeds "
                     "(CRN); every run is stored in OUT/.runs/, so repeating a search is cheap. "
                     "Writes capacity.csv, probes.csv, capacity.png, capacity.json.",
         epilog="example: commsim capacity experiments/capacity.yaml --key clients.count "
