@@ -104,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     me = sub.add_parser("metrics", help="list every metric with its unit, meaning and patterns")
     me.add_argument("--markdown", action="store_true", help="Markdown (as docs/metrics.md)")
     me.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
+
+    from commsim.experiment import capacity, compare  # issue 12: each sub-command in its module
+    compare.add_parser(sub)
+    capacity.add_parser(sub)
     return p
 
 
@@ -384,8 +388,21 @@ def cmd_trace(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from commsim.experiment import compare
+
+    return compare.cli(args)
+
+
+def cmd_capacity(args) -> int:
+    from commsim.experiment import capacity
+
+    return capacity.cli(args)
+
+
 COMMANDS = {"run": cmd_run, "trace": cmd_trace, "plot": cmd_plot, "report": cmd_report,
-            "patterns": cmd_patterns, "metrics": cmd_metrics, "summary": cmd_summary}
+            "patterns": cmd_patterns, "metrics": cmd_metrics, "summary": cmd_summary,
+            "compare": cmd_compare, "capacity": cmd_capacity}
 
 
 def main(argv: list[str] | None = None) -> int:
