@@ -436,18 +436,25 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
 
     points: list[RunSpec] = []
     keys = list(sweep)
-    for combo in itertools.product(*(sweep[k] for k in keys)):
+    for combo in itertools.product(*(range(len(sweep[k])) for k in keys)):
         run_raw = copy.deepcopy(raw)
-        for k, v in zip(keys, combo):
-            set_dotted(run_raw, k, v)
+        pattern_name = sweep["pattern"][combo[keys.index("pattern")]] if "pattern" in sweep \
+            else raw.get("pattern")
+        applies = {k: _applies(k, pattern_name, patterns) for k in keys}
+        if any(i > 0 for k, i in zip(keys, combo) if not applies[k]):
+            continue  # a key this point's pattern lacks: one point, not one per value
+        for k, i in zip(keys, combo):
+            if applies[k]:
+                set_dotted(run_raw, k, sweep[k][i])
         try:
             cfg = resolve_run(run_raw, base_dir)
         except ConfigError as exc:
             if exc.key in keys:
                 raise ConfigError(f"sweep.{exc.key}", exc.message) from None
             raise
-        params = {k: get_dotted(cfg, k) for k in keys}
+        params = {k: get_dotted(cfg, k) if applies[k] else None for k in keys}
         points.append(RunSpec(params=params, config=cfg))
+    _check_sections_used(raw, keys, points, patterns)
 
     base = resolve_run(raw if "pattern" in raw else {**raw, "pattern": points[0].config["pattern"]}, base_dir) \
         if points else resolve_run(raw, base_dir)
@@ -458,7 +465,8 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
                             resolve_section(SECTIONS[sname], raw.get(sname), sname, base_dir))
     resolved = dict(base)
     if sweep:
-        resolved["sweep"] = {k: _unique([p.params[k] for p in points]) for k in keys}
+        resolved["sweep"] = {k: _unique([p.params[k] for p in points if p.params[k] is not None
+                                         or not _is_pattern_key(k)]) for k in keys}
     if "warmup" in sweep and warmup_auto:
         raise ConfigError("warmup", "'auto' cannot be combined with a sweep of warmup")
     from commsim.experiment.plotspec import resolve_plots
@@ -470,6 +478,38 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
         resolved["plots"] = resolve_plots(plots_raw, keys, resolved.get("sweep", {}))
     return Experiment(name=exp_name, resolved=resolved, sweep={k: list(v) for k, v in sweep.items()},
                       points=points, base_dir=base_dir, source=raw, warmup_auto=warmup_auto)
+
+
+def _is_pattern_key(dotted: str) -> bool:
+    """True for a key of a pattern's own section (not top-level, not core)."""
+    head, _, tail = dotted.partition(".")
+    return bool(tail) and head not in CORE_SECTIONS
+
+
+def _applies(dotted: str, pattern_name: Any, patterns: dict) -> bool:
+    """Does ``dotted`` mean something for ``pattern_name``?  Keys of a
+    pattern's own section apply only to the patterns that declare it."""
+    if not _is_pattern_key(dotted) or not isinstance(pattern_name, str) or pattern_name not in patterns:
+        return True  # an unknown pattern is reported by resolve_run
+    return dotted.partition(".")[0] in patterns[pattern_name].sections
+
+
+def _check_sections_used(raw: dict, sweep_keys: list, points: list[RunSpec], patterns: dict) -> None:
+    """A section (or a swept key of one) that no pattern of the run reads would
+    be accepted and do nothing: refuse it, naming the section."""
+    running = _unique([p.config["pattern"] for p in points])
+    used = {s for name in running for s in patterns[name].sections}
+    present = [s for s in SECTIONS if s in raw and s not in CORE_SECTIONS]
+    present += [k for k in sweep_keys if _is_pattern_key(k)]
+    for item in present:
+        sname = item.partition(".")[0]
+        if sname in used:
+            continue
+        owners = [n for n, p in patterns.items() if sname in p.sections]
+        key = item if item == sname else f"sweep.{item}"
+        raise ConfigError(key, f"section '{sname}' is read only by pattern(s) {', '.join(owners)}; "
+                          f"this experiment runs {', '.join(running)}, where it would have no "
+                          f"effect: remove it (or set pattern to one that uses it)")
 
 
 def _unique(values: list) -> list:
