@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                         "and latency_mean)")
     r.add_argument("--fresh", action="store_true",
                    help="forget stored runs of this results folder and compute everything again")
+    r.add_argument("--allow-large", action="store_true",
+                   help="run even beyond the work limits (docs/experiments.md, 'Work estimate')")
 
     t = sub.add_parser("trace", help="trace the first messages of a run")
     t.add_argument("config")
@@ -66,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, default=20, help="messages to show (default 20)")
     t.add_argument("--out", help="folder for the sequence diagram (default results/<name>)")
     t.add_argument("--force", action="store_true")
+    t.add_argument("--allow-large", action="store_true", help="trace even beyond the work limits")
 
     pl = sub.add_parser("plot", help="redraw an experiment's figures from its results (no simulation)")
     pl.add_argument("target", help="the experiment's YAML (its plots: section is used) or a results folder")
@@ -127,8 +130,10 @@ def cmd_run(args) -> int:
     from commsim.experiment.runner import run_experiment
     from commsim.experiment.store import RunStore
 
-    exp = load(args.config, args.overrides)
+    exp = load(args.config, args.overrides, allow_large=args.allow_large)
     _apply_precision(exp, args)
+    if exp.estimate is not None and exp.estimate.big and not args.quiet:
+        print(f"commsim: {exp.estimate.text()}", file=sys.stderr)
     if args.jobs < 0:
         raise ConfigError("--jobs", f"got {args.jobs}; expected a positive number of processes (0: one per core)")
     jobs = args.jobs or default_jobs()
@@ -198,7 +203,7 @@ def cmd_plot(args) -> int:
         out_dir = Path(args.out) if args.out else target
         result = load_result(out_dir)
     else:
-        exp = load(target, args.overrides)
+        exp = load(target, args.overrides, allow_large=True)  # nothing is simulated
         out_dir = Path(args.out) if args.out else Path("results") / exp.name
         diff = output.config_differences(out_dir, exp.resolved,
                                          ignore=("warmup",) if exp.warmup_auto else ())
@@ -254,7 +259,7 @@ def cmd_trace(args) -> int:
     from commsim.config import load
     from commsim.experiment import trace
 
-    exp = load(args.config, args.overrides)
+    exp = load(args.config, args.overrides, allow_large=args.allow_large)
     if args.limit < 1:
         raise ConfigError("--limit", f"got {args.limit}; expected a positive integer")
     out_dir = Path(args.out) if args.out else Path("results") / exp.name

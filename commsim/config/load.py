@@ -54,6 +54,8 @@ class Experiment:
     #: ``warmup: auto``: the runner detects the warm-up (MSER-5) and writes
     #: the value found into ``resolved`` and every point's config.
     warmup_auto: bool = False
+    #: The predicted work (:class:`commsim.config.estimate.Estimate`).
+    estimate: Any = None
 
     @property
     def replications(self) -> int:
@@ -365,8 +367,12 @@ def check_name(value: Any, key: str = "name") -> None:
         raise ConfigError(key, f"got {describe(value)} ({bad}); {allowed}")
 
 
-def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | None = None) -> Experiment:
+def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | None = None, *,
+         allow_large: bool = False) -> Experiment:
     """Load and validate an experiment from a YAML file or a dict.
+
+    The work is estimated (:mod:`commsim.config.estimate`, ``Experiment.estimate``);
+    beyond its documented limits the experiment is refused unless ``allow_large``.
 
     ``overrides`` are ``KEY=VALUE`` strings as given to ``--set``; ``sweep.KEY``
     overrides a sweep list.  Every run's config is resolved here, so any error
@@ -434,8 +440,14 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
         if sname in raw and sname not in CORE_SECTIONS:
             resolve_section(section, raw[sname], sname, base_dir)
 
-    points: list[RunSpec] = []
     keys = list(sweep)
+    from commsim.config import estimate as work
+
+    if not allow_large:
+        reps = raw.get("replications", TOP_LEVEL["replications"].default)
+        reps = resolve_value(TOP_LEVEL["replications"], reps, "replications") if reps is not None else 1
+        work.check_runs(math.prod(len(sweep[k]) for k in keys), reps)
+    points: list[RunSpec] = []
     for combo in itertools.product(*(range(len(sweep[k])) for k in keys)):
         run_raw = copy.deepcopy(raw)
         pattern_name = sweep["pattern"][combo[keys.index("pattern")]] if "pattern" in sweep \
@@ -476,8 +488,12 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
         resolved["precision"] = resolve_precision(precision_raw)
     if plots_raw is not None:
         resolved["plots"] = resolve_plots(plots_raw, keys, resolved.get("sweep", {}))
+    estimate = work.estimate(points, resolved["replications"], resolved.get("precision"))
+    if not allow_large:
+        work.check(estimate)
     return Experiment(name=exp_name, resolved=resolved, sweep={k: list(v) for k, v in sweep.items()},
-                      points=points, base_dir=base_dir, source=raw, warmup_auto=warmup_auto)
+                      points=points, base_dir=base_dir, source=raw, warmup_auto=warmup_auto,
+                      estimate=estimate)
 
 
 def _is_pattern_key(dotted: str) -> bool:
