@@ -228,6 +228,32 @@ def ops_rate(cfg: dict) -> float:
     return _client_rate(cfg)
 
 
+#: MSER-5 needs at least this many observations (commsim.experiment.warmup).
+MSER_MIN_OBSERVATIONS = 20
+
+
+def observations(cfg: dict) -> float:
+    """Upper estimate of the samples one run records in its ``duration``
+    (latencies of requests; of updates for the notification patterns)."""
+    rate = _updates(cfg) if cfg["pattern"] in ("short_polling", "long_polling", "sse", "push") \
+        else ops_rate(cfg)
+    with _no_overflow():
+        return _finite(rate * float(cfg["duration"]))
+    return math.inf
+
+
+def check_warmup_auto(points) -> None:
+    """``warmup: auto`` on a run too short to detect anything fails at load,
+    not after pilot runs (and a created folder)."""
+    for p in points:
+        n = observations(p.config)
+        if n < MSER_MIN_OBSERVATIONS:
+            where = ", ".join(f"{k}={v}" for k, v in p.params.items()) or "the base config"
+            raise ConfigError("warmup", f"'auto' needs at least {MSER_MIN_OBSERVATIONS} observations per "
+                              f"pilot run (MSER-5), but duration {p.config['duration']:g} s gives about "
+                              f"{n:.3g} at {where}; lengthen duration or set warmup to a fixed time")
+
+
 def run_cost(cfg: dict) -> tuple[float, float]:
     """(SimPy events, bytes of memory) of one run."""
     p = cfg["pattern"]

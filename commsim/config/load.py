@@ -488,6 +488,8 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
         resolved["precision"] = resolve_precision(precision_raw)
     if plots_raw is not None:
         resolved["plots"] = resolve_plots(plots_raw, keys, resolved.get("sweep", {}))
+    if warmup_auto:
+        work.check_warmup_auto(points)
     estimate = work.estimate(points, resolved["replications"], resolved.get("precision"))
     if not allow_large:
         work.check(estimate)
