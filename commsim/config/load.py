@@ -28,8 +28,8 @@ from commsim.config.schema import CORE_SECTIONS, SECTIONS, TOP_LEVEL, Field, Sec
 from commsim.errors import ConfigError, describe
 
 #: Top-level keys that are not run parameters: the sweep, generic figures
-#: (validated by commsim.experiment.plotspec) and a precision target
-#: (commsim.experiment.precision).  Runs never see them.
+#: (validated by commsim.config.plots) and a precision target
+#: (commsim.config.precision).  Runs never see them.
 RESERVED_TOP = ("sweep", "plots", "precision")
 
 
@@ -481,8 +481,8 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
                                          or not _is_pattern_key(k)]) for k in keys}
     if "warmup" in sweep and warmup_auto:
         raise ConfigError("warmup", "'auto' cannot be combined with a sweep of warmup")
-    from commsim.experiment.plotspec import resolve_plots
-    from commsim.experiment.precision import resolve_section as resolve_precision
+    from commsim.config.plots import resolve_plots
+    from commsim.config.precision import resolve_section as resolve_precision
 
     if precision_raw is not None:
         resolved["precision"] = resolve_precision(precision_raw)
