@@ -12,7 +12,8 @@ simulated):
   (requests, polls, updates, messages; :func:`ops_rate`) x simulated time
   (warm-up + duration);
 * **events** per run: operations x the pattern's SimPy events per operation;
-* **CPU time**: events x seconds per event, summed over runs;
+* **CPU time**: events x seconds per event + clients x set-up seconds per
+  client, summed over runs;
 * **memory** per run: clients x bytes per client + operations x bytes per
   recorded operation (samples are kept until the run ends).
 
@@ -42,7 +43,8 @@ from commsim.errors import ConfigError
 # Measured by benchmarks/calibrate_estimate.py --quick on the shared 2-core
 # development machine (8 helpers busy; 2026-12-01), then checked against one
 # sweep point of each committed experiment at its own size and adjusted so
-# that every estimate fell within 0.5x-2x of the events counted (docs/experiments.md):
+# that the estimates fell within 0.4x-1.7x of the events counted, 0.55x-1.9x of
+# the CPU time and 0.9x-2.3x of the peak memory (docs/experiments.md):
 #: SimPy events per operation, by pattern.
 EVENTS_PER_OP: dict[str, float] = {
     "request_response": 2.0, "sync_async": 12.0, "stateful": 7.0, "sidecar": 2.0,
@@ -60,6 +62,13 @@ DEFAULT_EVENTS_PER_OP = 12.0
 DEFAULT_EVENTS_PER_CLIENT = 5.5
 #: CPU seconds per SimPy event (measured: 1.5-4.1 us, median 2.8 us).
 SECONDS_PER_EVENT = 3.0e-6
+#: CPU seconds per client of set-up and teardown beyond its events (measured:
+#: request_response with 200,000 clients, 1 s: 10.2 s of CPU for 0.53 M events;
+#: the notification patterns' clients cost nothing measurable beyond their events).
+SECONDS_PER_CLIENT: dict[str, float] = {
+    "short_polling": 0.0, "long_polling": 0.0, "sse": 0.0, "push": 0.0,
+}
+DEFAULT_SECONDS_PER_CLIENT = 40e-6
 #: Memory per client (or pub/sub subscriber), by pattern, in bytes (measured;
 #: at least 200 B where the measurement was lost in noise).
 BYTES_PER_CLIENT: dict[str, float] = {
@@ -78,7 +87,7 @@ BASE_BYTES = 80e6
 LIMITS = {
     "runs": 100_000,               # sweep points x replications
     "cpu_s": 24 * 3600.0,          # estimated CPU time of the whole experiment
-    "events_per_run": 5e9,         # one run's SimPy events (about 3 hours)
+    "events_per_run": 5e9,         # one run's SimPy events (about 4 hours)
     "memory_per_run": 8e9,         # one run's memory, bytes
 }
 REPORT_CPU_S = 600.0
@@ -254,8 +263,8 @@ def check_warmup_auto(points) -> None:
                               f"{n:.3g} at {where}; lengthen duration or set warmup to a fixed time")
 
 
-def run_cost(cfg: dict) -> tuple[float, float]:
-    """(SimPy events, bytes of memory) of one run."""
+def run_cost(cfg: dict) -> tuple[float, float, float]:
+    """(SimPy events, CPU seconds, bytes of memory) of one run."""
     p = cfg["pattern"]
     span = float(cfg["warmup"]) + float(cfg["duration"])
     with _no_overflow():
@@ -266,7 +275,8 @@ def run_cost(cfg: dict) -> tuple[float, float]:
         events = (ops * EVENTS_PER_OP.get(p, DEFAULT_EVENTS_PER_OP)
                   + clients * EVENTS_PER_CLIENT.get(p, DEFAULT_EVENTS_PER_CLIENT))
         memory = BASE_BYTES + clients * BYTES_PER_CLIENT.get(p, DEFAULT_BYTES_PER_CLIENT) + ops * BYTES_PER_OP
-    return _finite(events), _finite(memory)
+        cpu = events * SECONDS_PER_EVENT + clients * SECONDS_PER_CLIENT.get(p, DEFAULT_SECONDS_PER_CLIENT)
+    return _finite(events), _finite(cpu), _finite(memory)
 
 
 class _no_overflow:
@@ -293,12 +303,12 @@ def estimate(points, replications: int, precision: dict | None = None) -> Estima
     total = 0.0
     worst_events, worst_memory, worst = 0.0, 0.0, {}
     for p in points:
-        events, memory = run_cost(p.config)
-        total += events * reps
+        events, cpu, memory = run_cost(p.config)
+        total += cpu * reps
         if events > worst_events or memory > worst_memory:
             worst = dict(p.params)
         worst_events, worst_memory = max(worst_events, events), max(worst_memory, memory)
-    return Estimate(runs=len(points) * reps, cpu_s=_finite(total * SECONDS_PER_EVENT),
+    return Estimate(runs=len(points) * reps, cpu_s=_finite(total),
                     max_events=worst_events, max_memory=worst_memory, worst=worst)
 
 
