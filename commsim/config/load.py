@@ -303,15 +303,17 @@ def read_yaml(path: str | Path) -> dict:
     one ConfigError line (never a traceback, never the file's contents)."""
     path = Path(path)
     try:
-        if path.exists() and not path.is_file():
-            raise ConfigError("", f"config {str(path)!r} is not a regular file")
+        irregular = path.exists() and not path.is_file()
+    except (OSError, ValueError):  # e.g. a NUL in the path
+        raise ConfigError("", f"config file name {str(path)!r} is not a valid path") from None
+    if irregular:
+        raise ConfigError("", f"config {str(path)!r} is not a regular file")
+    try:
         data_bytes = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError("", f"config file {str(path)!r} does not exist") from None
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {str(path)!r}: {exc.strerror}") from None
-    except ValueError:  # e.g. a NUL in the path
-        raise ConfigError("", f"config file name {str(path)!r} is not a valid path") from None
     try:
         text = data_bytes.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
