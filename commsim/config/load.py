@@ -333,7 +333,10 @@ def read_yaml(path: str | Path) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None)
+        if problem is None and isinstance(exc, yaml.reader.ReaderError):
+            problem = f"{exc.reason} (character {exc.character!r} at position {exc.position})"
+        problem = " ".join(str(problem or exc).split())  # one line
         raise ConfigError("", f"{path}: invalid YAML{where}: {problem}") from None
     if data is None:
         data = {}
