@@ -40,6 +40,10 @@ SEEDS = [
 
 KEYS = _all_dotted_keys() + ["sweep", "plots", "precision", "pattern", "nonsense", "clients.cuont"]
 
+PLAUSIBLE = [0, 1, 2, 3, 0.5, "1e1", "5ms", "1s", "200ms", "10/s", "1KiB", "1Mbps", True, False, None,
+             "push", "pull", "sync", "async", "tls1.3", "json", {"dist": "exponential", "mean": "1ms"},
+             {"dist": "uniform", "low": "1ms", "high": "2ms"}]
+
 weird_text = st.sampled_from([
     "", " ", "1e3", "1e30", "-1", "0", "nan", "inf", "-inf", "1.5", "10ms", "1ns", "1e308s", "5/s",
     "3KiB", "100Mbps", "2min", "abc", "\x00", "..", "/", "a/b", "auto", "null", "true", "[1, 2]",
@@ -68,10 +72,12 @@ def _set(cfg: dict, dotted: str, v) -> None:
 def mutated_config(draw):
     cfg = copy.deepcopy(draw(st.sampled_from(SEEDS)))
     for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["set", "delete", "unit", "sweep", "rename"]))
+        op = draw(st.sampled_from(["set", "plausible", "plausible", "delete", "unit", "sweep", "rename"]))
         key = draw(st.sampled_from(KEYS))
         if op == "set":
             _set(cfg, key, draw(value))
+        elif op == "plausible":   # a value of about the right kind, so that many mutants load
+            _set(cfg, key, draw(st.sampled_from(PLAUSIBLE)))
         elif op == "delete":
             head, _, tail = key.partition(".")
             if tail and isinstance(cfg.get(head), dict):
