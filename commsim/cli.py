@@ -132,6 +132,12 @@ def cmd_run(args) -> int:
 
     exp = load(args.config, args.overrides, allow_large=args.allow_large)
     _apply_precision(exp, args)
+    if args.precision or args.max_replications:  # more replications: estimate again
+        from commsim.config import estimate as work
+
+        exp.estimate = work.estimate(exp.points, exp.replications, exp.resolved.get("precision"))
+        if not args.allow_large:
+            work.check(exp.estimate)
     if exp.estimate is not None and exp.estimate.big and not args.quiet:
         print(f"commsim: {exp.estimate.text()}", file=sys.stderr)
     if args.jobs < 0:
