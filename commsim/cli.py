@@ -2,7 +2,7 @@
 
 ``commsim run CONFIG [--set KEY=VALUE ...] [--out DIR] [--force] [--jobs N]
 [--executor serial|processes|dask] [--scheduler ADDRESS] [--precision 2%]
-[--max-replications N] [--precision-metric NAME] [--fresh] [--quiet]``
+[--max-replications N] [--precision-metric NAME] [--fresh] [--quiet] [--allow-large]``
     run an experiment; write runs.csv, summary.csv, config.resolved.yaml and
     figures into DIR (default ``results/<name>/``).  Finished runs are kept in
     DIR/.runs/, so running the same command again (after Ctrl-C, a crash, or
