@@ -286,3 +286,17 @@ def test_estimate_tracks_real_runs():
         events = next(sim.env._eid)
         estimated, _cpu, _memory = work.run_cost(cfg)
         assert events / 3 <= estimated <= events * 3, (name, index, events, estimated)
+
+
+def test_deep_or_broken_set_values_are_one_line_errors():
+    deep = "[" * 10000 + "]" * 10000
+    with pytest.raises(ConfigError, match="^seed: --set value is nested too deeply"):
+        load({"pattern": "request_response"}, [f"seed={deep}"])
+    with pytest.raises(ConfigError, match=r"^seed: --set value '\[' is not valid YAML \(expected"):
+        load({"pattern": "request_response"}, ["seed=["])
+    from commsim.errors import describe
+
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    assert "nested too deeply" in describe(nested)

@@ -259,7 +259,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(key.strip(), f"--set value {value!r} is not valid YAML ({exc.problem})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(key.strip(), f"--set value {describe(value)} is not valid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(key.strip(), "--set value is nested too deeply to read") from None
     return key.strip(), parsed
 
 
@@ -329,7 +332,7 @@ def read_yaml(path: str | Path) -> dict:
                           f"{bad.mark.column + 1}: a key must be a plain name, not {bad.kind}") from None
     except RecursionError:
         raise ConfigError("", f"{path}: nested too deeply to read (brackets or indentation "
-                          "thousands of levels deep)") from None
+                          "hundreds of levels deep)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
