@@ -251,7 +251,7 @@ def test_a_huge_sweep_is_refused_before_it_is_expanded():
     t0 = time.perf_counter()
     with pytest.raises(ConfigError, match="^sweep: 531,441 sweep point"):
         load({"pattern": "request_response", "sweep": sweep})
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < 10.0   # the old loader took 213 s to expand it
 
 
 def test_allow_large_loads_and_the_estimate_is_reported(tmp_path, monkeypatch, capsys):
