@@ -2,6 +2,8 @@
 (exit status 2 from the command line, nothing written), absurd work is
 refused with its estimate, and keys that would do nothing are errors."""
 
+import copy
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -300,3 +302,17 @@ def test_deep_or_broken_set_values_are_one_line_errors():
     for _ in range(5000):
         nested = [nested]
     assert "nested too deeply" in describe(nested)
+
+
+def test_estimate_survives_keys_it_does_not_know():
+    """A pattern the formulas do not know, or whose section lost a key (e.g.
+    renamed by a refactor), still gets a (generic) estimate: loading never
+    breaks because of the estimator."""
+    exp = load({"pattern": "stateful", "duration": "1s"})
+    cfg = copy.deepcopy(exp.points[0].config)
+    del cfg["stateful"]["servers"]
+    events, cpu, memory = work.run_cost(cfg)
+    assert 0 < events < math.inf and cpu > 0 and memory > work.BASE_BYTES
+    cfg["pattern"] = "some_new_pattern"
+    assert 0 < work.run_cost(cfg)[0] < math.inf
+    assert work.observations(cfg) > 0

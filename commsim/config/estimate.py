@@ -244,8 +244,8 @@ MSER_MIN_OBSERVATIONS = 20
 def observations(cfg: dict) -> float:
     """Upper estimate of the samples one run records in its ``duration``
     (latencies of requests; of updates for the notification patterns)."""
-    rate = _updates(cfg) if cfg["pattern"] in ("short_polling", "long_polling", "sse", "push") \
-        else ops_rate(cfg)
+    notification = cfg["pattern"] in ("short_polling", "long_polling", "sse", "push")
+    rate = _safe(_updates if notification else ops_rate, cfg, math.inf)  # unknown: never refuse
     with _no_overflow():
         return _finite(rate * float(cfg["duration"]))
     return math.inf
@@ -263,15 +263,28 @@ def check_warmup_auto(points) -> None:
                               f"{n:.3g} at {where}; lengthen duration or set warmup to a fixed time")
 
 
+def _safe(fn, cfg: dict, fallback):
+    """An estimate never breaks loading: a pattern whose keys changed (or
+    that the formulas do not know) falls back to a generic formula."""
+    try:
+        return fn(cfg)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return fallback(cfg) if callable(fallback) else fallback
+
+
+def _clients(cfg: dict) -> float:
+    if cfg["pattern"] == "pubsub":
+        return float(cfg["pubsub"]["subscribers"]) + float(cfg["pubsub"]["publishers"])
+    return float(cfg["clients"]["count"])
+
+
 def run_cost(cfg: dict) -> tuple[float, float, float]:
     """(SimPy events, CPU seconds, bytes of memory) of one run."""
     p = cfg["pattern"]
     span = float(cfg["warmup"]) + float(cfg["duration"])
     with _no_overflow():
-        ops = ops_rate(cfg) * span
-        clients = float(cfg["clients"]["count"])
-        if p == "pubsub":
-            clients = float(cfg["pubsub"]["subscribers"]) + float(cfg["pubsub"]["publishers"])
+        clients = _safe(_clients, cfg, lambda c: float(c["clients"]["count"]))
+        ops = _safe(ops_rate, cfg, lambda c: _safe(_client_rate, c, clients)) * span
         events = (ops * EVENTS_PER_OP.get(p, DEFAULT_EVENTS_PER_OP)
                   + clients * EVENTS_PER_CLIENT.get(p, DEFAULT_EVENTS_PER_CLIENT))
         memory = BASE_BYTES + clients * BYTES_PER_CLIENT.get(p, DEFAULT_BYTES_PER_CLIENT) + ops * BYTES_PER_OP
