@@ -11,16 +11,24 @@
     redraw an experiment's figures from its results, without simulating
     (the ``plots:`` section is read from CONFIG, so figures can be tuned).
 ``commsim report [--results DIR] [--out FILE] [--formats png,pdf]``
-    write results/REPORT.md: every experiment's table and figures.
+    write results/REPORT.md and the self-contained results/report.html: every
+    experiment's key metrics, stability flags, narrative and figures.
 ``commsim patterns [--markdown] [--write FILE]``
     every pattern with its parameters, defaults and units.
-``commsim trace CONFIG [--limit N] [--out DIR]``
-    print a ``curl -v``-style trace of the first N messages and draw them as a
-    sequence diagram.
+``commsim summary RESULTS_DIR [--all]``
+    print a finished experiment's key metrics per sweep point (as after a run).
+``commsim metrics [--markdown] [--write FILE]``
+    every metric with its unit, meaning and the patterns that report it.
+``commsim trace CONFIG [--limit N] [--client N] [--connection K] [--out DIR]``
+    print a ``curl -v``-style trace of the first N messages (of one client or
+    one connection) and draw them as a sequence diagram.
 
 A configuration error prints one line naming the key and exits with status 2
 before anything is written.  A run that fails is reported with its
-parameters; the others go on, and the exit status is 1.
+parameters; the others go on, and the exit status is 1 (also when a file or
+figure could not be written, or the runs were aborted: out of memory, a lost
+worker or Dask scheduler).  Warnings and errors reach stderr even with
+``--quiet``.
 """
 
 from __future__ import annotations
@@ -59,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                         "and latency_mean)")
     r.add_argument("--fresh", action="store_true",
                    help="forget stored runs of this results folder and compute everything again")
+    r.add_argument("--wait", action="store_true",
+                   help="if another commsim run is writing into the results folder, wait for it "
+                        "(a run of the same configuration is always waited for)")
     r.add_argument("--allow-large", action="store_true",
                    help="run even beyond the work limits (docs/experiments.md, 'Work estimate')")
 
@@ -66,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("config")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--limit", type=int, default=20, help="messages to show (default 20)")
+    t.add_argument("--client", type=int, metavar="N", help="only messages to or from client N")
+    t.add_argument("--connection", type=int, metavar="K", help="only messages of connection #K")
     t.add_argument("--out", help="folder for the sequence diagram (default results/<name>)")
     t.add_argument("--force", action="store_true")
     t.add_argument("--allow-large", action="store_true", help="trace even beyond the work limits")
@@ -76,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", help="results folder (default results/<name>)")
     pl.add_argument("--formats", default="png", help="comma-separated: png, pdf, svg (default png)")
 
-    rp = sub.add_parser("report", help="write results/REPORT.md from every experiment's results")
+    rp = sub.add_parser("report", help="write results/REPORT.md and results/report.html from every experiment's results")
     rp.add_argument("--results", default="results", help="folder of experiment results (default results)")
     rp.add_argument("--out", help="report file (default RESULTS/REPORT.md)")
     rp.add_argument("--formats", default="png,pdf",
@@ -86,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("patterns", help="list every pattern with its parameters, defaults and units")
     pa.add_argument("--markdown", action="store_true", help="Markdown (as docs/patterns.md)")
     pa.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
+
+    su = sub.add_parser("summary", help="print a finished experiment's key metrics (as after a run)")
+    su.add_argument("results", help="a results folder (holding summary.csv and config.resolved.yaml)")
+    su.add_argument("--all", action="store_true", help="every sweep point, however many")
+
+    me = sub.add_parser("metrics", help="list every metric with its unit, meaning and patterns")
+    me.add_argument("--markdown", action="store_true", help="Markdown (as docs/metrics.md)")
+    me.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
     return p
 
 
@@ -123,11 +144,11 @@ def _apply_precision(exp, args) -> None:
 
 def cmd_run(args) -> int:
     from commsim.config import load
-    from commsim.experiment import output
-    from commsim.experiment.executors import default_jobs, make_executor
+    from commsim.experiment import lock, output
+    from commsim.experiment.executors import RunAborted, make_executor
     from commsim.experiment.progress import Progress, Quiet
     from commsim.experiment.report import draw_figures, formats_in_use
-    from commsim.experiment.runner import run_experiment
+    from commsim.experiment.runner import ExperimentFailed, check_jobs, run_experiment
     from commsim.experiment.store import RunStore
 
     exp = load(args.config, args.overrides, allow_large=args.allow_large)
@@ -140,60 +161,114 @@ def cmd_run(args) -> int:
             work.check(exp.estimate)
     if exp.estimate is not None and exp.estimate.big and not args.quiet:
         print(f"commsim: {exp.estimate.text()}", file=sys.stderr)
-    if args.jobs < 0:
-        raise ConfigError("--jobs", f"got {args.jobs}; expected a positive number of processes (0: one per core)")
-    jobs = args.jobs or default_jobs()
-    out_dir = Path(args.out) if args.out else Path("results") / exp.name
-    # Before anything is written: a folder of another configuration is kept
-    # unless --force (a detected warm-up is compared after detection).
-    diff = output.check_target(out_dir, exp.resolved, args.force,
-                               ignore=("warmup",) if exp.warmup_auto else ())
-    progress = Quiet() if args.quiet else Progress()
-    executor = make_executor(args.executor, jobs, args.scheduler, progress.sim_time)
+    try:
+        jobs = check_jobs(args.jobs)
+    except ConfigError as exc:
+        raise ConfigError("--jobs", exc.message) from None
+    # The real folder (`newdir/..` is the working directory), checked before
+    # anything is written: a folder of another configuration is kept unless
+    # --force, and one that is not commsim's is never written into.
+    out_dir = output.resolve_out(args.out if args.out else Path("results") / exp.name)
+    ignore = ("warmup",) if exp.warmup_auto else ()
+    try:
+        output.check_target(out_dir, exp.resolved, args.force, ignore=ignore)
+    except ConfigError as exc:
+        shown = args.out and str(Path(args.out)) != str(out_dir)
+        raise ConfigError(exc.key, exc.message + (f" (--out {args.out} is {str(out_dir)!r})"
+                                                  if shown else "")) from None
+    warn = (lambda text: print(text, file=sys.stderr))
+
+    class QuietButWarnings(Quiet):  # --quiet hides progress, never a warning
+        def message(self, text: str) -> None:
+            if text.startswith("warning:"):
+                warn(text)
+
+    progress = QuietButWarnings() if args.quiet else Progress()
     say = progress.message
+    executor = make_executor(args.executor, jobs, args.scheduler, progress.sim_time)
+    try:
+        # Held until the files are in place; dropped by the kernel if we die.
+        claim = lock.claim(out_dir, exp.resolved, wait=args.wait, say=warn)
+        try:
+            diff = output.check_target(out_dir, exp.resolved, args.force, ignore=ignore, locked=True)
+        except ConfigError:
+            claim.abandon()
+            raise
+    except ConfigError:
+        executor.close()
+        raise
     if diff:
         say(f"replacing results in {out_dir}/ of a different configuration (--force; differs in "
             f"{', '.join(diff[:5])}{' ...' if len(diff) > 5 else ''})")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError("--out", f"cannot create {str(out_dir)!r}: {exc.strerror}") from None
-    store = RunStore(out_dir)
+    store = RunStore(out_dir, warn=warn)
     if args.fresh:
         store.clear()
-    total = len(exp.points) * exp.replications
     say(f"{exp.name}: {len(exp.points)} sweep point(s) x {exp.replications} replication(s)"
         f"{' (more until the precision target)' if exp.resolved.get('precision') else ''}"
         f" on {executor.workers} {'worker' if executor.workers == 1 else 'workers'} ({executor.name})")
+    kept = (lambda: f"{len(store)} finished run(s) are stored in {store.dir}/ and the folder's "
+            "results are unchanged: run the same command again to compute only the missing ones")
     try:
         result = run_experiment(exp, progress, executor=executor, store=store)
+    except ExperimentFailed as exc:
+        result = exc.result
+    except ConfigError:  # found while running (e.g. warm-up detection): leave no folder behind
+        claim.abandon()
+        raise
     except KeyboardInterrupt:
         progress.close()
-        print(f"commsim: interrupted; {len(store)} finished run(s) are stored in {store.dir}/: "
-              "run the same command again to compute only the missing ones", file=sys.stderr)
+        print(f"commsim: interrupted; {kept()}", file=sys.stderr)
         return 130
+    except RunAborted as exc:
+        progress.close()
+        print(f"commsim: error: {exc}; {kept()}", file=sys.stderr)
+        return 1
     finally:
         executor.close()
-    paths = output.write_tables(result, out_dir)
-    records = draw_figures(result, out_dir, formats_in_use(out_dir), warn=say)
+    # Everything is written beside the results first, then moved into place:
+    # a failed write leaves the previous results as they were.
+    stage = output.staging(out_dir)
+    figure_errors: list[str] = []
+    try:
+        paths = output.write_tables(result, stage)
+        records = draw_figures(result, stage, formats_in_use(out_dir),
+                               warn=lambda text: (figure_errors.append(text), warn(text)))
+    except OSError as exc:
+        output.discard(stage)
+        raise output.WriteError(f"cannot write the results into {str(out_dir)!r}: {exc.strerror}; "
+                                f"{kept()}") from None
+    output.publish(stage, out_dir)
+    claim.release()
     total = len(result.runs) + len(result.failures)
     say(f"wrote {len(paths) + len(records)} files to {out_dir}/ ({total} runs: {result.computed} computed, "
         f"{result.reused} reused from {store.dir}/)")
+    status = 0
+    if not args.quiet:  # the family's key metrics per sweep point, with stability flags (issue 12)
+        from commsim.experiment.keymetrics import screen
+
+        print(screen(result, out_dir), file=sys.stderr)
     if result.precision:
         short = [p for p in result.precision["points"] if not p["target_met"]]
-        say(f"precision {100 * result.precision['target']:g}%: "
+        (warn if short else say)(
+            f"{'warning: ' if short else ''}precision {100 * result.precision['target']:g}%: "
             + ("met at every sweep point" if not short else
                f"not met at {len(short)} point(s) after {result.precision['max_replications']} "
                "replications (the cap)"))
+    if store.damaged:
+        warn(f"warning: {len(store.damaged)} damaged stored run(s) were computed again")
+    if figure_errors:
+        warn(f"commsim: error: {len(figure_errors)} figure(s) could not be drawn (above); the tables "
+             f"and the other figures are in {out_dir}/")
+        status = 1
     if result.failures:
-        say(f"{len(result.failures)} run(s) failed (details in {out_dir}/failures.csv):")
+        warn(f"{len(result.failures)} run(s) failed (details in {out_dir}/failures.csv):")
         names = list(exp.sweep)
         for f in result.failures:
             params = ", ".join(f"{k}={f[k]}" for k in names)
-            say(f"  {params + ', ' if params else ''}replication={f['replication']}, seed={f['seed']}: "
-                f"{f['error']}")
-        return 1
-    return 0
+            warn(f"  {params + ', ' if params else ''}replication={f['replication']}, seed={f['seed']}: "
+                 f"{f['error']}")
+        status = 1
+    return status
 
 
 def cmd_plot(args) -> int:
@@ -230,10 +305,17 @@ def cmd_plot(args) -> int:
             else:
                 old["plots"] = plots
             output.atomic_write(cfg_file, output.dump_yaml(old))
+    from commsim.figures import sidetables
+
+    before = len(sidetables.replayed)
     records = draw_figures(result, out_dir, formats)
     for rec in records:
         print(out_dir / rec["file"])
-    print(f"{len(records)} figure(s) in {out_dir}/ ({', '.join(formats)}), no simulation", file=sys.stderr)
+    replayed = sorted({p.name for p in sidetables.replayed[before:]})
+    how = ("no simulation" if not replayed else
+           f"replication 0 replayed once for the side table(s) {', '.join(replayed)} (missing or of "
+           "another configuration)")
+    print(f"{len(records)} figure(s) in {out_dir}/ ({', '.join(formats)}), {how}", file=sys.stderr)
     return 0
 
 
@@ -254,6 +336,31 @@ def cmd_patterns(args) -> int:
 
     text = reference.markdown() if args.markdown else reference.text()
     if args.write:
+        try:
+            atomic_write(Path(args.write), text)
+        except OSError as exc:
+            raise ConfigError("--write", f"cannot write {args.write!r}: {exc.strerror}") from None
+        print(f"wrote {args.write}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from commsim.experiment.keymetrics import screen
+    from commsim.experiment.report import load_result
+
+    result = load_result(Path(args.results))
+    print(screen(result, args.results.rstrip("/"), max_rows=10**9 if args.all else 30))
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    from commsim.experiment import metricsref
+    from commsim.experiment.output import atomic_write
+
+    text = metricsref.markdown() if args.markdown else metricsref.text()
+    if args.write:
         atomic_write(Path(args.write), text)
         print(f"wrote {args.write}", file=sys.stderr)
     else:
@@ -268,27 +375,57 @@ def cmd_trace(args) -> int:
     exp = load(args.config, args.overrides, allow_large=args.allow_large)
     if args.limit < 1:
         raise ConfigError("--limit", f"got {args.limit}; expected a positive integer")
-    out_dir = Path(args.out) if args.out else Path("results") / exp.name
-    text, fig_path = trace.trace(exp.points[0].config, args.limit, out_dir)
+    from commsim.experiment import output
+
+    out_dir = output.resolve_out(args.out if args.out else Path("results") / exp.name)
+    output.check_foreign(out_dir, allow=("trace.png",))  # `--out newdir/..` is the working directory
+    if args.client is not None and args.client < 0:
+        raise ConfigError("--client", f"got {args.client}; expected a client id (0 or more)")
+    if args.connection is not None and args.connection < 1:
+        raise ConfigError("--connection", f"got {args.connection}; expected a connection id "
+                          "(1 or more, as the trace numbers them)")
+    try:
+        text, fig_path = trace.trace(exp.points[0].config, args.limit, out_dir, client=args.client,
+                                     connection=args.connection)
+    except OSError as exc:
+        raise output.WriteError(f"cannot write the sequence diagram into {str(out_dir)!r}: "
+                                f"{exc.strerror}") from None
     print(text)
     print(f"sequence diagram: {fig_path}", file=sys.stderr)
     return 0
 
 
 COMMANDS = {"run": cmd_run, "trace": cmd_trace, "plot": cmd_plot, "report": cmd_report,
-            "patterns": cmd_patterns}
+            "patterns": cmd_patterns, "metrics": cmd_metrics, "summary": cmd_summary}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done; 1 runs failed, a figure or a file could not be
+    written, or the runs were aborted (out of memory, lost workers); 2 a
+    configuration or command-line error, before anything was written;
+    130 interrupted (finished runs are kept)."""
+    from commsim.experiment.executors import RunAborted
+    from commsim.experiment.lock import release_all
+    from commsim.experiment.output import WriteError
+
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         print(f"commsim: error: {exc}", file=sys.stderr)
         return 2
+    except (WriteError, RunAborted) as exc:
+        print(f"commsim: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("commsim: error: out of memory; finished runs are stored: run the same command "
+              "again to compute only the missing ones", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("commsim: interrupted", file=sys.stderr)
         return 130
+    finally:
+        release_all()
 
 
 if __name__ == "__main__":  # pragma: no cover

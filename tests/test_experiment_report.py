@@ -127,7 +127,10 @@ def test_report_lists_every_experiment_with_table_figures_and_seed(finished, tmp
     assert main(["report", "--results", str(out.parent)]) == 0
     text = (out.parent / "REPORT.md").read_text()
     assert "## rep" in text and "## other" in text
-    assert "| clients.rate | server.cores | replications | latency_mean |" in text
+    # key metrics in human units, swept values as written, steady-state column
+    assert "| clients.rate | server.cores | replications | throughput (/s) | latency mean (ms) |" in text
+    assert "| 10/s | 1 | 2 |" in text and "| steady state |" in text
+    assert (out.parent / "report.html").exists()
     assert "![lat](rep/lat.png)" in text and "[PDF](rep/lat.pdf)" in text
     assert (out / "lat.pdf").exists() and (out.parent / "other" / "throughput_vs_clients_rate.pdf").exists()
     assert "seed 4" in text and "seed 9" in text

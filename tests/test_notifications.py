@@ -289,10 +289,13 @@ def test_jobs_polls_per_job_short_polling():
     assert 0.3 < m["job_notify_delay"] < 0.7  # T/2 + one way
 
 
-def test_handshake_is_rejected():
+@pytest.mark.parametrize("pattern", ["sse", "push"])
+def test_streams_refuse_keepalive_false(pattern):
+    # A stream is one long-lived connection: keep-alive (reuse for a later
+    # request) has no meaning there, so false is refused, naming the key.
     with pytest.raises(ConfigError) as err:
-        build({"pattern": "push", "network": {"handshake": "tcp"}})
-    assert err.value.key == "network.handshake"
+        build({"pattern": pattern, "network": {"handshake": "tcp", "keepalive": False}})
+    assert err.value.key == "network.keepalive"
 
 
 def test_jitter_larger_than_interval_is_rejected():
@@ -341,3 +344,37 @@ def test_a_client_never_holds_two_connections(pattern):
                       ).runs.iloc[0]
     assert row["reconnects"] > 100  # the race is exercised
     assert row["connections_max"] <= 100
+
+
+def test_push_process_time_is_arrival_plus_mm1_sojourn_and_delivery_ratio():
+    # Push to clients that process updates in exponential time 0.5 s with an
+    # unbounded buffer: each client is M/M/1 with lambda = 1, mu = 2, so
+    # time-to-process = time-to-arrive + the M/M/1 sojourn 1/(mu - lambda) = 1 s,
+    # while latency (time-to-arrive) stays one way + service.  Means of
+    # correlated samples (a client's queue): 6 independent replications, the
+    # 99 % t interval must contain it and be narrower than 5 %.
+    def one(seed):
+        return run({"pattern": "push", "duration": 200, "warmup": 20,
+                    "clients": {"count": 50, "service_time": {"dist": "exponential", "mean": 0.5},
+                                "buffer": 100000},
+                    "network": {"latency": 0.03}, "server": {"cores": 50, "service_time": 0},
+                    "workload": {"event_rate": 1.0}}, seed=seed, drain=60)
+    ms = [one(s) for s in range(1, 7)]
+    for m in ms:
+        assert m["latency_mean"] == pytest.approx(0.03, rel=1e-9)
+        assert m["delivery_ratio"] == 1.0
+    within_t([m["process_time_mean"] - m["latency_mean"] for m in ms], 1.0, 0.05)
+    # polling clients have no processing queue: NaN; the ratio is still defined
+    m = run(short_cfg(clients=20, duration=10.0), drain=3)
+    assert math.isnan(m["process_time_mean"])
+    assert m["delivery_ratio"] == 1.0
+
+
+def test_delivery_ratio_counts_what_offline_push_clients_miss():
+    m = run({"pattern": "push", "duration": 50, "warmup": 5, "clients": {"count": 100},
+             "workload": {"event_rate": "1/s",
+                          "online_time": {"dist": "exponential", "mean": "3s"},
+                          "offline_time": {"dist": "exponential", "mean": "1s"}}}, drain=2)
+    assert m["delivery_ratio"] == pytest.approx(m["updates_delivered"] / m["updates_created"])
+    # about a quarter of the time offline: about a quarter missed
+    assert 0.65 < m["delivery_ratio"] < 0.85

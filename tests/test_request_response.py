@@ -118,8 +118,7 @@ def test_messages_given_up_on_are_retried_so_no_client_freezes(pattern):
     assert row["throughput"] * 20 > 20 * 10  # at least ~10 operations per client
 
 
-@pytest.mark.parametrize("pattern,key", [("short_polling", "network.loss"), ("sse", "network.loss"),
-                                         ("stateful", "network.loss")])
+@pytest.mark.parametrize("pattern,key", [("stateful", "network.loss")])
 def test_patterns_without_loss_handling_refuse_loss(pattern, key):
     from commsim.errors import ConfigError
 

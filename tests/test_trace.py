@@ -22,7 +22,8 @@ registry()  # pattern sections (request_response.*) register on import
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SEND = re.compile(r"^\[\s*\d+\.\d{6} s\] (.+?) => (.+?)  (.+) \((.+)\)$")
-RECV = re.compile(r"^\[\s*\d+\.\d{6} s\] (.+?) <= (.+?)  (.+) arrived after [\d.]+ ms$")
+RECV = re.compile(r"^\[\s*\d+\.\d{6} s\] (.+?) <= (.+?)  (.+) arrived after [\d.]+ ms "
+                  r"\(connection (?:#\d+|\?)\)$")
 TIME = re.compile(r"^\[\s*(\d+\.\d{6}) s\]")
 
 
@@ -62,13 +63,17 @@ def _same(a: dict, b: dict) -> bool:
                                      {"latency": {"dist": "exponential", "mean": "20ms"},
                                       "loss": 0.2, "handshake": "tcp"}])
 @pytest.mark.parametrize("limit", [5, 100_000])
-def test_tracer_does_not_change_results(network, limit):
+@pytest.mark.parametrize("client", [None, 1])
+def test_tracer_does_not_change_results(network, limit, client):
     cfg = _config(**network)
     seed = derive_run_seed(cfg["seed"], 0)
     plain, _ = simulate(cfg, seed)
-    tracer = trace.Tracer(limit)
+    tracer = trace.Tracer(limit, client=client)
     traced, sim = simulate(cfg, seed, tracer)
     assert _same(plain, traced)
+    if client is not None:
+        assert tracer.records and all(1 in (r.src, r.dst) for r in tracer.records)
+        return
     assert len(tracer.records) == min(limit, plain["sent"])
     if limit == 5 and "loss" not in network:
         assert tracer.complete and tracer.sent is trace._noop  # hooks are no-ops once done
@@ -170,6 +175,145 @@ def test_cli_trace(tmp_path, capsys):
     assert (tmp_path / "o" / "trace.png").exists()
 
 
+# ------------------------------------------- names, filters, connection ids --
+
+def _tiny(**network):
+    """Two closed-loop clients in lock-step: each thinks exactly 100 ms, the
+    one core serves a request in exactly 1 ms, every hop takes exactly 10 ms;
+    a new TCP connection per request.  Every time below follows by hand."""
+    raw = {"pattern": "request_response", "duration": "1s", "seed": 1,
+           "clients": {"count": 2, "think_time": "100ms"},
+           "server": {"service_time": "1ms"},
+           "network": {"latency": "10ms", "handshake": "tcp", "keepalive": False, **network},
+           "request_response": {"response_body": "1KiB"}}
+    return commsim.load(raw).points[0].config
+
+
+def _events(text: str) -> list[str]:
+    return [x for x in text.splitlines() if TIME.match(x) or x.startswith("== Info: connection #")]
+
+
+def test_client_filter_exact_lines():
+    cfg = _tiny()
+    tracer, _, seed = trace.run_traced(cfg, 6, client=1)
+    # Both clients open a connection at 0.100 s (client 0 first: #1, client 1:
+    # #2).  SYN 10 ms, SYN-ACK 10 ms, the request (carrying the ACK) 10 ms:
+    # both requests reach the server at 0.130 s; client 0's is served first
+    # (0.130-0.131), client 1's waits for it (0.131-0.132), its response
+    # arrives at 0.142 s.  After 100 ms of thinking client 1 opens its next
+    # connection at 0.242 s; client 0 opened #3 at 0.241 s (its response
+    # arrived at 0.141 s), so client 1's is #4.
+    assert _events(tracer.text(cfg, seed)) == [
+        "== Info: connection #2: client 1 <-> server",
+        "[   0.100000 s] client 1 => server  handshake 1 (up, connection #2)",
+        "[   0.110000 s] server <= client 1  handshake 1 arrived after 10.000 ms (connection #2)",
+        "[   0.110000 s] server => client 1  handshake 2 (down, connection #2)",
+        "[   0.120000 s] client 1 <= server  handshake 2 arrived after 10.000 ms (connection #2)",
+        "[   0.120000 s] client 1 => server  request (up, connection #2)",
+        "[   0.130000 s] server <= client 1  request arrived after 10.000 ms (connection #2)",
+        "[   0.132000 s] server => client 1  response (down, connection #2)",
+        "[   0.142000 s] client 1 <= server  response arrived after 10.000 ms (connection #2)",
+        "== Info: connection #4: client 1 <-> server",
+        "[   0.242000 s] client 1 => server  handshake 1 (up, connection #4)",
+        "[   0.252000 s] server <= client 1  handshake 1 arrived after 10.000 ms (connection #4)",
+        "[   0.252000 s] server => client 1  handshake 2 (down, connection #4)",
+        "[   0.262000 s] client 1 <= server  handshake 2 arrived after 10.000 ms (connection #4)",
+    ]
+    assert "first 6 message(s) of client 1 in send order" in tracer.text(cfg, seed)
+
+
+def test_connection_filter_exact_lines():
+    cfg = _tiny()
+    tracer, _, seed = trace.run_traced(cfg, 4, connection=3)
+    # Connection #3 is client 0's second: its response arrived at 0.141 s
+    # (served first, 0.130-0.131), it thinks 100 ms and opens at 0.241 s.
+    # Its request reaches the server at 0.271 s, client 1's (#4) at 0.272 s:
+    # no waiting this time, served 0.271-0.272.
+    assert _events(tracer.text(cfg, seed)) == [
+        "== Info: connection #3: client 0 <-> server",
+        "[   0.241000 s] client 0 => server  handshake 1 (up, connection #3)",
+        "[   0.251000 s] server <= client 0  handshake 1 arrived after 10.000 ms (connection #3)",
+        "[   0.251000 s] server => client 0  handshake 2 (down, connection #3)",
+        "[   0.261000 s] client 0 <= server  handshake 2 arrived after 10.000 ms (connection #3)",
+        "[   0.261000 s] client 0 => server  request (up, connection #3)",
+        "[   0.271000 s] server <= client 0  request arrived after 10.000 ms (connection #3)",
+        "[   0.272000 s] server => client 0  response (down, connection #3)",
+        "[   0.282000 s] client 0 <= server  response arrived after 10.000 ms (connection #3)",
+    ]
+
+
+def test_connection_ids_do_not_depend_on_the_filter():
+    cfg = _tiny()
+    everything, _, _ = trace.run_traced(cfg, 30)
+    only, _, _ = trace.run_traced(cfg, 8, client=0)
+    by_time = {(r.t_sent, r.kind, r.src, r.dst): r.conn for r in everything.records}
+    assert [by_time[(r.t_sent, r.kind, r.src, r.dst)] for r in only.records] == [r.conn for r in only.records]
+    assert [r.conn for r in only.records] == [1, 1, 1, 1, 3, 3, 3, 3]
+
+
+def test_keepalive_keeps_one_connection_per_client():
+    cfg = _tiny(keepalive=True)
+    tracer, _, _ = trace.run_traced(cfg, 12)
+    conns = {}
+    for r in tracer.records:
+        client = r.src if isinstance(r.src, int) else r.dst
+        conns.setdefault(client, set()).add(r.conn)
+    assert conns == {0: {1}, 1: {2}}
+
+
+def test_no_handshake_pairs_share_an_id_and_say_so():
+    cfg = _tiny(handshake="none")
+    tracer, _, seed = trace.run_traced(cfg, 4)
+    text = tracer.text(cfg, seed)
+    assert "a pair of ends shares one connection id" in text
+    assert {(r.src, r.dst, r.conn) for r in tracer.records} == {
+        (0, "server", 1), (1, "server", 2), ("server", 0, 1), ("server", 1, 2)}
+
+
+def test_node_names():
+    names = trace.Names()
+
+    class Publisher:
+        def __init__(self, idx):
+            self.idx = idx
+
+    class Named:
+        name = "broker-a"
+
+    class Bare:
+        pass
+
+    a, b = Bare(), Bare()
+    assert [names(7), names("server"), names(Named()), names(Publisher(3)), names(a), names(b),
+            names(a)] == ["client 7", "server", "broker-a", "publisher 3", "bare 0", "bare 1", "bare 0"]
+    assert [trace.client_id(x) for x in (7, "client 4", "client12", "server", True)] == [7, 4, 12, None, None]
+
+
+def test_pubsub_trace_has_human_names(tmp_path):
+    cfg = commsim.load({"pattern": "pubsub", "duration": "2s"}).points[0].config
+    text, _ = trace.trace(cfg, 12, tmp_path)
+    assert "object at 0x" not in text
+    ends = {m.group(1) for x in text.splitlines() if (m := SEND.match(x))} | \
+        {m.group(2) for x in text.splitlines() if (m := SEND.match(x))}
+    assert "broker" in ends
+    assert all(re.fullmatch(r"broker|publisher \d+|consumer \d+", e) for e in ends), ends
+    assert all(re.search(r"connection #\d+\)$", x) for x in text.splitlines() if SEND.match(x))
+
+
+def test_cli_trace_filters(tmp_path, capsys):
+    from commsim.cli import main
+
+    cfg = tmp_path / "rr.yaml"
+    cfg.write_text("pattern: request_response\nduration: 2s\nclients: {count: 3}\n"
+                   "network: {latency: 10ms, handshake: tcp}\n")
+    assert main(["trace", str(cfg), "--limit", "4", "--client", "2", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    sends = [m for x in out.splitlines() if (m := SEND.match(x))]
+    assert len(sends) == 4 and all("client 2" in (m.group(1), m.group(2)) for m in sends)
+    assert main(["trace", str(cfg), "--connection", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--connection" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------- plots --
 
 KEYS = ["request_response.encoding", "request_response.chunk_size", "network.keepalive",
@@ -242,3 +386,18 @@ def test_request_response_figures(tmp_path, keys, expected):
     assert {p.name for p in paths} == expected
     for p in paths:
         assert p.parent == tmp_path and p.read_bytes()[:8] == PNG
+
+
+def test_a_link_may_name_the_connection():
+    import types
+
+    tracer = trace.Tracer(3)
+    tracer.attach(types.SimpleNamespace(env=types.SimpleNamespace(_now=0.0), tracer=None))
+    link = types.SimpleNamespace(name="up")
+    from commsim.network.message import Message
+
+    a, b = object(), object()
+    for conn in (a, b, a):
+        tracer.sent(link, Message("handshake", "client0", "server", handshake=60, label="handshake 1"),
+                    conn=conn)
+    assert [r.conn for r in tracer.records] == [1, 2, 1]

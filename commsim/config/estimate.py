@@ -45,17 +45,18 @@ from commsim.errors import ConfigError
 # sweep point of each committed experiment at its own size and adjusted so
 # that the estimates fell within 0.4x-1.7x of the events counted, 0.55x-1.9x of
 # the CPU time and 0.9x-2.3x of the peak memory (docs/experiments.md):
-#: SimPy events per operation, by pattern.
+#: SimPy events per operation, by pattern (websocket: the constants of push,
+#: checked on experiments/websocket.yaml: 1.3x-1.6x the events counted).
 EVENTS_PER_OP: dict[str, float] = {
     "request_response": 2.0, "sync_async": 12.0, "stateful": 7.0, "sidecar": 2.0,
     "multiplexing": 3.0, "short_polling": 4.0, "long_polling": 1.0, "sse": 4.1, "push": 4.1,
-    "pubsub": 3.0,
+    "pubsub": 3.0, "websocket": 4.1,
 }
 #: SimPy events per client that do not grow with time (connects, set-up).
 EVENTS_PER_CLIENT: dict[str, float] = {
     "request_response": 2.6, "sync_async": 0.5, "stateful": 2.9, "sidecar": 0.4,
     "multiplexing": 5.5, "short_polling": 1.0, "long_polling": 2.0, "sse": 3.9, "push": 3.9,
-    "pubsub": 1.0,
+    "pubsub": 1.0, "websocket": 3.9,
 }
 #: Defaults for a pattern not listed (the largest measured, to err on the safe side).
 DEFAULT_EVENTS_PER_OP = 12.0
@@ -66,7 +67,7 @@ SECONDS_PER_EVENT = 3.0e-6
 #: request_response with 200,000 clients, 1 s: 10.2 s of CPU for 0.53 M events;
 #: the notification patterns' clients cost nothing measurable beyond their events).
 SECONDS_PER_CLIENT: dict[str, float] = {
-    "short_polling": 0.0, "long_polling": 0.0, "sse": 0.0, "push": 0.0,
+    "short_polling": 0.0, "long_polling": 0.0, "sse": 0.0, "push": 0.0, "websocket": 0.0,
 }
 DEFAULT_SECONDS_PER_CLIENT = 40e-6
 #: Memory per client (or pub/sub subscriber), by pattern, in bytes (measured;
@@ -74,7 +75,7 @@ DEFAULT_SECONDS_PER_CLIENT = 40e-6
 BYTES_PER_CLIENT: dict[str, float] = {
     "request_response": 1400.0, "sync_async": 1000.0, "stateful": 1300.0, "sidecar": 1000.0,
     "multiplexing": 15000.0, "short_polling": 200.0, "long_polling": 250.0, "sse": 200.0,
-    "push": 200.0, "pubsub": 1000.0,
+    "push": 200.0, "pubsub": 1000.0, "websocket": 200.0,
 }
 DEFAULT_BYTES_PER_CLIENT = 15000.0
 #: Memory per operation kept until the run ends (latency samples, records);
@@ -220,6 +221,9 @@ def ops_rate(cfg: dict) -> float:
         return n * _rate(cfg["short_polling"]["interval"]) + _updates(cfg)
     if p == "long_polling":
         return n * _rate(cfg["long_polling"]["timeout"]) + 2 * _updates(cfg)
+    if p == "websocket":   # pings (both ways) + updates + reconnects
+        ping = cfg["websocket"].get("ping_interval")
+        return 2 * n * (_rate(float(ping)) if ping else 0.0) + _updates(cfg) + n * 0.01
     if p in ("sse", "push"):
         return _updates(cfg) + n * 0.01   # plus connects/reconnects
     if p == "pubsub":
@@ -244,7 +248,7 @@ MSER_MIN_OBSERVATIONS = 20
 def observations(cfg: dict) -> float:
     """Upper estimate of the samples one run records in its ``duration``
     (latencies of requests; of updates for the notification patterns)."""
-    notification = cfg["pattern"] in ("short_polling", "long_polling", "sse", "push")
+    notification = cfg["pattern"] in ("short_polling", "long_polling", "sse", "push", "websocket")
     rate = _safe(_updates if notification else ops_rate, cfg, math.inf)  # unknown: never refuse
     with _no_overflow():
         return _finite(rate * float(cfg["duration"]))

@@ -485,8 +485,10 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
                             resolve_section(SECTIONS[sname], raw.get(sname), sname, base_dir))
     resolved = dict(base)
     if sweep:
-        resolved["sweep"] = {k: _unique([p.params[k] for p in points if p.params[k] is not None
-                                         or not _is_pattern_key(k)]) for k in keys}
+        # A pattern's own key lists the values of the points it applies to
+        # (a null there is a real value, e.g. websocket.ping_interval: null).
+        resolved["sweep"] = {k: _unique([p.params[k] for p in points
+                                         if _applies(k, p.config["pattern"], patterns)]) for k in keys}
     if "warmup" in sweep and warmup_auto:
         raise ConfigError("warmup", "'auto' cannot be combined with a sweep of warmup")
     from commsim.config.plots import resolve_plots

@@ -87,6 +87,9 @@ def resolve_plots(raw, sweep_keys, sweep_values: dict | None = None) -> list[dic
             if not isinstance(v, bool):
                 raise ConfigError(f"{key}.{k}", f"got {describe(v)}; expected true or false")
             flags[k] = v
+        if kind == "bar" and flags["logy"]:
+            raise ConfigError(f"{key}.logy", "got true with kind: bar; a bar's length means nothing "
+                              "on a log axis: use kind: line (points) with logy, or logy: false")
         where = spec.get("where") or {}
         if not isinstance(where, dict):
             raise ConfigError(f"{key}.where", f"got {describe(where)}; expected a mapping of swept keys to values")

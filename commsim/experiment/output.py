@@ -7,11 +7,28 @@ place, so a crash never leaves a half-written file.  A folder whose
 overwritten unless the caller passes ``force=True`` (``--force``); the folder
 of the same config is refreshed, since the same config and seed give the
 same results.
+
+Safety (issue 11)
+-----------------
+* :func:`resolve_out` turns ``--out`` into the real folder (``..`` and
+  symlinks resolved) before anything looks at it.
+* A folder that is neither new, empty, nor a commsim results folder is
+  never written into, not even with ``--force``; a damaged one
+  (``config.resolved.yaml`` unreadable or not a mapping, ``.runs`` not a
+  directory) is a clear error.
+* A run's files are written into ``<folder>/.commsim-staging/`` first and
+  moved into place only when every one was written (:func:`publish`): a full
+  disk or an unwritable folder leaves the previous results untouched, and
+  the folder never holds tables of one configuration beside figures of
+  another.  A crash while moving is finished by the next run
+  (:func:`recover`).  A failed write raises :class:`WriteError`.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +36,30 @@ from pathlib import Path
 from commsim.config import dump_yaml
 from commsim.errors import ConfigError
 
-OWNED = ("runs.csv", "summary.csv", "config.resolved.yaml")
+OWNED = ("runs.csv", "summary.csv", "config.resolved.yaml", "units.csv")
+#: Files of a run's results besides OWNED and the figures.
+EXTRA = ("failures.csv", "figures.json")
+#: Where a run's files are written before they are moved into place.
+STAGING = ".commsim-staging"
+#: Inside STAGING: written once every file is there; lists what to remove.
+_PUBLISHING = ".publishing"
+#: Names commsim puts into a folder besides results (never "foreign").
+COMMSIM_NAMES = (".runs", "trace.png", ".commsim.lock", STAGING)
+
+
+class WriteError(RuntimeError):
+    """A result file could not be written (full disk, read-only folder...):
+    the command ends with exit status 1 and this message."""
+
+
+def resolve_out(path) -> Path:
+    """The folder ``path`` really names (``..`` and symlinks resolved),
+    relative to the working directory when inside it (for messages)."""
+    real = Path(os.path.realpath(os.fspath(path)))
+    try:
+        return real.relative_to(Path.cwd().resolve()) if real != Path.cwd().resolve() else Path(".")
+    except ValueError:
+        return real
 
 
 def _umask() -> int:
@@ -76,12 +116,9 @@ def config_differences(out_dir: Path, resolved: dict, ignore: tuple = ()) -> lis
     import yaml
 
     cfg_file = Path(out_dir) / "config.resolved.yaml"
-    if not cfg_file.exists():
+    if not cfg_file.exists() and not cfg_file.is_symlink():
         return None
-    try:
-        old = yaml.safe_load(cfg_file.read_text()) or {}
-    except yaml.YAMLError:
-        return ["(unreadable config.resolved.yaml)"]
+    old = read_resolved(cfg_file)
     # Compare as written (YAML round trip), so equal configs compare equal.
     new = yaml.safe_load(dump_yaml(resolved))
     skip = set(PRESENTATION_KEYS) | set(ignore)
@@ -90,26 +127,83 @@ def config_differences(out_dir: Path, resolved: dict, ignore: tuple = ()) -> lis
     return _differences(old, new)
 
 
-def check_target(out_dir: Path, resolved: dict, force: bool = False, ignore: tuple = ()) -> list[str]:
+def read_resolved(cfg_file: Path) -> dict:
+    """A results folder's config.resolved.yaml as a mapping; a damaged one
+    (unreadable, not YAML text, not a mapping) is a :class:`ConfigError`."""
+    import yaml
+
+    def damaged(why: str):
+        return ConfigError("--out", f"{str(cfg_file)!r} is damaged ({why}), so the folder's results "
+                           "cannot be trusted; move the folder away, or pass --force to replace "
+                           "its results")
+
+    try:
+        text = cfg_file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise damaged("not UTF-8 text") from None
+    except OSError as exc:
+        raise damaged(f"unreadable: {exc.strerror}") from None
+    try:
+        old = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError):
+        raise damaged("not valid YAML") from None
+    if not isinstance(old, dict):
+        raise damaged(f"a YAML {type(old).__name__}, not a mapping")
+    return old
+
+
+def check_foreign(out_dir: Path, allow: tuple = ()) -> None:
+    """Raise :class:`ConfigError` if ``out_dir`` holds files commsim did not
+    write (a folder with ``config.resolved.yaml`` in it is commsim's)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError("--out", f"{str(out_dir)!r} is a file, not a folder; choose another --out")
+    if not out_dir.is_dir() or (out_dir / "config.resolved.yaml").is_file():
+        return
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in (*COMMSIM_NAMES, *allow))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise ConfigError("--out", f"{str(out_dir)!r} already holds files that are not commsim "
+                          f"results ({shown}); commsim writes only into a new or empty folder "
+                          "or one of its own results folders: choose another --out")
+
+
+def check_target(out_dir: Path, resolved: dict, force: bool = False, ignore: tuple = (),
+                 locked: bool = False) -> list[str]:
     """Refuse to overwrite results of a different configuration.
+
+    ``locked``: the caller holds the folder's lock (:mod:`.lock`), so an
+    interrupted publish may be finished first; without it nothing is
+    written, and a folder in the middle of a publish is left for the check
+    under the lock.
 
     Returns the differing keys (empty when the folder is new or holds the
     same configuration); raises :class:`ConfigError` (exit status 2) when
     they differ and ``force`` is not set.  ``plots`` never counts: changing
     figures does not change results.
     """
-    diff = config_differences(out_dir, resolved, ignore)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError("--out", f"{str(out_dir)!r} is a file, not a folder; choose another --out")
+    if locked:
+        recover(out_dir)
+    elif (out_dir / STAGING / _PUBLISHING).is_file():
+        return []
+    from commsim.experiment.store import RunStore
+
+    RunStore(out_dir).check()
+    try:
+        diff = config_differences(out_dir, resolved, ignore)
+    except ConfigError:
+        if not force:
+            raise
+        diff = ["(damaged config.resolved.yaml)"]
     if diff is None:
         # No config.resolved.yaml: a folder commsim did not fill (only the run
-        # store or a trace may be there) is someone's data; never write into it.
-        foreign = sorted(p.name for p in Path(out_dir).iterdir()
-                         if p.name not in (".runs", "trace.png")) if Path(out_dir).is_dir() else []
-        if foreign and not force:
-            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-            raise ConfigError("--out", f"{str(out_dir)!r} already holds files that are not commsim "
-                              f"results ({shown}); choose another --out, or pass --force to write "
-                              "into it")
-        return ["(folder without config.resolved.yaml)"] if foreign else []
+        # store or a trace may be there) is someone's data; never write into
+        # it, not even with --force.
+        check_foreign(out_dir)
+        return []
     if not diff:
         return []
     if force:
@@ -129,6 +223,9 @@ def write_tables(result, out_dir: Path) -> list[Path]:
     atomic_write(paths[0], runs.to_csv(index=False))
     atomic_write(paths[1], result.summary.to_csv(index=False))
     atomic_write(paths[2], dump_yaml(result.experiment.resolved))
+    from commsim.experiment import unitsfile  # units.csv: unit and meaning of every column (issue 12)
+
+    paths.append(unitsfile.write(result, out_dir))
     failures = getattr(result, "failures", None) or []
     fail_path = out_dir / "failures.csv"
     if failures:
@@ -139,6 +236,88 @@ def write_tables(result, out_dir: Path) -> list[Path]:
     elif fail_path.exists():
         fail_path.unlink()
     return paths
+
+
+# ------------------------------------------------------ staged writes ----
+
+def _old_results(out_dir: Path) -> list[str]:
+    """Names of the result files a folder holds now (tables and the figures
+    its figures.json lists)."""
+    names = [n for n in (*OWNED, *EXTRA) if (out_dir / n).is_file()]
+    try:
+        manifest = json.loads((out_dir / "figures.json").read_text())
+        for rec in manifest if isinstance(manifest, list) else []:
+            stem = Path(str(rec.get("file", ""))).stem
+            for fmt in rec.get("formats", []) if isinstance(rec, dict) else []:
+                name = f"{stem}.{fmt}"
+                if stem and "/" not in name and (out_dir / name).is_file():
+                    names.append(name)
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    return sorted(set(names))
+
+
+def staging(out_dir: Path) -> Path:
+    """A fresh, empty staging folder inside ``out_dir``."""
+    stage = Path(out_dir) / STAGING
+    try:
+        if stage.exists():
+            shutil.rmtree(stage)
+        stage.mkdir(parents=True)
+    except OSError as exc:
+        raise WriteError(f"cannot write into {str(out_dir)!r}: {exc.strerror}") from None
+    return stage
+
+
+def discard(stage: Path) -> None:
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def publish(stage: Path, out_dir: Path) -> None:
+    """Move every file of ``stage`` into ``out_dir``, replacing the folder's
+    previous results (tables and figures no longer produced are removed), and
+    ``config.resolved.yaml`` last.  Renames need no space, so once the marker
+    is written this finishes; :func:`recover` finishes it after a crash."""
+    out_dir = Path(out_dir)
+    new = sorted(p.name for p in stage.iterdir() if p.is_file() and p.name != _PUBLISHING)
+    remove = [n for n in _old_results(out_dir) if n not in new]
+    try:
+        atomic_write(stage / _PUBLISHING, json.dumps({"remove": remove}))
+    except OSError as exc:
+        discard(stage)
+        raise WriteError(f"cannot write into {str(out_dir)!r}: {exc.strerror}") from None
+    _finish(stage, out_dir)
+
+
+def _finish(stage: Path, out_dir: Path) -> None:
+    try:
+        plan = json.loads((stage / _PUBLISHING).read_text())
+        remove = [str(n) for n in plan.get("remove", []) if "/" not in str(n)]
+        cfg = out_dir / "config.resolved.yaml"
+        if (stage / cfg.name).exists() and cfg.exists():
+            os.unlink(cfg)  # the folder is never claimed by the old config with new files
+        for name in remove:
+            if (out_dir / name).is_file():
+                os.unlink(out_dir / name)
+        names = sorted(p.name for p in stage.iterdir() if p.is_file() and p.name != _PUBLISHING)
+        for name in sorted(names, key=lambda n: n == cfg.name):
+            os.replace(stage / name, out_dir / name)
+        os.unlink(stage / _PUBLISHING)
+        shutil.rmtree(stage)
+    except OSError as exc:
+        raise WriteError(f"cannot move results into {str(out_dir)!r}: {exc.strerror}") from None
+
+
+def recover(out_dir: Path) -> None:
+    """Finish a :func:`publish` a crash interrupted, or drop a staging folder
+    that never got complete (the previous results are then untouched)."""
+    stage = Path(out_dir) / STAGING
+    if not stage.is_dir():
+        return
+    if (stage / _PUBLISHING).is_file():
+        _finish(stage, Path(out_dir))
+    else:
+        discard(stage)
 
 
 # ------------------------------------------------------------- figures ----

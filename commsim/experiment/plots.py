@@ -40,6 +40,7 @@ _KEY_LABELS = {
     "network.bandwidth": "bandwidth",
     "network.loss": "loss",
     "clients.count": "clients",
+    "clients.rate": "request rate per client",
     "clients.mode": "client mode",
     "server.cores": "server cores",
 }
@@ -120,14 +121,137 @@ def value_label(key: str, v) -> str:
     return str(v)
 
 
+# ------------------------------------------------------- units on axes --
+
+_PERCENT_HINTS = ("utilization", "utilisation", "fraction", "ratio", "availability", "success_rate",
+                  "delivery")
+
+_METRIC_NAMES = {
+    "throughput": "throughput",
+    "latency_mean": "mean latency",
+    "wait_mean": "mean wait at the server",
+    "server_utilization": "server utilisation",
+    "broker_utilization": "broker utilisation",
+    "bandwidth": "bandwidth",
+    "replications": "replications",
+    "server_cpu_s": "server CPU",
+    "server_cpu_wasted_s": "wasted server CPU",
+    "page_load_time": "page load time",
+}
+
+
+def display_unit(unit: str, values=(), name: str = "") -> tuple[str, float]:
+    """A human unit for values in base ``unit`` and the factor to multiply
+    them by: seconds as us/ms/s, bytes as B/KiB/MiB, B/s as KiB/s or MiB/s,
+    bit/s as Mbit/s, fractions as %, chosen from the largest value."""
+    vals = np.asarray([v for v in np.asarray(values, dtype=float).ravel() if np.isfinite(v)])
+    top = float(np.max(np.abs(vals))) if vals.size else 0.0
+    if unit == "s":
+        if 0 < top < 1e-3:
+            return "us", 1e6
+        if top < 1:
+            return "ms", 1e3
+        return "s", 1.0
+    if unit == "B":
+        if top >= 1024 ** 2:
+            return "MiB", 1 / 1024 ** 2
+        if top >= 1024:
+            return "KiB", 1 / 1024
+        return "B", 1.0
+    if unit == "B/s":
+        if top >= 1024 ** 2:
+            return "MiB/s", 1 / 1024 ** 2
+        if top >= 1024:
+            return "KiB/s", 1 / 1024
+        return "B/s", 1.0
+    if unit == "bit/s":
+        return "Mbit/s", 1e-6
+    if unit in ("", "1"):
+        if any(h in name for h in _PERCENT_HINTS):
+            return "%", 100.0
+        return "", 1.0
+    return unit, 1.0
+
+
+def metric_name(name: str) -> str:
+    """Short human name of a metric (``latency_p99`` -> "p99 latency")."""
+    if name in _METRIC_NAMES:
+        return _METRIC_NAMES[name]
+    parts = name.split("_")
+    if len(parts) == 2 and parts[1][:1] == "p" and parts[1][1:].isdigit():
+        return f"{parts[1]} {parts[0]}"
+    if parts[-1] == "s" and len(parts) > 1:
+        parts = parts[:-1]
+    if parts[-1] == "mean" and len(parts) > 1:
+        return "mean " + " ".join(parts[:-1])
+    return " ".join(parts)
+
+
+def metric_axis(name: str, values=()) -> tuple[str, float]:
+    """Axis label with a human unit for a metric (its unit from
+    :data:`commsim.metrics.METRICS`) and the factor for its values."""
+    from commsim.metrics import METRICS
+
+    m = METRICS.get(name)
+    base = m.unit if m is not None else ""
+    if name.endswith("_s") and base == "s" and "cpu" in name:
+        label = metric_name(name)
+        unit, scale = "core-s", 1.0  # CPU-seconds: keep seconds, say what they are
+        return f"{label} ({unit})", scale
+    unit, scale = display_unit(base, values, name)
+    label = metric_name(name)
+    if unit == "1/s":
+        unit = "per second"
+    return (f"{label} ({unit})" if unit else label), scale
+
+
+def key_axis(key: str, values=()) -> tuple[str, float]:
+    """Axis label with a human unit for a swept key (its unit from the
+    schema) and the factor for its values."""
+    kind = _field_kind(key)
+    base = {"duration": "s", "size": "B", "rate": "1/s", "bandwidth": "bit/s"}.get(kind, "")
+    if kind == "fraction":
+        return f"{key_label(key)} (%)", 100.0
+    unit, scale = display_unit(base, values)
+    if unit == "1/s":
+        unit = "per second"
+    return (f"{key_label(key)} ({unit})" if unit else key_label(key)), scale
+
+
 # ----------------------------------------------------------------- columns --
 
+#: Summary columns that are neither sweep keys nor metrics (the stability flag).
+NOT_PARAMS = ("replications", "unstable", "unstable_reason")
+UNSTABLE_LABEL = "not in steady state"
+
+
 def param_columns(summary: pd.DataFrame) -> list[str]:
-    """Columns that are sweep keys: neither ``replications`` nor a metric
-    (a metric ``m`` always has its ``m_ci95`` companion)."""
+    """Columns that are sweep keys: neither ``replications``, the stability
+    flag, nor a metric (a metric ``m`` always has its ``m_ci95`` companion)."""
     cols = set(summary.columns)
     return [c for c in summary.columns
-            if c != "replications" and not c.endswith("_ci95") and f"{c}_ci95" not in cols]
+            if c not in NOT_PARAMS and not c.endswith("_ci95") and f"{c}_ci95" not in cols]
+
+
+def unstable_flags(rows: pd.DataFrame) -> np.ndarray:
+    """Per row: flagged as not in steady state (summary column ``unstable``;
+    all False for results written before the stability check)."""
+    if "unstable" not in rows.columns:
+        return np.zeros(len(rows), dtype=bool)
+    return np.array([v is True or (isinstance(v, (bool, np.bool_)) and bool(v))
+                     or (isinstance(v, str) and v.strip().lower() == "true") for v in rows["unstable"]])
+
+
+def mark_unstable(ax, xs, ys, flags) -> None:
+    """A red ring around every point not in steady state (one legend entry
+    per axes): its mean describes the window length, not the system."""
+    flags = np.asarray(flags, dtype=bool)
+    if not flags.any():
+        return
+    xs, ys = np.asarray(xs, dtype=float)[flags], np.asarray(ys, dtype=float)[flags]
+    labelled = any(t == UNSTABLE_LABEL for t in ax.get_legend_handles_labels()[1])
+    ax.scatter(xs, ys, s=110, facecolors="none", edgecolors="red", linewidths=1.5, zorder=6,
+               label=None if labelled else UNSTABLE_LABEL)
 
 
 def _labelled(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -146,10 +270,14 @@ def _order(labels) -> list[str]:
     return out
 
 
-def _facets(df: pd.DataFrame, keys: Sequence[str]) -> tuple[list[tuple[str, pd.DataFrame]], str]:
+def _facets(df: pd.DataFrame, keys: Sequence[str]) -> tuple[list[tuple[str, pd.DataFrame | None]], str, int]:
     """Split ``df`` (labelled) into panels, one per combination of ``keys``
     that vary.  With more than :data:`MAX_PANELS` combinations the last keys
-    are fixed at their first value; the returned note says which."""
+    are fixed at their first value; the returned note says which.  Returns
+    (panels in row-major order, note, number of columns).  With two keys the
+    panels form a grid whose rows are the values of one key and whose
+    columns are the values of the other (the one with fewer values, at most
+    3); a missing combination is an empty (hidden) panel."""
     keys = [k for k in keys if len(_order(df[f"__{k}"])) > 1]
     fixed = []
     while keys:
@@ -160,20 +288,30 @@ def _facets(df: pd.DataFrame, keys: Sequence[str]) -> tuple[list[tuple[str, pd.D
         first = _order(df[f"__{k}"])[0]
         df = df[df[f"__{k}"] == first]
         fixed.append(f"{key_label(k)} = {first}")
-    if not keys:
-        panels = [("", df)]
-    else:
-        panels = []
-        combos = product(*(_order(df[f"__{k}"]) for k in keys))
-        for combo in combos:
-            mask = np.ones(len(df), dtype=bool)
-            for k, v in zip(keys, combo):
-                mask &= (df[f"__{k}"] == v).to_numpy()
-            if mask.any():
-                title = ", ".join(f"{key_label(k)}: {v}" for k, v in zip(keys, combo))
-                panels.append((title, df[mask]))
     note = ("only " + "; ".join(fixed)) if fixed else ""
-    return panels, note
+    if not keys:
+        return [("", df)], note, 1
+    if len(keys) == 2:
+        a, b = keys
+        va, vb = _order(df[f"__{a}"]), _order(df[f"__{b}"])
+        if len(vb) > len(va) or len(vb) > 3:
+            (a, va), (b, vb) = (b, vb), (a, va)
+        if len(vb) <= 3:
+            panels = []
+            for x in va:
+                for y in vb:
+                    g = df[(df[f"__{a}"] == x) & (df[f"__{b}"] == y)]
+                    panels.append((f"{key_label(a)}: {x}, {key_label(b)}: {y}", g if len(g) else None))
+            return panels, note, len(vb)
+    panels = []
+    for combo in product(*(_order(df[f"__{k}"]) for k in keys)):
+        mask = np.ones(len(df), dtype=bool)
+        for k, v in zip(keys, combo):
+            mask &= (df[f"__{k}"] == v).to_numpy()
+        if mask.any():
+            panels.append((", ".join(f"{key_label(k)}: {v}" for k, v in zip(keys, combo)), df[mask]))
+    n = len(panels)
+    return panels, note, 1 if n == 1 else 2 if n in (2, 4) else 3
 
 
 def _restrict(df: pd.DataFrame, keys: Sequence[str], max_rows: int) -> tuple[pd.DataFrame, list[str], str]:
@@ -189,12 +327,26 @@ def _restrict(df: pd.DataFrame, keys: Sequence[str], max_rows: int) -> tuple[pd.
     return df, keys, ("only " + "; ".join(fixed)) if fixed else ""
 
 
-def _new_figure(n_panels: int, width_per: float = 4.6, height: float = 3.6, sharey: bool = True):
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
+    """Like ``pyplot.subplots`` but a bare Figure: no pyplot state, no
+    backend switch, so figures drawn in a notebook leave its inline backend
+    alone and a CLI needs no display."""
     from matplotlib.figure import Figure
 
-    ncols = min(3, n_panels)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def _new_figure(n_panels: int, ncols: int | None = None, width: float = 7.4,
+                sharey: bool = True):
+    """Panels in a grid at most ``width`` inches wide (README width at 110 dpi)."""
+    from matplotlib.figure import Figure
+
+    ncols = ncols or min(3, n_panels)
     nrows = math.ceil(n_panels / ncols)
-    fig = Figure(figsize=(width_per * ncols + 0.6, height * nrows + 0.6))
+    per = width / ncols
+    height = per * 0.9 if ncols > 1 else 4.2
+    fig = Figure(figsize=(width, max(2.4, height) * nrows + 0.7))
     axes = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False).ravel()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
@@ -211,6 +363,22 @@ def _ci(df: pd.DataFrame, y: str, scale: float, errorbars: bool):
     return np.nan_to_num(ci, nan=0.0)
 
 
+def ci_note(summary: pd.DataFrame, errorbars: bool = True) -> str:
+    """What the error bars are: "95% CI over 3 replications", or that one
+    replication gives none."""
+    if "replications" not in summary.columns or not len(summary):
+        return ""
+    reps = sorted({int(r) for r in summary["replications"].dropna()})
+    if not reps:
+        return ""
+    if reps == [1]:
+        return "1 replication: no confidence interval"
+    if not errorbars:
+        return ""
+    n = str(reps[0]) if len(reps) == 1 else f"{reps[0]}-{reps[-1]}"
+    return f"error bars: 95% CI over {n} replications"
+
+
 def _check_unique(df: pd.DataFrame, cols: list[str]) -> None:
     if df.duplicated(cols).any():
         raise ValueError("several summary rows share the same x/hue values; pass facet=[...] "
@@ -218,21 +386,34 @@ def _check_unique(df: pd.DataFrame, cols: list[str]) -> None:
 
 
 def _finish(fig, axes, title, note, xlabel, ylabel, hue, legend_axes=None):
-    for i, ax in enumerate(axes):
+    shown = [ax for ax in axes if ax.get_visible()]
+    small = len(shown) > 2
+    for ax in shown:
         ax.grid(axis="y", alpha=0.3)
-        ax.set_xlabel(xlabel)
-        if i % 3 == 0:
-            ax.set_ylabel(ylabel or "")
-    if hue is not None:
-        ax = legend_axes or axes[0]
-        handles, labels = ax.get_legend_handles_labels()
-        if handles:
-            ax.legend(handles, labels, title=key_label(hue), fontsize=8, title_fontsize=8)
+        spec = ax.get_subplotspec()
+        if spec.is_last_row() or not small:
+            ax.set_xlabel(xlabel, fontsize=8 if small else None)
+        if spec.is_first_col():
+            ax.set_ylabel(ylabel or "", fontsize=8 if small else None)
+        if small:
+            ax.tick_params(labelsize=7)
+    ax = legend_axes or shown[0]
+    handles, labels = ax.get_legend_handles_labels()
+    if not any(t == UNSTABLE_LABEL for t in labels):  # a flagged point in another panel
+        for other in shown:
+            h2, l2 = other.get_legend_handles_labels()
+            if UNSTABLE_LABEL in l2:
+                handles.append(h2[l2.index(UNSTABLE_LABEL)])
+                labels.append(UNSTABLE_LABEL)
+                break
+    if handles and (hue is not None or UNSTABLE_LABEL in labels):
+        ax.legend(handles, labels, title=key_label(hue) if hue is not None else None, fontsize=8,
+                  title_fontsize=8)
     head = title or ""
     if note:
         head = f"{head}\n({note})" if head else f"({note})"
     if head:
-        fig.suptitle(head, fontsize=11)
+        fig.suptitle(head, fontsize=10)
     fig.tight_layout()
 
 
@@ -251,10 +432,16 @@ def _draw_bars(ax, df, x, y, hue, scale, errorbars, x_order, hue_order, logy=Fal
             xs.append(pos[idx[lbl]] + (j - (n_h - 1) / 2) * width)
             ys.append(val * scale)
             es.append(ci[r] if ci is not None else 0.0)
-        ax.bar(xs, ys, width=width * 0.95, yerr=es if ci is not None else None, capsize=3,
-               label=h if h is not None else None, color=f"C{j}")
+        mark_unstable(ax, xs, ys, unstable_flags(g))
+        if logy:  # a bar's length means nothing on a log axis: points instead
+            ax.errorbar(xs, ys, yerr=es if ci is not None else None, fmt="o", ms=5, capsize=3,
+                        label=h if h is not None else None, color=f"C{j}")
+        else:
+            ax.bar(xs, ys, width=width * 0.95, yerr=es if ci is not None else None, capsize=3,
+                   label=h if h is not None else None, color=f"C{j}")
     ax.set_xticks(pos)
-    crowded = len(x_order) * max((len(s) for s in x_order), default=0) * 0.075 > 4.2
+    room = ax.get_position().width * ax.figure.get_figwidth()  # inches for the labels
+    crowded = len(x_order) * max((len(s) for s in x_order), default=0) * 0.05 > room
     ax.set_xticklabels(x_order, rotation=30 if crowded else 0, ha="right" if crowded else "center")
     if logy:
         ax.set_yscale("log")
@@ -269,6 +456,7 @@ def _draw_lines(ax, df, x, y, hue, scale, errorbars, hue_order, xscale=1.0, logx
         ci = _ci(g, y, scale, errorbars)
         ax.errorbar(xs, ys, yerr=ci, marker="o", ms=4, capsize=3, label=h if h is not None else None,
                     color=f"C{j}")
+        mark_unstable(ax, xs, ys, unstable_flags(g))
     if logx:
         ax.set_xscale("log")
     if logy:
@@ -282,10 +470,11 @@ def _prepare(summary, x, y, hue, facet):
         facet = [c for c in param_columns(summary) if c not in (x, hue)]
     keys = [x] + ([hue] if hue else []) + [f for f in facet if f not in (x, hue)]
     df = _labelled(summary, keys)
-    panels, note = _facets(df, [f for f in facet if f not in (x, hue)])
+    panels, note, ncols = _facets(df, [f for f in facet if f not in (x, hue)])
     for _, g in panels:
-        _check_unique(g, [f"__{x}"] + ([f"__{hue}"] if hue else []))
-    return df, panels, note
+        if g is not None:
+            _check_unique(g, [f"__{x}"] + ([f"__{hue}"] if hue else []))
+    return df, panels, note, ncols
 
 
 def line_plot(summary: pd.DataFrame, x: str, y: str, hue: str | None = None, logx: bool = False,
@@ -297,14 +486,23 @@ def line_plot(summary: pd.DataFrame, x: str, y: str, hue: str | None = None, log
     ``facet``: keys whose combinations get one panel each (default: every
     other swept key that varies).  Returns a Figure.
     """
-    df, panels, note = _prepare(summary, x, y, hue, facet)
+    if ylabel is None and scale == 1.0 and y in summary.columns:  # human unit from the metric
+        ylabel, scale = metric_axis(y, summary[y])
+    if xlabel is None and xscale == 1.0 and x in summary.columns:
+        xlabel, xscale = key_axis(x, summary[x])
+    df, panels, note, ncols = _prepare(summary, x, y, hue, facet)
     hue_order = _order(df[f"__{hue}"]) if hue else []
-    fig, axes = _new_figure(len(panels))
+    fig, axes = _new_figure(len(panels), ncols)
     for ax, (ptitle, g) in zip(axes, panels):
+        if g is None:
+            ax.set_visible(False)
+            continue
         _draw_lines(ax, g, x, y, hue, scale, errorbars, hue_order, xscale, logx, logy)
         if ptitle:
-            ax.set_title(ptitle, fontsize=9)
-    _finish(fig, axes, title, note, xlabel or key_label(x), ylabel or y, hue)
+            ax.set_title(ptitle, fontsize=8 if ncols > 1 else 9)
+    has_ci = f"{y}_ci95" in summary.columns and summary[f"{y}_ci95"].notna().any()
+    note = "; ".join(t for t in (note, ci_note(summary, errorbars and has_ci)) if t)
+    _finish(fig, axes, title, note, xlabel or key_axis(x)[0], ylabel or metric_axis(y)[0], hue)
     return fig
 
 
@@ -313,55 +511,59 @@ def bar_plot(summary: pd.DataFrame, x: str, y: str, hue: str | None = None, logy
              xlabel: str | None = None, scale: float = 1.0, facet: Sequence[str] | None = None):
     """Grouped bars of ``y`` (times ``scale``) per value of ``x`` (in sweep
     order), one bar colour per ``hue`` value; panels as :func:`line_plot`."""
-    df, panels, note = _prepare(summary, x, y, hue, facet)
+    if ylabel is None and scale == 1.0 and y in summary.columns:
+        ylabel, scale = metric_axis(y, summary[y])
+    df, panels, note, ncols = _prepare(summary, x, y, hue, facet)
     x_order = _order(df[f"__{x}"])
     hue_order = _order(df[f"__{hue}"]) if hue else []
-    fig, axes = _new_figure(len(panels))
+    fig, axes = _new_figure(len(panels), ncols)
     for ax, (ptitle, g) in zip(axes, panels):
+        if g is None:
+            ax.set_visible(False)
+            continue
         _draw_bars(ax, g, x, y, hue, scale, errorbars, x_order, hue_order, logy)
         if ptitle:
-            ax.set_title(ptitle, fontsize=9)
-    _finish(fig, axes, title, note, xlabel or key_label(x), ylabel or y, hue)
+            ax.set_title(ptitle, fontsize=8 if ncols > 1 else 9)
+    has_ci = f"{y}_ci95" in summary.columns and summary[f"{y}_ci95"].notna().any()
+    note = "; ".join(t for t in (note, ci_note(summary, errorbars and has_ci)) if t)
+    _finish(fig, axes, title, note, xlabel or key_axis(x)[0], ylabel or metric_axis(y)[0], hue)
     return fig
 
 
 def stacked_bar_plot(summary: pd.DataFrame, parts: Sequence[tuple[str, str]], keys: Sequence[str],
                      scale=1.0, ylabel: str | None = None, title: str | None = None):
-    """One stacked bar per summary row (sweep point): ``parts`` is a list of
-    ``(column, legend label)``; ``scale`` a number or a per-row array.  The
-    bar's tick label lists the values of ``keys``."""
+    """One horizontal stacked bar per summary row (sweep point): ``parts`` is
+    a list of ``(column, legend label)``; ``scale`` a number or a per-row
+    array; ``ylabel`` names the quantity (on the value axis).  Each bar is
+    labelled on the left with the values of ``keys``, so labels are never
+    rotated and the figure keeps a README-friendly width however many points."""
     from matplotlib.figure import Figure
 
     n = len(summary)
     if keys:
-        ticks = ["\n".join(value_label(k, v) for k, v in zip(keys, row))
+        ticks = [", ".join(value_label(k, v) for k, v in zip(keys, row))
                  for row in summary[list(keys)].itertuples(index=False)]
     else:
         ticks = ["all"] * n
-    longest = max((len(line) for t in ticks for line in t.split("\n")), default=3)
-    per_bar = max(0.5, 0.075 * longest)
-    width = 1.5 + per_bar * n
-    rotate = width > 24.0
-    fig = Figure(figsize=(max(5.0, min(24.0, width)), 4.8 + (0.06 * longest if rotate else 0)))
+    fig = Figure(figsize=(6.8, 1.3 + 0.24 * max(n, 3)))
     ax = fig.subplots()
     pos = np.arange(n)
-    bottom = np.zeros(n)
+    left = np.zeros(n)
     scale = np.broadcast_to(np.asarray(scale, dtype=float), (n,))
     for j, (col, lbl) in enumerate(parts):
         vals = summary[col].to_numpy(dtype=float) * scale
         vals = np.nan_to_num(vals, nan=0.0)
-        ax.bar(pos, vals, bottom=bottom, width=0.75, label=lbl, color=f"C{j}")
-        bottom += vals
-    ax.set_xticks(pos)
-    if rotate:  # too many points to write their labels side by side
-        ticks = [t.replace("\n", ", ") for t in ticks]
-    ax.set_xticklabels(ticks, fontsize=8, rotation=90 if rotate else 0)
-    ax.set_ylabel(ylabel or "")
+        ax.barh(pos, vals, left=left, height=0.72, label=lbl, color=f"C{j}")
+        left += vals
+    ax.set_yticks(pos)
+    ax.set_yticklabels(ticks, fontsize=8)
+    ax.invert_yaxis()  # sweep order top to bottom
+    ax.set_xlabel(ylabel or "")
     if keys:
-        ax.set_xlabel(" / ".join(key_label(k) for k in keys))
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+        ax.set_ylabel(" / ".join(key_label(k) for k in keys), fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     if title:
-        ax.set_title(title, fontsize=11)
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig

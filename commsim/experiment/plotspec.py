@@ -31,83 +31,112 @@ from pathlib import Path
 from commsim.config.plots import KEYS, resolve_plots  # noqa: E402,F401
 
 
-def _label(key: str) -> str:
-    from commsim.metrics import METRICS
-
-    m = METRICS.get(key)
-    if m is not None and m.unit not in ("", "1"):
-        return f"{key} ({m.unit})"
-    return key
-
-
 def _matches(value, wanted) -> bool:
     if isinstance(value, float) and isinstance(wanted, (int, float)):
         return math.isclose(value, float(wanted), rel_tol=1e-12)
     return value == wanted or str(value) == str(wanted)
 
 
-def draw(spec: dict, result, out_dir: Path) -> Path:
-    """Draw one ``plots:`` entry from ``result.summary``; returns the PNG path."""
-    import matplotlib
+def _configs_by_row(result, df, params):
+    """The resolved run config of each row of ``df`` (a summary), or None."""
+    from commsim.experiment.plots import value_label
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    by_key = {tuple(value_label(k, p.params.get(k)) for k in params): p.config
+              for p in result.experiment.points}
+    return [by_key.get(tuple(value_label(k, row[k]) for k in params))
+            for _, row in df[params].iterrows()] if params else [result.experiment.points[0].config] * len(df)
+
+
+def draw(spec: dict, result, out_dir: Path) -> Path:
+    """Draw one ``plots:`` entry from ``result.summary``; returns the PNG path.
+
+    Axis labels are human names with units (from the metric definitions and
+    the schema), values are scaled to them; error bars are 95 % CIs over the
+    replications; where :mod:`commsim.figures.theory` has a closed form for
+    the metric at every point of a line, it is drawn dashed beside it."""
     import numpy as np
 
     from commsim.experiment.output import save_figure
+    from commsim.experiment.plots import (ci_note, key_axis, key_label, mark_unstable, metric_axis,
+                                          subplots, unstable_flags, value_label)
+    from commsim.figures.theory import closed_form
 
     summary = result.summary
-    params = list(result.experiment.sweep)
+    params = [k for k in result.experiment.sweep if k in summary.columns]
     df = summary
     for k, v in spec["where"].items():
         df = df[[_matches(val, v) for val in df[k]]]
     x, hue = spec["x"], spec["hue"]
     ys = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
     split = ([hue] if hue else []) + [k for k in params if k not in (x, hue) and k not in spec["where"]]
-    fig, axes = plt.subplots(1, len(ys), figsize=(5.2 * len(ys), 3.6), squeeze=False)
+    width = 6.4 if len(ys) == 1 else 7.4
+    fig, axes = subplots(1, len(ys), figsize=(width, 4.0 if len(ys) == 1 else 3.6), squeeze=False)
     groups = list(df.groupby(split, sort=False, dropna=False)) if split else [((), df)]
-    numeric_x = df[x].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all()
+    numeric_x = df[x].map(lambda v: isinstance(v, (int, float, np.integer, np.floating))
+                          and not isinstance(v, bool)).all()
     categories = list(dict.fromkeys(df[x].tolist()))
+    xlabel, xscale = key_axis(x, df[x]) if numeric_x else (key_label(x), 1.0)
+    configs = dict(zip(df.index, _configs_by_row(result, df, params)))
     for ax, y in zip(axes[0], ys):
         if y not in df.columns:
             ax.text(0.5, 0.5, f"{y}: not reported", ha="center", va="center", transform=ax.transAxes)
             continue
-        width = 0.8 / max(1, len(groups))
+        ylabel, scale = metric_axis(y, df[y]) if y != "replications" else ("replications", 1.0)
+        bar_w = 0.8 / max(1, len(groups))
         for gi, (gkey, g) in enumerate(groups):
             gkey = gkey if isinstance(gkey, tuple) else (gkey,)
-            label = ", ".join(f"{k}={v}" for k, v in zip(split, gkey)) or None
+            label = ", ".join(f"{key_label(k)}: {value_label(k, v)}" for k, v in zip(split, gkey)) or None
+            if label is None:
+                label = "simulated"
+            if numeric_x:
+                g = g.sort_values(x)
             err_col = f"{y}_ci95"
-            err = g[err_col].to_numpy(dtype=float) if spec["errorbars"] and err_col in g else None
-            if err is not None:
-                err = np.where(np.isnan(err), 0.0, err)
+            err = None
+            if spec["errorbars"] and err_col in g and g[err_col].notna().any():
+                err = g[err_col].fillna(0.0).to_numpy(dtype=float) * scale
+            vals = g[y].to_numpy(dtype=float) * scale
+            color = f"C{gi}"
             if spec["kind"] == "bar":
-                pos = np.array([categories.index(v) for v in g[x]]) + (gi - (len(groups) - 1) / 2) * width
-                ax.bar(pos, g[y].to_numpy(dtype=float), width, yerr=err, capsize=3, label=label)
+                xs = np.array([categories.index(v) for v in g[x]]) + (gi - (len(groups) - 1) / 2) * bar_w
+                ax.bar(xs, vals, bar_w, yerr=err, capsize=3, label=label, color=color)
             else:
-                if numeric_x:
-                    g = g.sort_values(x)
-                    xs = g[x].to_numpy(dtype=float)
-                    if err is not None:
-                        err = g[err_col].fillna(0.0).to_numpy(dtype=float)
+                xs = g[x].to_numpy(dtype=float) * xscale if numeric_x else \
+                    np.array([categories.index(v) for v in g[x]], dtype=float)
+                ax.errorbar(xs, vals, yerr=err, marker="o", ms=4, capsize=3, label=label, color=color)
+            if y != "replications":
+                mark_unstable(ax, xs, vals, unstable_flags(g))
+            th = [closed_form(configs[i], y) if configs.get(i) is not None else None for i in g.index]
+            if th and all(t is not None for t in th):
+                tv = np.array([t[0] for t in th]) * scale
+                model = th[0][1]
+                lbl = f"closed form ({model})" + (f", {label}" if label and len(groups) > 1 else "")
+                if spec["kind"] == "bar":
+                    ax.plot(xs, tv, "_", ms=18, mew=2, color="black", label=lbl, zorder=5)
                 else:
-                    xs = np.array([categories.index(v) for v in g[x]])
-                ax.errorbar(xs, g[y].to_numpy(dtype=float), yerr=err, marker="o", ms=4, capsize=3,
-                            label=label)
+                    ax.plot(xs, tv, "--", color="black" if len(groups) == 1 else color, lw=1.0,
+                            label=lbl, zorder=5)
         if spec["kind"] == "bar" or not numeric_x:
             ax.set_xticks(range(len(categories)))
-            ax.set_xticklabels([str(c) for c in categories])
+            ax.set_xticklabels([value_label(x, c) for c in categories])
         if spec["logx"]:
             ax.set_xscale("log")
         if spec["logy"]:
+            from matplotlib.ticker import LogFormatter, ScalarFormatter
+
             ax.set_yscale("log")
-        ax.set_xlabel(spec["xlabel"] or x)
-        ax.set_ylabel(spec["ylabel"] or _label(y))
-        ax.grid(True, alpha=0.3)
-        if len(groups) > 1:
-            ax.legend(fontsize=8)
-    exp = result.experiment
-    title = spec["title"] or f"{exp.name}: {', '.join(ys)} vs {x}"
-    fig.suptitle(title, fontsize=10)
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+            ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.set_xlabel(spec["xlabel"] or xlabel)
+        ax.set_ylabel(spec["ylabel"] or ylabel)
+        ax.grid(True, alpha=0.3, which="both" if spec["logy"] else "major")
+        handles, _ = ax.get_legend_handles_labels()
+        if len(handles) > 1:
+            ax.legend(fontsize=7)
+    title = spec["title"] or (" and ".join(metric_axis(y)[0].split(" (")[0] for y in ys)
+                              + f" against {key_label(x)}")
+    note = ci_note(df, spec["errorbars"]) if any(y != "replications" for y in ys) else ""
+    fig.suptitle(title + (f"\n({note})" if note else ""), fontsize=10)
     fig.tight_layout()
     meta = {"source": "plots", "x": x, "y": spec["y"], "hue": hue, "kind": spec["kind"],
             "logx": spec["logx"], "logy": spec["logy"], "errorbars": spec["errorbars"],
@@ -123,8 +152,3 @@ def figure_context(result) -> dict:
     return {"seed": r.get("seed"), "replications": reps[0] if len(reps) == 1 else reps,
             "duration": r.get("duration"), "warmup": r.get("warmup"),
             "pattern": r.get("pattern"), "sweep": r.get("sweep", {})}
-
-
-def draw_all(result, out_dir: Path) -> list[Path]:
-    specs = result.experiment.resolved.get("plots") or []
-    return [draw(spec, result, out_dir) for spec in specs]

@@ -1,5 +1,5 @@
-"""Progress of an experiment: a bar with an ETA on a terminal, plain lines
-otherwise, nothing with ``--quiet``.
+"""Progress of an experiment: a bar with an ETA on a terminal, one live line
+in a Jupyter notebook, plain lines otherwise, nothing with ``--quiet``.
 
 Written here rather than taken from tqdm: it is ~100 lines, needs to show the
 *simulated* clock of a long single run (which tqdm would need a second bar
@@ -8,6 +8,10 @@ for), and must be safe to call from the thread that drains worker reports.
 * On a terminal one line is redrawn in place::
 
       [##########..........]  12/40 runs  30%  0:12 elapsed  ETA 0:28  run 13: 45% of sim time
+
+* In a notebook (an IPython kernel, whose stderr is no terminal) the same
+  line is one output that is updated in place (an IPython display handle):
+  ``commsim.run(..., progress=True)`` works the same in both.
 
 * Elsewhere (CI logs, files) one line per finished run is printed, thinned
   to about one every two seconds for big sweeps, plus a line for the
@@ -35,9 +39,16 @@ class Progress:
     """
 
     def __init__(self, stream=None, tty: bool | None = None, width: int = 24,
-                 min_interval: float = 2.0, clock=time.monotonic):
+                 min_interval: float = 2.0, clock=time.monotonic, display=None):
         self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty() if tty is None else tty
+        if tty is None:
+            tty = _isatty(self.stream)
+            if not tty and display is None and _in_notebook():
+                display = _ipython_display
+        # display(text) shows a line and returns update(text), which redraws it.
+        self._display = display
+        self._update = None
+        self.tty = bool(tty) or display is not None
         self.width = width
         self.min_interval = min_interval
         self.clock = clock
@@ -107,6 +118,11 @@ class Progress:
 
     def close(self) -> None:
         with self._lock:
+            if self._display is not None:
+                if self._drawn:
+                    self._draw(force=True)
+                    self._drawn = False
+                return
             if self.tty and self._drawn:
                 self._draw(force=True)
                 self.stream.write("\n")
@@ -116,6 +132,10 @@ class Progress:
     def message(self, text: str) -> None:
         """Print a line without garbling the bar."""
         with self._lock:
+            if self._display is not None:  # the live line is a separate output
+                self.stream.write(text + "\n")
+                self.stream.flush()
+                return
             if self.tty and self._drawn:
                 self.stream.write("\r\033[K")
             self.stream.write(text + "\n")
@@ -164,13 +184,56 @@ class Progress:
         if self._sim:
             index, (t, end) = max(self._sim.items())
             text += f"  run {index + 1}: {100 * t / end:.0f}% of sim time" if end > 0 else ""
+        self._drawn = True
+        if self._display is not None:
+            if self._update is None:
+                self._update = self._display(text)
+            else:
+                self._update(text)
+            return
         self.stream.write("\r\033[K" + text)
         self.stream.flush()
-        self._drawn = True
 
     def _line(self, text: str) -> None:
         self.stream.write(text + "\n")
         self.stream.flush()
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (without importing IPython otherwise)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # pragma: no cover
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+class _Line:
+    """Plain text for IPython's display (text/plain is its repr)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _ipython_display(text: str):
+    from IPython.display import DisplayHandle
+
+    handle = DisplayHandle()  # one output, updated in place by its display id
+    handle.display(_Line(text))
+    return lambda new: handle.update(_Line(new))
 
 
 class Quiet(Progress):

@@ -49,6 +49,11 @@ def load_result(out_dir: Path, plots=_KEEP):
     exp = load(resolved)
     runs = pd.read_csv(out_dir / "runs.csv")
     summary = pd.read_csv(out_dir / "summary.csv")
+    if "unstable" not in summary.columns:  # results written before the stability check
+        from commsim.experiment.stability import assess
+
+        summary = assess(summary, exp)
+    summary["unstable_reason"] = ["" if not isinstance(v, str) else v for v in summary["unstable_reason"]]
     return Result(experiment=exp, runs=runs, summary=summary)
 
 
@@ -77,10 +82,12 @@ def draw_figures(result, out_dir: Path, formats=("png",), warn=None) -> list[dic
     records: list[dict] = []
     names = sorted({str(p.config["pattern"]) for p in result.experiment.points})
     with output.figure_session(formats) as manifest:
+        drawn = set()
         for name in names:
             fig_fn = registry()[name].figures
-            if fig_fn is None:
+            if fig_fn is None or fig_fn in drawn:  # a family shares one (notifications)
                 continue
+            drawn.add(fig_fn)
             start = len(manifest)
             try:
                 paths = fig_fn(result, out_dir) or []
@@ -110,42 +117,43 @@ def draw_figures(result, out_dir: Path, formats=("png",), warn=None) -> list[dic
 
 # ------------------------------------------------------------------ report --
 
-KEY_METRICS = ("throughput", "latency_mean", "latency_p99", "wait_mean", "server_utilization",
-               "bandwidth", "server_cpu_wasted_s", "client_blocked_fraction")
-
-
 def _fmt(v) -> str:
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "–"
-        return f"{v:.4g}"
-    return str(v)
+    from commsim.humanize import number
+
+    return number(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
-def summary_table(result, max_metrics: int = 6) -> list[str]:
-    """Markdown table: swept parameters, replications and key metrics as
-    mean ± 95% half-width."""
-    s = result.summary
-    params = [p for p in result.experiment.sweep if p in s.columns]
-    wanted = []
-    for spec in result.experiment.resolved.get("plots") or []:
-        for y in spec["y"] if isinstance(spec["y"], list) else [spec["y"]]:
-            if y not in wanted:
-                wanted.append(y)
-    wanted += [m for m in KEY_METRICS if m not in wanted]
-    metrics = [m for m in wanted if m in s.columns and s[m].notna().any()][:max_metrics]
-    header = params + ["replications"] + metrics
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, row in s.iterrows():
-        cells = [_fmt(row[p]) for p in params] + [_fmt(int(row["replications"]))]
-        for m in metrics:
-            hw = row.get(f"{m}_ci95", math.nan)
-            cells.append(_fmt(row[m]) + ("" if hw != hw else f" ± {_fmt(float(hw))}"))
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+def _md(s: str) -> str:
+    return str(s).replace("|", "\\|")
+
+
+def slug(text: str) -> str:
+    """GitHub's heading anchor for ``text`` (lower case, spaces to dashes,
+    punctuation other than - and _ dropped)."""
+    import re
+
+    return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
+
+
+def summary_table(result) -> list[str]:
+    """Markdown table: swept values as written, replications, the family's
+    key metrics (mean ± 95% half-width, human units) and steady state."""
+    from commsim.experiment import keymetrics as km
+
+    header, rows, flags = km.table(result)
+    reps = [str(int(r)) for r in result.summary["replications"]]
+    n_params = len(km.params_of(result))
+    header = header[:n_params] + ["replications"] + header[n_params:] + ["steady state"]
+    lines = ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header)]
+    for cells, rep, bad in zip(rows, reps, flags):
+        cells = cells[:n_params] + [rep] + cells[n_params:] + ["**no** ⚠" if bad else "yes"]
+        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
     return lines
 
 
 def _describe_figure(rec: dict) -> str:
+    from commsim.humanize import number
+
     bits = []
     if rec.get("source") == "plots":
         y = rec["y"] if isinstance(rec["y"], str) else ", ".join(rec["y"])
@@ -160,24 +168,73 @@ def _describe_figure(rec: dict) -> str:
     else:
         bits.append(f"from {rec.get('source', 'pattern')}")
     reps = rec.get("replications")
-    bits.append(f"seed {rec.get('seed')}, {reps} replication(s) per point, duration {_fmt(rec.get('duration'))} s,"
-                f" warm-up {_fmt(rec.get('warmup'))} s")
+    bits.append(f"seed {rec.get('seed')}, {reps} replication(s) per point, window {_fmt(rec.get('duration'))} s"
+                f" after a warm-up of {_fmt(rec.get('warmup'))} s")
     sweep = rec.get("sweep") or {}
     if sweep:
-        bits.append("sweep " + "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in sweep.items()))
+        bits.append("sweep " + "; ".join(
+            f"{k} = {', '.join(number(x, 4, False) if isinstance(x, (int, float)) else str(x) for x in v)}"
+            for k, v in sweep.items()))
     return "; ".join(bits)
 
 
-def experiment_section(result, folder: str, records: list[dict]) -> list[str]:
+RESULT_FILES = ("summary.csv", "runs.csv", "units.csv", "config.resolved.yaml")
+
+
+def section_facts(result, folder: Path, rel: str) -> dict:
+    """What both reports say about one results folder."""
+    from commsim.experiment import keymetrics as km
+    from commsim.experiment import narrative
+
     r = result.experiment.resolved
     patterns = sorted({str(p.config["pattern"]) for p in result.experiment.points})
-    lines = [f"## {result.experiment.name}", "",
-             f"Pattern(s): {', '.join(f'`{p}`' for p in patterns)}; seed {r.get('seed')}; "
-             f"duration {_fmt(r.get('duration'))} s after a warm-up of {_fmt(r.get('warmup'))} s; "
-             f"{len(result.experiment.points)} sweep point(s). Files: [`{folder}/`]({folder}/) "
-             f"(`runs.csv`, `summary.csv`, `config.resolved.yaml`).", "",
-             "Means with 95% confidence half-widths (Student t over replications):", "",
-             *summary_table(result), ""]
+    reps = sorted({int(x) for x in result.summary["replications"]}) if len(result.summary) else []
+    return {
+        "heading": rel,
+        "name": result.experiment.name,
+        "patterns": patterns,
+        "families": km.families(result),
+        "seed": r.get("seed"),
+        "duration": r.get("duration"),
+        "warmup": r.get("warmup"),
+        "points": len(result.experiment.points),
+        "replications": reps,
+        "files": [f for f in RESULT_FILES if (Path(folder) / f).exists()],
+        "sentences": narrative.sentences(result),
+        "unstable": [(i, reason) for i, (flag, reason) in enumerate(km.unstable(result)) if flag],
+    }
+
+
+def _where(result, i: int) -> str:
+    from commsim import humanize
+    from commsim.experiment import keymetrics as km
+
+    row = result.summary.iloc[i]
+    written = humanize.written_values(result.experiment)
+    return ", ".join(f"{p}={humanize.param(p, row[p], written)}" for p in km.params_of(result)) or "the point"
+
+
+def experiment_section(result, folder: str, records: list[dict], results_dir: Path | None = None) -> list[str]:
+    facts = section_facts(result, (results_dir / folder) if results_dir else Path(folder), folder)
+    reps = "/".join(map(str, facts["replications"])) or "0"
+    named = "" if facts["name"] == folder else f"Experiment `{facts['name']}`; "
+    files = ", ".join(f"[`{f}`]({folder}/{f})" for f in facts["files"])
+    lines = [f"## {folder}", "",
+             f"{named}pattern(s) {', '.join(f'`{p}`' for p in facts['patterns'])}; seed {facts['seed']}; "
+             f"window {_fmt(facts['duration'])} s after a warm-up of {_fmt(facts['warmup'])} s; "
+             f"{facts['points']} sweep point(s) x {reps} replication(s). Files: {files}.", ""]
+    if facts["sentences"]:
+        lines += ["**Conclusion.** " + " ".join(facts["sentences"]), ""]
+    lines += [f"Key metrics ({', '.join(facts['families'])}): means with 95% confidence half-widths "
+              "(Student t over replications); every metric is in `summary.csv` (units in `units.csv`).", "",
+              *summary_table(result), ""]
+    if facts["unstable"]:
+        lines += ["Not in steady state (docs/metrics.md, Stability):", ""]
+        for i, reason in facts["unstable"][:12]:
+            lines.append(f"- {_md(_where(result, i))}: {reason}")
+        if len(facts["unstable"]) > 12:
+            lines.append(f"- ... and {len(facts['unstable']) - 12} more (column `unstable_reason` of summary.csv)")
+        lines.append("")
     if records:
         lines += ["Figures:", ""]
     for rec in records:
@@ -196,7 +253,7 @@ def existing_figures(result, folder: Path) -> list[dict]:
 
     mf = folder / MANIFEST
     if mf.exists():
-        return json.loads(mf.read_text())
+        return [r for r in json.loads(mf.read_text()) if (folder / r["file"]).exists()]
     context = plotspec.figure_context(result)
     records = []
     for png in sorted(folder.glob("*.png")):
@@ -206,37 +263,72 @@ def existing_figures(result, folder: Path) -> list[dict]:
     return records
 
 
-def write_report(results_dir: Path = Path("results"), out_file: Path | None = None,
-                 formats=("png", "pdf"), redraw: bool = True, warn=None) -> tuple[Path, list[str]]:
-    """Write ``REPORT.md`` for every experiment folder under ``results_dir``."""
-    from commsim.experiment.output import atomic_write
-
+def collect(results_dir: Path, formats=("png", "pdf"), redraw: bool = True, warn=None) -> list[dict]:
+    """Every experiment folder under ``results_dir`` as
+    ``{"folder", "rel", "result", "records"}`` (figures redrawn if asked)."""
     results_dir = Path(results_dir)
-    out_file = Path(out_file) if out_file else results_dir / "REPORT.md"
     folders = sorted(p.parent for p in results_dir.glob("*/config.resolved.yaml")
                      if (p.parent / "summary.csv").exists())
     if not folders:
         raise ConfigError(str(results_dir), "holds no experiment results (no */config.resolved.yaml); "
                           "run `commsim run CONFIG` first")
-    lines = ["# commsim report", "",
-             f"Generated by `commsim report` from {len(folders)} experiment folder(s) under "
-             f"`{results_dir}/`, without re-simulating. Each figure lists what it shows and the "
-             "seed, replications and window of the runs behind it; figures come as PNG and "
-             f"{', '.join(f.upper() for f in formats if f != 'png') or 'PNG only'} (for papers).", "",
-             "Experiments: " + ", ".join(f"[{f.name}](#{f.name.lower()})" for f in folders) + ".", ""]
-    done = []
+    out = []
     for folder in folders:
         try:
             result = load_result(folder)
         except Exception as exc:  # a broken folder must not hide the others
             (warn or print)(f"warning: skipping {folder}: {exc}")
             continue
-        if redraw:
-            records = draw_figures(result, folder, formats, warn)
-        else:
-            records = existing_figures(result, folder)
+        records = draw_figures(result, folder, formats, warn) if redraw else existing_figures(result, folder)
         rel = folder.relative_to(results_dir) if folder.is_relative_to(results_dir) else folder
-        lines += experiment_section(result, str(rel), records)
-        done.append(result.experiment.name)
+        out.append({"folder": folder, "rel": str(rel), "result": result, "records": records})
+    return out
+
+
+def glance(result) -> str:
+    """One line per experiment for the top of the reports."""
+    from commsim.experiment import keymetrics as km
+    from commsim.experiment import narrative
+
+    said = narrative.sentences(result)
+    cand = [s for s in said if not s.startswith(("All ", "**", "Theory", "Latency counts"))]
+    # what a mechanism adds over none says more than "none is cheapest"
+    first = next((s for s in cand if s.startswith("Over `none`")), None) or next(
+        (s for s in cand if not s.startswith("`none`")),
+        cand[0] if cand else next((s for s in said if s.startswith("Theory")), ""))
+    bad = sum(1 for f, _ in km.unstable(result) if f)
+    tail = (f"**{bad} of {len(result.summary)} point(s) not in steady state.**" if bad
+            else "All points in steady state.")
+    return f"{first} {tail}".strip()
+
+
+def write_report(results_dir: Path = Path("results"), out_file: Path | None = None,
+                 formats=("png", "pdf"), redraw: bool = True, warn=None,
+                 html_file: Path | None = None) -> tuple[Path, list[str]]:
+    """Write ``REPORT.md`` (for GitHub) and ``report.html`` (self-contained,
+    figures embedded as SVG; beside the Markdown unless ``html_file``) for
+    every experiment folder under ``results_dir``."""
+    from commsim.experiment import htmlreport
+    from commsim.experiment.output import atomic_write
+
+    results_dir = Path(results_dir)
+    out_file = Path(out_file) if out_file else results_dir / "REPORT.md"
+    entries = collect(results_dir, formats, redraw, warn)
+    head = ["# commsim report", "",
+            f"Generated by `commsim report` from {len(entries)} experiment folder(s) under "
+            f"`{results_dir}/`, without re-simulating (also as a self-contained `report.html` beside this"
+            " file). Each experiment has a generated conclusion, its pattern family's key metrics in human units"
+            " with 95% confidence half-widths, the points that are not in steady state, and its figures"
+            " (PNG, plus "
+            f"{', '.join(f.upper() for f in formats if f != 'png') or 'PNG only'} for papers).", "",
+            "Experiments: " + ", ".join(f"[{e['rel']}](#{slug(e['rel'])})" for e in entries) + ".", ""]
+    lines = list(head) + ["At a glance (first conclusion of each experiment; unstable points):", ""]
+    for e in entries:
+        lines.append(f"- [{e['rel']}](#{slug(e['rel'])}): {glance(e['result'])}")
+    lines.append("")
+    for e in entries:
+        lines += experiment_section(e["result"], e["rel"], e["records"], results_dir)
     atomic_write(out_file, "\n".join(lines).rstrip() + "\n")
-    return out_file, done
+    html_path = Path(html_file) if html_file else out_file.with_name("report.html")
+    htmlreport.write(entries, results_dir, html_path, redraw=redraw, warn=warn)
+    return out_file, [e["result"].experiment.name for e in entries]

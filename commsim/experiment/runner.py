@@ -26,6 +26,15 @@ Scale (issue 7)
   runs is deterministic too.
 * ``warmup: auto`` is resolved by MSER-5 on pilot runs (:mod:`.warmup`)
   before the experiment runs.
+
+Errors (issue 11)
+-----------------
+* A bad ``jobs`` or ``executor`` is a :class:`~commsim.errors.ConfigError`.
+* If *every* run failed, :class:`ExperimentFailed` is raised (its
+  ``result`` holds the failures), so the API never returns 0 rows quietly.
+* Out of memory, a dead worker process or a lost Dask scheduler stop the
+  experiment with :class:`~commsim.experiment.executors.RunAborted`; what
+  finished is in the store.
 """
 
 from __future__ import annotations
@@ -68,6 +77,37 @@ class Result:
     def params(self) -> list[str]:
         return list(self.experiment.sweep)
 
+    def plot(self, out_dir=None, formats=("png",)):
+        """Draw this result's figures from its tables (no simulation) into
+        ``out_dir`` (default a new temporary folder); returns their paths,
+        shown inline in a notebook.  See :func:`commsim.figures.plot`."""
+        from commsim.figures import plot
+
+        return plot(self, out_dir, formats)
+
+
+class ExperimentFailed(RuntimeError):
+    """Every run of an experiment failed; ``result`` holds the failures."""
+
+    def __init__(self, result: "Result"):
+        self.result = result
+        first = result.failures[0]["error"] if result.failures else "?"
+        super().__init__(f"every run failed ({len(result.failures)} run(s); the first: {first}); "
+                         "see result.failures for each run's parameters and traceback")
+
+
+def check_jobs(jobs) -> int:
+    from commsim.errors import ConfigError
+
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
+        raise ConfigError("jobs", f"got {jobs!r}; expected a positive number of processes "
+                          "(0: one per core)")
+    if jobs == 0:
+        from commsim.experiment.executors import default_jobs
+
+        return default_jobs()
+    return jobs
+
 
 def simulate(config: dict, run_seed: int, tracer=None, watch=None) -> tuple[dict, Simulation]:
     """Run one resolved config with one seed; returns (metrics, simulation).
@@ -76,6 +116,20 @@ def simulate(config: dict, run_seed: int, tracer=None, watch=None) -> tuple[dict
     simulation runs (used to report its simulated clock; it must not schedule
     events).
     """
+    import time
+
+    from commsim.experiment.executors import collect_garbage
+
+    t0 = time.perf_counter()
+    try:
+        return _simulate(config, run_seed, tracer, watch)
+    finally:
+        # The garbage of earlier runs (this one is still referenced): memory
+        # stays flat over any number of runs (issue 11).
+        collect_garbage(time.perf_counter() - t0)
+
+
+def _simulate(config: dict, run_seed: int, tracer, watch) -> tuple[dict, Simulation]:
     pattern = registry()[config["pattern"]]
     sim = Simulation(config, run_seed)
     if tracer is not None:
@@ -113,8 +167,10 @@ def tasks(exp: Experiment) -> list[tuple[dict, dict, int]]:
 def _as_progress(progress):
     from commsim.experiment.progress import Progress, Quiet
 
-    if progress is None:
+    if progress is None or progress is False:
         return Quiet()
+    if progress is True:  # a bar on a terminal, a live line in a notebook, lines otherwise
+        return Progress()
     if isinstance(progress, Progress):
         return progress
 
@@ -151,9 +207,11 @@ def run_experiment(exp: Experiment, progress: Callable[[int, int], None] | Any =
     from commsim.experiment.precision import Precision
     from commsim.experiment.store import MemoryStore
 
+    own = not hasattr(executor, "run")
+    if own:
+        jobs = check_jobs(jobs)
     prog = _as_progress(progress)
     store = store if store is not None else MemoryStore()
-    own = not hasattr(executor, "run")
     ex = make_executor(executor, jobs, scheduler, prog.sim_time) if own else executor
     if precision is None:
         precision = Precision.from_config(exp.resolved.get("precision"))
@@ -186,6 +244,8 @@ def run_experiment(exp: Experiment, progress: Callable[[int, int], None] | Any =
     result.warmup = warmup_report
     if precision is not None:
         result.precision = precision.report(exp, result.summary)
+    if result.failures and result.runs.empty:
+        raise ExperimentFailed(result)
     return result
 
 
@@ -202,8 +262,12 @@ class _State:
         self.computed = 0
         self.reused = 0
         self._next_index = 0
+        from commsim import humanize
+
+        self.written = humanize.written_values(exp)  # progress labels show swept values as written
 
     def wave(self, ex, wanted: list[tuple[int, int]], first: bool) -> None:
+        from commsim import humanize
         from commsim.experiment.executors import Job
         from commsim.experiment.store import run_key
 
@@ -215,7 +279,7 @@ class _State:
             seed = derive_run_seed(point.config["seed"], r)
             key = run_key(point.config, seed)
             record = self.store.get(key)
-            if record is not None and "metrics" in record:
+            if record is not None:
                 self.outcomes[(i, r)] = record
                 self.timing[(i, r)] = (float(record.get("wall_s", math.nan)), True)
                 reused += 1
@@ -231,27 +295,41 @@ class _State:
             self.prog.grow(len(wanted), reused)
         if not jobs:
             return
-        for out in ex.run(jobs):
-            (i, r), key = meta[out["index"]]
-            point = self.exp.points[i]
-            label = ", ".join(f"{k}={v}" for k, v in point.params.items())
-            label = f"{label + ', ' if label else ''}replication={r}"
-            if out["ok"]:
-                from commsim.experiment.store import normalise
+        outcomes = ex.run(jobs)
+        try:
+            for out in outcomes:
+                self._take(out, meta)
+        finally:
+            close = getattr(outcomes, "close", None)
+            if close is not None:
+                close()  # an abandoned executor generator stops its workers
 
-                record = {"replication": r, "seed": derive_run_seed(point.config["seed"], r),
-                          "metrics": normalise(out["metrics"]), "wall_s": out["wall_s"]}
-                self.store.put(key, record)
-                self.outcomes[(i, r)] = record
-                self.timing[(i, r)] = (out["wall_s"], False)
-                self.computed += 1
-            else:
-                failure = dict(point.params)
-                failure.update(replication=r, seed=derive_run_seed(point.config["seed"], r),
-                               error=out["error"], traceback=out.get("traceback", ""))
-                self.failed[(i, r)] = failure
-                self.prog.message(f"run failed ({label}): {out['error']}")
-            self.prog.run_done(out["index"], out["ok"], label)
+    def _take(self, out: dict, meta: dict) -> None:
+        from commsim import humanize
+        from commsim.experiment.executors import RunAborted
+
+        (i, r), key = meta[out["index"]]
+        point = self.exp.points[i]
+        label = ", ".join(f"{k}={humanize.param(k, v, self.written)}" for k, v in point.params.items())
+        label = f"{label + ', ' if label else ''}replication={r}"
+        if out.get("fatal"):
+            raise RunAborted(f"{out['error']} ({label})")
+        if out["ok"]:
+            from commsim.experiment.store import normalise
+
+            record = {"replication": r, "seed": derive_run_seed(point.config["seed"], r),
+                      "metrics": normalise(out["metrics"]), "wall_s": out["wall_s"]}
+            self.store.put(key, record)
+            self.outcomes[(i, r)] = record
+            self.timing[(i, r)] = (out["wall_s"], False)
+            self.computed += 1
+        else:
+            failure = dict(point.params)
+            failure.update(replication=r, seed=derive_run_seed(point.config["seed"], r),
+                           error=out["error"], traceback=out.get("traceback", ""))
+            self.failed[(i, r)] = failure
+            self.prog.message(f"run failed ({label}): {out['error']}")
+        self.prog.run_done(out["index"], out["ok"], label)
 
     def metrics_by_point(self) -> dict[int, list[dict]]:
         by: dict[int, list[dict]] = {}
@@ -299,6 +377,9 @@ def make_result(exp: Experiment, rows: list[dict]) -> Result:
         summary = pd.DataFrame(columns=[*params, "replications"])
     else:
         summary = summarize(runs, params, metrics)
+    from commsim.experiment.stability import assess  # steady-state flags (issue 12)
+
+    summary = assess(summary, exp)
     return Result(experiment=exp, runs=runs, summary=summary, timings=timings)
 
 

@@ -20,6 +20,35 @@ is changed, so the traced messages are the first messages of the real run;
 the run is only cut short after them (end-of-window finalizers and metrics
 are skipped, they are not needed here).
 
+Names: a message end that is an int is a client id (``client 17``), a string
+is its own name, a node with a ``name`` attribute is shown by that name, any
+other object by its class and index (``publisher 0``, ``consumer 3``; by order
+of appearance when it has no ``idx``/``index``), never by its ``repr``.
+
+Connections: every traced line carries a connection id (``connection #3``,
+numbered in order of first appearance, like curl's ``Connection #0``), taken
+from what the message says about its connection:
+
+* ``msg.data.conn`` (an HTTP request on a multiplexing connection) is the
+  connection itself;
+* a handshake flight of :mod:`commsim.network.connection` carries its
+  handshake, which stands for the connection it opens; that module's clients
+  hold at most one connection, so the client's later requests and responses
+  belong to it until its next handshake;
+* a message of a model without modelled connections (no handshake: pubsub,
+  ``network.handshake: none``) belongs to the one connection of its pair of
+  ends (the header line says so);
+* a handshake flight that names neither (multiplexing's, whose clients open
+  several connections in parallel) has no id (``connection ?``) rather than a
+  guessed one.  A link or transport that knows the connection may pass it:
+  ``sim.tracer.sent(link, msg, conn=obj)`` (any object standing for the
+  connection, the same for both directions); that takes precedence.
+
+Filters: ``Tracer(limit, client=N)`` traces only messages to or from client
+``N``; ``connection=K`` only those of connection ``#K``; ``limit`` then
+counts the matching messages.  Connection ids are the same with and without
+a filter (every message is numbered, only matching ones are recorded).
+
 Limits: a message lost beyond ``network.max_retries`` never arrives (links do
 not report drops to the tracer), so with loss the trace may run to the end of
 the window and show that message as "never arrived".  Retransmissions are
@@ -31,6 +60,7 @@ arrival, the arrival including the retransmission delay.  If links call
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +107,7 @@ class Record:
     seq_arrived: int | None = None
     dropped_at: float | None = None
     retransmits: list = field(default_factory=list)
+    conn: int | None = None  # connection id (1-based, order of first appearance), None: unknown
 
     @property
     def size(self) -> int:
@@ -105,10 +136,13 @@ class Tracer:
     then become no-ops.
     """
 
-    def __init__(self, limit: int = 20):
+    def __init__(self, limit: int = 20, client: int | None = None, connection: int | None = None):
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit!r}")
         self.limit = int(limit)
+        self.client = client
+        self.connection = connection
+        self.connections = _Connections()
         self.records: list[Record] = []
         self.complete = False
         self.sim = None
@@ -121,8 +155,15 @@ class Tracer:
         sim.tracer = self
 
     # ------------------------------------------------------------ hooks --
-    def sent(self, link, msg) -> None:
+    def sent(self, link, msg, conn=None) -> None:
+        """``msg`` was put on ``link``; ``conn``, if the caller knows it, is
+        the object standing for the message's connection (both directions)."""
         if len(self.records) >= self.limit:
+            return
+        conn = self.connections.of(msg, conn)
+        if self.client is not None and self.client not in (client_id(msg.src), client_id(msg.dst)):
+            return
+        if self.connection is not None and conn != self.connection:
             return
         sim = self.sim
         now = sim.env._now if sim is not None else 0.0
@@ -130,7 +171,7 @@ class Tracer:
         rec = Record(index=len(self.records), t_sent=now, link=link.name, kind=msg.kind,
                      label=msg.label, src=msg.src, dst=msg.dst, header=int(msg.header),
                      payload=int(msg.payload), framing=int(msg.framing),
-                     handshake=int(msg.handshake), seq_sent=self._seq)
+                     handshake=int(msg.handshake), seq_sent=self._seq, conn=conn)
         self.records.append(rec)
         # Keep a reference to msg while it is in flight so its id stays unique.
         self._pending.setdefault((id(link), id(msg)), []).append((msg, rec))
@@ -187,18 +228,115 @@ class Tracer:
     def text(self, config: dict | None = None, seed: int | None = None) -> str:
         """The ``curl -v``-style log of the traced messages, events in time order."""
         return format_trace(self.records, config, seed, self.limit, self.complete,
-                            self.sim.env._now if self.sim is not None else None)
+                            self.sim.env._now if self.sim is not None else None,
+                            client=self.client, connection=self.connection,
+                            by_pair=self.connections.by_pair)
+
+
+class _Connections:
+    """Connection ids of messages (see the module docstring)."""
+
+    def __init__(self):
+        self.ids: dict[int, tuple[object, int]] = {}  # id(object) -> (object kept alive, number)
+        self.current: dict = {}                        # client -> its connection (handshake)
+        self.by_pair = False                           # some ids stand for a pair of ends
+        self.n = 0
+
+    def _number(self, key, obj) -> int:
+        entry = self.ids.get(key)
+        if entry is None:
+            self.n += 1
+            entry = self.ids[key] = (obj, self.n)
+        return entry[1]
+
+    def of(self, msg, conn=None) -> int | None:
+        data = msg.data
+        if conn is None and data is not None:
+            conn = getattr(data, "conn", None)
+        if conn is not None:
+            return self._number(id(conn), conn)
+        if msg.kind == "handshake":
+            client = getattr(data, "client", None)
+            if client is None or not hasattr(data, "conns"):
+                return None  # a flight that does not say which connection it opens
+            # connection.py's handshake: one object per connection it opens.
+            self.current[client] = data
+            return self._number(id(data), data)
+        for end in (msg.src, msg.dst):
+            hs = self.current.get(end) if _hashable(end) else None
+            if hs is not None:
+                return self._number(id(hs), hs)
+        self.by_pair = True
+        pair = (_end_key(msg.src), _end_key(msg.dst))
+        pair = min(pair, pair[::-1], key=repr)
+        return self._number(("pair", pair), pair)
+
+
+def _hashable(x) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
+
+
+def _end_key(x):
+    return x if isinstance(x, (int, str)) else ("obj", id(x))
 
 
 # ------------------------------------------------------------------ text ----
 
-def participant(x) -> str:
-    """Display name of a message end: ints are client ids."""
+_CLIENT = re.compile(r"^client ?(\d+)$")
+
+
+def client_id(x) -> int | None:
+    """The client id of a message end (an int, or a name ``client 7`` /
+    ``client7``), or None when the end is no client."""
     if isinstance(x, bool):
-        return str(x)
+        return None
     if isinstance(x, int):
-        return f"client {x}"
-    return str(x)
+        return x
+    if isinstance(x, str):
+        m = _CLIENT.match(x)
+        return int(m.group(1)) if m else None
+    name = getattr(x, "name", None)
+    return client_id(name) if isinstance(name, str) else None
+
+
+class Names:
+    """Display names of message ends: ints are client ids, strings are names,
+    nodes are shown by their ``name`` attribute, other objects by class and
+    index (``publisher 0``), numbered by first appearance without one."""
+
+    def __init__(self):
+        self._seen: dict[int, tuple[object, str]] = {}
+        self._count: dict[str, int] = {}
+
+    def __call__(self, x) -> str:
+        if isinstance(x, bool):
+            return str(x)
+        if isinstance(x, int):
+            return f"client {x}"
+        if isinstance(x, str):
+            return x
+        name = getattr(x, "name", None)
+        if isinstance(name, str) and name:
+            return name
+        entry = self._seen.get(id(x))
+        if entry is None:
+            kind = type(x).__name__.lower()
+            index = next((getattr(x, a) for a in ("idx", "index", "id")
+                          if isinstance(getattr(x, a, None), int)), None)
+            if index is None:
+                index = self._count.get(kind, 0)
+                self._count[kind] = index + 1
+            entry = self._seen[id(x)] = (x, f"{kind} {index}")
+        return entry[1]
+
+
+def participant(x) -> str:
+    """Display name of one message end (see :class:`Names`)."""
+    return Names()(x)
 
 
 def _flight_info(rec: Record, mode: str | None) -> list[str]:
@@ -229,9 +367,15 @@ def _parts(rec: Record, arrow: str, verb: str) -> list[str]:
     return lines
 
 
+def _conn(rec: Record) -> str:
+    return f"connection #{rec.conn}" if rec.conn is not None else "connection ?"
+
+
 def format_trace(records: list[Record], config: dict | None = None, seed: int | None = None,
                  limit: int | None = None, complete: bool = True,
-                 stopped_at: float | None = None) -> str:
+                 stopped_at: float | None = None, *, client: int | None = None,
+                 connection: int | None = None, by_pair: bool = False) -> str:
+    participant = Names()
     mode = None
     if config is not None:
         mode = (config.get("network") or {}).get("handshake")
@@ -242,9 +386,13 @@ def format_trace(records: list[Record], config: dict | None = None, seed: int | 
             head += f", run seed {seed} (replication 0)"
         out.append(head)
     n = len(records)
-    out.append(f"== Info: first {n} message(s) in send order"
+    only = [f"of client {client}"] if client is not None else []
+    only += [f"of connection #{connection}"] if connection is not None else []
+    out.append(f"== Info: first {n} message(s) {' and '.join(only) + ' ' if only else ''}in send order"
                + (f" (limit {limit})" if limit is not None else "")
                + "; times are simulated seconds")
+    if by_pair:
+        out.append("== Info: where no connection is modelled, a pair of ends shares one connection id")
     if mode and mode != "none":
         keep = (config.get("network") or {}).get("keepalive")
         out.append(f"== Info: connection set-up: {mode}"
@@ -258,21 +406,26 @@ def format_trace(records: list[Record], config: dict | None = None, seed: int | 
         elif rec.dropped_at is not None:
             events.append((rec.dropped_at, rec.seq_arrived, "drop", rec))
     events.sort(key=lambda e: (e[0], e[1]))
+    opened: set = set()
     for t, _, what, rec in events:
         src, dst = participant(rec.src), participant(rec.dst)
         if what == "send":
-            out.append(f"[{t:11.6f} s] {src} => {dst}  {rec.name} ({rec.link})")
+            if rec.conn is not None and rec.conn not in opened:
+                opened.add(rec.conn)
+                out.append(f"== Info: connection #{rec.conn}: {src} <-> {dst}")
+            out.append(f"[{t:11.6f} s] {src} => {dst}  {rec.name} ({rec.link}, {_conn(rec)})")
             out += _flight_info(rec, mode)
             out += _parts(rec, "=>", "Send")
             for tr in rec.retransmits:
                 out.append(f"== Info: lost, retransmitted at {tr:.6f} s")
         elif what == "recv":
             ms = (rec.t_arrived - rec.t_sent) * 1e3
-            out.append(f"[{t:11.6f} s] {dst} <= {src}  {rec.name} arrived after {ms:.3f} ms")
+            out.append(f"[{t:11.6f} s] {dst} <= {src}  {rec.name} arrived after {ms:.3f} ms "
+                       f"({_conn(rec)})")
             out += _parts(rec, "<=", "Recv")
         else:
             out.append(f"[{t:11.6f} s] {dst} <= {src}  {rec.name} dropped "
-                       f"(lost beyond max_retries) after {(t - rec.t_sent) * 1e3:.3f} ms")
+                       f"(lost beyond max_retries) after {(t - rec.t_sent) * 1e3:.3f} ms ({_conn(rec)})")
     missing = [r for r in records if r.t_arrived is None and r.dropped_at is None]
     for rec in missing:
         out.append(f"== Info: {rec.name} #{rec.index + 1} ({participant(rec.src)} => "
@@ -280,7 +433,8 @@ def format_trace(records: list[Record], config: dict | None = None, seed: int | 
                    + (f" at {stopped_at:.6f} s" if stopped_at is not None else "")
                    + " (lost, or still in flight)")
     if limit is not None and n < limit:
-        out.append(f"== Info: the run sent only {n} message(s) before its window ended")
+        out.append(f"== Info: the run sent only {n} message(s) {' and '.join(only) + ' ' if only else ''}"
+                   "before its window ended")
     return "\n".join(out)
 
 
@@ -291,9 +445,7 @@ _OTHERS = "other clients"
 
 
 def _is_client(x) -> bool:
-    if isinstance(x, bool):
-        return False
-    return isinstance(x, int) or (isinstance(x, str) and x.startswith("client"))
+    return client_id(x) is not None
 
 
 def _lifelines(records: list[Record]) -> tuple[list[str], dict]:
@@ -307,10 +459,10 @@ def _lifelines(records: list[Record]) -> tuple[list[str], dict]:
                     seen_clients.append(end)
             elif end not in nodes:
                 nodes.append(end)
+    participant = Names()
     shown = seen_clients[:_MAX_CLIENTS]
     merged = seen_clients[_MAX_CLIENTS:]
-    ints = all(isinstance(c, int) for c in shown)
-    shown = sorted(shown) if ints else shown
+    shown = sorted(shown, key=client_id)
     where = {c: participant(c) for c in shown}
     for c in merged:
         where[c] = _OTHERS
@@ -328,6 +480,7 @@ def _size_text(n: int) -> str:
 
 
 _COLORS = {"request": "tab:blue", "response": "tab:green", "handshake": "tab:gray"}
+_SPARE = ("tab:purple", "tab:orange", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
 
 def sequence_figure(records: list[Record], title: str | None = None, stopped_at: float | None = None):
@@ -364,8 +517,10 @@ def sequence_figure(records: list[Record], title: str | None = None, stopped_at:
     kinds_seen = {}
     for rec in records:
         xs, xd = xpos[where[rec.src]], xpos[where[rec.dst]]
-        color = _COLORS.get(rec.kind, "tab:purple")
-        kinds_seen.setdefault(rec.kind, color)
+        if rec.kind not in kinds_seen:  # other kinds (publish, deliver, ack...) each their own colour
+            spare = [c for c in _SPARE if c not in kinds_seen.values()]
+            kinds_seen[rec.kind] = _COLORS.get(rec.kind, spare[0] if spare else "tab:purple")
+        color = kinds_seen[rec.kind]
         style = "--" if rec.kind == "handshake" else "-"
         if rec.t_arrived is not None:
             end_t = rec.t_arrived
@@ -399,7 +554,8 @@ def sequence_figure(records: list[Record], title: str | None = None, stopped_at:
 
 # ----------------------------------------------------------------- entry ----
 
-def run_traced(config: dict, limit: int, seed: int | None = None):
+def run_traced(config: dict, limit: int, seed: int | None = None, *, client: int | None = None,
+               connection: int | None = None):
     """Run ``config`` until its first ``limit`` messages have arrived (or the
     window ends); returns ``(tracer, sim, seed)``.  See the module docstring."""
     from commsim.engine import Simulation
@@ -408,7 +564,7 @@ def run_traced(config: dict, limit: int, seed: int | None = None):
 
     if seed is None:
         seed = derive_run_seed(config["seed"], 0)
-    tracer = Tracer(limit)
+    tracer = Tracer(limit, client=client, connection=connection)
     pattern = registry()[config["pattern"]]
     sim = Simulation(config, seed)
     tracer.attach(sim)          # as runner.simulate: before the model is built
@@ -422,7 +578,8 @@ def run_traced(config: dict, limit: int, seed: int | None = None):
     return tracer, sim, seed
 
 
-def trace(config: dict, limit: int, out_dir) -> tuple[str, Path]:
+def trace(config: dict, limit: int, out_dir, *, client: int | None = None,
+          connection: int | None = None) -> tuple[str, Path]:
     """Trace the first ``limit`` messages of a resolved run config.
 
     Returns the ``curl -v``-style text and the path of the sequence diagram
@@ -430,9 +587,11 @@ def trace(config: dict, limit: int, out_dir) -> tuple[str, Path]:
     """
     from commsim.experiment.output import save_figure
 
-    tracer, sim, seed = run_traced(config, limit)
+    tracer, sim, seed = run_traced(config, limit, client=client, connection=connection)
     text = tracer.text(config, seed)
-    title = (f"{config.get('name', '')}: first {len(tracer.records)} messages "
+    only = (f" of client {client}" if client is not None else "") + \
+        (f" of connection #{connection}" if connection is not None else "")
+    title = (f"{config.get('name', '')}: first {len(tracer.records)} messages{only} "
              f"({config['pattern']}, seed {seed})")
     fig = sequence_figure(tracer.records, title, stopped_at=sim.env._now)
     path = save_figure(fig, Path(out_dir) / "trace.png")

@@ -27,7 +27,6 @@ PATTERN_ORDER = ("short_polling", "long_polling", "sse", "push")
 COLORS = {"short_polling": "tab:red", "long_polling": "tab:orange", "sse": "tab:blue",
           "push": "tab:green"}
 STYLE = {"short_polling": "o-", "long_polling": "s-", "sse": "^--", "push": "o:"}
-_DONE: dict = {}
 
 P, N, R = "pattern", "clients.count", "workload.event_rate"
 
@@ -38,14 +37,7 @@ def _nearest(values, target):
 
 
 def figures(result, out_dir) -> list[Path]:
-    key = (id(result), str(out_dir))
-    if key in _DONE:  # the CLI calls this once per pattern of the experiment
-        return []
-    _DONE[key] = True
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from commsim.experiment.plots import subplots
 
     from commsim.experiment.output import atomic_write, save_figure
 
@@ -67,76 +59,122 @@ def figures(result, out_dir) -> list[Path]:
                 d = d[d[col] == val]
         return d
 
+    from commsim.experiment.plots import ci_note, mark_unstable, metric_axis, unstable_flags
+
+    note = ci_note(df)
+
+    def err(d, col, scale=1.0):
+        """95 % half-widths of ``col`` (None with one replication)."""
+        c = f"{col}_ci95"
+        if c not in d.columns or not d[c].notna().any():
+            return None
+        return d[c].fillna(0.0).to_numpy(dtype=float) * scale
+
+    def titled(ax, text):
+        ax.set_title(text + (f"\n({note})" if note else ""), fontsize=10)
+
+    where = ", ".join(t for t in ((f"{n0:,} clients" if has_n else ""),
+                                  (f"{rate0:g} updates/s per client" if has_r else "")) if t)
+
     # 1. bandwidth vs clients, log-log.
     if has_n:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig, ax = subplots(figsize=(6.4, 4.4))
+        ylabel, scale = metric_axis("bandwidth", df["bandwidth"])
         for p in pats:
             d = select(df[df[P] == p], **{R: rate0}).sort_values(N)
-            ax.plot(d[N], d["bandwidth"], STYLE[p], color=COLORS[p], label=p)
+            ax.errorbar(d[N], d["bandwidth"] * scale, yerr=err(d, "bandwidth", scale), fmt=STYLE[p],
+                        color=COLORS[p], label=p, capsize=3, ms=5)
+            mark_unstable(ax, d[N], d["bandwidth"] * scale, unstable_flags(d))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("clients")
-        ax.set_ylabel("bandwidth (bytes/s, both directions)")
-        ax.set_title("Bandwidth vs clients" + (f" ({rate0:g} updates/s per client)" if has_r else ""))
+        ax.set_ylabel(ylabel.replace("bandwidth", "bandwidth, both directions"))
+        titled(ax, "Bandwidth vs clients" + (f" ({rate0:g} updates/s per client)" if has_r else ""))
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
         paths.append(save_figure(fig, out / "bandwidth_vs_clients.png"))
 
     # 2. wasted server CPU vs event rate.
     if has_r:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig, ax = subplots(figsize=(6.4, 4.4))
         dur = result.experiment.resolved["duration"]
         for p in pats:
             d = select(df[df[P] == p], **{N: n0}).sort_values(R)
-            ax.plot(d[R], d["server_cpu_wasted_s"] / dur, STYLE[p], color=COLORS[p], label=p)
+            ax.errorbar(d[R], d["server_cpu_wasted_s"] / dur, yerr=err(d, "server_cpu_wasted_s", 1 / dur),
+                        fmt=STYLE[p], color=COLORS[p], label=p, capsize=3, ms=5)
+            mark_unstable(ax, d[R], d["server_cpu_wasted_s"] / dur, unstable_flags(d))
         ax.set_xscale("log")
         ax.set_xlabel("updates per second per client")
-        ax.set_ylabel("wasted server CPU (core-seconds per second)")
-        ax.set_title("Wasted server CPU vs event rate" + (f" ({n0:,} clients)" if has_n else ""))
+        ax.set_ylabel("wasted server CPU (cores)")
+        titled(ax, "Wasted server CPU vs event rate" + (f" ({n0:,} clients)" if has_n else ""))
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
         paths.append(save_figure(fig, out / "wasted_cpu_vs_event_rate.png"))
 
-    # 3. latency distribution (percentiles) per pattern at one point.
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    # 3. latency distribution (percentiles) per pattern at one point: points
+    # on a log axis (a bar's length means nothing there), 95 % CIs when replicated.
+    fig, ax = subplots(figsize=(6.4, 4.4))
     point = select(df, **{N: n0, R: rate0})
-    stats = [("latency_p50", "p50"), ("latency_mean", "mean"), ("latency_p95", "p95"),
-             ("latency_p99", "p99")]
-    width = 0.8 / len(stats)
-    for i, (col, label) in enumerate(stats):
-        vals = [float(point[point[P] == p][col].iloc[0]) if (point[P] == p).any() else math.nan
-                for p in pats]
-        ax.bar([k + (i - 1.5) * width for k in range(len(pats))], vals, width, label=label)
+    stats = [("latency_p50", "p50", "o"), ("latency_mean", "mean", "D"), ("latency_p95", "p95", "s"),
+             ("latency_p99", "p99", "^")]
+    offset = 0.16
+    for i, (col, label, marker) in enumerate(stats):
+        if col not in point.columns:
+            continue
+        xs, vals, errs, flags = [], [], [], []
+        for k, p in enumerate(pats):
+            row = point[point[P] == p]
+            if not len(row) or not math.isfinite(float(row[col].iloc[0])):
+                continue
+            xs.append(k + (i - 1.5) * offset)
+            vals.append(float(row[col].iloc[0]) * 1e3)
+            e = err(row, col, 1e3)
+            errs.append(float(e[0]) if e is not None else 0.0)
+            flags.append(bool(unstable_flags(row)[0]))
+        mark_unstable(ax, xs, vals, flags)
+        ax.errorbar(xs, vals, yerr=errs if any(errs) else None, fmt=marker, ms=6, capsize=3,
+                    color=f"C{i}", label=label)
     ax.set_xticks(range(len(pats)), pats)
+    ax.set_xlim(-0.6, len(pats) - 0.4)
     ax.set_yscale("log")
-    ax.set_ylabel("update latency, creation to arrival (s)")
-    ax.set_title("Latency distribution" + (f" ({n0:,} clients" if has_n else " (")
-                 + (f", {rate0:g} updates/s each)" if has_r else ")"))
+    ax.set_ylabel("update latency, creation to arrival (ms)")
+    titled(ax, "Latency distribution" + (f" ({where})" if where else ""))
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, ncol=4, loc="center")
+    from matplotlib.ticker import LogFormatter
+
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     paths.append(save_figure(fig, out / "latency_distribution.png"))
 
-    # 4. connections held.
+    # 4. connections held: most at once (max) per pattern, and short polling's
+    # time-average without keep-alive; server memory on the right axis.
     if has_n:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig, ax = subplots(figsize=(6.4, 4.4))
+        sizes = {"short_polling": 9, "long_polling": 7, "sse": 5, "push": 3}  # overlapping lines stay visible
         for p in pats:
             d = select(df[df[P] == p], **{R: rate0}).sort_values(N)
-            ax.plot(d[N], d["connections_max"], STYLE[p], color=COLORS[p], label=p)
+            ax.plot(d[N], d["connections_max"], STYLE[p], color=COLORS[p], ms=sizes.get(p, 5),
+                    label=f"{p} (most at once)")
         if "short_polling" in pats and "server_jobs_mean" in df.columns:
             # Without keep-alive a short-polling connection lives from the poll's
             # arrival to its answer: exactly a job at the server CPU, so the
             # time-average jobs present is the mean connections held.
             d = select(df[df[P] == "short_polling"], **{R: rate0}).sort_values(N)
-            ax.plot(d[N], d["server_jobs_mean"], "x--", color=COLORS["short_polling"],
-                    label="short_polling without keep-alive (mean)")
+            ax.plot(d[N], d["server_jobs_mean"], "x-.", color=COLORS["short_polling"],
+                    label="short_polling without keep-alive (time-average)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("clients")
-        ax.set_ylabel("connections open at the server (max; dashed: mean)")
+        ax.set_ylabel("connections open at the server")
         mem = result.experiment.resolved.get("short_polling", {}).get("connection_memory")
-        ax.set_title("Connections held" + (f" (x {mem / 1024:g} KiB of server memory each)" if mem else ""))
+        if mem:
+            sec = ax.secondary_yaxis("right", functions=(lambda c: c * mem / 2 ** 20,
+                                                         lambda m: m * 2 ** 20 / mem))
+            sec.set_ylabel(f"server memory at {mem / 1024:g} KiB each (MiB)")
+        titled(ax, "Connections held" + (f" ({rate0:g} updates/s per client)" if has_r else ""))
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
         paths.append(save_figure(fig, out / "connections_held.png"))
 
     # 5. cheapest pattern per regime.

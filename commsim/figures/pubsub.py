@@ -7,10 +7,12 @@ Each figure is drawn only when the sweep has what it needs:
   pull and direct as horizontal references and the prefetch bound
   ``S * min(rate, p / (E[s] + rtt))`` dotted.
 * ``queue_depth_slow_consumer.png`` (+ ``queue_depth.csv``): when
-  ``pubsub.slow_consumers`` takes a value > 0, one run per delivery mode is
-  simulated again (replication 0, largest subscriber count) to record the
-  sampled queue depth of the slow consumer's subscription, of the others and
-  of the publishers' outboxes over time.
+  ``pubsub.slow_consumers`` takes a value > 0, the sampled queue depth of the
+  slow consumer's subscription, of the others and of the publishers'
+  outboxes over time, for replication 0 of one point per delivery mode
+  (largest subscriber count).  The series come from ``queue_depth.csv``;
+  only when that table is missing or was written for another configuration
+  is that run replayed to write it (:mod:`commsim.figures.sidetables`).
 * ``slow_consumer_impact.png``: with the slow consumer on and off, the p99
   latency of the *other* subscriptions and the publishers' blocked time,
   per delivery mode (largest subscriber count and prefetch).
@@ -36,8 +38,12 @@ def _select(df, **eq):
     return df
 
 
-def _first(df, col, default=None):
-    return df[col].iloc[0] if col in df.columns and len(df) else default
+def _err(rows, col, scale=1.0):
+    """95 % half-widths of ``col`` times ``scale`` (None without replications)."""
+    c = f"{col}_ci95"
+    if c not in rows.columns or not rows[c].notna().any():
+        return None
+    return rows[c].fillna(0.0).to_numpy(dtype=float) * scale
 
 
 def _base_filter(summary, params):
@@ -48,9 +54,6 @@ def _base_filter(summary, params):
 
 
 def pubsub_figures(result, out_dir) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
     out_dir = Path(out_dir)
     params = result.params
     summary = result.summary
@@ -74,7 +77,7 @@ def _modes(summary, params, result):
 
 
 def _prefetch_figure(result, summary, params, out_dir) -> Path:
-    import matplotlib.pyplot as plt
+    from commsim.experiment.plots import subplots
 
     base = _base_filter(summary, params)
     cfg = result.experiment.resolved["pubsub"]
@@ -84,7 +87,7 @@ def _prefetch_figure(result, summary, params, out_dir) -> Path:
     rtt = _mean_of(cfg["deliver_latency"] or result.experiment.resolved["network"]["latency"]) + \
         _mean_of(cfg["ack_latency"] or result.experiment.resolved["network"]["latency"])
     lam = cfg["publish_rate"] * cfg["publishers"]
-    fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_t, ax_l) = subplots(1, 2, figsize=(7.6, 4.6))
     styles = ["-", "--", ":", "-."]
     unbounded: list = []
     for k, S in enumerate(subs_values):
@@ -97,10 +100,10 @@ def _prefetch_figure(result, summary, params, out_dir) -> Path:
             color, marker = MODE_STYLE[mode]
             label = f"{mode}, {S} sub(s)"
             if mode == "push":
-                ax_t.plot(r["pubsub.prefetch"], r["throughput"], ls, color=color, marker=marker,
-                          label=label)
-                ax_l.plot(r["pubsub.prefetch"], r["latency_p50"], ls, color=color, marker=marker,
-                          label=label + " (p50)")
+                ax_t.errorbar(r["pubsub.prefetch"], r["throughput"], yerr=_err(r, "throughput"),
+                              linestyle=ls, color=color, marker=marker, capsize=3, label=label)
+                ax_l.errorbar(r["pubsub.prefetch"], r["latency_p50"], yerr=_err(r, "latency_p50"),
+                              linestyle=ls, color=color, marker=marker, capsize=3, label=label)
                 censored = r[r["latency_p50"].isna()]["pubsub.prefetch"]
                 if len(censored):
                     unbounded.extend(censored)
@@ -111,7 +114,7 @@ def _prefetch_figure(result, summary, params, out_dir) -> Path:
                 ax_t.axhline(r["throughput"].mean(), linestyle=ls, color=color, linewidth=1.2,
                              label=label)
                 ax_l.axhline(r["latency_p50"].mean(), linestyle=ls, color=color, linewidth=1.2,
-                             label=label + " (p50)")
+                             label=label)
     if unbounded:
         top = max(summary["latency_p50"].max(), 1.0) * 3
         ax_l.plot(sorted(set(unbounded)), [top] * len(set(unbounded)), "^", color="red",
@@ -123,13 +126,23 @@ def _prefetch_figure(result, summary, params, out_dir) -> Path:
     ax_l.set_xscale("log")
     ax_l.set_yscale("log")
     ax_l.set_xlabel("prefetch")
-    ax_l.set_ylabel("publish -> processed latency (s)")
-    ax_l.set_title("Latency vs prefetch")
+    ax_l.set_ylabel("p50 latency, publish to processed (s)")
+    ax_l.set_title("Latency vs prefetch", fontsize=10)
+    ax_t.set_title("Throughput vs prefetch", fontsize=10)
     for ax in (ax_t, ax_l):
         ax.grid(True, which="both", alpha=0.3)
-    ax_t.legend(fontsize=7)
-    ax_l.legend(fontsize=7)
-    fig.tight_layout()
+    # One legend for both panels (same lines), below them.
+    handles, labels = ax_t.get_legend_handles_labels()
+    extra = [(h, lab) for h, lab in zip(*ax_l.get_legend_handles_labels()) if lab.startswith("no message")]
+    handles += [h for h, _ in extra]
+    labels += [lab.replace("\n", " ") for _, lab in extra]
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    from commsim.experiment.plots import ci_note
+
+    note = ci_note(base)
+    if note:
+        fig.suptitle(f"({note})", fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return save_figure(fig, out_dir / "throughput_latency_vs_prefetch.png")
 
 
@@ -141,10 +154,42 @@ def _mean_of(spec) -> float:
     return float(spec)
 
 
-def _depth_figure(result, out_dir) -> list[Path]:
-    import matplotlib.pyplot as plt
+def _depth_series(chosen: dict, seed: int, out_dir: Path) -> tuple[dict, Path]:
+    """Per delivery mode: (t, slow, others, outbox), read from
+    ``queue_depth.csv`` when it was written for these points and seed, else
+    replayed (see :mod:`commsim.figures.sidetables`)."""
+    from commsim.figures import sidetables
 
+    csv = out_dir / "queue_depth.csv"
+    fp = sidetables.fingerprint({m: p.config for m, p in chosen.items()}, seed)
+    lines = sidetables.read(csv, fp)
+    series: dict[str, tuple[list, list, list, list]] = {m: ([], [], [], []) for m in chosen}
+    if lines is not None:
+        for line in lines[1:]:
+            mode, t, slow, others, outbox = line.split(",")
+            if mode in series:
+                for col, v in zip(series[mode], (float(t), int(slow), int(others), int(outbox))):
+                    col.append(v)
+        return series, csv
     from commsim.experiment.runner import simulate
+
+    lines = ["delivery,t,slow_subscription,other_subscriptions_max,publisher_outbox"]
+    for mode, point in chosen.items():
+        _, sim = simulate(point.config, seed)
+        model = sim.pubsub
+        t = list(model.samples_t)
+        slow = [d[0] for d in model.samples_depth]
+        others = [max(d[1:]) if len(d) > 1 else 0 for d in model.samples_depth]
+        outbox = list(model.samples_outbox)
+        series[mode] = (t, slow, others, outbox)
+        for row in zip(t, slow, others, outbox):
+            lines.append(f"{mode},{row[0]:g},{row[1]},{row[2]},{row[3]}")
+    sidetables.write(csv, fp, seed, lines)
+    return series, csv
+
+
+def _depth_figure(result, out_dir) -> list[Path]:
+    from commsim.experiment.plots import subplots
     from commsim.rng import derive_run_seed
 
     points = [p for p in result.experiment.points if p.config["pubsub"]["slow_consumers"] > 0]
@@ -161,44 +206,38 @@ def _depth_figure(result, out_dir) -> list[Path]:
         if mode not in chosen or c["prefetch"] > chosen[mode].config["pubsub"]["prefetch"]:
             chosen[mode] = p
     seed = derive_run_seed(result.experiment.resolved["seed"], 0)
-    fig, axes = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen), 3.8), squeeze=False,
-                             sharey=True)
-    lines = ["delivery,t,slow_subscription,other_subscriptions_max,publisher_outbox"]
+    series, csv = _depth_series(chosen, seed, out_dir)
+    n = len(chosen)
+    fig, axes = subplots(1, n, figsize=(7.6, 3.4) if n > 1 else (6.4, 3.8), squeeze=False,
+                         sharey=True)
     for ax, (mode, point) in zip(axes[0], chosen.items()):
-        _, sim = simulate(point.config, seed)
-        model = sim.pubsub
         c = point.config["pubsub"]
-        t = model.samples_t
-        slow = [d[0] for d in model.samples_depth]
-        others = [max(d[1:]) if len(d) > 1 else 0 for d in model.samples_depth]
-        outbox = model.samples_outbox
-        for row in zip(t, slow, others, outbox):
-            lines.append(f"{mode},{row[0]:g},{row[1]},{row[2]},{row[3]}")
+        t, slow, others, outbox = series[mode]
         color, _ = MODE_STYLE[mode]
         ax.plot(t, slow, color=color, label="slow subscriber's queue")
-        if len(model.subs) > 1:
+        if c["subscribers"] * c["topics"] > 1:
             ax.plot(t, others, color=color, linestyle="--", label="other subscribers (max)")
         ax.plot(t, outbox, color="black", linestyle=":", label="publishers' outbox")
         t0 = c["slow_from"]
-        t1 = t0 + c["slow_for"] if c["slow_for"] is not None else t[-1]
+        t1 = t0 + c["slow_for"] if c["slow_for"] is not None else (t[-1] if t else t0)
         ax.axvspan(t0, t1, color="red", alpha=0.08, label="slow period")
         what = {"push": f"push, prefetch {c['prefetch']}", "pull": "pull",
                 "direct": f"direct, buffer {c['direct_buffer']}"}[mode]
-        ax.set_title(f"{what}, {c['subscribers']} subscriber(s)", fontsize=9)
-        ax.set_xlabel("simulated time (s)")
+        ax.set_title(what, fontsize=8)
+        ax.set_xlabel("simulated time (s)", fontsize=8)
+        ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("messages waiting")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Queue depth with one consumer {points[0].config['pubsub']['slow_factor']:g}x slower",
-                 fontsize=10)
+    axes[0][0].legend(fontsize=6)
+    c0 = points[0].config["pubsub"]
+    fig.suptitle(f"Queue depth with one consumer {c0['slow_factor']:g}x slower "
+                 f"({max_subs} subscribers, replication 0)", fontsize=10)
     fig.tight_layout()
-    csv = out_dir / "queue_depth.csv"
-    atomic_write(csv, "\n".join(lines) + "\n")
     return [save_figure(fig, out_dir / "queue_depth_slow_consumer.png"), csv]
 
 
 def _fanout_figure(result, summary, params, out_dir) -> Path:
-    import matplotlib.pyplot as plt
+    from commsim.experiment.plots import subplots
 
     base = _base_filter(summary, params)
     if "pubsub.prefetch" in params:
@@ -209,30 +248,39 @@ def _fanout_figure(result, summary, params, out_dir) -> Path:
     rate = 1.0 / _mean_of(cfg["interarrival"]) if cfg.get("interarrival") is not None \
         else cfg["publish_rate"]
     published = rate * cfg["publishers"] * cfg["topics"] * res["duration"]
-    fig, (ax_b, ax_c) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_b, ax_c) = subplots(1, 2, figsize=(7.6, 3.8))
     for mode in _modes(base, params, result):
         r = _select(base, **{"pubsub.delivery": mode}).sort_values("pubsub.subscribers")
         if r.empty:
             continue
         color, marker = MODE_STYLE[mode]
         per_msg = r["bytes_deliver"] / published
-        ax_b.plot(r["pubsub.subscribers"], per_msg / 1024, color=color, marker=marker,
-                  label=f"{mode}: {'publisher' if mode == 'direct' else 'broker'} -> subscribers")
+        ax_b.errorbar(r["pubsub.subscribers"], per_msg / 1024, yerr=_err(r, "bytes_deliver", 1 / published / 1024),
+                      color=color, marker=marker, capsize=3, label=f"{mode}: {'publisher' if mode == 'direct' else 'broker'} -> subscribers")
         if mode != "direct":
             inb = r["bytes_publish"] / published
             ax_b.plot(r["pubsub.subscribers"], inb / 1024, color=color, marker=marker, linestyle=":",
                       label=f"{mode}: publisher -> broker")
-            ax_c.plot(r["pubsub.subscribers"], r["broker_cpu_s"] / published * 1e6, color=color,
-                      marker=marker, label=f"{mode}: broker CPU")
+            ax_c.errorbar(r["pubsub.subscribers"], r["broker_cpu_s"] / published * 1e6,
+                          yerr=_err(r, "broker_cpu_s", 1e6 / published), color=color, marker=marker,
+                          capsize=3, label=f"{mode}: broker CPU")
         ctrl = r["bytes_control"] / published
         ax_b.plot(r["pubsub.subscribers"], ctrl / 1024, color=color, marker=marker, linestyle="--",
                   label=f"{mode}: acks, confirms, fetches, commits")
+    # The closed form of the fan-out: every copy sent once in its own frame
+    # (push, direct): S x (E[message] + header) per published message.
+    from commsim import theory
+
+    subs = sorted(set(base["pubsub.subscribers"])) if "pubsub.subscribers" in params else [cfg["subscribers"]]
+    size = _mean_of_size(cfg["message_size"])
+    ax_b.plot(subs, [theory.fanout_bytes(size, 1, int(S), cfg["header"]) / 1024 for S in subs], "--",
+              color="black", lw=1, zorder=5, label="closed form: S x (message + header)")
     ax_b.set_xlabel("subscriptions per topic")
     ax_b.set_ylabel("KiB on the wire per published message")
-    ax_b.set_title("Fan-out: bytes per published message")
+    ax_b.set_title("Fan-out: bytes per published message", fontsize=10)
     ax_c.set_xlabel("subscriptions per topic")
     ax_c.set_ylabel("broker CPU per published message (us)")
-    ax_c.set_title("Fan-out: broker CPU")
+    ax_c.set_title("Fan-out: broker CPU", fontsize=10)
     for ax in (ax_b, ax_c):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
@@ -241,7 +289,7 @@ def _fanout_figure(result, summary, params, out_dir) -> Path:
 
 
 def _fetch_figure(result, summary, params, out_dir) -> Path:
-    import matplotlib.pyplot as plt
+    from commsim.experiment.plots import subplots
 
     from commsim import theory
 
@@ -254,13 +302,14 @@ def _fetch_figure(result, summary, params, out_dir) -> Path:
     byte_rate = cfg["publish_rate"] * cfg["publishers"] * size / (cfg["partitions"] or cfg["group_size"])
     rtt = _mean_of(cfg["deliver_latency"] or res["network"]["latency"]) + \
         _mean_of(cfg["ack_latency"] or res["network"]["latency"])
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for k, W in enumerate(waits):
         r = base[base["pubsub.fetch_max_wait"] == W] if "pubsub.fetch_max_wait" in params else base
         r = r.sort_values("pubsub.fetch_min_bytes")
         color = f"C{k}"
-        ax.plot(r["pubsub.fetch_min_bytes"], r["fetch_latency_mean"] * 1000, "o", color=color,
-                label=f"simulated, max_wait {W * 1000:g} ms")
+        ax.errorbar(r["pubsub.fetch_min_bytes"], r["fetch_latency_mean"] * 1000,
+                    yerr=_err(r, "fetch_latency_mean", 1000), fmt="o", capsize=3, color=color,
+                    label=f"simulated, max_wait {W * 1000:g} ms")
         import numpy as np
 
         lo, hi = max(1.0, float(r["pubsub.fetch_min_bytes"].min())), float(r["pubsub.fetch_min_bytes"].max())
@@ -287,8 +336,12 @@ def _mean_of_size(spec) -> float:
 
 
 def _impact_figure(result, summary, params, out_dir) -> Path:
-    import matplotlib.pyplot as plt
+    """p99 latency of the healthy subscriptions (points on a log axis) and
+    the publishers' blocked time (bars), without and with the slow consumer,
+    per delivery mode; 95 % CIs when replicated."""
     import numpy as np
+
+    from commsim.experiment.plots import ci_note, subplots
 
     rows = summary
     if "pubsub.subscribers" in params:
@@ -296,29 +349,48 @@ def _impact_figure(result, summary, params, out_dir) -> Path:
     if "pubsub.prefetch" in params:
         rows = rows[rows["pubsub.prefetch"] == rows["pubsub.prefetch"].max()]
     modes = _modes(rows, params, result)
-    fig, (ax_l, ax_b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_l, ax_b) = subplots(1, 2, figsize=(7.4, 3.6))
     x = np.arange(len(modes))
     width = 0.38
+
+    def value(r, col, scale):
+        if not len(r):
+            return np.nan, 0.0
+        v = float(r[col].iloc[0]) * scale
+        e = r.get(f"{col}_ci95")
+        e = float(e.iloc[0]) * scale if e is not None and np.isfinite(e.iloc[0]) else 0.0
+        return v, e
+
     for j, (slow, label) in enumerate(((0, "no fault"), (1, "one consumer slow"))):
-        vals_l, vals_b = [], []
+        vals_l, errs_l, vals_b, errs_b = [], [], [], []
         for mode in modes:
             r = _select(rows, **{"pubsub.delivery": mode})
             r = r[r["pubsub.slow_consumers"] == (0 if slow == 0 else r["pubsub.slow_consumers"].max())]
-            vals_l.append(float(r["healthy_latency_p99"].iloc[0]) * 1000 if len(r) else np.nan)
-            vals_b.append(float(r["publisher_blocked_fraction"].iloc[0]) * 100 if len(r) else np.nan)
+            v, e = value(r, "healthy_latency_p99", 1000)
+            vals_l.append(v)
+            errs_l.append(e)
+            v, e = value(r, "publisher_blocked_fraction", 100)
+            vals_b.append(v)
+            errs_b.append(e)
         color = "tab:grey" if slow == 0 else "tab:red"
-        ax_l.bar(x + (j - 0.5) * width, vals_l, width, color=color, label=label)
-        ax_b.bar(x + (j - 0.5) * width, vals_b, width, color=color, label=label)
+        ax_l.errorbar(x + (j - 0.5) * 0.25, vals_l, yerr=errs_l if any(errs_l) else None, fmt="o",
+                      ms=7, capsize=3, color=color, label=label)
+        ax_b.bar(x + (j - 0.5) * width, vals_b, width, yerr=errs_b if any(errs_b) else None,
+                 capsize=3, color=color, label=label)
     subs = int(rows["pubsub.subscribers"].iloc[0]) if "pubsub.subscribers" in params else \
         result.experiment.resolved["pubsub"]["subscribers"]
     for ax in (ax_l, ax_b):
         ax.set_xticks(x, modes)
-        ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.set_xlim(-0.6, len(modes) - 0.4)
+        ax.grid(True, axis="y", alpha=0.3, which="both")
+        ax.legend(fontsize=7)
     ax_l.set_yscale("log")
-    ax_l.set_ylabel("p99 latency of the healthy subscriptions (ms)")
-    ax_l.set_title(f"What one slow subscriber costs the other {subs - 1}", fontsize=10)
-    ax_b.set_ylabel("publisher blocked (% of time)")
-    ax_b.set_title("Publisher back-pressure", fontsize=10)
+    ax_l.set_ylabel("p99 latency, healthy subscriptions (ms)", fontsize=9)
+    ax_l.set_title(f"Latency of the other {subs - 1} subscriptions", fontsize=9)
+    ax_b.set_ylabel("publisher blocked (% of time)", fontsize=9)
+    ax_b.set_title("Publisher back-pressure", fontsize=9)
+    note = ci_note(rows)
+    fig.suptitle("What one slow subscriber costs the others" + (f"\n({note})" if note else ""),
+                 fontsize=10)
     fig.tight_layout()
     return save_figure(fig, out_dir / "slow_consumer_impact.png")

@@ -70,7 +70,7 @@ def request_response_figures(result, out_dir) -> list[Path]:
                           title="Latency by body encoding", facet=others(ENC, hue)),
                  "latency_by_encoding.png")
         if "bandwidth" in s.columns:
-            save(bar_plot(s, ENC, "bandwidth", hue, scale=1e-3, ylabel="bandwidth (KB/s)",
+            save(bar_plot(s, ENC, "bandwidth", hue, scale=1 / 1024, ylabel="bandwidth (KiB/s)",
                           title="Bytes on the wire per second by encoding", facet=others(ENC, hue)),
                  "bandwidth_by_encoding.png")
         if "server_utilization" in s.columns:
@@ -119,13 +119,13 @@ def request_response_figures(result, out_dir) -> list[Path]:
         if duration is not None and "throughput" in s.columns:
             ops = s["throughput"].to_numpy(dtype=float) * duration
         if ops is not None and np.all(ops > 0):
-            scale = 1e-3 / ops
-            ylabel = "KB per operation"
+            scale = 1 / 1024 / ops
+            ylabel = "KiB per operation"
         else:
-            scale = 1e-3
-            ylabel = "KB in the measurement window"
+            scale = 1 / 1024
+            ylabel = "KiB in the measurement window"
         title = "Bytes on the wire by category" + (
-            "\n(bytes sent in the window / operations completed in it)" if ops is not None
+            " (bytes sent in the window / operations completed)" if ops is not None
             and np.all(ops > 0) else "")
         rows, keys, note = _restrict(_labelled(s, params), params, MAX_BARS)
         scale = np.broadcast_to(np.asarray(scale, dtype=float), (len(s),))[

@@ -1,10 +1,11 @@
 """Figures of the topology patterns (stateful, sidecar).
 
-The stateful figures need time series, which runs do not report (a run's row
-holds scalars), so replication 0 of every sweep point is simulated again
-here (same config and seed, hence the same run) and its series are written
-to ``timeseries.csv`` beside the figure, with each server's utilisation
-(over the time it existed in the window) in ``servers.csv``.
+The stateful timeline needs time series, which runs do not report (a run's
+row holds scalars): replication 0's series of every sweep point are read
+from ``timeseries.csv`` beside the figure (each server's utilisation over
+the time it existed in the window in ``servers.csv``); only when those are
+missing or were written for another configuration is that run replayed to
+write them (:mod:`commsim.figures.sidetables`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from commsim.experiment.output import atomic_write, save_figure  # noqa: E402
+from commsim.experiment.output import atomic_write, save_figure
+from commsim.experiment.plots import subplots
 
 
 def _label(params: dict) -> str:
@@ -25,39 +22,63 @@ def _label(params: dict) -> str:
 
 
 # ----------------------------------------------------------------- stateful --
-def stateful_figures(result, out_dir: Path, model_cls) -> list:
-    from commsim.engine import Simulation
+_TS_COLS = ("throughput", "latency_mean", "failed", "relogins", "imbalance")
+
+
+def _stateful_series(result, out_dir: Path, model_cls):
+    """Per sweep point (label, config, series dict) and the paths of
+    ``timeseries.csv`` / ``servers.csv``: read when they were written for
+    these points and seed, else replayed from replication 0 and written (see
+    :mod:`commsim.figures.sidetables`)."""
+    import csv as _csv
+
+    from commsim.figures import sidetables
     from commsim.rng import derive_run_seed
 
     exp = result.experiment
-    series = []
-    per_server = []
-    for point in exp.points:
-        cfg = point.config
+    points = [(_label(p.params), p.config) for p in exp.points]
+    seed = derive_run_seed(exp.resolved["seed"], 0)
+    fp = sidetables.fingerprint([cfg for _, cfg in points], seed)
+    ts_csv, srv_csv = out_dir / "timeseries.csv", out_dir / "servers.csv"
+    lines, srv_lines = sidetables.read(ts_csv, fp), sidetables.read(srv_csv, fp)
+    if lines is not None and srv_lines is not None:
+        series = {label: {"time": [], **{c: [] for c in _TS_COLS}} for label, _ in points}
+        for row in _csv.DictReader(lines):
+            ts = series.get(row["point"])
+            if ts is None:
+                continue
+            ts["time"].append(float(row["time"]))
+            for c in _TS_COLS:
+                ts[c].append(float(row[c]))
+        return [(label, cfg, series[label]) for label, cfg in points], [ts_csv, srv_csv]
+    from commsim.engine import Simulation
+
+    series, per_server = [], []
+    for label, cfg in points:
         sim = Simulation(cfg, derive_run_seed(cfg["seed"], 0))
         model = model_cls(sim)
         sim.run()
-        series.append((_label(point.params), cfg, model.timeseries()))
-        per_server.append((_label(point.params), model))
+        series.append((label, cfg, model.timeseries()))
+        per_server.append((label, model))
     lines = ["point,time,throughput,latency_mean,failed,relogins,imbalance"]
     for label, _cfg, ts in series:
         for i, t in enumerate(ts["time"]):
             lines.append(f"\"{label}\",{t:g},{ts['throughput'][i]:g},{ts['latency_mean'][i]:g},"
                          f"{ts['failed'][i]},{ts['relogins'][i]},{ts['imbalance'][i]:g}")
-    paths = []
-    csv = out_dir / "timeseries.csv"
-    atomic_write(csv, "\n".join(lines) + "\n")
-    paths.append(csv)
-
     rows = ["point,server,created,utilization,served"]
     for label, model in per_server:
         for srv, util in zip(model.servers, model.server_utilizations()):
             rows.append(f"\"{label}\",{srv.index},{srv.created:g},{util:.6g},{sum(srv.served)}")
-    per_csv = out_dir / "servers.csv"
-    atomic_write(per_csv, "\n".join(rows) + "\n")
-    paths.append(per_csv)
+    return series, [sidetables.write(ts_csv, fp, seed, lines), sidetables.write(srv_csv, fp, seed, rows)]
 
-    fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+
+def stateful_figures(result, out_dir: Path, model_cls) -> list:
+    """``timeline.png`` (replication 0's series, from the side tables) and
+    ``summary.png`` (the summary's key metrics per sweep point)."""
+    series, paths = _stateful_series(result, Path(out_dir), model_cls)
+    paths = list(paths)
+
+    fig, axes = subplots(3, 1, figsize=(7.4, 8), sharex=True)
     for label, cfg, ts in series:
         t = ts["time"]
         axes[0].plot(t, [x * 1000 for x in ts["latency_mean"]], label=label, lw=1.2)
@@ -76,25 +97,35 @@ def stateful_figures(result, out_dir: Path, model_cls) -> list:
     axes[0].set_ylabel("mean latency (ms)")
     axes[1].set_ylabel("imbalance\n(max/mean served per server)")
     axes[2].set_ylabel(f"failed + relogins per {ts_bin(cfg):g} s")
-    axes[2].set_xlabel("simulated time (s)  [red: crash, green: scale-out, grey: warm-up]")
+    axes[2].set_xlabel("simulated time (s)  [red: crash, green: scale-out, grey: warm-up]", fontsize=9)
     axes[0].legend(fontsize=7, loc="upper left")
-    axes[0].set_title("Stateful vs stateless through a crash and a scale-out (replication 0)")
+    axes[0].set_title("Stateful vs stateless through a crash and a scale-out (replication 0)",
+                      fontsize=10)
     paths.append(save_figure(fig, out_dir / "timeline.png"))
 
     s = result.summary
     labels = [_label({k: row[k] for k in result.params}) for _, row in s.iterrows()]
     metrics = [("latency_mean", 1000, "mean latency (ms)"), ("relogins", 1, "relogins"),
                ("bytes_per_request", 1, "bytes per request"), ("imbalance", 1, "imbalance (util max/mean)"),
-               ("availability_crash", 1, "availability during crash"), ("store_utilization", 1, "store utilisation")]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+               ("availability_crash", 100, "availability during crash (%)"),
+               ("store_utilization", 100, "store utilisation (%)")]
+    from commsim.experiment.plots import ci_note
+
+    fig, axes = subplots(3, 2, figsize=(7.6, 1.2 + 0.5 * len(labels) * 3))
     for ax, (m, scale, title) in zip(axes.flat, metrics):
         vals = [v * scale if not math.isnan(v) else 0 for v in s[m]]
-        ax.barh(range(len(vals)), vals, color="C0")
+        ci = s.get(f"{m}_ci95")
+        err = [0 if math.isnan(e) else e * scale for e in ci] if ci is not None else None
+        ax.barh(range(len(vals)), vals, color="C0", xerr=err if err and any(err) else None, capsize=3)
         ax.set_yticks(range(len(vals)))
         ax.set_yticklabels(labels if ax in axes[:, 0] else [""] * len(vals), fontsize=7)
         ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
+    note = ci_note(s)
+    fig.suptitle("Stateful vs stateless: key metrics per configuration" + (f"\n({note})" if note else ""),
+                 fontsize=10)
     fig.tight_layout()
     paths.append(save_figure(fig, out_dir / "summary.png"))
     return paths
@@ -106,39 +137,66 @@ def ts_bin(cfg) -> float:
 
 # ------------------------------------------------------------------ sidecar --
 def _lines(ax, s, x, groups, metric, scale=1.0, style=None):
+    """One line per combination of ``groups`` (human legend labels), with
+    95 % CIs when the summary has them."""
+    from commsim.experiment.plots import key_label, value_label
+
     keys = [g for g in groups]
-    if keys:
-        grouped = s.groupby(keys, sort=False)
-    else:
-        grouped = [((), s)]
+    grouped = s.groupby(keys, sort=False) if keys else [((), s)]
+    ci_col = f"{metric}_ci95"
     for key, g in grouped:
         key = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, key)) or metric
+        label = ", ".join(f"{key_label(k)}: {value_label(k, v)}" for k, v in zip(keys, key)) or None
         g = g.sort_values(x)
-        ax.plot(g[x], g[metric] * scale, marker="o", ms=3, label=label, ls=style or "-")
+        err = None
+        if ci_col in g.columns and g[ci_col].notna().any():
+            err = g[ci_col].fillna(0.0).to_numpy(dtype=float) * scale
+        ax.errorbar(g[x], g[metric] * scale, yerr=err, marker="o", ms=3, capsize=2, label=label,
+                    ls=style or "-")
+
+
+def _panels(n, rows=1):
+    fig, axes = subplots(rows, -(-n // rows), figsize=(7.6, 3.2 * rows + 0.5), squeeze=False)
+    return fig, list(axes.flat)
+
+
+def _finish(fig, axes, xlabel, title, note):
+    for ax in axes:
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if labels:
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=7,
+                   frameon=False)
+    fig.suptitle(title + (f"\n({note})" if note else ""), fontsize=10)
+    rows = -(-len(labels) // 3) if labels else 0
+    fig.tight_layout(rect=(0, (0.1 + 0.17 * rows) / fig.get_figheight(), 1, 1))
 
 
 def sidecar_figures(result, out_dir: Path) -> list:
+    from commsim.experiment.plots import ci_note
+
     s = result.summary.copy()
     params = result.params
     paths = []
+    note = ci_note(s)
     if "clients.rate" in params:
         count = result.experiment.points[0].config["clients"]["count"]
         s["request rate (1/s)"] = s["clients.rate"] * count
+        s["request rate (1/s)_ci95"] = float("nan")
         x = "request rate (1/s)"
         others = [p for p in params if p != "clients.rate"]
-        fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+        fig, axes = _panels(4, rows=2)
         for ax, m in zip(axes[:3], ("latency_p50", "latency_p90", "latency_p99")):
             _lines(ax, s, x, others, m, 1000)
             ax.set_title(m.replace("latency_", "latency ") + " (ms)", fontsize=9)
-        s["mesh cores"] = s["mesh_cpu_s"] / result.experiment.points[0].config["duration"]
+        duration = result.experiment.points[0].config["duration"]
+        s["mesh cores"] = s["mesh_cpu_s"] / duration
+        s["mesh cores_ci95"] = s.get("mesh_cpu_s_ci95", float("nan")) / duration
         _lines(axes[3], s, x, others, "mesh cores")
         axes[3].set_title("CPU spent on the mesh (cores)", fontsize=9)
-        for ax in axes:
-            ax.set_xlabel(x)
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
+        _finish(fig, axes, "client requests per second", "Service-mesh overhead against load", note)
         paths.append(save_figure(fig, out_dir / "overhead_vs_rate.png"))
     if "sidecar.depth" in params:
         x = "sidecar.depth"
@@ -147,33 +205,26 @@ def sidecar_figures(result, out_dir: Path) -> list:
         if "clients.rate" in params:
             low = s["clients.rate"].min()
             sub = s[s["clients.rate"] == low]
-        fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+        fig, axes = _panels(3)
         _lines(axes[0], sub, x, others, "latency_p90", 1000)
         axes[0].set_title("end-to-end latency p90 (ms)", fontsize=9)
         _lines(axes[1], sub, x, others, "hop_added_p90", 1000)
         axes[1].set_title("latency added per hop, p90 (ms)", fontsize=9)
         _lines(axes[2], sub, x, others, "mesh_vcpu_per_krps")
-        axes[2].set_title("mesh vCPU per 1000 client req/s", fontsize=9)
-        for ax in axes:
-            ax.set_xlabel("chain depth (services)")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
+        axes[2].set_title("mesh vCPU per 1000 req/s", fontsize=9)
+        _finish(fig, axes, "chain depth (services)", "Service-mesh overhead against call-chain depth", note)
         paths.append(save_figure(fig, out_dir / "overhead_vs_depth.png"))
     if "sidecar.fault_error_rate" in params:
         x = "sidecar.fault_error_rate"
         others = [p for p in params if p != x]
-        fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-        _lines(axes[0], s, x, others, "success_rate")
-        axes[0].set_title("success rate", fontsize=9)
+        fig, axes = _panels(3)
+        _lines(axes[0], s, x, others, "success_rate", 100)
+        axes[0].set_title("success rate (%)", fontsize=9)
         _lines(axes[1], s, x, others, "retry_amplification")
-        axes[1].set_title("retry amplification (tries per call)", fontsize=9)
+        axes[1].set_title("tries per call", fontsize=9)
         _lines(axes[2], s, x, others, "latency_p99", 1000)
         axes[2].set_title("latency p99 (ms)", fontsize=9)
-        for ax in axes:
-            ax.set_xlabel("error rate of the faulty instance")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
+        _finish(fig, axes, "error rate of the faulty instance", "Retries and circuit breaking under faults",
+                note)
         paths.append(save_figure(fig, out_dir / "faults.png"))
     return paths

@@ -17,6 +17,9 @@ class Metric:
     name: str
     unit: str
     doc: str
+    module: str = ""  # the module that defined it (its family), for the reference
+
+
 
 
 METRICS: dict[str, Metric] = {}
@@ -26,7 +29,10 @@ def define(name: str, unit: str, doc: str) -> Metric:
     """Define a metric; defining the same name twice is an error."""
     if name in METRICS:
         raise RuntimeError(f"metric {name!r} defined twice")
-    METRICS[name] = m = Metric(name, unit, doc)
+    import sys
+
+    module = sys._getframe(1).f_globals.get("__name__", "")
+    METRICS[name] = m = Metric(name, unit, doc, module)
     return m
 
 
@@ -39,8 +45,12 @@ define("latency_p50", "s", "median of the latency")
 define("latency_p90", "s", "90th percentile of the latency")
 define("latency_p95", "s", "95th percentile of the latency")
 define("latency_p99", "s", "99th percentile of the latency")
+define("latency_trend", "1", "mean latency of the later half of the window's latency samples (in "
+       "the order they completed) over that of the earlier half: about 1 in steady state, above 1 "
+       "when latency rises with time (a queue building up); NaN below 40 samples. Used by the "
+       "stability check (docs/metrics.md)")
 define("wait_mean", "s", "mean time a request queued at the server before its service started")
-define("server_utilization", "1", "fraction of the server's core-time busy in the window")
+define("server_utilization", "fraction", "fraction of the server's core-time busy in the window")
 define("requests", "1", "request messages sent in the window")
 define("responses", "1", "response messages sent in the window")
 define("bytes_total", "B", "bytes put on the wire in the window, all categories, retransmissions included")
@@ -53,7 +63,7 @@ define("bandwidth", "B/s", "bytes_total per second of the window")
 define("server_cpu_s", "s", "CPU-seconds the server spent in the window")
 define("server_cpu_wasted_s", "s", "CPU-seconds spent on work that delivered nothing new to anyone")
 define("client_blocked_s", "s", "client-seconds spent blocked waiting for a response (sync clients)")
-define("client_blocked_fraction", "1", "client_blocked_s / (clients x duration)")
+define("client_blocked_fraction", "fraction", "client_blocked_s / (clients x duration)")
 define("sent", "1", "messages sent in the whole run (ledger: sent = delivered + dropped + in_flight)")
 define("delivered", "1", "messages delivered in the whole run")
 define("dropped", "1", "messages given up on (loss beyond max_retries, receiver gone) in the whole run")

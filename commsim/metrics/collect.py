@@ -105,8 +105,27 @@ def percentiles(values, prefix: str, qs=(50, 95, 99), mean: bool = False) -> dic
     return out
 
 
+#: Fewest latency samples for which :func:`trend` is computed.
+TREND_MIN_SAMPLES = 40
+
+
+def trend(values) -> float:
+    """Mean of the later half of ``values`` (in the order recorded, i.e. of
+    completion) over the mean of the earlier half; NaN below
+    :data:`TREND_MIN_SAMPLES` samples or when the earlier mean is 0."""
+    n = len(values)
+    if n < TREND_MIN_SAMPLES:
+        return math.nan
+    arr = np.asarray(values, dtype=float)
+    half = n // 2
+    first = float(arr[:half].mean())
+    return float(arr[n - half:].mean()) / first if first > 0 else math.nan
+
+
 def latency_metrics(values) -> dict:
-    return percentiles(values, "latency", mean=True)
+    out = percentiles(values, "latency", mean=True)
+    out["latency_trend"] = trend(values)
+    return out
 
 
 def byte_metrics(sim) -> dict:

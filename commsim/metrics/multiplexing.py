@@ -20,7 +20,7 @@ define("backend_connections_opened", "1", "connections opened by the proxy to th
        "in the window")
 define("client_connections_peak", "1", "most client connections open at once")
 define("backend_connections_peak", "1", "most proxy-to-backend connections open at once")
-define("proxy_utilization", "1", "fraction of the proxy's core-time busy in the window")
+define("proxy_utilization", "fraction", "fraction of the proxy's core-time busy in the window")
 define("proxy_added_mean", "s", "mean time a request spent in the proxy beyond the backend "
        "exchange: proxy CPU queueing and work both ways, waiting for a backend "
        "connection or stream")

@@ -32,7 +32,7 @@ define("redeliveries", "1", "deliveries of a copy that had been delivered to its
 define("healthy_latency_mean", "s", "mean publish -> processed latency of the subscriptions "
        "that have no slow or crashing consumer (what a fault costs the others)")
 define("healthy_latency_p99", "s", "99th percentile of the healthy subscriptions' latency")
-define("consumer_utilization", "1", "mean fraction of the consumers' core-time spent processing "
+define("consumer_utilization", "fraction", "mean fraction of the consumers' core-time spent processing "
        "in the window (down time included in the denominator)")
 define("queue_depth_max", "1", "largest number of copies waiting for one subscription in the "
        "window: push: ready + unacked at the broker; pull: log end - committed offset; "
@@ -43,10 +43,10 @@ define("publish_latency_mean", "s", "mean time from a message's creation at its 
        "the publisher's confirmation (broker confirm; direct: every subscriber's ack)")
 define("publisher_blocked_s", "s", "publisher-seconds with a message waiting to be sent "
        "(window of unconfirmed messages full, or broker down)")
-define("publisher_blocked_fraction", "1", "publisher_blocked_s / (publishers x duration)")
+define("publisher_blocked_fraction", "fraction", "publisher_blocked_s / (publishers x duration)")
 define("broker_cpu_s", "s", "CPU-seconds the broker spent in the window")
-define("broker_utilization", "1", "fraction of the broker's core-time busy in the window")
-define("broker_disk_utilization", "1", "fraction of the window the broker's disk spent in fsync")
+define("broker_utilization", "fraction", "fraction of the broker's core-time busy in the window")
+define("broker_disk_utilization", "fraction", "fraction of the window the broker's disk spent in fsync")
 define("broker_cpu_per_message", "s", "broker CPU-seconds per copy processed in the window")
 define("bytes_per_message", "B", "bytes on the wire (all links, all kinds) per copy processed "
        "in the window")

@@ -9,7 +9,7 @@ links are not a bottleneck.
 
 from __future__ import annotations
 
-from commsim.network.link import Link
+from commsim.network.link import Link, loopback_link, network_link
 from commsim.network.message import Message
 
 
@@ -19,12 +19,10 @@ class Network:
     def __init__(self, sim, section: dict | None = None, name: str = ""):
         cfg = section if section is not None else sim.config["network"]
         prefix = f"{name}/" if name else ""
-        kw = dict(bandwidth=cfg["bandwidth"], loss=cfg["loss"], rto=cfg["rto"],
-                  max_retries=cfg["max_retries"])
         self.sim = sim
         self.config = cfg
-        self.up = Link(sim, prefix + "up", cfg["latency"], **kw)
-        self.down = Link(sim, prefix + "down", cfg["latency"], **kw)
+        self.up = network_link(sim, prefix + "up", cfg if section is not None else None)
+        self.down = network_link(sim, prefix + "down", cfg if section is not None else None)
         self.links = [self.up, self.down]
         sim.network = self
 
@@ -35,4 +33,4 @@ class Network:
         return sum(link.pending() for link in self.links)
 
 
-__all__ = ["Network", "Link", "Message"]
+__all__ = ["Network", "Link", "Message", "network_link", "loopback_link"]

@@ -27,6 +27,12 @@ signature) when it receives the ClientHello.
 With ``network.keepalive: true`` a client opens one connection and reuses it
 for every later request; with ``false`` every request opens a new connection.
 A client never has more than one open connection in this model.
+:meth:`Connections.close` ends one (the client went offline, an intermediary
+dropped it), so the next request opens a new one even with keep-alive.
+
+:func:`round_trips` and :func:`handshake_bytes` give each mode's closed form
+(round trips before the first request; bytes per direction) for tests, docs
+and theory.
 """
 
 from __future__ import annotations
@@ -46,6 +52,24 @@ HANDSHAKES = {
     "tls1.3": (TCP_FLIGHTS + TLS13_FLIGHTS, TLS13_LAST + TCP_LAST),
     "tls1.2": (TCP_FLIGHTS + TLS12_FLIGHTS, TCP_LAST),
 }
+
+#: Index (in the mode's flights) of the ClientHello, on whose receipt the
+#: server spends ``network.tls_server_cpu`` (TLS modes only).
+CLIENT_HELLO = len(TCP_FLIGHTS)
+
+
+def round_trips(mode: str) -> int:
+    """Round trips a handshake of ``mode`` adds before the first request."""
+    return len(HANDSHAKES[mode][0]) // 2
+
+
+def handshake_bytes(mode: str) -> tuple[int, int]:
+    """(client-to-server, server-to-client) handshake bytes of one connection
+    of ``mode``, the last flight that rides with the request included."""
+    flights, last = HANDSHAKES[mode]
+    up = sum(size for d, size in flights if d == "up") + last
+    down = sum(size for d, size in flights if d == "down")
+    return up, down
 
 
 class Connections:
@@ -70,7 +94,6 @@ class Connections:
         self.opened = 0      # connections opened inside the window
         self.handshakes = 0  # handshakes completed inside the window
 
-
     def ensure(self, client, then) -> None:
         if not self.flights or (self.keepalive and client in self.open):
             then(0)
@@ -84,6 +107,19 @@ class Connections:
         connection closes (its FIN exchange is not modelled)."""
         if not self.keepalive:
             self.open.discard(client)
+
+    def close(self, client) -> None:
+        """The client's connection closed (it went offline, or a stream was
+        dropped): its next request opens a new one, keep-alive or not."""
+        self.open.discard(client)
+
+    def dropped(self, msg) -> bool:
+        """For a link's ``on_drop``: if ``msg`` is a handshake flight the link
+        gave up on, its sender sends it again (True); else False."""
+        if msg.kind == "handshake" and isinstance(msg.data, _Handshake):
+            msg.data.resend()
+            return True
+        return False
 
 
 class _Handshake:
@@ -110,7 +146,7 @@ class _Handshake:
             msg = Message("handshake", self.client, "server", handshake=size, created=now,
                           data=self, label=f"handshake {self.i}")
             # The server's CPU work for TLS happens when it reads the ClientHello.
-            if c.cpu is not None and c.tls_cpu > 0 and size == 517:
+            if c.cpu is not None and c.tls_cpu > 0 and self.i - 1 == CLIENT_HELLO:
                 c.network.up.send(msg, self._server_tls)
             else:
                 c.network.up.send(msg, self.step)

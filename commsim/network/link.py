@@ -13,6 +13,17 @@ Model and assumptions
   after ``max_retries`` retransmissions (the message is then *dropped*).  A
   retransmission puts all the message's bytes on the wire again.  Losses are
   drawn when the message is sent, so the whole delivery is scheduled at once.
+  A dropped message is reported to ``on_drop(msg)``; with ``resend_dropped``
+  the link also sends it again at once (the sender's retry: a new send in the
+  ledger, to the same receiver and stream).
+
+Ordered streams (:meth:`Link.send_ordered`): messages of one connection are
+delivered in the order sent; a retransmitted one delays those behind it
+(head-of-line blocking), as TCP's in-order delivery does.
+
+Build links with :func:`network_link` (the ``network`` section, or explicit
+keys for a hop configured otherwise) or :func:`loopback_link`; constructing
+:class:`Link` directly stays possible for hops with fully explicit keys.
 
 Speed: when the latency is constant and there is no loss, arrivals leave in
 the order they were sent, so the link is a FIFO delay line with a single
@@ -69,11 +80,17 @@ class Link:
                                               "number", name).sampler(rng)
         self._busy_until = 0.0
         self._line: deque = deque()  # FIFO delay line: (arrival, msg, deliver)
+        self._stream_last: dict = {}  # ordered stream -> its last scheduled arrival
         self._armed = False
         self.in_flight = 0
         # Optional ``on_drop(msg)``: called when a message is given up on
         # (after max_retries), so a model can react as its protocol would.
         self.on_drop: Callable | None = None
+        # ``resend_dropped``: the sender sends a message the link gave up on
+        # again at once, to the same receiver (and stream): a new send in the
+        # ledger, so a message is never lost for good (the patterns whose
+        # protocol retries, e.g. the notification patterns, set it).
+        self.resend_dropped = False
         self._fifo = self.constant_latency is not None and loss == 0
         self._waker = Event(sim.env)
         self._waker._ok = True
@@ -108,16 +125,63 @@ class Link:
             call_at(self.env, depart + self._latency(), self._arrive, (msg, deliver))
             return
         # Lossy: decide the fate of every transmission now.
-        delay = depart - now
+        delay = self._fate(msg, deliver, None, depart - now)
+        if delay is not None:
+            call_later(self.env, delay + self._latency(), self._arrive, (msg, deliver))
+
+    def _fate(self, msg, deliver, stream, delay: float):
+        """Draw the losses of ``msg`` (first transmission ``delay`` from now):
+        schedule its retransmissions; return the delay of the transmission
+        that gets through, or None when the link gives up (drop scheduled)."""
         tries = 0
         while self._uniform() < self.loss:
             if tries == self.max_retries:
-                call_later(self.env, delay + self.rto, self._drop, msg)
-                return
+                call_later(self.env, delay + self.rto, self._drop, (msg, deliver, stream))
+                return None
             tries += 1
             delay += self.rto
             call_later(self.env, delay, self._retransmit, msg)
-        call_later(self.env, delay + self._latency(), self._arrive, (msg, deliver))
+        return delay
+
+    def send_ordered(self, msg, deliver: Callable, stream) -> None:
+        """Like :meth:`send`, for a message on an ordered byte stream (one TCP
+        connection, named by the hashable ``stream``): it is delivered no
+        earlier than the message sent before it on the same stream, so a
+        lost and retransmitted message holds back the ones behind it
+        (head-of-line blocking).  Without loss and with a constant latency
+        every message keeps its order anyway and this is :meth:`send`.
+        A message the link gives up on (after ``max_retries``) does not hold
+        back later ones (its sender is told through ``on_drop``)."""
+        if self._fifo:
+            self.send(msg, deliver)
+            return
+        sim = self.sim
+        now = self.env._now
+        counter = sim.bytes
+        counter.sent += 1
+        counter.transmit(msg)
+        if sim.tracer is not None:
+            sim.tracer.sent(self, msg)
+        self.in_flight += 1
+        if self.bandwidth is None:
+            depart = now
+        else:
+            start = self._busy_until if self._busy_until > now else now
+            depart = start + msg.size * 8.0 / self.bandwidth
+            self._busy_until = depart
+        delay = self._fate(msg, deliver, stream, depart - now) if self.loss > 0 else depart - now
+        if delay is None:
+            return
+        arrive = now + delay + self._latency()
+        last = self._stream_last.get(stream, 0.0)
+        if arrive < last:
+            arrive = last
+        self._stream_last[stream] = arrive
+        call_at(self.env, arrive, self._arrive, (msg, deliver))
+
+    def forget_stream(self, stream) -> None:
+        """The connection ``stream`` closed: drop its ordering state."""
+        self._stream_last.pop(stream, None)
 
     # ------------------------------------------------------------------
     def _arm(self, delay: float) -> None:
@@ -167,13 +231,64 @@ class Link:
             self.sim.tracer.retransmitted(self, event._value)
 
     def _drop(self, event) -> None:
+        msg, deliver, stream = event._value
         self.in_flight -= 1
         self.sim.bytes.dropped += 1
         if self.sim.tracer is not None:
-            self.sim.tracer.dropped(self, event._value)
+            self.sim.tracer.dropped(self, msg)
         if self.on_drop is not None:
-            self.on_drop(event._value)
+            self.on_drop(msg)
+        if self.resend_dropped:
+            if stream is None:
+                self.send(msg, deliver)
+            else:
+                self.send_ordered(msg, deliver, stream)
 
     def pending(self) -> int:
         """Messages on the link now (read off the delay line or the counter)."""
         return len(self._line) if self._fifo else self.in_flight
+
+
+#: The ``network`` keys a hop is built from.
+HOP_KEYS = ("latency", "bandwidth", "loss", "rto", "max_retries")
+
+
+def network_link(sim, name: str, section: dict | None = None, **override) -> Link:
+    """THE factory for a hop: a :class:`Link` that applies a network section.
+
+    Contract
+    --------
+    * By default the hop applies the run's whole ``network`` section:
+      ``latency`` (any duration distribution, drawn per transmission from
+      stream ``latency/<name>``), ``bandwidth`` (the FIFO transmitter of
+      that direction; null: none), ``loss`` (per transmission, stream
+      ``loss/<name>``), ``rto`` (wait before each retransmission) and
+      ``max_retries`` (retransmissions before the message is dropped and
+      ``on_drop`` is called).  Every pattern's client-server hop is built
+      this way, so every ``network`` key means the same on every such hop.
+    * A hop configured otherwise says so explicitly: ``section`` is another
+      mapping with the same keys (a datacentre hop's own section; missing
+      keys are *not* taken from ``network``: bandwidth/loss default to none),
+      and keyword ``override`` replaces single keys (``latency=...``).
+      Unknown keys are a programming error (``TypeError``).
+    * Random streams depend only on ``name``, so two hops never share one and
+      a hop's draws do not depend on the other hops.
+    """
+    bad = set(override) - set(HOP_KEYS)
+    if bad:
+        raise TypeError(f"network_link: unknown hop keys {sorted(bad)}; allowed: {HOP_KEYS}")
+    if section is None:
+        cfg = dict(sim.config["network"])
+    else:
+        cfg = {"latency": 0.0, "bandwidth": None, "loss": 0.0, "rto": 0.2, "max_retries": 5}
+        cfg.update({k: section[k] for k in HOP_KEYS if k in section})
+    cfg.update(override)
+    return Link(sim, name, cfg["latency"], bandwidth=cfg["bandwidth"], loss=cfg["loss"],
+                rto=cfg["rto"], max_retries=cfg["max_retries"])
+
+
+def loopback_link(sim, name: str, latency=0.0) -> Link:
+    """A hop inside one host (a sidecar's loopback): the given latency
+    (default 0), no bandwidth limit, no loss; the ``network`` section does
+    not apply to it."""
+    return Link(sim, name, latency)
