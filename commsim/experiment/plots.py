@@ -166,6 +166,8 @@ def display_unit(unit: str, values=(), name: str = "") -> tuple[str, float]:
         return "B/s", 1.0
     if unit == "bit/s":
         return "Mbit/s", 1e-6
+    if unit == "fraction":
+        return "%", 100.0
     if unit in ("", "1"):
         if any(h in name for h in _PERCENT_HINTS):
             return "%", 100.0
