@@ -316,3 +316,11 @@ def test_estimate_survives_keys_it_does_not_know():
     cfg["pattern"] = "some_new_pattern"
     assert 0 < work.run_cost(cfg)[0] < math.inf
     assert work.observations(cfg) > 0
+
+
+def test_a_null_sweep_value_of_a_patterns_own_key_is_kept():
+    """``websocket.ping_interval: [.., null]``: null is a real value (no
+    heartbeats), not "key absent for this pattern"."""
+    exp = load(ROOT / "experiments" / "websocket.yaml")
+    assert exp.resolved["sweep"]["websocket.ping_interval"][-1] is None
+    assert len(exp.points) == len(exp.resolved["sweep"]["websocket.ping_interval"])
