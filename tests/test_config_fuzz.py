@@ -36,6 +36,8 @@ SEEDS = [
      "long_polling": {"timeout": "500ms"},
      "plots": [{"x": "clients.count", "y": "latency_mean", "hue": "pattern"}]},
     {"pattern": "sync_async", "duration": "1s", "clients": {"count": 2}, "precision": {"target": "10%"}},
+    {"pattern": "websocket", "duration": "2s", "clients": {"count": 3},
+     "websocket": {"ping_interval": "500ms"}, "workload": {"event_rate": "1/s"}},
 ]
 
 KEYS = _all_dotted_keys() + ["sweep", "plots", "precision", "pattern", "nonsense", "clients.cuont"]
