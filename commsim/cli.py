@@ -2,7 +2,7 @@
 
 ``commsim run CONFIG [--set KEY=VALUE ...] [--out DIR] [--force] [--jobs N]
 [--executor serial|processes|dask] [--scheduler ADDRESS] [--precision 2%]
-[--max-replications N] [--precision-metric NAME] [--fresh] [--quiet]``
+[--max-replications N] [--precision-metric NAME] [--fresh] [--quiet] [--allow-large]``
     run an experiment; write runs.csv, summary.csv, config.resolved.yaml and
     figures into DIR (default ``results/<name>/``).  Finished runs are kept in
     DIR/.runs/, so running the same command again (after Ctrl-C, a crash, or
@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--wait", action="store_true",
                    help="if another commsim run is writing into the results folder, wait for it "
                         "(a run of the same configuration is always waited for)")
+    r.add_argument("--allow-large", action="store_true",
+                   help="run even beyond the work limits (docs/experiments.md, 'Work estimate')")
 
     t = sub.add_parser("trace", help="trace the first messages of a run")
     t.add_argument("config")
@@ -79,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--connection", type=int, metavar="K", help="only messages of connection #K")
     t.add_argument("--out", help="folder for the sequence diagram (default results/<name>)")
     t.add_argument("--force", action="store_true")
+    t.add_argument("--allow-large", action="store_true", help="trace even beyond the work limits")
 
     pl = sub.add_parser("plot", help="redraw an experiment's figures from its results (no simulation)")
     pl.add_argument("target", help="the experiment's YAML (its plots: section is used) or a results folder")
@@ -152,8 +155,16 @@ def cmd_run(args) -> int:
     from commsim.experiment.runner import ExperimentFailed, check_jobs, run_experiment
     from commsim.experiment.store import RunStore
 
-    exp = load(args.config, args.overrides)
+    exp = load(args.config, args.overrides, allow_large=args.allow_large)
     _apply_precision(exp, args)
+    if args.precision or args.max_replications:  # more replications: estimate again
+        from commsim.config import estimate as work
+
+        exp.estimate = work.estimate(exp.points, exp.replications, exp.resolved.get("precision"))
+        if not args.allow_large:
+            work.check(exp.estimate)
+    if exp.estimate is not None and exp.estimate.big and not args.quiet:
+        print(f"commsim: {exp.estimate.text()}", file=sys.stderr)
     try:
         jobs = check_jobs(args.jobs)
     except ConfigError as exc:
@@ -277,7 +288,7 @@ def cmd_plot(args) -> int:
         out_dir = Path(args.out) if args.out else target
         result = load_result(out_dir)
     else:
-        exp = load(target, args.overrides)
+        exp = load(target, args.overrides, allow_large=True)  # nothing is simulated
         out_dir = Path(args.out) if args.out else Path("results") / exp.name
         diff = output.config_differences(out_dir, exp.resolved,
                                          ignore=("warmup",) if exp.warmup_auto else ())
@@ -365,7 +376,7 @@ def cmd_trace(args) -> int:
     from commsim.config import load
     from commsim.experiment import trace
 
-    exp = load(args.config, args.overrides)
+    exp = load(args.config, args.overrides, allow_large=args.allow_large)
     if args.limit < 1:
         raise ConfigError("--limit", f"got {args.limit}; expected a positive integer")
     from commsim.experiment import output

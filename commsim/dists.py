@@ -566,7 +566,8 @@ def _empirical(p: _Params, base_dir: str | os.PathLike[str] | None) -> Empirical
     path = path.absolute()
     fkey, ckey = f"{p.key}.file", f"{p.key}.column"
     if not path.is_file():
-        raise ConfigError(fkey, f"got {describe(file)}; no such file: {path}")
+        what = "not a regular file" if path.exists() else "no such file"
+        raise ConfigError(fkey, f"got {describe(file)}; {what}: {path} (expected a CSV file)")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
@@ -577,9 +578,16 @@ def _empirical(p: _Params, base_dir: str | os.PathLike[str] | None) -> Empirical
 
     header = [h.strip() for h in rows[0]]
     if column.strip() not in header:
+        # The file's contents are never echoed (it may not be a CSV at all):
+        # only a header name close to the one asked for is suggested.
+        import difflib
+
+        close = difflib.get_close_matches(column.strip(), header, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
             ckey,
-            f"got {describe(column)}; {path} has columns: {', '.join(map(repr, header))}",
+            f"got {describe(column)}; the header row of {path} ({len(header)} column(s)) has no "
+            f"column of that name{hint}",
         )
     index = header.index(column.strip())
 
@@ -595,13 +603,13 @@ def _empirical(p: _Params, base_dir: str | os.PathLike[str] | None) -> Empirical
         if not math.isfinite(x):
             raise ConfigError(
                 ckey,
-                f"line {line} of {path} holds {describe(cell)} in column {column!r}; "
-                "expected a finite plain number (give the unit with 'unit:')",
+                f"line {line} of {path}, column {column!r}, is not a finite plain number "
+                "(expected e.g. 12.5; give the unit with 'unit:')",
             )
         x *= factor
         if p.kind in _NON_NEGATIVE_KINDS and x < 0.0:
             raise ConfigError(
-                ckey, f"line {line} of {path} holds {describe(cell)}; a {p.kind} can't be negative"
+                ckey, f"line {line} of {path}, column {column!r}, holds a negative value; a {p.kind} can't be negative"
             )
         values.append(x)
     if not values:

@@ -28,5 +28,8 @@ class ConfigError(ValueError):
 
 def describe(value) -> str:
     """Render a user's value compactly for an error message."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deeply to show"
     return text if len(text) <= 60 else text[:57] + "..."

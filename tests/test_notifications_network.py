@@ -47,8 +47,9 @@ def polling_cfg(pattern="short_polling", clients=200, duration=100.0, rate=0.0, 
             "clients": {"count": clients},
             "network": {"latency": D_ONE_WAY, **network},
             "server": {"cores": clients, "service_time": 0},
-            "short_polling": {"interval": 1.0},
-            "long_polling": {"timeout": 5.0},
+            # only the polling section this pattern reads (another one would be refused)
+            **({"short_polling": {"interval": 1.0}} if pattern == "short_polling" else {}),
+            **({"long_polling": {"timeout": 5.0}} if pattern == "long_polling" else {}),
             "workload": {"event_rate": rate}}
 
 

@@ -17,6 +17,7 @@ import copy
 import difflib
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -27,8 +28,8 @@ from commsim.config.schema import CORE_SECTIONS, SECTIONS, TOP_LEVEL, Field, Sec
 from commsim.errors import ConfigError, describe
 
 #: Top-level keys that are not run parameters: the sweep, generic figures
-#: (validated by commsim.experiment.plotspec) and a precision target
-#: (commsim.experiment.precision).  Runs never see them.
+#: (validated by commsim.config.plots) and a precision target
+#: (commsim.config.precision).  Runs never see them.
 RESERVED_TOP = ("sweep", "plots", "precision")
 
 
@@ -53,6 +54,8 @@ class Experiment:
     #: ``warmup: auto``: the runner detects the warm-up (MSER-5) and writes
     #: the value found into ``resolved`` and every point's config.
     warmup_auto: bool = False
+    #: The predicted work (:class:`commsim.config.estimate.Estimate`).
+    estimate: Any = None
 
     @property
     def replications(self) -> int:
@@ -117,13 +120,19 @@ def resolve_value(f: Field, value: Any, key: str, base_dir: Path | None = None) 
             raise ConfigError(key, f"got {describe(value)}; expected a non-empty string")
         return value
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
+        number = value
+        if isinstance(value, str):  # YAML reads 1e3 as a string; it is a number here
+            number = units.parse_number(value, key) if _NUMERIC_RE.match(value) else value
+        if isinstance(number, bool) or not isinstance(number, int):
+            if isinstance(number, float) and math.isfinite(number) and number.is_integer():
+                number = int(number)
             else:
                 raise ConfigError(key, f"got {describe(value)}; expected {f.describe_allowed()}")
-        _check_range(f, value, key, value)
-        return value
+        if abs(number) > MAX_INT:
+            raise ConfigError(key, f"got {describe(value)}; too large, expected "
+                              f"{f.describe_allowed()} and at most {MAX_INT:.3g}")
+        _check_range(f, number, key, value)
+        return number
     if kind == "fraction":
         number = units.parse_number(value, key)
         if not 0 <= number <= 1:
@@ -136,6 +145,12 @@ def resolve_value(f: Field, value: Any, key: str, base_dir: Path | None = None) 
     number = parser(value, key)
     _check_range(f, number, key, value)
     return float(number)
+
+
+#: A number, as text: ``1e3``, ``-2.5E-3`` (YAML 1.1 reads these as strings).
+_NUMERIC_RE = re.compile(r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*$")
+#: The largest integer a key accepts (counts and seeds become 64-bit integers).
+MAX_INT = 2**63 - 1
 
 
 def _check_range(f: Field, number: float, key: str, value: Any, what: str = "") -> None:
@@ -203,8 +218,8 @@ def resolve_run(raw: dict, base_dir: Path | None = None) -> dict:
     for name, f in TOP_LEVEL.items():
         if name == "pattern":
             f = Field("choice", None, f.doc, choices=tuple(patterns), required=True)
-        if name in raw and raw[name] is not None:
-            out[name] = resolve_value(f, raw[name], name, base_dir)
+        if name in raw and (raw[name] is not None or not f.nullable):
+            out[name] = resolve_value(f, raw[name], name, base_dir)  # null: an error, not the default
         elif f.required:
             raise ConfigError(name, f"missing; expected {f.describe_allowed()}")
         else:
@@ -244,24 +259,34 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(key.strip(), f"--set value {value!r} is not valid YAML ({exc.problem})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(key.strip(), f"--set value {describe(value)} is not valid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(key.strip(), "--set value is nested too deeply to read") from None
     return key.strip(), parsed
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A safe loader that refuses a key written twice in one mapping (plain
-    YAML keeps the last silently, so a typo'd copy would win unseen)."""
+    YAML keeps the last silently, so a typo'd copy would win unseen) and a
+    key that is not a plain value (``? [1, 2]``).  Merge keys (``<<: *base``)
+    work as in YAML: the mapping's own keys override the merged ones."""
 
     def construct_mapping(self, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise _DuplicateKey(key, key_node.start_mark, seen[key])
-            try:
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _BadKey(key_node)
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise _DuplicateKey(key, key_node.start_mark, seen[key])
                 seen[key] = key_node.start_mark
-            except TypeError:  # an unhashable key: let the base class report it
-                break
         return super().construct_mapping(node, deep=deep)
 
 
@@ -270,23 +295,51 @@ class _DuplicateKey(Exception):
         self.key, self.mark, self.first = key, mark, first
 
 
+class _BadKey(Exception):
+    def __init__(self, node):
+        self.mark = node.start_mark
+        self.kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+
+
 def read_yaml(path: str | Path) -> dict:
+    """Read a YAML config file: UTF-8 text holding a mapping; every failure is
+    one ConfigError line (never a traceback, never the file's contents)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        irregular = path.exists() and not path.is_file()
+    except (OSError, ValueError):  # e.g. a NUL in the path
+        raise ConfigError("", f"config file name {str(path)!r} is not a valid path") from None
+    if irregular:
+        raise ConfigError("", f"config {str(path)!r} is not a regular file")
+    try:
+        data_bytes = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError("", f"config file {str(path)!r} does not exist") from None
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {str(path)!r}: {exc.strerror}") from None
     try:
+        text = data_bytes.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{path}: not a UTF-8 text file (byte {exc.start} is "
+                          f"0x{data_bytes[exc.start]:02x}); a config is YAML text") from None
+    try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as dup:
         raise ConfigError(str(dup.key), f"{path}: written twice (lines {dup.first.line + 1} and "
                           f"{dup.mark.line + 1}); keep one") from None
+    except _BadKey as bad:
+        raise ConfigError("", f"{path}: invalid key at line {bad.mark.line + 1}, column "
+                          f"{bad.mark.column + 1}: a key must be a plain name, not {bad.kind}") from None
+    except RecursionError:
+        raise ConfigError("", f"{path}: nested too deeply to read (brackets or indentation "
+                          "hundreds of levels deep)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None)
+        if problem is None and isinstance(exc, yaml.reader.ReaderError):
+            problem = f"{exc.reason} (character {exc.character!r} at position {exc.position})"
+        problem = " ".join(str(problem or exc).split())  # one line
         raise ConfigError("", f"{path}: invalid YAML{where}: {problem}") from None
     if data is None:
         data = {}
@@ -295,8 +348,39 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | None = None) -> Experiment:
+#: The longest experiment name (it names a folder; file systems allow 255 bytes).
+MAX_NAME = 100
+
+
+def check_name(value: Any, key: str = "name") -> None:
+    """An experiment name is one plain path component: it names results/<name>/."""
+    allowed = (f"expected a plain folder name of 1-{MAX_NAME} characters: no '/', '\\', "
+               "control characters, not '.' or '..' (it names the results folder results/<name>/)")
+    if not isinstance(value, str):
+        raise ConfigError(key, f"got {describe(value)}; {allowed}")
+    bad = None
+    if not value.strip():
+        bad = "empty"
+    elif value in (".", ".."):
+        bad = "a relative folder"
+    elif "/" in value or "\\" in value:
+        bad = "holds a path separator"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in value):
+        bad = "holds a control character" + (" (NUL)" if "\0" in value else "")
+    elif value != value.strip():
+        bad = "starts or ends with a space"
+    elif len(value) > MAX_NAME or len(value.encode("utf-8")) > 255:
+        bad = f"{len(value)} characters long"
+    if bad:
+        raise ConfigError(key, f"got {describe(value)} ({bad}); {allowed}")
+
+
+def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | None = None, *,
+         allow_large: bool = False) -> Experiment:
     """Load and validate an experiment from a YAML file or a dict.
+
+    The work is estimated (:mod:`commsim.config.estimate`, ``Experiment.estimate``);
+    beyond its documented limits the experiment is refused unless ``allow_large``.
 
     ``overrides`` are ``KEY=VALUE`` strings as given to ``--set``; ``sweep.KEY``
     overrides a sweep list.  Every run's config is resolved here, so any error
@@ -304,13 +388,21 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
     """
     patterns = _patterns()  # importing the patterns registers their sections
     if isinstance(source, dict):
-        raw = copy.deepcopy(source)
+        try:
+            raw = copy.deepcopy(source)
+        except RecursionError:
+            raise ConfigError("", "the config dict is nested too deeply") from None
         base_dir = None
         default_name = "experiment"
-    else:
+    elif isinstance(source, (str, Path)) and str(source).strip():
         raw = read_yaml(source)
         base_dir = Path(source).resolve().parent
         default_name = Path(source).stem
+    else:
+        raise ConfigError("", f"got {describe(source)} ({type(source).__name__}) as the experiment; "
+                          "expected the path of a YAML file or a dict of config keys")
+    if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError("--set", f"got {describe(overrides)}; expected a list of 'KEY=VALUE' strings")
     for text in overrides:
         key, value = parse_override(text)
         if key.startswith("sweep."):
@@ -343,31 +435,46 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
             raise ConfigError(f"sweep.{k}", "cannot be swept")
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep.{k}", f"got {describe(values)}; expected a non-empty list of values")
-    if raw.get("name") is not None and (not isinstance(raw["name"], str)
-                                        or not raw["name"].strip() or "/" in raw["name"]):
-        raise ConfigError("name", f"got {describe(raw['name'])}; expected a non-empty name "
-                          "without '/' (it names the results folder)")
+    if "name" in raw:
+        check_name(raw["name"])
+    if name is not None:
+        check_name(name)
     exp_name = name or raw.get("name") or default_name
+    check_name(exp_name, "name" if (name or raw.get("name")) else
+               f"name (from the file name {Path(str(source)).name!r})")
     raw["name"] = exp_name
     # Validate every section that is present, even for patterns not run, so typos surface.
     for sname, section in SECTIONS.items():
         if sname in raw and sname not in CORE_SECTIONS:
             resolve_section(section, raw[sname], sname, base_dir)
 
-    points: list[RunSpec] = []
     keys = list(sweep)
-    for combo in itertools.product(*(sweep[k] for k in keys)):
+    from commsim.config import estimate as work
+
+    if not allow_large:
+        reps = raw.get("replications", TOP_LEVEL["replications"].default)
+        reps = resolve_value(TOP_LEVEL["replications"], reps, "replications") if reps is not None else 1
+        work.check_runs(math.prod(len(sweep[k]) for k in keys), reps)
+    points: list[RunSpec] = []
+    for combo in itertools.product(*(range(len(sweep[k])) for k in keys)):
         run_raw = copy.deepcopy(raw)
-        for k, v in zip(keys, combo):
-            set_dotted(run_raw, k, v)
+        pattern_name = sweep["pattern"][combo[keys.index("pattern")]] if "pattern" in sweep \
+            else raw.get("pattern")
+        applies = {k: _applies(k, pattern_name, patterns) for k in keys}
+        if any(i > 0 for k, i in zip(keys, combo) if not applies[k]):
+            continue  # a key this point's pattern lacks: one point, not one per value
+        for k, i in zip(keys, combo):
+            if applies[k]:
+                set_dotted(run_raw, k, sweep[k][i])
         try:
             cfg = resolve_run(run_raw, base_dir)
         except ConfigError as exc:
             if exc.key in keys:
                 raise ConfigError(f"sweep.{exc.key}", exc.message) from None
             raise
-        params = {k: get_dotted(cfg, k) for k in keys}
+        params = {k: get_dotted(cfg, k) if applies[k] else None for k in keys}
         points.append(RunSpec(params=params, config=cfg))
+    _check_sections_used(raw, keys, points, patterns)
 
     base = resolve_run(raw if "pattern" in raw else {**raw, "pattern": points[0].config["pattern"]}, base_dir) \
         if points else resolve_run(raw, base_dir)
@@ -378,18 +485,59 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
                             resolve_section(SECTIONS[sname], raw.get(sname), sname, base_dir))
     resolved = dict(base)
     if sweep:
-        resolved["sweep"] = {k: _unique([p.params[k] for p in points]) for k in keys}
+        # A pattern's own key lists the values of the points it applies to
+        # (a null there is a real value, e.g. websocket.ping_interval: null).
+        resolved["sweep"] = {k: _unique([p.params[k] for p in points
+                                         if _applies(k, p.config["pattern"], patterns)]) for k in keys}
     if "warmup" in sweep and warmup_auto:
         raise ConfigError("warmup", "'auto' cannot be combined with a sweep of warmup")
-    from commsim.experiment.plotspec import resolve_plots
-    from commsim.experiment.precision import resolve_section as resolve_precision
+    from commsim.config.plots import resolve_plots
+    from commsim.config.precision import resolve_section as resolve_precision
 
     if precision_raw is not None:
         resolved["precision"] = resolve_precision(precision_raw)
     if plots_raw is not None:
         resolved["plots"] = resolve_plots(plots_raw, keys, resolved.get("sweep", {}))
+    if warmup_auto:
+        work.check_warmup_auto(points)
+    estimate = work.estimate(points, resolved["replications"], resolved.get("precision"))
+    if not allow_large:
+        work.check(estimate)
     return Experiment(name=exp_name, resolved=resolved, sweep={k: list(v) for k, v in sweep.items()},
-                      points=points, base_dir=base_dir, source=raw, warmup_auto=warmup_auto)
+                      points=points, base_dir=base_dir, source=raw, warmup_auto=warmup_auto,
+                      estimate=estimate)
+
+
+def _is_pattern_key(dotted: str) -> bool:
+    """True for a key of a pattern's own section (not top-level, not core)."""
+    head, _, tail = dotted.partition(".")
+    return bool(tail) and head not in CORE_SECTIONS
+
+
+def _applies(dotted: str, pattern_name: Any, patterns: dict) -> bool:
+    """Does ``dotted`` mean something for ``pattern_name``?  Keys of a
+    pattern's own section apply only to the patterns that declare it."""
+    if not _is_pattern_key(dotted) or not isinstance(pattern_name, str) or pattern_name not in patterns:
+        return True  # an unknown pattern is reported by resolve_run
+    return dotted.partition(".")[0] in patterns[pattern_name].sections
+
+
+def _check_sections_used(raw: dict, sweep_keys: list, points: list[RunSpec], patterns: dict) -> None:
+    """A section (or a swept key of one) that no pattern of the run reads would
+    be accepted and do nothing: refuse it, naming the section."""
+    running = _unique([p.config["pattern"] for p in points])
+    used = {s for name in running for s in patterns[name].sections}
+    present = [s for s in SECTIONS if s in raw and s not in CORE_SECTIONS]
+    present += [k for k in sweep_keys if _is_pattern_key(k)]
+    for item in present:
+        sname = item.partition(".")[0]
+        if sname in used:
+            continue
+        owners = [n for n, p in patterns.items() if sname in p.sections]
+        key = item if item == sname else f"sweep.{item}"
+        raise ConfigError(key, f"section '{sname}' is read only by pattern(s) {', '.join(owners)}; "
+                          f"this experiment runs {', '.join(running)}, where it would have no "
+                          f"effect: remove it (or set pattern to one that uses it)")
 
 
 def _unique(values: list) -> list:

@@ -102,7 +102,9 @@ class Section:
 
 #: Keys at the top of an experiment file (besides the sections).
 TOP_LEVEL: dict[str, Field] = {
-    "name": Field("str", None, "experiment name; results go to results/<name>/ (default: the file's stem)"),
+    "name": Field("str", None, "experiment name; results go to results/<name>/ (default: the file's stem); one plain "
+                  "folder name of at most 100 characters: no '/', '\\', control characters, "
+                  "not '.' or '..'"),
     "seed": Field("int", 1, "base random seed; replication r uses a seed derived from (seed, r)", min=0),
     "duration": Field("duration", "60s", "measured simulated time, after the warm-up", min=0, min_exclusive=True),
     "warmup": Field("duration", "0s", "simulated time run before measuring starts (discarded)", min=0),

@@ -392,16 +392,17 @@ def make_result(exp: Experiment, rows: list[dict]) -> Result:
     return Result(experiment=exp, runs=runs, summary=summary, timings=timings)
 
 
-def run(source, overrides=(), progress=None, **options) -> Result:
+def run(source, overrides=(), progress=None, *, allow_large: bool = False, **options) -> Result:
     """Load a config (a YAML path or a dict) and run it: the Python API.
 
     ``options`` are those of :func:`run_experiment` (``jobs``, ``executor``,
-    ``scheduler``, ``store``, ``precision``).
+    ``scheduler``, ``store``, ``precision``); ``allow_large`` runs beyond the
+    work limits (:mod:`commsim.config.estimate`).
 
     >>> result = run("experiments/request_response.yaml", jobs=2)   # doctest: +SKIP
     >>> result.summary[["request_response.encoding", "latency_mean"]]                 # doctest: +SKIP
     """
     from commsim.config import load
 
-    return run_experiment(load(source, overrides), progress, **options)
+    return run_experiment(load(source, overrides, allow_large=allow_large), progress, **options)
 
