@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("patterns", help="list every pattern with its parameters, defaults and units")
     pa.add_argument("--markdown", action="store_true", help="Markdown (as docs/patterns.md)")
     pa.add_argument("--write", metavar="FILE", help="write to FILE instead of printing")
+
+    from commsim.testbed.cli import add_parsers  # testbed, calibrate, validate (issue 13)
+    add_parsers(sub)
     return p
 
 
@@ -266,6 +269,8 @@ def cmd_trace(args) -> int:
 
 COMMANDS = {"run": cmd_run, "trace": cmd_trace, "plot": cmd_plot, "report": cmd_report,
             "patterns": cmd_patterns}
+from commsim.testbed.cli import COMMANDS as _TESTBED_COMMANDS  # noqa: E402  (issue 13)
+COMMANDS.update(_TESTBED_COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:

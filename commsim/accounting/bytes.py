@@ -23,6 +23,8 @@ counting bytes itself).
 
 from __future__ import annotations
 
+from commsim.metrics import wire as _wire_metrics  # noqa: F401  (defines bytes_wire, ...)
+
 CATEGORIES = ("header", "payload", "framing", "handshake")
 
 
