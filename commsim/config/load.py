@@ -270,6 +270,25 @@ class _DuplicateKey(Exception):
         self.key, self.mark, self.first = key, mark, first
 
 
+def _with_include(raw: dict, base_dir: Path | None) -> dict:
+    """``include: PATH`` (relative to the including file): the preset's keys
+    with the file's own on top, mappings merged key by key; one level only."""
+    inc = raw.pop("include")
+    if not isinstance(inc, str) or not inc:
+        raise ConfigError("include", f"got {describe(inc)}; expected the path of a YAML preset")
+    path = Path(inc) if base_dir is None or Path(inc).is_absolute() else Path(base_dir) / inc
+    base = read_yaml(path)
+    if not isinstance(base, dict) or "include" in base:
+        raise ConfigError("include", f"{str(path)!r} must be a mapping of keys without an include")
+
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+        return out
+    return merge(base, raw)
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     try:
@@ -311,6 +330,8 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
         raw = read_yaml(source)
         base_dir = Path(source).resolve().parent
         default_name = Path(source).stem
+    if isinstance(raw, dict) and "include" in raw:  # a preset under the file's keys (issue 13)
+        raw = _with_include(raw, base_dir)
     for text in overrides:
         key, value = parse_override(text)
         if key.startswith("sweep."):
