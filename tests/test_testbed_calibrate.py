@@ -55,8 +55,8 @@ def test_include_errors_name_the_key(tmp_path):
 
 
 # ------------------------------------------------------- synthetic fits ----
-COSTS = {"exchange": 150e-6, "poll_update": 20e-6, "sse_frame": 90e-6, "ws_frame": 110e-6,
-         "connection_s": 2e-6, "run_s": 3e-3}
+COSTS = {"rr_exchange": 120e-6, "short_poll": 150e-6, "long_poll": 220e-6, "poll_update": 20e-6, "sse_frame": 90e-6, "ws_frame": 110e-6,
+         "payload_kib": 1e-6, "connection_s": 2e-6, "run_s": 3e-3}
 
 
 def synthetic_rows(noise=0.0, seed=0):
@@ -70,7 +70,8 @@ def synthetic_rows(noise=0.0, seed=0):
                 polls = clients * dur if pattern in ("short_polling", "request_response") \
                     else (updates if pattern == "long_polling" else 0)
                 frames = updates if pattern in ("sse", "push") else 0
-                r = {"_pattern": pattern, "_duration": dur, "_resp_body": 1024.0,
+                r = {"_pattern": pattern, "_duration": dur,
+                     "_resp_body": (200 if clients != 400 else 1500) * 1.0,
                      "_req_body": 0.0, "_source": "synthetic", "clients.count": clients,
                      "requests": polls, "responses": polls, "frames": frames,
                      "updates_delivered": updates if pattern != "request_response" else 0,
@@ -79,7 +80,10 @@ def synthetic_rows(noise=0.0, seed=0):
                 cpu = sum(COSTS[k] * v for k, v in w.items())
                 r["server_cpu_s"] = cpu * (1 + noise * rng.standard_normal())
                 hdr_up, hdr_down, frame = 141, 151, (14 if pattern == "sse" else 4)
-                body = 1024 * polls if pattern == "request_response" else 200 * updates
+                # Sizes vary between runs so body bytes are not proportional
+                # to the message counts (the fit can tell them apart).
+                size = 200 if clients != 400 else 1500
+                body = size * polls if pattern == "request_response" else size * updates
                 r["bytes_payload"] = body
                 r["bytes_up"] = hdr_up * polls
                 r["bytes_down"] = (hdr_down * polls + body + (frame * frames))
@@ -102,20 +106,32 @@ def test_header_sizes_are_recovered_exactly():
     assert h["sse"]["tcpip_bytes_per_segment"] == pytest.approx(52)
 
 
+MAIN = {"short_polling": "short_poll", "long_polling": "long_poll", "sse": "sse_frame",
+        "push": "ws_frame", "request_response": "rr_exchange"}
+
+
 def test_cpu_fit_recovers_known_costs():
-    fit = cal.fit_cpu(synthetic_rows())
-    assert fit["r2"] == pytest.approx(1.0, abs=1e-9)
-    for k, v in COSTS.items():
-        assert fit["costs_s"][k] == pytest.approx(v, rel=1e-6)
+    fits = cal.fit_cpu(synthetic_rows())
+    for pattern, fit in fits.items():
+        assert fit["r2"] == pytest.approx(1.0, abs=1e-9)
+        # The main cost comes back where it is identifiable: for streams.
+        # (Here every client polls or requests once a second, so exchanges
+        # and connection-seconds are proportional, and a long poll returns
+        # exactly one update: only sums of those costs are identified; the
+        # prediction is still exact.)
+        if pattern in ("sse", "push"):
+            assert fit["costs_s"][MAIN[pattern]] == pytest.approx(COSTS[MAIN[pattern]], rel=1e-6)
+        for res in fit["residuals"]:
+            assert res["rel"] == pytest.approx(0, abs=1e-6)
 
 
 def test_cpu_fit_with_noise_reports_fit_quality():
-    fit = cal.fit_cpu(synthetic_rows(noise=0.05, seed=3))
-    assert 0.9 < fit["r2"] < 1.0
-    # 30 runs, 5% noise: the large costs come back within a few standard errors.
-    for k in ("exchange", "sse_frame", "ws_frame"):
-        assert abs(fit["costs_s"][k] - COSTS[k]) < 4 * fit["stderr_s"][k] + 1e-12
-    assert len(fit["residuals"]) == 30
+    fits = cal.fit_cpu(synthetic_rows(noise=0.05, seed=3))
+    for pattern, fit in fits.items():
+        assert 0.8 < fit["r2"] < 1.0
+        # 6 runs, 5% noise: each run's prediction within 4 sigma (20%).
+        assert all(abs(res["rel"]) < 0.2 for res in fit["residuals"])
+        assert len(fit["residuals"]) == 6
 
 
 # --------------------------------------------------------- end to end ----

@@ -8,15 +8,18 @@ bodies and frames it wrote, so per pattern
 * TCP/IP bytes per segment = bytes_transport / segments, and ACKs per
   message = acks / (requests + responses + frames).
 
-Ratios are of sums over every run (so each byte counts once); the spread
-over runs is reported beside them (it comes from messages in flight at the
-window's edges).
+Each size is the median over runs of the run's own ratio, and the spread
+(min, max) is reported beside it: a run's ratio is off by the messages in
+flight at its window's edges (the server counts a frame when it writes it,
+the relay when it forwards it), which is large only in overloaded runs.
 
-Server CPU is a least-squares fit of each run's ``server_cpu_s`` on its
-counts of work: HTTP exchanges (request parsed + response sent; in every
-pattern a request has exactly one response, so the two cannot be told
-apart and are fitted as one), updates carried in poll responses (encoding),
-SSE frames, WebSocket frames, connection-seconds held open
+Server CPU is a least-squares fit, one per pattern (so each pattern's
+fixed costs stay its own), of each run's ``server_cpu_s`` on its counts of
+work: HTTP exchanges (request parsed + response sent;
+in every pattern a request has exactly one response, so the two cannot be
+told apart and are fitted as one; a held long poll costs more than a short
+one: its timer and wake-up), updates carried in poll responses (encoding),
+SSE frames, WebSocket frames, KiB of bodies, connection-seconds held open
 (``connections_max x duration``) and seconds of run (the server's own
 timers).  Columns that are zero in every run are left out.  The fit's R^2,
 each coefficient's standard error and each run's residual are reported.
@@ -41,7 +44,8 @@ import numpy as np
 
 from commsim.errors import ConfigError
 
-WORK = ("exchange", "poll_update", "sse_frame", "ws_frame", "connection_s", "run_s")
+WORK = ("rr_exchange", "short_poll", "long_poll", "poll_update", "sse_frame", "ws_frame",
+        "payload_kib", "connection_s", "run_s")
 
 
 def read_runs(folders: list[Path]):
@@ -104,25 +108,23 @@ def header_sizes(rows) -> dict:
         res: dict = {}
         req = sum(_num(r["requests"]) for r in rs)
         resp = sum(_num(r["responses"]) for r in rs)
-        up = sum(_num(r["bytes_up"]) for r in rs)
-        down = sum(_num(r["bytes_down"]) for r in rs)
         if pattern == "request_response":
-            res["request_header"] = (up - sum(_num(r["requests"]) * r["_req_body"] for r in rs)) / req
-            res["response_header"] = (down - sum(_num(r["responses"]) * r["_resp_body"]
-                                                 for r in rs)) / resp
             per = [(_num(r["bytes_up"]) - _num(r["requests"]) * r["_req_body"]) / _num(r["requests"])
                    for r in rs if _num(r["requests"])]
+            res["request_header"] = float(np.median(per))
+            res["response_header"] = float(np.median(
+                [(_num(r["bytes_down"]) - _num(r["responses"]) * r["_resp_body"])
+                 / _num(r["responses"]) for r in rs if _num(r["responses"])]))
         elif pattern in ("short_polling", "long_polling"):
-            pay = sum(_num(r["bytes_payload"]) for r in rs)
-            res["request_header"] = up / req
-            res["response_header"] = (down - pay) / resp
             per = [_num(r["bytes_up"]) / _num(r["requests"]) for r in rs if _num(r["requests"])]
+            res["request_header"] = float(np.median(per))
+            res["response_header"] = float(np.median(
+                [(_num(r["bytes_down"]) - _num(r["bytes_payload"])) / _num(r["responses"])
+                 for r in rs if _num(r["responses"])]))
         else:
-            frames = sum(_num(r["frames"]) for r in rs)
-            pay = sum(_num(r["bytes_payload"]) for r in rs)
-            res["frame_overhead"] = (down - pay) / frames
             per = [(_num(r["bytes_down"]) - _num(r["bytes_payload"])) / _num(r["frames"])
                    for r in rs if _num(r["frames"])]
+            res["frame_overhead"] = float(np.median(per))
         res["spread"] = [min(per), max(per)] if per else None
         segs = sum(_num(r["segments"]) for r in rs)
         msgs = req + resp + sum(_num(r.get("frames")) for r in rs)
@@ -138,23 +140,25 @@ def header_sizes(rows) -> dict:
 def work_counts(r) -> dict:
     p = r["_pattern"]
     frames = _num(r.get("frames"))
+    exchanges = _num(r["requests"])
     return {
-        "exchange": _num(r["requests"]),
+        "rr_exchange": exchanges if p == "request_response" else 0.0,
+        "short_poll": exchanges if p == "short_polling" else 0.0,
+        "long_poll": exchanges if p == "long_polling" else 0.0,
         "poll_update": _num(r.get("updates_delivered")) if p in ("short_polling", "long_polling")
         else 0.0,
         "sse_frame": frames if p == "sse" else 0.0,
         "ws_frame": frames if p == "push" else 0.0,
+        "payload_kib": _num(r.get("bytes_payload")) / 1024,
         "connection_s": _num(r["connections_max"]) * r["_duration"],
         "run_s": r["_duration"],
     }
 
 
-def fit_cpu(rows) -> dict:
-    """Least squares of server_cpu_s on the work counts (non-negative where
-    a plain fit gives a negative cost: that column is dropped and refitted)."""
-    X = np.array([[work_counts(r)[k] for k in WORK] for r in rows], dtype=float)
+def _lstsq(rows, names):
+    X = np.array([[work_counts(r)[k] for k in names] for r in rows], dtype=float)
     y = np.array([_num(r["server_cpu_s"]) for r in rows], dtype=float)
-    cols = [i for i in range(len(WORK)) if np.any(X[:, i] != 0)]
+    cols = [i for i in range(len(names)) if np.any(X[:, i] != 0)]
     while True:
         A = X[:, cols]
         coef, *_ = np.linalg.lstsq(A, y, rcond=None)
@@ -166,16 +170,15 @@ def fit_cpu(rows) -> dict:
     resid = y - pred
     ss_res = float(resid @ resid)
     ss_tot = float(((y - y.mean()) ** 2).sum())
-    dof = max(1, len(y) - len(cols))
-    sigma2 = ss_res / dof
+    dof = len(y) - len(cols)
     try:
-        cov = sigma2 * np.linalg.inv(A.T @ A)
+        cov = (ss_res / dof if dof > 0 else math.nan) * np.linalg.inv(A.T @ A)
         se = np.sqrt(np.maximum(np.diag(cov), 0))
     except np.linalg.LinAlgError:
         se = np.full(len(cols), math.nan)
-    costs = {WORK[c]: float(b) for c, b in zip(cols, coef)}
-    return {"costs_s": costs, "stderr_s": {WORK[c]: float(s) for c, s in zip(cols, se)},
-            "dropped": [w for i, w in enumerate(WORK) if i not in cols],
+    return {"costs_s": {names[c]: float(b) for c, b in zip(cols, coef)},
+            "stderr_s": {names[c]: float(s) for c, s in zip(cols, se)},
+            "dropped": [w for i, w in enumerate(names) if i not in cols],
             "r2": 1 - ss_res / ss_tot if ss_tot > 0 else math.nan,
             "runs": len(y),
             "residuals": [{"source": r["_source"], "pattern": r["_pattern"],
@@ -185,12 +188,24 @@ def fit_cpu(rows) -> dict:
                           for r, yy, pp in zip(rows, y, pred)]}
 
 
-def per_message(rows, fit) -> dict:
+def fit_cpu(rows) -> dict:
+    """Least squares of server_cpu_s on the work counts, one fit per pattern
+    (its own message count, updates in polls, payload KiB, connection-seconds,
+    seconds of run); a column whose cost comes out negative is dropped and
+    the fit redone.  Returns {pattern: fit}."""
+    out = {}
+    for pattern in sorted({r["_pattern"] for r in rows}):
+        rs = [r for r in rows if r["_pattern"] == pattern]
+        out[pattern] = _lstsq(rs, WORK)
+    return out
+
+
+def per_message(rows, fits) -> dict:
     """Per pattern: the fitted CPU per message the server sends (what the
     simulator's ``server.service_time`` is), averaged over that pattern's runs."""
-    costs = fit["costs_s"]
     out: dict = {}
     for r in rows:
+        costs = fits[r["_pattern"]]["costs_s"]
         w = work_counts(r)
         cpu = sum(costs.get(k, 0.0) * v for k, v in w.items())
         p = r["_pattern"]
@@ -216,12 +231,10 @@ def calibrate(folders: list[Path], out: Path) -> str:
              f"{len(rows)} testbed runs ({', '.join(str(f) for f in folders)}).",
              "# Use it from an experiment with a top-level `include: <this file>` (the "
              "experiment's own keys win).",
-             f"# Server CPU fit (least squares, R^2 = {fit['r2']:.4f}, {fit['runs']} runs), "
-             "seconds per unit of work:"]
-    for k, v in fit["costs_s"].items():
-        lines.append(f"#   {k:13s} {v * 1e6:9.2f} us +- {fit['stderr_s'][k] * 1e6:.2f}")
-    if fit["dropped"]:
-        lines.append(f"#   (not fitted: {', '.join(fit['dropped'])})")
+             "# Server CPU, least squares per pattern, seconds per unit of work:"]
+    for p, f in fit.items():
+        lines.append(f"#   {p} (R^2 = {f['r2']:.4f}, {f['runs']} runs): " + ", ".join(
+            f"{k} {v * 1e6:.2f} +- {f['stderr_s'][k] * 1e6:.2f} us" for k, v in f["costs_s"].items()))
     lines.append("# CPU per message sent, per pattern (server.service_time for that pattern):")
     for p, v in service.items():
         lines.append(f"#   {p:16s} {v * 1e6:8.1f} us")

@@ -31,6 +31,8 @@ def add_parsers(sub) -> None:
     v.add_argument("--testbed", help="existing testbed results of CONFIG (default: run them)")
     v.add_argument("--out", help="folder for the comparison (default results/<name>_validation)")
     v.add_argument("--force", action="store_true")
+    v.add_argument("--sim-only", action="store_true",
+                   help="only the calibrated simulator (full scale, beyond the testbed's reach)")
 
 
 def cmd_testbed(args) -> int:
@@ -64,8 +66,13 @@ def cmd_calibrate(args) -> int:
 
 def cmd_validate(args) -> int:
     from commsim.testbed import require_aiohttp
-    from commsim.testbed.validate import validate
+    from commsim.testbed.validate import simulate_only, validate
 
+    if args.sim_only:
+        print(simulate_only(args.config, args.overrides, Path(args.preset),
+                            Path(args.out) if args.out else None,
+                            say=lambda text: print(text, file=sys.stderr)), end="")
+        return 0
     if not args.testbed:
         require_aiohttp()
     table = validate(args.config, args.overrides, Path(args.preset),

@@ -75,6 +75,7 @@ class Server:
         self.body = b"r" * int(plan.get("response_body", 0))
         self.timeout = float(plan.get("timeout", 30.0))
         self.mode = plan["pattern"]
+        self.closing = asyncio.get_running_loop().create_future()
 
     # ------------------------------------------------------------ updates --
     def _make(self, size: int) -> bytes:
@@ -186,8 +187,10 @@ class Server:
         self.count["responses"] += 1
         self.streams[c] = resp
         try:
-            while request.transport is not None and not request.transport.is_closing():
-                await asyncio.sleep(0.5)
+            # Held until the server stops (no timer per stream: an idle
+            # stream costs the server nothing but its socket); a write to a
+            # stream whose client went away drops it (deliver()).
+            await self.closing
         finally:
             if self.streams[c] is resp:
                 self.streams[c] = None
@@ -249,6 +252,8 @@ async def _main(plan: dict) -> None:
     gen = loop.create_task(srv.generate())
     print(f"PORT {port}", flush=True)
     await stop
+    if not srv.closing.done():
+        srv.closing.set_result(None)
     gen.cancel()
     watcher.cancel()
     try:
