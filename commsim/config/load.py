@@ -214,6 +214,8 @@ def resolve_run(raw: dict, base_dir: Path | None = None) -> dict:
         out[sname] = resolve_section(SECTIONS[sname], raw.get(sname), sname, base_dir)
     if pattern.check is not None:
         pattern.check(out)
+    from commsim.accounting.work import check as check_work  # issue 13: no ignored cost key
+    check_work(out)
     return out
 
 

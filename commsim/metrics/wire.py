@@ -15,6 +15,8 @@ from commsim.metrics import define
 define("bytes_transport", "B", "TCP/IP header bytes of every segment in the window, pure ACKs "
        "included (testbed: segments counted by the kernel, TCP_INFO)")
 define("bytes_wire", "B", "bytes on the wire in the window: bytes_total + bytes_transport")
+define("bandwidth_wire", "B/s", "bytes_wire per second of the window (bandwidth counts "
+       "application bytes only)")
 define("segments", "1", "TCP segments in the window, both directions, pure ACKs included")
 define("acks", "1", "pure ACKs (segments without data) in the window, both directions")
 define("bytes_up", "B", "application bytes client -> server in the window")
