@@ -21,7 +21,8 @@ told apart and are fitted as one; a held long poll costs more than a short
 one: its timer and wake-up), updates carried in poll responses (encoding),
 SSE frames, WebSocket frames, KiB of bodies, connection-seconds held open
 (``connections_max x duration``) and seconds of run (the server's own
-timers).  Columns that are zero in every run are left out.  The fit's R^2,
+timers).  Columns that are zero in every run, or a linear combination of
+the columns before them (not identifiable from the runs), are left out.  The fit's R^2,
 each coefficient's standard error and each run's residual are reported.
 
 The preset is YAML the config loader reads (``include: PRESET`` at the top
@@ -158,7 +159,17 @@ def work_counts(r) -> dict:
 def _lstsq(rows, names):
     X = np.array([[work_counts(r)[k] for k in names] for r in rows], dtype=float)
     y = np.array([_num(r["server_cpu_s"]) for r in rows], dtype=float)
-    cols = [i for i in range(len(names)) if np.any(X[:, i] != 0)]
+    # Columns in WORK order, each kept only if it is not a linear combination
+    # of those kept before it (e.g. KiB of bodies when every update has the
+    # same size): such a cost is not identifiable from these runs.
+    cols = []
+    for i in range(len(names)):
+        if not np.any(X[:, i] != 0):
+            continue
+        trial = cols + [i]
+        scaled = X[:, trial] / np.abs(X[:, trial]).max(axis=0)
+        if np.linalg.matrix_rank(scaled, tol=1e-6) == len(trial):
+            cols = trial
     while True:
         A = X[:, cols]
         coef, *_ = np.linalg.lstsq(A, y, rcond=None)

@@ -13,7 +13,9 @@ Clients (one asyncio task each, one ``aiohttp`` session):
 
 * ``request_response``: sync closed loop (request, response, think) or async
   open loop (Poisson at ``clients.rate``); latency = request to response;
-* ``short_polling``: poll, then wait ``interval`` after the response;
+* ``short_polling``: poll every ``interval`` (on schedule; a client whose
+  response is late polls again at once, so an overloaded server slows its
+  clients down: closed loop, where the simulated clients keep to schedule);
 * ``long_polling``: poll again as soon as a response arrives;
 * ``sse``: one event stream; ``push``: one WebSocket.
 
@@ -294,6 +296,7 @@ class Clients:
     async def _poll(self, session, c, stop, loop):
         path = "/poll" if self.mode == "short_polling" else "/lpoll"
         interval = self.plan.get("interval", 0.0)
+        due = loop.time()
         while not stop.is_set():
             async with session.get(f"{self.url}{path}?c={c}") as r:
                 body = await r.read()
@@ -302,9 +305,17 @@ class Clients:
                 for line in body.split(b"\n"):
                     self._update(line, now)
             if interval > 0:
-                due = loop.time() + interval
-                await asyncio.sleep(interval)
-                self._lag(loop.time() - due)
+                # Polls on schedule (phase + k * interval), as the simulator's
+                # short_polling.interval means; a client whose response came
+                # after its next poll time polls at once (one connection:
+                # it cannot have two polls out), so it falls behind.
+                due += interval
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    self._lag(loop.time() - due)
+                else:
+                    self._lag(-wait)
 
     def _lag(self, late: float) -> None:
         if len(self.lags) < 100000 and self.w0 <= time.monotonic() < self.w1:
