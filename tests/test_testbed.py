@@ -15,6 +15,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -199,3 +200,37 @@ def test_commsim_run_never_starts_a_server():
             "assert 'aiohttp' not in sys.modules and 'commsim.testbed.server' not in sys.modules")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_real_ctrl_c_on_the_cli_stops_everything(tmp_path):
+    """SIGINT to `commsim testbed` mid-run: exit 130 within seconds, the
+    server process gone, no results half-written."""
+    import signal
+
+    conf = tmp_path / "tb.yaml"
+    conf.write_text(json.dumps({"pattern": "sse", "duration": "20s", "warmup": "0.5s",
+                                "clients": {"count": 3}, "workload": {"event_rate": "2/s"}}))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "commsim", "testbed", str(conf), "--out",
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 30
+        servers = []
+        while time.monotonic() < deadline and not servers:
+            servers = [c for c in parent.children(recursive=True)
+                       if "commsim.testbed.server" in " ".join(c.cmdline())]
+            time.sleep(0.2)
+        assert servers, "the server never started"
+        time.sleep(2.0)  # clients connected, inside the window
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 130
+    for s in servers:
+        assert not s.is_running() or s.status() == psutil.STATUS_ZOMBIE
+    assert not (out / "runs.csv").exists()

@@ -301,11 +301,33 @@ def run_once(cfg: dict) -> dict:
     try:
         port = server.wait_port()
         limit = plan["warmup"] + plan["duration"] + plan["drain"] + 30.0
-        return asyncio.run(asyncio.wait_for(_session_run(plan, port), limit))
+        # A plain event loop, not asyncio.run: its SIGINT handler only
+        # cancels the main task, which the clients' own clean-up can outlast;
+        # here Ctrl-C raises KeyboardInterrupt at once and the finally blocks
+        # below close every socket and stop the server.
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(asyncio.wait_for(_session_run(plan, port), limit))
+        finally:
+            _close_loop(loop)
     finally:
         server.stop()
         if old_aff is not None:
             os.sched_setaffinity(0, old_aff)
+
+
+def _close_loop(loop) -> None:
+    """Cancel what is left on the loop (bounded), then close it."""
+    try:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=5.0))
+    except BaseException:  # noqa: BLE001 - closing on every path, even a second Ctrl-C
+        pass
+    finally:
+        loop.close()
 
 
 def _raise_nofile() -> None:
