@@ -81,8 +81,8 @@ def fitted_cpu(cfg: dict, metrics: dict, preset: dict) -> float:
 
 def simulate_points(exp, preset: dict) -> list[dict]:
     """Two passes per run: the first with the preset's mean CPU per message
-    of the pattern counts the work (jobs = server_cpu_s / service_time,
-    exchanges, updates, connections); the second sets service_time to the
+    of the pattern counts the work (jobs demanded: requests, plus updates for
+    streams; updates, connections); the second sets service_time to the
     calibrated model's CPU for that work divided by the jobs, so the
     simulator spends the fitted CPU, spread over the messages it sends."""
     from commsim.experiment.runner import simulate
@@ -94,8 +94,12 @@ def simulate_points(exp, preset: dict) -> list[dict]:
         for r in range(exp.replications):
             seed = derive_run_seed(cfg["seed"], r)
             metrics, _ = simulate(cfg, seed)
-            s1 = cfg["server"]["service_time"]
-            jobs = metrics["server_cpu_s"] / s1 if s1 > 0 else 0.0
+            # Jobs the server is asked to do (not those it finished: an
+            # overloaded server finishes fewer): a response per request, a
+            # frame per update for streams.
+            jobs = float(metrics["requests"])
+            if cfg["pattern"] in ("sse", "push"):
+                jobs += float(metrics.get("updates_created", 0.0))
             if jobs > 0:
                 cfg2 = copy.deepcopy(cfg)
                 cfg2["server"]["service_time"] = fitted_cpu(cfg, metrics, preset) / jobs
