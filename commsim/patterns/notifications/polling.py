@@ -1,0 +1,374 @@
+"""Polling notification patterns: short polling and long polling."""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+from simpy.core import NORMAL
+from simpy.events import Event
+
+from commsim.engine.simulation import call_at
+from commsim.network import Message
+from commsim.patterns.notifications.base import SERVER, STREAM_START, _Base, _ignore
+
+
+class _Polling(_Base):
+    """Pending updates per client and the poll response path (short and long)."""
+
+    def __init__(self, sim):
+        super().__init__(sim)
+        sec = self.section
+        self.request_header = int(sec["request_header"])
+        self.response_header = int(sec["response_header"])
+        self.pending: list = [None] * self.n   # flat [created, size, uid, ...] or None
+        self.bc_times: list = []
+        self.bc_sizes: list = []
+        self.bc_cursor = [0] * self.n if sim.config["workload"]["broadcast_rate"] > 0 else None
+
+    def _store(self, c: int, created: float, size: int) -> int:
+        uid = self._new_uid(created)
+        p = self.pending[c]
+        if p is None:
+            self.pending[c] = [created, size, uid]
+        else:
+            p.append(created)
+            p.append(size)
+            p.append(uid)
+        return uid
+
+    def _broadcast(self, _i) -> None:
+        now = self.env._now
+        self.bc_times.append(now)
+        self.bc_sizes.append(int(self._bc_size()))
+        if self.sim.start <= now < self.sim.end:
+            self.created += self.n
+
+    def _take(self, c: int):
+        """Everything pending for ``c`` (flat list) or None."""
+        items = self.pending[c]
+        self.pending[c] = None
+        cur = self.bc_cursor
+        if cur is not None and cur[c] < len(self.bc_times):
+            times, sizes = self.bc_times, self.bc_sizes
+            extra = []
+            for j in range(cur[c], len(times)):
+                extra += (times[j], sizes[j], -1)
+            cur[c] = len(times)
+            items = extra if items is None else items + extra
+        return items
+
+    def _respond(self, c: int, items, purpose: str = "poll") -> None:
+        """Queue the answer to a poll of ``c`` carrying ``items`` (None: empty)."""
+        if items is None:
+            self.cpu.submit(self._service(), purpose, self._send_empty, c, True)
+        else:
+            self.cpu.submit(self._service(), purpose, self._send_items, (c, items))
+
+    def _send_empty(self, c, _wait) -> None:
+        now = self.env._now
+        if now >= self.sim.start:
+            self.empty += 1
+            self.poll_responses += 1
+        self.down.send(Message("response", SERVER, c, self.response_header, 0, 0, 0, now),
+                       self._client_empty)
+
+    def _send_items(self, token, _wait) -> None:
+        c, items = token
+        now = self.env._now
+        if now >= self.sim.start:
+            self.poll_responses += 1
+        size = sum(items[1::3])
+        self.down.send(Message("response", SERVER, c, self.response_header, size, 0, 0, now,
+                               items), self._client_items)
+
+    def _client_items(self, msg) -> None:
+        c = msg.dst
+        items = msg.data
+        if not self.online[c]:
+            for k in range(0, len(items), 3):
+                self._lost(items[k])
+        else:
+            now = self.env._now
+            arrived = self._arrived
+            for k in range(0, len(items), 3):
+                arrived(c, items[k], items[k + 2], now)
+        self._after_response(c)
+
+    def _client_empty(self, msg) -> None:
+        self._after_response(msg.dst)
+
+    def _after_response(self, c: int) -> None:
+        pass
+
+
+class ShortPolling(_Polling):
+    """Short polling: each client asks every ``short_polling.interval``.
+
+    * Poll times: client c polls at phase_c + k T (phase uniform in [0, T),
+      stream ``short_polling/phase``); with ``jitter`` each gap is uniform in
+      [T - jitter, T + jitter] (stream ``short_polling/jitter``).  Clients
+      poll on schedule whether or not earlier polls were answered.  An
+      offline client skips its polls.
+    * The server reads the client's pending updates when the poll arrives
+      and answers after one ``server.service_time`` of CPU, empty or with
+      all of them (latency = wait for the poll + service + one way).
+    * Connections: with ``network.keepalive`` (default) a client's
+      connection stays open from its first poll until it goes offline (an
+      idle kept-alive connection); without it a connection is open only
+      from the poll's arrival to the response.
+
+    Speed: the clients are not processes.  Without jitter one *rotation*
+    (clients sorted by phase, a pointer and the round's base time) drives
+    every poll with one pending event; with jitter a heap of (time, client)
+    does.  Updates are drawn lazily (:meth:`EventFeed.drain`) when a poll
+    arrives, so they cost no simulation event.  Every poll still goes through
+    ``Link.send`` (bytes counted by the ByteCounter) and ``Cpu.submit``
+    (CPU counted by the CpuAccount).
+    """
+
+    pattern = "short_polling"
+
+    def __init__(self, sim):
+        super().__init__(sim)
+        sec = self.section
+        n = self.n
+        self.T = T = sec["interval"]
+        self.jitter = sec["jitter"]
+        self.keepalive = sim.config["network"]["keepalive"]
+        self.conn_open = bytearray(n) if self.keepalive else None
+        self._send_empty_cb = self._send_empty  # one bound method, not one per poll
+        # The feed is drained lazily; at the end, draw the rest of the window's
+        # updates so that updates_created counts them (they stay pending).
+        sim.at_end(lambda: self.feed.drain(sim.end, self._store))
+        phase = sim.streams.generator("short_polling/phase").uniform(0.0, T, n).tolist()
+        if self.jitter == 0:
+            order = sorted(range(n), key=phase.__getitem__)
+            self._order = order
+            self._phase = [phase[c] for c in order]
+            self._j = 0
+            self._base = 0.0
+            self._tick_event = None
+            self._arm(self._phase[0], self._rotate)
+        else:
+            self._gap = sim.sampler({"dist": "uniform", "low": T - self.jitter,
+                                     "high": T + self.jitter}, "short_polling/jitter")
+            self._heap = [(phase[c], c) for c in range(n)]
+            heapq.heapify(self._heap)
+            self._tick_event = None
+            self._arm(self._heap[0][0], self._jittered)
+
+    # -------------------------------------------------------------- clients --
+    def _arm(self, when: float, callback) -> None:
+        # One Event object is re-armed for every tick: SimPy leaves a
+        # processed event alone, so re-scheduling it only needs fresh callbacks.
+        ev = self._tick_event
+        if ev is None:
+            ev = self._tick_event = Event(self.env)
+            ev._ok = True
+            ev._value = None
+        ev.callbacks = [callback]
+        delay = when - self.env._now
+        self.env.schedule(ev, NORMAL, delay if delay > 0 else 0.0)
+
+    def _rotate(self, _event) -> None:
+        now = self.env._now
+        order, phase, n = self._order, self._phase, self.n
+        j = self._j
+        base = self._base
+        online = self.online
+        polls = self.polls
+        conn_open = self.conn_open
+        send = self.up.send
+        header = self.request_header
+        server_poll = self._server_poll
+        while True:
+            c = order[j]
+            if online[c]:
+                if polls is not None:
+                    polls[c] += 1
+                if conn_open is not None and not conn_open[c]:
+                    conn_open[c] = 1
+                    self._conn(+1)
+                send(Message("request", c, SERVER, header, 0, 0, 0, now), server_poll)
+            j += 1
+            if j == n:
+                j = 0
+                base += self.T
+            t = base + phase[j]
+            if t > now:
+                break
+        self._j = j
+        self._base = base
+        self._arm(t, self._rotate)
+
+    def _jittered(self, _event) -> None:
+        now = self.env._now
+        heap = self._heap
+        gap = self._gap
+        poll = self._poll
+        while heap[0][0] <= now:
+            c = heap[0][1]
+            heapq.heapreplace(heap, (now + gap(), c))
+            poll(c, now)
+        self._arm(heap[0][0], self._jittered)
+
+    def _poll(self, c: int, now: float) -> None:
+        if not self.online[c]:
+            return
+        if self.polls is not None:
+            self.polls[c] += 1
+        if self.conn_open is not None and not self.conn_open[c]:
+            self.conn_open[c] = 1
+            self._conn(+1)
+        self.up.send(Message("request", c, SERVER, self.request_header, 0, 0, 0, now),
+                     self._server_poll)
+
+    # --------------------------------------------------------------- server --
+    def _server_poll(self, msg) -> None:
+        now = self.env._now
+        feed = self.feed
+        if feed.next_time <= now:
+            feed.drain(now, self._store)
+        if self.conn_open is None:
+            self._conn(+1)
+        c = msg.src
+        bc = self.bc_cursor
+        if self.pending[c] is None and (bc is None or bc[c] == len(self.bc_times)):
+            self.cpu.submit(self._service(), "poll", self._send_empty_cb, c, True)
+        else:
+            self.cpu.submit(self._service(), "poll", self._send_items, (c, self._take(c)))
+
+    def _send_empty(self, c, _wait) -> None:
+        now = self.env._now
+        if self.conn_open is None:
+            self._conn(-1)
+        if now >= self.sim.start:
+            self.empty += 1
+            self.poll_responses += 1
+        self.down.send(Message("response", SERVER, c, self.response_header, 0, 0, 0, now), _ignore)
+
+    def _send_items(self, token, _wait) -> None:
+        if self.conn_open is None:
+            self._conn(-1)
+        super()._send_items(token, _wait)
+
+    def publish(self, c: int, created: float, size: int) -> int:
+        # Job notices: bring the lazy feed up to now first, to keep each
+        # client's pending list in creation order.
+        if self.feed.next_time <= created:
+            self.feed.drain(created, self._store)
+        return self._store(c, created, size)
+
+    def _availability(self, c: int, online: bool) -> None:
+        if not online and self.conn_open is not None and self.conn_open[c]:
+            self.conn_open[c] = 0
+            self._conn(-1)
+
+
+class LongPolling(_Polling):
+    """Long polling: the server holds each poll until an update or the timeout.
+
+    * Clients send their first poll at a time uniform in [0, 1 s)
+      (stream ``clients/start``), so their cycles are not synchronised.
+    * Each client keeps one poll outstanding: it re-polls as soon as a
+      response arrives (the re-poll gap is one round trip), and when it comes
+      back online if it has none outstanding.
+    * The server answers a held poll at the first update (after one
+      ``server.service_time`` of CPU), or with an empty response after
+      ``long_polling.timeout`` (wasted CPU).  A poll that arrives while
+      updates are pending (they piled up during the gap) is answered at once.
+      Updates created while the response is being prepared wait for the next
+      poll.
+    * A held poll is an open connection (``connections_max``) and holds
+      ``connection_memory``.  The server does not notice that a client went
+      offline: its held poll stays until answered, and the answer is lost.
+
+    Speed: the timeout is a constant, so holds expire in the order they
+    started: one FIFO of (deadline, client, hold number) and one pending
+    event, instead of a timer per client; answered holds are skipped.
+    """
+
+    pattern = "long_polling"
+
+    def __init__(self, sim):
+        super().__init__(sim)
+        n = self.n
+        self.H = self.section["timeout"]
+        self.held = bytearray(n)
+        self.hold_no = [0] * n
+        self.outstanding = bytearray(n)
+        self._deadlines: deque = deque()
+        self._armed = False
+        self.feed.start(self._publish_feed)
+        self._staggered_start(STREAM_START, self._first_poll)
+
+    def _first_poll(self, c: int) -> None:
+        if self.online[c] and not self.outstanding[c]:
+            self._send_poll(c)
+
+    def _send_poll(self, c: int) -> None:
+        self.outstanding[c] = 1
+        if self.polls is not None:
+            self.polls[c] += 1
+        self.up.send(Message("request", c, SERVER, self.request_header, 0, 0, 0, self.env._now),
+                     self._server_poll)
+
+    def _server_poll(self, msg) -> None:
+        c = msg.src
+        if self.pending[c] is not None or (self.bc_cursor is not None
+                                           and self.bc_cursor[c] < len(self.bc_times)):
+            self._respond(c, self._take(c))
+            return
+        self.held[c] = 1
+        self.hold_no[c] += 1
+        self._conn(+1)
+        deadline = self.env._now + self.H
+        self._deadlines.append((deadline, c, self.hold_no[c]))
+        if not self._armed:
+            self._armed = True
+            call_at(self.env, deadline, self._expire)
+
+    def _expire(self, _event) -> None:
+        now = self.env._now
+        dl = self._deadlines
+        while dl and dl[0][0] <= now:
+            _, c, no = dl.popleft()
+            if self.held[c] and self.hold_no[c] == no:
+                self.held[c] = 0
+                self._conn(-1)
+                self._respond(c, None)
+        if dl:
+            call_at(self.env, dl[0][0], self._expire)
+        else:
+            self._armed = False
+
+    def _release(self, c: int) -> None:
+        if self.held[c]:
+            self.held[c] = 0
+            self._conn(-1)
+            self._respond(c, self._take(c))
+
+    def _publish_feed(self, c: int, created: float, size: int) -> None:
+        self.publish(c, created, size)
+
+    def publish(self, c: int, created: float, size: int) -> int:
+        uid = self._store(c, created, size)
+        self._release(c)
+        return uid
+
+    def _broadcast(self, i) -> None:
+        super()._broadcast(i)
+        held = self.held
+        for c in range(self.n):
+            if held[c]:
+                self._release(c)
+
+    def _after_response(self, c: int) -> None:
+        self.outstanding[c] = 0
+        if self.online[c]:
+            self._send_poll(c)
+
+    def _availability(self, c: int, online: bool) -> None:
+        if online and not self.outstanding[c]:
+            self._send_poll(c)
