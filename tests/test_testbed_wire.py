@@ -66,10 +66,41 @@ def test_wire_bytes_per_segment_and_ack():
     assert m2["bytes_transport"] == pytest.approx(52 * (m2["requests"] + 4 * m2["responses"]))
 
 
+def notif(pattern, server, clients=20, **extra):
+    cfg = {"pattern": pattern, "duration": "20s", "warmup": "2s",
+           "clients": {"count": clients},
+           "server": {"service_time": "0s", "cores": 4, **server},
+           "network": {"latency": "1ms"},
+           "workload": {"event_rate": "1/s", "event_size": "512B"},
+           "short_polling": {"interval": "1s"}, **extra}
+    m, _ = simulate(load(cfg).points[0].config, derive_run_seed(2, 0))
+    return m
+
+
+def test_polls_pay_request_response_and_update_costs():
+    m = notif("short_polling", {"cpu_per_request": "30us", "cpu_per_response": "20us",
+                                "cpu_per_update": "10us", "cpu_per_kib": "4us"})
+    polls = m["responses"]
+    updates = m["updates_delivered"]
+    expect = polls * 50e-6 + updates * (10e-6 + 4e-6 * 512 / 1024)
+    # Updates created just before the window but answered in it, and jobs at
+    # the window's edges, shift the sum by a few updates' worth at most.
+    assert m["server_cpu_s"] == pytest.approx(expect, rel=0.02)
+
+
+def test_stream_frames_pay_frame_update_and_kib_costs():
+    for pattern in ("sse", "push"):
+        m = notif(pattern, {"cpu_per_frame": "40us", "cpu_per_update": "10us",
+                            "cpu_per_kib": "8us"})
+        frames = m["updates_delivered"]
+        assert m["server_cpu_s"] == pytest.approx(frames * (50e-6 + 4e-6), rel=0.02), pattern
+
+
 @pytest.mark.parametrize("cfg,key", [
-    ({"pattern": "sse", "server": {"cpu_per_frame": "100us"}}, "server.cpu_per_frame"),
-    ({"pattern": "short_polling", "server": {"cpu_per_request": "100us"}},
-     "server.cpu_per_request"),
+    ({"pattern": "sse", "server": {"cpu_per_connection": "100us"}},
+     "server.cpu_per_connection"),
+    ({"pattern": "short_polling", "server": {"cpu_per_frame": "100us"}},
+     "server.cpu_per_frame"),
     ({"pattern": "request_response", "server": {"cpu_per_update": "1us"}},
      "server.cpu_per_update"),
     ({"pattern": "multiplexing", "network": {"segment_overhead": "52B"}},

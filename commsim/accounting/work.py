@@ -16,10 +16,13 @@ also pay per kind of protocol work, which the loopback testbed measures and
 Each defaults to 0, so results are unchanged until set.  Costs are added to
 the server job that does the work (a request's job for request-response).
 A pattern that does not apply a key refuses a non-zero value at load time
-(:func:`check`), so no key is accepted without effect.  Applied so far in:
-``request_response`` (request, response, connection, KiB).  The
-notification patterns (polls, SSE, WebSocket) are to apply request,
-response, update and frame costs once their package split lands.
+(:func:`check`), so no key is accepted without effect.  Applied in:
+``request_response`` (request, response, connection, KiB); the polling
+patterns (per poll: request + response, per update in it, per KiB of it);
+``sse`` and ``push`` (stream open: request + response; per frame: frame +
+update + KiB).  ``cpu_per_connection`` is not applied in the notification
+patterns (their connection set-up is not modelled per connection here) and
+is refused there.
 """
 
 from __future__ import annotations
@@ -29,9 +32,14 @@ from commsim.errors import ConfigError
 KEYS = ("cpu_per_request", "cpu_per_response", "cpu_per_update", "cpu_per_frame",
         "cpu_per_connection", "cpu_per_kib")
 #: pattern -> the keys it applies
+_POLL = {"cpu_per_request", "cpu_per_response", "cpu_per_update", "cpu_per_kib"}
 APPLIED = {
     "request_response": {"cpu_per_request", "cpu_per_response", "cpu_per_connection",
                          "cpu_per_kib"},
+    "short_polling": _POLL,
+    "long_polling": _POLL,
+    "sse": _POLL | {"cpu_per_frame"},
+    "push": _POLL | {"cpu_per_frame"},
 }
 #: network keys of the message-level wire model (commsim.accounting.bytes)
 WIRE_KEYS = ("segment_overhead", "acks_per_message")
@@ -72,6 +80,23 @@ class WorkCosts:
         for key in KEYS:
             setattr(self, key, float(server.get(key, 0.0) or 0.0))
         self.any = any(getattr(self, k) for k in KEYS)
+
+    def poll(self, items) -> float:
+        """CPU of answering one poll carrying ``items`` (flat (created, size,
+        uid) triples, or None: empty)."""
+        if items is None:
+            return self.cpu_per_request + self.cpu_per_response
+        return (self.cpu_per_request + self.cpu_per_response
+                + self.cpu_per_update * (len(items) // 3)
+                + self.cpu_per_kib * sum(items[1::3]) / 1024.0)
+
+    def stream_open(self) -> float:
+        """CPU of accepting a stream's (re)connect request and its opening response."""
+        return self.cpu_per_request + self.cpu_per_response
+
+    def frame(self, size: float) -> float:
+        """CPU of encoding one update and writing it as one frame."""
+        return self.cpu_per_frame + self.cpu_per_update + self.cpu_per_kib * size / 1024.0
 
     def exchange(self, request_bytes: float, response_bytes: float, new_connection: bool) -> float:
         """CPU of one request parsed and its response sent."""
