@@ -38,10 +38,24 @@ def cfg(pattern, clients=5, **extra):
     return load(c).points[0].config
 
 
+def _mine():
+    """This process's children and listening TCP sockets now (other tests in
+    the same worker, e.g. a local Dask cluster, may own some)."""
+    me = psutil.Process()
+    kids = {c.pid for c in me.children(recursive=True)}
+    listen = {c.laddr for c in me.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+    return kids, listen
+
+
+class Seen(list):
+    before = (set(), set())
+
+
 @pytest.fixture
 def ports(monkeypatch):
     """Record every server port and pid the testbed starts."""
-    seen = []
+    seen = Seen()
+    seen.before = _mine()
     orig = tb.ServerProcess.wait_port
 
     def wait_port(self, timeout=20.0):
@@ -54,10 +68,10 @@ def ports(monkeypatch):
 
 
 def assert_nothing_left(seen):
-    me = psutil.Process()
-    assert me.children(recursive=True) == []
-    listening = [c for c in me.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
-    assert listening == []
+    kids, listen = _mine()
+    kids0, listen0 = seen.before
+    assert kids - kids0 == set()
+    assert listen - listen0 == set()
     for port, pid in seen:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
         with socket.socket() as s:
