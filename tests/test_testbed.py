@@ -244,6 +244,8 @@ def test_real_ctrl_c_on_the_cli_stops_everything(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
     assert code == 130
     for s in servers:
         assert not s.is_running() or s.status() == psutil.STATUS_ZOMBIE

@@ -323,7 +323,12 @@ def _close_loop(loop) -> None:
         for t in pending:
             t.cancel()
         if pending:
-            loop.run_until_complete(asyncio.wait(pending, timeout=5.0))
+            waiter = asyncio.wait(pending, timeout=5.0)
+            try:
+                loop.run_until_complete(waiter)
+            except BaseException:  # noqa: BLE001
+                waiter.close()  # never started (e.g. a second Ctrl-C): no warning
+                raise
     except BaseException:  # noqa: BLE001 - closing on every path, even a second Ctrl-C
         pass
     finally:
