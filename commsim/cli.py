@@ -111,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     from commsim.experiment import capacity, compare  # issue 12: each sub-command in its module
     compare.add_parser(sub)
     capacity.add_parser(sub)
+
+    from commsim.testbed.cli import add_parsers  # testbed, calibrate, validate (issue 13)
+    add_parsers(sub)
     return p
 
 
@@ -414,6 +417,8 @@ def cmd_capacity(args) -> int:
 COMMANDS = {"run": cmd_run, "trace": cmd_trace, "plot": cmd_plot, "report": cmd_report,
             "patterns": cmd_patterns, "metrics": cmd_metrics, "summary": cmd_summary,
             "compare": cmd_compare, "capacity": cmd_capacity}
+from commsim.testbed.cli import COMMANDS as _TESTBED_COMMANDS  # noqa: E402  (issue 13)
+COMMANDS.update(_TESTBED_COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:

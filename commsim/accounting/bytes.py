@@ -19,9 +19,24 @@ transmission counts when it starts inside the window).  The message ledger
 ``bytes_by_kind`` splits the same window's bytes by message kind (so a
 pattern can tell, e.g., bytes into a broker from bytes out of it without
 counting bytes itself).
+
+**Bytes under the application** (``transport``; issue 13): the categories
+above are application bytes.  With ``network.segment_overhead`` > 0 each
+message-level transmission also counts ``ceil(size / network.mss)``
+segments of that many TCP/IP header bytes, plus
+``network.acks_per_message`` pure ACKs of the same size, under
+``transport``; ``bytes_wire = total + transport``.  Assumptions: every
+message starts a new segment (no coalescing of small messages; Nagle off, as
+servers set it), ACKs are sent back but their latency is not modelled, and
+the default (0) counts nothing, so today's results are unchanged.  The
+segment-level transport (:mod:`commsim.network.transport`) counts its packet
+headers per segment itself (under ``framing``), so these keys are refused
+there (:mod:`commsim.accounting.work`).
 """
 
 from __future__ import annotations
+
+from commsim.metrics import wire as _wire_metrics  # noqa: F401  (defines bytes_wire, ...)
 
 CATEGORIES = ("header", "payload", "framing", "handshake")
 
@@ -30,7 +45,8 @@ class ByteCounter:
     """Counts bytes by category, messages by kind, and the message ledger."""
 
     __slots__ = ("_sim", "header", "payload", "framing", "handshake", "retransmitted",
-                 "_kinds", "sent", "delivered", "dropped")
+                 "_kinds", "sent", "delivered", "dropped", "transport", "segments", "acks",
+                 "_seg", "_mss", "_acks")
 
     def __init__(self, sim):
         self._sim = sim
@@ -44,6 +60,13 @@ class ByteCounter:
         self.sent = 0
         self.delivered = 0
         self.dropped = 0
+        self.transport = 0.0  # TCP/IP header bytes (segments and pure ACKs), window only
+        self.segments = 0.0
+        self.acks = 0.0
+        net = (getattr(sim, "config", None) or {}).get("network") or {}
+        self._seg = float(net.get("segment_overhead", 0) or 0)
+        self._mss = int(net.get("mss", 1460) or 1460)
+        self._acks = float(net.get("acks_per_message", 0) or 0)
 
     def transmit(self, msg, retransmission: bool = False) -> None:
         """Count one transmission of ``msg`` (called by links only)."""
@@ -59,6 +82,11 @@ class ByteCounter:
         self.framing += f
         self.handshake += s
         size = h + p + f + s
+        if self._seg:
+            segs = -(-size // self._mss) or 1
+            self.segments += segs
+            self.acks += self._acks
+            self.transport += (segs + self._acks) * self._seg
         stats = self._kinds.get(msg.kind)
         if stats is None:
             stats = self._kinds[msg.kind] = [0, 0]
@@ -102,6 +130,11 @@ class ByteCounter:
     @property
     def total(self) -> int:
         return self.header + self.payload + self.framing + self.handshake
+
+    @property
+    def wire(self) -> float:
+        """Application bytes plus the transport's own (segment headers, ACKs)."""
+        return self.total + self.transport
 
     def bytes_of(self, *kinds: str) -> int:
         """Bytes (all categories, retransmissions included) of messages of

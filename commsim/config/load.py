@@ -229,6 +229,8 @@ def resolve_run(raw: dict, base_dir: Path | None = None) -> dict:
         out[sname] = resolve_section(SECTIONS[sname], raw.get(sname), sname, base_dir)
     if pattern.check is not None:
         pattern.check(out)
+    from commsim.accounting.work import check as check_work  # issue 13: no ignored cost key
+    check_work(out)
     return out
 
 
@@ -299,6 +301,25 @@ class _BadKey(Exception):
     def __init__(self, node):
         self.mark = node.start_mark
         self.kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+
+
+def _with_include(raw: dict, base_dir: Path | None) -> dict:
+    """``include: PATH`` (relative to the including file): the preset's keys
+    with the file's own on top, mappings merged key by key; one level only."""
+    inc = raw.pop("include")
+    if not isinstance(inc, str) or not inc:
+        raise ConfigError("include", f"got {describe(inc)}; expected the path of a YAML preset")
+    path = Path(inc) if base_dir is None or Path(inc).is_absolute() else Path(base_dir) / inc
+    base = read_yaml(path)
+    if not isinstance(base, dict) or "include" in base:
+        raise ConfigError("include", f"{str(path)!r} must be a mapping of keys without an include")
+
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+        return out
+    return merge(base, raw)
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -403,6 +424,8 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
                           "expected the path of a YAML file or a dict of config keys")
     if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError("--set", f"got {describe(overrides)}; expected a list of 'KEY=VALUE' strings")
+    if isinstance(raw, dict) and "include" in raw:  # a preset under the file's keys (issue 13)
+        raw = _with_include(raw, base_dir)
     for text in overrides:
         key, value = parse_override(text)
         if key.startswith("sweep."):

@@ -139,12 +139,27 @@ register_section(Section("network", {
                        "(false: a new connection, and handshake, per request)"),
     "tls_server_cpu": Field("duration", "0.5ms", "server CPU per TLS handshake "
                             "(key exchange and signature)", min=0),
+    # Bytes on the wire under the application (commsim/accounting/bytes.py; issue 13).
+    "segment_overhead": Field("size", "0B", "TCP/IP header bytes per segment, counted as "
+                              "bytes_transport (52 on loopback with timestamps; 0: not counted)",
+                              min=0),
+    "mss": Field("size", "1460B", "largest segment payload (splits a message into segments)",
+                 min=1),
+    "acks_per_message": Field("number", 0.0, "pure ACK segments per message sent (the "
+                              "receiver's; the testbed measures 0.8-1.0)", min=0),
 }, doc="Links between clients and the server."))
 
 register_section(Section("server", {
     "cores": Field("int", 1, "CPU cores (parallel servers of the queue)", min=1),
     "service_time": Field("dist:duration", {"dist": "exponential", "mean": "1ms"},
                           "CPU time of the application work per request", min=0),
+    # Per kind of protocol work (commsim/accounting/work.py; issue 13): 0 = not modelled.
+    "cpu_per_request": Field("duration", "0s", "CPU to parse one request", min=0),
+    "cpu_per_response": Field("duration", "0s", "CPU to send one response", min=0),
+    "cpu_per_update": Field("duration", "0s", "CPU to encode one update for one client", min=0),
+    "cpu_per_frame": Field("duration", "0s", "CPU to write one event frame on a stream", min=0),
+    "cpu_per_connection": Field("duration", "0s", "CPU to accept one connection", min=0),
+    "cpu_per_kib": Field("duration", "0s", "CPU per KiB of body received or sent", min=0),
 }, doc="The server node: a CPU with a FIFO run queue."))
 
 register_section(Section("clients", {

@@ -62,6 +62,9 @@ def byte_metrics(sim) -> dict:
         "bytes_total": b.total, "bytes_header": b.header, "bytes_payload": b.payload,
         "bytes_framing": b.framing, "bytes_handshake": b.handshake,
         "bytes_retransmitted": b.retransmitted, "bandwidth": b.total / sim.duration,
+        # Under the application (issue 13): 0 unless network.segment_overhead is set.
+        "bytes_transport": b.transport, "bytes_wire": b.wire,
+        "bandwidth_wire": b.wire / sim.duration,
     }
 
 

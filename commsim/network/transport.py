@@ -39,7 +39,17 @@ Model and assumptions
   once per window of data on a fast retransmit and falls to one ``mss`` on a
   timeout (Reno with byte counting, RFC 5681 / RFC 3465).  Counting bytes
   rather than segments keeps small messages, each in its own segment here,
-  from using up the window as if they were full segments.  ACKs
+  from using up the window as if they were full segments.  The TCP
+  handshake does not grow the window (RFC 5681 section 3.1: "the SYN/ACK and
+  the acknowledgment of the SYN/ACK MUST NOT increase the size of the
+  congestion window"; RFC 3390, RFC 6928): on an ordered connection the
+  first message of each direction, if it is a ``handshake`` message (SYN,
+  SYN-ACK), and the client's ACK of the SYN-ACK (the first ``TCP_ACK``
+  handshake bytes sent after it, riding with the next message) are
+  acknowledged without credit to ``cwnd``, so a response that follows a
+  handshake starts with exactly ``initial_window`` segments.  TLS flights are
+  TCP data and do grow it (QUIC's handshake packets, ``ordered=False``, are
+  congestion-controlled data too, RFC 9002).  ACKs
   are one per segment, travel back in one mean one-way latency, are never
   lost and carry no counted bytes.  With ``slow_start=False`` segments are
   released as soon as they are sent.
@@ -63,6 +73,7 @@ from typing import Callable
 from commsim.engine.simulation import call_at, call_later
 
 DUPACK_THRESHOLD = 3
+TCP_ACK = 52  # the client's ACK of the SYN-ACK (commsim.network.connection.TCP_LAST)
 
 
 class Path:
@@ -101,9 +112,9 @@ class _Transfer:
 
 class _Segment:
     __slots__ = ("half", "tr", "seq", "header", "payload", "framing", "handshake", "size",
-                 "tx", "lost_tx", "first", "kind")
+                 "tx", "lost_tx", "first", "kind", "control")
 
-    def __init__(self, half, tr, header, payload, framing, handshake, kind):
+    def __init__(self, half, tr, header, payload, framing, handshake, kind, control=0):
         self.half = half
         self.tr = tr
         self.seq = -1
@@ -115,12 +126,14 @@ class _Segment:
         self.tx = -1
         self.lost_tx = -1
         self.kind = kind  # message kind on the first segment, else None
+        self.control = control  # TCP control bytes (SYN, SYN-ACK, their ACK): no cwnd credit
 
 
 class Half:
     """One direction of one connection: sender queues and window, receiver order."""
 
-    def __init__(self, transport, path: Path, ordered: bool, ack_delay: float):
+    def __init__(self, transport, path: Path, ordered: bool, ack_delay: float,
+                 client_side: bool = False):
         self.t = transport
         self.path = path
         self.ordered = ordered
@@ -140,6 +153,10 @@ class Half:
         self.recover = -1
         self.last_arrival = 0.0
         self.lost: list = []
+        # TCP control bytes still to come: the SYN (or SYN-ACK) if the first
+        # message is a handshake; on the client side then its ACK.
+        self.syn_pending = ordered and cc
+        self.ack_pending = TCP_ACK if (ordered and cc and client_side) else 0
 
     # ------------------------------------------------------------ sender --
     def send(self, msg, stream, deliver: Callable, unordered: bool = False) -> None:
@@ -166,6 +183,16 @@ class Half:
         cat = 0
         left = parts[0]
         kind = msg.kind
+        control = 0
+        if self.syn_pending:
+            self.syn_pending = False
+            if kind == "handshake":
+                control = msg.handshake
+            else:
+                self.ack_pending = 0  # no handshake on this connection
+        elif self.ack_pending and msg.handshake:
+            control = min(self.ack_pending, msg.handshake)
+            self.ack_pending = 0
         overhead = t.overhead
         for i in range(nsegs):
             room = mss if i < nsegs - 1 else size - mss * (nsegs - 1)
@@ -178,7 +205,9 @@ class Half:
                 got[cat] += take
                 left -= take
                 room -= take
-            seg = _Segment(self, tr, got[2], got[3], got[1] + overhead, got[0], kind)
+            c = control if control < got[0] else got[0]
+            control -= c
+            seg = _Segment(self, tr, got[2], got[3], got[1] + overhead, got[0], kind, c)
             if unordered:
                 seg.seq = -2
             q.append(seg)
@@ -277,8 +306,13 @@ class Half:
         self.release()
 
     def _ack(self, event) -> None:
-        acked = event._value
+        seg = event._value
+        acked = seg.size - self.t.overhead
         self.pipe -= acked
+        acked -= seg.control
+        if acked <= 0:
+            self.release()
+            return
         if self.cwnd < self.ssthresh:
             self.cwnd += acked
         else:
@@ -293,7 +327,7 @@ class TransportConnection:
 
     def __init__(self, transport, up: Path, down: Path, ordered: bool):
         self.ordered = ordered
-        self.up = Half(transport, up, ordered, down.latency_mean)
+        self.up = Half(transport, up, ordered, down.latency_mean, client_side=True)
         self.down = Half(transport, down, ordered, up.latency_mean)
 
 
@@ -342,7 +376,7 @@ class Transport:
                         continue
                 i += 1
         if half.cwnd != math.inf:
-            call_later(self.env, half.ack_delay, half._ack, seg.size - self.overhead)
+            call_later(self.env, half.ack_delay, half._ack, seg)
         if not half.ordered or seg.seq < 0:
             tr.got += 1
             if tr.got == tr.nsegs:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 
+from commsim.accounting.work import WorkCosts
 from commsim.clients import ClientPopulation
 from commsim.clients.population import check_cycle_takes_time
 from commsim.config.schema import Field, Section, register_section
@@ -130,6 +131,7 @@ class RequestResponse:
         self._req_body = self._body_sampler(rr["request_body"], "request_response/request_body")
         self._resp_body = self._body_sampler(rr["response_body"], "request_response/response_body")
         self._service = sim.sampler(cfg["server"]["service_time"], "server/service")
+        self.costs = WorkCosts(cfg["server"])  # per-kind CPU (issue 13); all 0 by default
         self.clients = ClientPopulation(sim, self.start_op)
         self.net.up.on_drop = self.net.down.on_drop = self._lost
 
@@ -163,6 +165,8 @@ class RequestResponse:
         work = self._service()
         if self.encoded:
             work += self.encoding.cpu(msg.payload) + self.encoding.cpu(resp_body)
+        if self.costs.any:
+            work += self.costs.exchange(msg.payload, resp_body, msg.handshake > 0)
         self.cpu.submit(work, "request", self._respond, (msg, resp_body))
 
     def _respond(self, token, _wait) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from array import array
 
+from commsim.accounting.work import WorkCosts
 from commsim.config.schema import Field, Section, register_section
 from commsim.engine.simulation import call_at, call_later
 from commsim.errors import ConfigError
@@ -101,6 +102,7 @@ class _Base:
         self.rtt_sum = 0.0
         self.rtt_n = 0
         self._service = sim.sampler(cfg["server"]["service_time"], "server/service")
+        self.costs = WorkCosts(cfg["server"])  # per-kind CPU (issue 13); all 0 by default
         self.conn_memory = sec["connection_memory"]
         wl = cfg["workload"]
         self.feed = EventFeed(sim, n, wl)

@@ -61,10 +61,11 @@ class _Polling(_Base):
 
     def _respond(self, c: int, items, purpose: str = "poll") -> None:
         """Queue the answer to a poll of ``c`` carrying ``items`` (None: empty)."""
+        work = self._service() + (self.costs.poll(items) if self.costs.any else 0.0)
         if items is None:
-            self.cpu.submit(self._service(), purpose, self._send_empty, c, True)
+            self.cpu.submit(work, purpose, self._send_empty, c, True)
         else:
-            self.cpu.submit(self._service(), purpose, self._send_items,
+            self.cpu.submit(work, purpose, self._send_items,
                             (c, items, self.poll_sent[c]))
 
     # A poll response's ``created`` is the time its poll was sent (the
@@ -259,10 +260,14 @@ class ShortPolling(_Polling):
         c = msg.src
         bc = self.bc_cursor
         if self.pending[c] is None and (bc is None or bc[c] == len(self.bc_times)):
-            self.cpu.submit(self._service(), "poll", self._send_empty_cb, msg, True)
+            work = self._service() + (self.costs.poll(None) if self.costs.any else 0.0)
+            self.cpu.submit(work, "poll", self._send_empty_cb, msg, True)
         else:
-            self.cpu.submit(self._service(), "poll", self._send_items,
-                            (c, self._take(c), msg.created))
+            work = self._service()
+            items = self._take(c)
+            if self.costs.any:
+                work += self.costs.poll(items)
+            self.cpu.submit(work, "poll", self._send_items, (c, items, msg.created))
 
     def _send_empty(self, req, _wait) -> None:
         now = self.env._now

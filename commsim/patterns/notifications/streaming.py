@@ -73,7 +73,8 @@ class _Streaming(_Base):
     def _server_connect(self, msg) -> None:
         c = msg.src
         replay = self.backlog.pop(c, None)
-        self.cpu.submit(self._service(), "connect", self._opened, (c, replay), replay is None)
+        work = self._service() + (self.costs.stream_open() if self.costs.any else 0.0)
+        self.cpu.submit(work, "connect", self._opened, (c, replay), replay is None)
 
     def _opened(self, token, _wait) -> None:
         c, replay = token
@@ -172,7 +173,8 @@ class _Streaming(_Base):
             self._lost(created)
 
     def _send_frame(self, c, created, size, uid) -> None:
-        self.cpu.submit(self._service(), "event", self._frame_ready, (c, created, size, uid))
+        work = self._service() + (self.costs.frame(size) if self.costs.any else 0.0)
+        self.cpu.submit(work, "event", self._frame_ready, (c, created, size, uid))
 
     def _frame_ready(self, token, _wait) -> None:
         c, created, size, uid = token
