@@ -324,3 +324,20 @@ def test_a_null_sweep_value_of_a_patterns_own_key_is_kept():
     exp = load(ROOT / "experiments" / "websocket.yaml")
     assert exp.resolved["sweep"]["websocket.ping_interval"][-1] is None
     assert len(exp.points) == len(exp.resolved["sweep"]["websocket.ping_interval"])
+
+
+def test_sections_an_included_preset_sets_are_not_refused_but_the_files_own_are(tmp_path):
+    """A preset (a calibration) serves experiments of any pattern: its
+    sections that the run's patterns do not read are not used, and not
+    refused; a stray section the experiment file itself sets still is."""
+    (tmp_path / "preset.yaml").write_text("sse:\n  frame_overhead: 14B\n"
+                                          "short_polling:\n  request_header: 141B\n")
+    conf = tmp_path / "exp.yaml"
+    conf.write_text("include: preset.yaml\npattern: short_polling\nduration: 1s\n")
+    cfg = load(conf).points[0].config
+    assert cfg["short_polling"]["request_header"] == 141
+    conf.write_text("include: preset.yaml\npattern: short_polling\nduration: 1s\n"
+                    "long_polling:\n  timeout: 5s\n")
+    with pytest.raises(ConfigError) as exc:
+        load(conf)
+    assert exc.value.key == "long_polling"

@@ -424,8 +424,11 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
                           "expected the path of a YAML file or a dict of config keys")
     if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError("--set", f"got {describe(overrides)}; expected a list of 'KEY=VALUE' strings")
+    preset_only: set = set()  # sections only an included preset sets: exempt from the unused check
     if isinstance(raw, dict) and "include" in raw:  # a preset under the file's keys (issue 13)
+        own = set(raw)
         raw = _with_include(raw, base_dir)
+        preset_only = set(raw) - own
     for text in overrides:
         key, value = parse_override(text)
         if key.startswith("sweep."):
@@ -497,7 +500,7 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
             raise
         params = {k: get_dotted(cfg, k) if applies[k] else None for k in keys}
         points.append(RunSpec(params=params, config=cfg))
-    _check_sections_used(raw, keys, points, patterns)
+    _check_sections_used(raw, keys, points, patterns, exempt=preset_only)
 
     base = resolve_run(raw if "pattern" in raw else {**raw, "pattern": points[0].config["pattern"]}, base_dir) \
         if points else resolve_run(raw, base_dir)
@@ -545,12 +548,16 @@ def _applies(dotted: str, pattern_name: Any, patterns: dict) -> bool:
     return dotted.partition(".")[0] in patterns[pattern_name].sections
 
 
-def _check_sections_used(raw: dict, sweep_keys: list, points: list[RunSpec], patterns: dict) -> None:
+def _check_sections_used(raw: dict, sweep_keys: list, points: list[RunSpec], patterns: dict,
+                         exempt: set = frozenset()) -> None:
     """A section (or a swept key of one) that no pattern of the run reads would
-    be accepted and do nothing: refuse it, naming the section."""
+    be accepted and do nothing: refuse it, naming the section.  Sections that
+    only an included preset sets (``exempt``) are not refused: a preset (e.g.
+    a calibration) serves experiments of any pattern, and the sections the
+    run's patterns do not read are simply not used."""
     running = _unique([p.config["pattern"] for p in points])
     used = {s for name in running for s in patterns[name].sections}
-    present = [s for s in SECTIONS if s in raw and s not in CORE_SECTIONS]
+    present = [s for s in SECTIONS if s in raw and s not in CORE_SECTIONS and s not in exempt]
     present += [k for k in sweep_keys if _is_pattern_key(k)]
     for item in present:
         sname = item.partition(".")[0]
