@@ -100,20 +100,8 @@ class Link:
     # ------------------------------------------------------------------
     def send(self, msg, deliver: Callable) -> None:
         """Put ``msg`` on the link; ``deliver(msg)`` runs when it arrives."""
-        sim = self.sim
         now = self.env._now
-        counter = sim.bytes
-        counter.sent += 1
-        counter.transmit(msg)
-        if sim.tracer is not None:
-            sim.tracer.sent(self, msg)
-        self.in_flight += 1
-        if self.bandwidth is None:
-            depart = now
-        else:
-            start = self._busy_until if self._busy_until > now else now
-            depart = start + msg.size * 8.0 / self.bandwidth
-            self._busy_until = depart
+        depart = self._enter(msg, now)
         if self._fifo:
             arrive = depart + self.constant_latency
             self._line.append((arrive, msg, deliver))
@@ -128,6 +116,24 @@ class Link:
         delay = self._fate(msg, deliver, None, depart - now)
         if delay is not None:
             call_later(self.env, delay + self._latency(), self._arrive, (msg, deliver))
+
+    def _enter(self, msg, now: float) -> float:
+        """Count ``msg`` as sent (ledger, bytes, trace) and return when its
+        last bit leaves: at once without a bandwidth limit, else after the
+        messages queued before it and its own serialisation time."""
+        sim = self.sim
+        counter = sim.bytes
+        counter.sent += 1
+        counter.transmit(msg)
+        if sim.tracer is not None:
+            sim.tracer.sent(self, msg)
+        self.in_flight += 1
+        if self.bandwidth is None:
+            return now
+        start = self._busy_until if self._busy_until > now else now
+        depart = start + msg.size * 8.0 / self.bandwidth
+        self._busy_until = depart
+        return depart
 
     def _fate(self, msg, deliver, stream, delay: float):
         """Draw the losses of ``msg`` (first transmission ``delay`` from now):
@@ -155,20 +161,8 @@ class Link:
         if self._fifo:
             self.send(msg, deliver)
             return
-        sim = self.sim
         now = self.env._now
-        counter = sim.bytes
-        counter.sent += 1
-        counter.transmit(msg)
-        if sim.tracer is not None:
-            sim.tracer.sent(self, msg)
-        self.in_flight += 1
-        if self.bandwidth is None:
-            depart = now
-        else:
-            start = self._busy_until if self._busy_until > now else now
-            depart = start + msg.size * 8.0 / self.bandwidth
-            self._busy_until = depart
+        depart = self._enter(msg, now)
         delay = self._fate(msg, deliver, stream, depart - now) if self.loss > 0 else depart - now
         if delay is None:
             return
