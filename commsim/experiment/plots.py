@@ -142,37 +142,19 @@ _METRIC_NAMES = {
 
 def display_unit(unit: str, values=(), name: str = "") -> tuple[str, float]:
     """A human unit for values in base ``unit`` and the factor to multiply
-    them by: seconds as us/ms/s, bytes as B/KiB/MiB, B/s as KiB/s or MiB/s,
-    bit/s as Mbit/s, fractions as %, chosen from the largest value."""
+    them by, from :func:`commsim.humanize.scale` (the one owner of human
+    units: seconds as µs/ms/s, bytes as KiB/MiB, the B/s metric as a bit
+    rate, fractions as %), chosen from the largest value so that an axis's
+    ticks stay readable.  A count whose name says it is a ratio
+    (utilisation, availability ...) is shown in %."""
+    from commsim import humanize
+
+    if unit in ("", "1"):
+        return ("%", 100.0) if any(h in name for h in _PERCENT_HINTS) else ("", 1.0)
     vals = np.asarray([v for v in np.asarray(values, dtype=float).ravel() if np.isfinite(v)])
     top = float(np.max(np.abs(vals))) if vals.size else 0.0
-    if unit == "s":
-        if 0 < top < 1e-3:
-            return "us", 1e6
-        if top < 1:
-            return "ms", 1e3
-        return "s", 1.0
-    if unit == "B":
-        if top >= 1024 ** 2:
-            return "MiB", 1 / 1024 ** 2
-        if top >= 1024:
-            return "KiB", 1 / 1024
-        return "B", 1.0
-    if unit == "B/s":
-        if top >= 1024 ** 2:
-            return "MiB/s", 1 / 1024 ** 2
-        if top >= 1024:
-            return "KiB/s", 1 / 1024
-        return "B/s", 1.0
-    if unit == "bit/s":
-        return "Mbit/s", 1e-6
-    if unit == "fraction":
-        return "%", 100.0
-    if unit in ("", "1"):
-        if any(h in name for h in _PERCENT_HINTS):
-            return "%", 100.0
-        return "", 1.0
-    return unit, 1.0
+    factor, label = humanize.scale(unit, [top] if top else [])
+    return ("per second" if label == "/s" else label), factor
 
 
 def metric_name(name: str) -> str:
