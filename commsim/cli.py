@@ -439,6 +439,10 @@ def main(argv: list[str] | None = None) -> int:
     except (WriteError, RunAborted) as exc:
         print(f"commsim: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file a command reads or writes (report, plot, summary ...)
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"commsim: error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except MemoryError:
         print("commsim: error: out of memory; finished runs are stored: run the same command "
               "again to compute only the missing ones", file=sys.stderr)

@@ -645,3 +645,16 @@ def test_kill_9_at_a_random_point_then_resume_gives_identical_results(tmp_path, 
     out = _kill_and_resume(tmp_path, cfg, delay, f"killed{trial}")
     assert results(out) == results(reference), f"differs after a kill at {delay:.2f} s"
     assert not (out / output.STAGING).exists()
+
+
+def test_a_report_that_cannot_be_written_is_one_line_and_exit_1(tmp_path, capsys):
+    """`commsim report --out` into a folder that cannot exist: one line on
+    stderr, exit 1, no traceback (every command's file errors end so)."""
+    from commsim.cli import main
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    assert main(["report", "--results", str(results), "--out", "/proc/nope/REPORT.md",
+                 "--no-redraw"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("commsim: error: cannot access '/proc/nope")
+    assert not any("Traceback" in line for line in err)
