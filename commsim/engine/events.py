@@ -8,11 +8,21 @@ the number of pending events small.
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable
 
 import simpy
 from simpy.core import NORMAL
 from simpy.events import Event
+
+
+#: Hot-path readers of the clock and of a triggered event's value, for nodes
+#: outside engine/: C-level attribute getters (about 40 ns a read against
+#: 67 ns for SimPy's ``env.now`` / ``event.value`` properties, which are
+#: Python functions; a CPU job reads them three times).  Use the public
+#: properties everywhere else.
+clock = operator.attrgetter("_now")
+value_of = operator.attrgetter("_value")
 
 
 class _Call(Event):
