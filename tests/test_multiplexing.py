@@ -334,3 +334,11 @@ def test_async_cold_pages_keep_their_own_connections():
     assert m["client_connections_opened"] == pytest.approx(m["throughput"] * 10, abs=3)
     assert m["client_connections_peak"] >= 2
     assert_ledger(m)
+
+
+def test_keepalive_false_is_refused_naming_warm_connections():
+    from commsim.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load({"pattern": "multiplexing", "network": {"keepalive": False}})
+    assert e.value.key == "network.keepalive" and "warm_connections" in str(e.value)

@@ -18,8 +18,8 @@ def run(duration=20, warmup=0, seed=1, network=None, **pubsub):
     if network:
         cfg["network"] = network
     exp = load(cfg)
-    metrics, sim = simulate(exp.points[0].config, seed)
-    return metrics, sim.pubsub
+    result = simulate(exp.points[0].config, seed)
+    return result.metrics, result.model
 
 
 def assert_ledgers(m, model=None):
@@ -301,3 +301,29 @@ def test_prefetch_utilization_per_consumer_and_with_broker_cpu(prefetch, group, 
     expected = theory.prefetch_utilization(prefetch, 0.004, 0.05 + broker_cost, 0.05 + broker_cost)
     assert m["consumer_utilization"] == pytest.approx(expected, abs=0.005)
     assert_ledgers(m, model)
+
+
+@pytest.mark.parametrize("key,value", [("handshake", "tcp"), ("keepalive", False)])
+def test_connection_keys_are_refused_naming_the_key(key, value):
+    with pytest.raises(ConfigError) as err:
+        run(duration=1, network={key: value})
+    assert err.value.key == f"network.{key}"
+
+
+def test_traces_name_publishers_consumers_and_the_broker():
+    from commsim.experiment.trace import run_traced
+
+    cfg = load({"pattern": "pubsub", "duration": 1, "warmup": 0,
+                "pubsub": {"delivery": "push", "publish_rate": 50}}).points[0].config
+    tracer, _sim, _seed = run_traced(cfg, 20)
+    text = tracer.text()
+    assert "publisher 0 => broker" in text and "broker => consumer 0" in text
+    assert "object at 0x" not in text
+
+
+def test_the_broker_is_a_node_that_counts_its_own_deliveries():
+    m, model = run(duration=3, delivery="push", publish_rate=100, subscribers=2)
+    b = model.broker
+    assert not hasattr(b, "model")
+    assert m["deliveries"] == b.deliveries > 0 and m["redeliveries"] == b.redeliveries
+    assert [s.index for s in b.subs] == [s.index for s in model.subs]

@@ -214,3 +214,45 @@ def test_topology_closed_forms():
     with pytest.raises(ValueError):
         theory.consistent_hash_moved_fraction(5, 4)
     assert theory.stateless_store_added_latency(1e-3, 1e-4, 0.5) == pytest.approx(1.5 * 2.1e-3)
+
+
+def test_network_bandwidth_serialises_each_hop_exactly():
+    """mode none, one sync client, constant 5 ms hops and 1 ms service: a
+    1250-byte request takes 1 ms and a 12,500-byte response 10 ms at 10 Mbps,
+    so every call takes 5 + 1 + 1 + 5 + 10 = 22 ms (0 + 1 + 0 + 5 + 5 = 11 ms
+    without the bandwidth limit)."""
+    base = dict(clients={"count": 1, "mode": "sync", "think_time": 0},
+                server={"cores": 1, "service_time": "1ms"},
+                sidecar={"mode": "none", "request_size": 1250, "response_size": 12500})
+    slow, _ = simulate(config(network={"latency": "5ms", "bandwidth": "10Mbps"}, **base), 1)
+    fast, _ = simulate(config(network={"latency": "5ms"}, **base), 1)
+    assert slow["latency_p50"] == pytest.approx(0.022, rel=1e-9)
+    assert slow["latency_p99"] == pytest.approx(0.022, rel=1e-9)
+    assert fast["latency_p99"] == pytest.approx(0.011, rel=1e-9)
+
+
+def test_network_loss_adds_geometric_retransmissions_per_hop():
+    """Loss p = 0.2, RTO 100 ms, no drops (max_retries 30): each of a call's
+    two network messages waits rto * p / (1 - p) = 25 ms more on average, so
+    a call takes 50 ms longer; bytes sent are 1 / (1 - p) per message.  The
+    per-call extra has sd ~ sqrt(2) * rto * sqrt(p) / (1 - p) = 79 ms; ~4,000
+    calls give a standard error ~1.3 ms: tolerance 6 ms (4.7 SE)."""
+    base = dict(clients={"count": 20, "mode": "sync", "think_time": "0.1s"},
+                server={"cores": 4, "service_time": "1ms"},
+                sidecar={"mode": "none"})
+    lossy, _ = simulate(config(network={"latency": "5ms", "loss": 0.2, "rto": "100ms",
+                                        "max_retries": 30}, **base), 3)
+    clean, _ = simulate(config(network={"latency": "5ms"}, **base), 3)
+    assert clean["latency_mean"] == pytest.approx(0.011, rel=1e-9)
+    assert abs(lossy["latency_mean"] - clean["latency_mean"] - 0.050) < 0.006
+    sent = lossy["bytes_total"] - lossy["bytes_retransmitted"]
+    assert lossy["bytes_total"] / sent == pytest.approx(1 / 0.8, rel=0.03)
+    assert lossy["sent"] == lossy["delivered"] + lossy["dropped"] + lossy["in_flight"]
+
+
+@pytest.mark.parametrize("key,value", [("handshake", "tls1.3"), ("keepalive", False)])
+def test_connection_keys_are_refused_with_the_sidecar_keys_to_use(key, value):
+    with pytest.raises(ConfigError) as e:
+        config(network={key: value})
+    assert e.value.key == f"network.{key}"
+    assert "sidecar." in str(e.value)

@@ -12,7 +12,7 @@ from commsim import theory
 from commsim.engine import Simulation
 from commsim.engine.simulation import call_at
 from commsim.errors import ConfigError
-from commsim.experiment.runner import simulate
+from commsim.experiment.runner import collect, simulate
 from commsim.nodes.load_balancer import LoadBalancer
 from commsim.patterns import registry
 from commsim.patterns.stateful import StatefulModel
@@ -74,7 +74,7 @@ def test_stateful_crash_loses_exactly_the_sessions_on_that_server():
         snap["others"] = {s.index: set(s.sessions) for s in model.servers if s.index != 1}
     call_at(sim.env, 20.0 - 1e-9, probe)
     sim.run()
-    m = model.metrics()
+    m = collect(sim, model)
     victims = snap["victim"]
     assert len(victims) > 10  # ~120 clients over 4 servers
     assert m["sessions_lost"] == len(victims)
@@ -211,9 +211,16 @@ def test_mtbf_bare_value_means_exponential_up_times():
     cfg = config(stateful={"mtbf": "10s", "mttr": "1s", "servers": 3})
     sim = Simulation(cfg, 5)
     model = registry()["stateful"].model(sim)
-    draws = np.array([model._uptime() for _ in range(2000)])
+    draws = np.array([model.faults.uptime() for _ in range(2000)])
     assert abs(draws.mean() - 10.0) < 5 * 10.0 / math.sqrt(2000)
     assert draws.std() / draws.mean() == pytest.approx(1.0, abs=0.1)
     with pytest.raises(ConfigError) as e:
         config(stateful={"mtbf": 0, "mttr": 0})
     assert e.value.key == "stateful.mtbf"
+
+
+@pytest.mark.parametrize("key,value", [("handshake", "tls1.2"), ("keepalive", False)])
+def test_connection_keys_are_refused_naming_the_key(key, value):
+    with pytest.raises(ConfigError) as e:
+        config(network={key: value})
+    assert e.value.key == f"network.{key}"

@@ -23,10 +23,9 @@ import pytest
 
 import commsim
 from commsim.config import resolve_run
-from commsim.engine import Simulation
 from commsim.errors import ConfigError
 from commsim.experiment.runner import simulate
-from commsim.patterns.sync_async import SyncAsync, figures
+from commsim.patterns.sync_async import figures
 from commsim.theory import thread_pool_saturation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,10 +48,8 @@ def config(io_model="thread_pool", *, duration=4.0, warmup=0.5, cores=1, rate=No
 
 
 def run_model(cfg, seed=11):
-    sim = Simulation(cfg, seed)
-    model = SyncAsync(sim)
-    sim.run()
-    return model, model.metrics()
+    run = simulate(cfg, seed)
+    return run.model, run.metrics
 
 
 def exp(mean):
@@ -304,3 +301,45 @@ def test_figures(tmp_path):
     paths = figures(result, tmp_path)
     assert len(paths) >= 4
     assert all(p.exists() and p.stat().st_size > 1000 for p in paths)
+
+
+@pytest.mark.parametrize("mode,rtts,hs_bytes", [("none", 0, 0), ("tcp", 1, 60 + 60 + 52),
+                                                ("tls1.3", 2, 60 + 60 + 517 + 4000 + 52 + 74)])
+def test_handshake_without_keepalive_costs_its_rtts_and_bytes_per_request(mode, rtts, hs_bytes):
+    """One closed-loop client, constant 10 ms links, no CPU, one 5 ms backend
+    call: a request takes 2 x 10 ms + 5 ms; without keep-alive every request
+    first pays the handshake's round trips (tcp 1, tls1.3 2) and its exact
+    bytes (the flights of commsim.network.connection, the client's last
+    flight riding with the request)."""
+    cfg = config(duration=2.0, warmup=0.2, clients=1, think=0, cpu_before=0, cpu_after=0,
+                 io_time="5ms", context_switch=0,
+                 network={"latency": "10ms", "handshake": mode, "keepalive": False,
+                          "tls_server_cpu": 0})
+    _model, m = run_model(cfg)
+    assert m["latency_mean"] == pytest.approx(0.025 + rtts * 0.020, rel=1e-9)
+    assert m["latency_p99"] == pytest.approx(0.025 + rtts * 0.020, rel=1e-9)
+    if mode == "none":
+        assert m["bytes_handshake"] == 0 and m["handshakes"] == 0
+    else:
+        assert m["handshakes"] == pytest.approx(m["requests"], abs=1)
+        assert m["bytes_handshake"] == pytest.approx(hs_bytes * m["handshakes"], abs=hs_bytes)
+
+
+def test_keepalive_opens_one_connection_per_client():
+    cfg = config(duration=2.0, warmup=0.0, clients=5, think=0, cpu_before=0, cpu_after=0,
+                 io_time="5ms", context_switch=0,
+                 network={"latency": "10ms", "handshake": "tls1.3", "keepalive": True,
+                          "tls_server_cpu": 0})
+    _model, m = run_model(cfg)
+    assert m["handshakes"] == 5 and m["connections_opened"] == 5
+    assert m["bytes_handshake"] == 5 * (60 + 60 + 517 + 4000 + 52 + 74)
+
+
+def test_ledger_balances_with_loss_handshakes_and_a_crash():
+    cfg = config(duration=4.0, warmup=0.5, clients=20, think=0.01, crash_at=["2s"],
+                 restart_time="0.3s", commit="sync",
+                 network={"latency": "5ms", "loss": 0.05, "max_retries": 1, "rto": "20ms",
+                          "handshake": "tls1.3", "keepalive": False})
+    _model, m = run_model(cfg)
+    assert m["crashes"] == 1 and m["handshakes"] > 0 and m["dropped"] > 0
+    assert m["sent"] == m["delivered"] + m["dropped"] + m["in_flight"]

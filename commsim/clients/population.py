@@ -65,13 +65,13 @@ class ClientPopulation:
         timeout = env.timeout
         yield timeout(think())
         while True:
-            t0 = env._now
+            t0 = env.now
             since[cid] = t0
             ev = event()
             start_op(cid, ev.succeed)
             yield ev
             since[cid] = None
-            now = env._now
+            now = env.now
             if t0 >= sim.start:  # started in the window: a latency sample, all of it blocked
                 lat.completed += 1
                 values.append(now - t0)
@@ -96,7 +96,7 @@ class ClientPopulation:
         record = self.latencies.record
         while True:
             yield env.timeout(gap())
-            t0 = env._now
+            t0 = env.now
             cid = min(int(pick()), count - 1)
             start_op(cid, lambda t0=t0: record(t0))
 

@@ -19,43 +19,12 @@ import gc
 from typing import Any, Callable
 
 import simpy
-from simpy.core import NORMAL
-from simpy.events import Event
 
 from commsim.accounting.bytes import ByteCounter
+from commsim.engine.events import call_at, call_later  # noqa: F401  (re-exported)
+from commsim.engine.recorder import Recorder
 from commsim.dists import make_distribution
 from commsim.rng import Streams
-
-
-class _Call(Event):
-    """An already-triggered event made without ``Event.__init__`` (one call
-    fewer per scheduled callback on the hot path)."""
-
-    def __init__(self):  # noqa: D107 - attributes are set by call_later
-        pass
-
-
-def call_later(env: simpy.Environment, delay: float, callback: Callable[[Event], None],
-               value: Any = None) -> Event:
-    """Schedule ``callback(event)`` after ``delay``; ``event.value`` is ``value``.
-
-    Equivalent to ``env.timeout(delay, value).callbacks.append(callback)``
-    without the generator machinery: one heap entry, one call.
-    """
-    ev = _Call()
-    ev.env = env
-    ev.callbacks = [callback]
-    ev._ok = True
-    ev._value = value
-    env.schedule(ev, NORMAL, delay)
-    return ev
-
-
-def call_at(env: simpy.Environment, when: float, callback: Callable[[Event], None],
-            value: Any = None) -> Event:
-    """Schedule ``callback(event)`` at absolute time ``when`` (not before now)."""
-    delay = when - env._now
-    return call_later(env, delay if delay > 0 else 0.0, callback, value)
 
 
 class Simulation:
@@ -78,6 +47,7 @@ class Simulation:
         self.duration: float = config["duration"]
         self.end: float = self.start + self.duration
         self.bytes = ByteCounter(self)
+        self.recorder = Recorder(self)
         self.tracer = None  # set by commsim.experiment.trace
         self._finalizers: list[Callable[[], None]] = []
         self._ran = False

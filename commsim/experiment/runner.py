@@ -109,8 +109,38 @@ def check_jobs(jobs) -> int:
     return jobs
 
 
-def simulate(config: dict, run_seed: int, tracer=None, watch=None) -> tuple[dict, Simulation]:
-    """Run one resolved config with one seed; returns (metrics, simulation).
+class SimRun(tuple):
+    """What :func:`simulate` returns: unpacks as ``(metrics, sim)``; also
+    ``.metrics``, ``.sim``, ``.model`` and ``.series`` (the recorder's time
+    series, ``{name: (times, values)}``)."""
+
+    def __new__(cls, metrics: dict, sim: Simulation, model: Any):
+        self = super().__new__(cls, (metrics, sim))
+        self.metrics, self.sim, self.model = metrics, sim, model
+        self.series = {k: (s.t, s.values) for k, s in sim.recorder.series.items()}
+        return self
+
+
+def collect(sim: Simulation, model) -> dict:
+    """A finished run's metrics: the model's own plus the standard ones
+    (bytes, message ledger, events) from the recorder; every name checked
+    against :mod:`commsim.metrics`."""
+    metrics = model.metrics()
+    # A model without in_flight() still reports the standard metrics itself.
+    if hasattr(model, "in_flight"):
+        for key, value in sim.recorder.standard_metrics(model.in_flight()).items():
+            metrics.setdefault(key, value)
+    unknown = [k for k in metrics if k not in METRICS]
+    if unknown:
+        raise RuntimeError(f"pattern {sim.config['pattern']!r} reported undefined metrics "
+                           f"{unknown}; define them in commsim/metrics")
+    return metrics
+
+
+def simulate(config: dict, run_seed: int, tracer=None, watch=None) -> SimRun:
+    """Build, run and collect one resolved config with one seed: the one
+    place a simulation is run.  Returns a :class:`SimRun` (unpacks as
+    ``(metrics, sim)``; ``.model``, ``.series``).
 
     ``watch(sim)``, if given, returns a context manager held while the
     simulation runs (used to report its simulated clock; it must not schedule
@@ -140,28 +170,7 @@ def _simulate(config: dict, run_seed: int, tracer, watch) -> tuple[dict, Simulat
     else:
         with watch(sim):
             sim.run()
-    metrics = model.metrics()
-    unknown = [k for k in metrics if k not in METRICS]
-    if unknown:
-        raise RuntimeError(f"pattern {pattern.name!r} reported undefined metrics {unknown}; "
-                           "define them in commsim/metrics")
-    return metrics, sim
-
-
-def run_point(config: dict, params: dict, replication: int) -> dict:
-    """One replication of one sweep point, as a ``runs.csv`` row."""
-    seed = derive_run_seed(config["seed"], replication)
-    metrics, _ = simulate(config, seed)
-    row: dict[str, Any] = dict(params)
-    row["replication"] = replication
-    row["seed"] = seed
-    row.update(metrics)
-    return row
-
-
-def tasks(exp: Experiment) -> list[tuple[dict, dict, int]]:
-    """Every (config, params, replication) of an experiment, in a fixed order."""
-    return [(p.config, p.params, r) for p in exp.points for r in range(exp.replications)]
+    return SimRun(collect(sim, model), sim, model)
 
 
 def _as_progress(progress):
@@ -362,7 +371,7 @@ class _State:
 
 def make_result(exp: Experiment, rows: list[dict]) -> Result:
     """Build a :class:`Result` from ``runs.csv`` rows (a ``wall_s`` column,
-    as :func:`run_point` adds, goes to ``timings``)."""
+    as the executors add, goes to ``timings``)."""
     from commsim.experiment.stats import summarize
 
     runs = pd.DataFrame(rows)
@@ -396,6 +405,3 @@ def run(source, overrides=(), progress=None, **options) -> Result:
 
     return run_experiment(load(source, overrides), progress, **options)
 
-
-def is_nan(x) -> bool:
-    return isinstance(x, float) and math.isnan(x)

@@ -83,13 +83,11 @@ def output_series(model) -> list[float]:
 
 def pilot(job) -> dict:
     """Executor function: one pilot run and its MSER-5 truncation."""
-    from commsim.engine import Simulation
-    from commsim.patterns import registry
+    from commsim.experiment.runner import simulate
 
     try:
-        sim = Simulation(job.config, job.seed)
-        model = registry()[job.config["pattern"]].model(sim)
-        sim.run()
+        run = simulate(job.config, job.seed)
+        sim, model = run.sim, run.model
         series = output_series(model)
         drop, m, settled = mser(series)
         n = len(series)

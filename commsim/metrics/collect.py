@@ -11,85 +11,13 @@ import math
 
 import numpy as np
 
-
-class Level:
-    """A quantity that changes at instants (threads in use, threads blocked,
-    server down): its time integral and maximum over the measurement window."""
-
-    __slots__ = ("sim", "value", "area", "last", "peak")
-
-    def __init__(self, sim, value: float = 0):
-        self.sim = sim
-        self.value = value
-        self.area = 0.0
-        self.last = 0.0
-        self.peak = 0
-        sim.at_end(self._close)
-
-    def set(self, value) -> None:
-        sim = self.sim
-        now = sim.env._now
-        start = sim.start
-        if now >= start:
-            last = self.last
-            old = self.value
-            self.area += old * (now - (last if last > start else start))
-            if old > self.peak:  # the old value was held at some instant of the window
-                self.peak = old
-            if value > self.peak:
-                self.peak = value
-        self.last = now
-        self.value = value
-
-    def add(self, delta) -> None:
-        # set(value + delta), inlined: this runs twice per CPU job.
-        sim = self.sim
-        now = sim.env._now
-        start = sim.start
-        old = self.value
-        new = old + delta
-        if now >= start:
-            last = self.last
-            self.area += old * (now - (last if last > start else start))
-            peak = self.peak
-            if old > peak:
-                peak = old
-            if new > peak:
-                peak = new
-            self.peak = peak
-        self.last = now
-        self.value = new
-
-    def _close(self) -> None:
-        self.set(self.value)
-
-    @property
-    def mean(self) -> float:
-        return self.area / self.sim.duration
+from commsim.engine.recorder import Level as _Level, Samples as _Samples
 
 
-class Latencies:
-    """Latency samples of operations started inside the window."""
-
-    __slots__ = ("sim", "values", "completed")
-
-    def __init__(self, sim):
-        self.sim = sim
-        self.values: list[float] = []
-        self.completed = 0  # operations completed inside the window (any start)
-
-    def record(self, t0: float) -> None:
-        """An operation started at ``t0`` completes now."""
-        sim = self.sim
-        now = sim.env._now
-        if now >= sim.start:
-            self.completed += 1
-            if t0 >= sim.start:
-                self.values.append(now - t0)
-
-    def add(self, value: float) -> None:
-        """Record a latency sample directly (caller checks the window)."""
-        self.values.append(value)
+# The time-weighted level and the latency samples are the recorder's
+# instruments (commsim/engine/recorder.py); re-exported under their old names.
+Level = _Level
+Latencies = _Samples
 
 
 def percentiles(values, prefix: str, qs=(50, 95, 99), mean: bool = False) -> dict:
@@ -163,17 +91,17 @@ def engine_metrics(sim) -> dict:
     return {"events": sim.events_scheduled}
 
 
-def client_server_metrics(sim, cpu, clients, network) -> dict:
+def client_server_metrics(sim, cpu, clients) -> dict:
     """The foundation metrics of a client/server pattern, in one call:
     throughput and latency of the clients' operations, the server CPU, the
-    request/response counts, bytes, blocked time and the message ledger."""
+    request/response counts and blocked time.  (Bytes, the message ledger and
+    the event count are the standard metrics the runner adds from the
+    recorder.)"""
     lat = clients.latencies
     out = {"throughput": lat.completed / sim.duration}
     out.update(latency_metrics(lat.values))
     out.update(cpu_metrics(cpu))
     out["requests"] = sim.bytes.messages("request")
     out["responses"] = sim.bytes.messages("response")
-    out.update(byte_metrics(sim))
     out.update(blocked_metrics(sim, clients.blocked_s, clients.count))
-    out.update(ledger_metrics(sim, network.in_flight()))
     return out

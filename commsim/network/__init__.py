@@ -24,10 +24,6 @@ class Network:
         self.up = network_link(sim, prefix + "up", cfg if section is not None else None)
         self.down = network_link(sim, prefix + "down", cfg if section is not None else None)
         self.links = [self.up, self.down]
-        sim.network = self
-
-    def one_way_mean(self) -> float:
-        return self.sim.distribution(self.config["latency"]).mean
 
     def in_flight(self) -> int:
         return sum(link.pending() for link in self.links)

@@ -166,3 +166,58 @@ class _Handshake:
 
     def _after_cpu(self, _token, _wait) -> None:
         self.step(None)
+
+
+# ------------------------------------------------------------------------
+# The flight walker shared by every handshake driver (added for issue 10 by
+# h10c; sidecar's mTLS connections and network/http.py use it).
+# ------------------------------------------------------------------------
+
+def hello_index(mode: str) -> int | None:
+    """Index, in ``HANDSHAKES[mode][0]``, of the ClientHello: the flight on
+    whose receipt the server does its TLS key exchange (``None`` without TLS)."""
+    return len(TCP_FLIGHTS) if mode in ("tls1.2", "tls1.3") else None
+
+
+class FlightExchange:
+    """Walks one handshake's ``flights`` (``[(direction, size), ...]``).
+
+    ``send(direction, size, label, deliver, exchange)`` puts one flight on the
+    wire (``"up"``: client to server); the caller's link calls
+    ``deliver(msg)`` when it arrives.  With ``server_work`` and ``hello`` (an
+    index into ``flights``), receiving flight ``hello`` runs
+    ``server_work(resume)`` first (the server's TLS CPU), which calls
+    ``resume()`` when done.  After the last flight arrives,
+    ``done(last)`` runs with ``last``, the size of the client's final flight
+    that rides with the first request.  :meth:`resend` sends the current
+    flight again (its link gave up on it).
+    """
+
+    __slots__ = ("flights", "last", "send", "done", "hello", "server_work", "i")
+
+    def __init__(self, flights, last: int, send, done, hello: int | None = None,
+                 server_work=None):
+        self.flights = flights
+        self.last = last
+        self.send = send
+        self.done = done
+        self.hello = hello if server_work is not None else None
+        self.server_work = server_work
+        self.i = 0
+
+    def step(self, _msg=None) -> None:
+        i = self.i
+        if i == len(self.flights):
+            self.done(self.last)
+            return
+        direction, size = self.flights[i]
+        self.i = i + 1
+        deliver = self._hello if i == self.hello else self.step
+        self.send(direction, size, f"handshake {i + 1}", deliver, self)
+
+    def _hello(self, _msg) -> None:
+        self.server_work(self.step)
+
+    def resend(self) -> None:
+        self.i -= 1
+        self.step()

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from commsim.network.connection import HANDSHAKES
+from commsim.network.connection import HANDSHAKES, FlightExchange, hello_index
 from commsim.network.message import Message
 
 H2_FRAME = 9
@@ -47,7 +47,6 @@ MAX_FRAME = 16384
 QUIC_FLIGHTS = [("up", 1200), ("down", 4000)]
 QUIC_LAST = 74          # client Finished, with the first request
 QUIC_0RTT_LAST = 1200   # the client's Initial (ClientHello) rides with the 0-RTT request
-CERT_FLIGHT = 4000      # the server flight carrying the certificate chain
 
 PROTOCOLS = ("http1", "http2", "http3")
 
@@ -56,27 +55,45 @@ def _ignore(_msg) -> None:
     pass
 
 
+def _resume(resume, _wait) -> None:
+    resume()
+
+
 class Tier:
-    """Connection counts of one tier (clients -> front, proxy -> backend)."""
+    """Connection counts of one tier (clients -> front, proxy -> backend):
+    connections opened and handshakes completed in the window, and the
+    connections open at once (a recorder :class:`~commsim.engine.recorder.Level`:
+    ``peak`` is the most open at once *inside the window*)."""
 
-    __slots__ = ("sim", "opened", "handshakes", "open_now", "peak")
+    __slots__ = ("opened_n", "handshakes_n", "level")
 
-    def __init__(self, sim):
-        self.sim = sim
-        self.opened = 0       # in the window
-        self.handshakes = 0   # completed in the window
-        self.open_now = 0
-        self.peak = 0         # most open at once (whole run)
+    def __init__(self, sim, name: str):
+        self.opened_n = sim.recorder.counter(f"{name}/connections_opened")
+        self.handshakes_n = sim.recorder.counter(f"{name}/handshakes")  # completed in the window
+        self.level = sim.recorder.level(f"{name}/connections_open")
+
+    @property
+    def opened(self) -> int:
+        return self.opened_n.n
+
+    @property
+    def handshakes(self) -> int:
+        return self.handshakes_n.n
+
+    @property
+    def open_now(self) -> int:
+        return self.level.value
+
+    @property
+    def peak(self) -> int:
+        return self.level.peak
 
     def open(self) -> None:
-        if self.sim.env._now >= self.sim.start:
-            self.opened += 1
-        self.open_now += 1
-        if self.open_now > self.peak:
-            self.peak = self.open_now
+        self.opened_n.add()
+        self.level.add(1)
 
     def closed(self, n: int) -> None:
-        self.open_now -= n
+        self.level.add(-n)
 
 
 class Request:
@@ -101,7 +118,7 @@ class Request:
 
 class HttpConn:
     __slots__ = ("client", "tc", "open", "busy", "next_stream", "req_seen", "resp_seen",
-                 "extra", "order", "flights", "i")
+                 "extra", "order")
 
     def __init__(self, client, tc):
         self.client = client
@@ -113,52 +130,55 @@ class HttpConn:
         self.resp_seen = False
         self.extra = 0
         self.order: deque = deque()
-        self.i = 0
 
     # --------------------------------------------------------- handshake --
-    def step(self, _msg) -> None:
+    def handshake(self) -> None:
+        """Open the connection: walk the client's flights with the shared
+        :class:`~commsim.network.connection.FlightExchange`; the endpoint's
+        ``tls_cpu`` runs when it reads the ClientHello (QUIC: its Initial),
+        before it sends its certificate flight."""
         c = self.client
         flights, last = c.flights
-        if self.i == len(flights):
-            if c.sim.env._now >= c.sim.start:
-                c.tier.handshakes += 1
-            self.open = True
-            self.extra = last
-            c.pump()
-            if self.extra:
-                # Nothing to send (other connections took the requests): the
-                # client's last flight goes alone, outside the ordered stream
-                # (like a bare ACK), so no later request waits for it.
-                msg = Message("handshake", c.name, "server", handshake=self.extra,
-                              created=c.sim.env._now)
-                self.extra = 0
-                self.tc.up.send(msg, 0, _ignore, unordered=True)
-            return
-        direction, size = flights[self.i]
-        self.i += 1
-        now = c.sim.env._now
-        if direction == "up":
-            msg = Message("handshake", c.name, "server", handshake=size, created=now,
-                          label=f"handshake {self.i}")
-            self.tc.up.send(msg, 0, self.step)
-        else:
-            msg = Message("handshake", "server", c.name, handshake=size, created=now,
-                          label=f"handshake {self.i}")
-            ep = c.endpoint
-            if size == CERT_FLIGHT and ep.cpu is not None and ep.tls_cpu > 0:
-                ep.cpu.submit(ep.tls_cpu, "handshake", self._cert, msg)
-            else:
-                self.tc.down.send(msg, 0, self.step)
+        ep = c.endpoint
+        work = self._tls_work if ep.cpu is not None and ep.tls_cpu > 0 else None
+        FlightExchange(flights, last, self._flight, self._opened, hello=c.hello,
+                       server_work=work).step()
 
-    def _cert(self, msg, _wait) -> None:
-        self.tc.down.send(msg, 0, self.step)
+    def _flight(self, direction, size, label, deliver, _exchange) -> None:
+        c = self.client
+        now = c.sim.env.now
+        if direction == "up":
+            msg = Message("handshake", c.name, "server", handshake=size, created=now, label=label)
+            self.tc.up.send(msg, 0, deliver)
+        else:
+            msg = Message("handshake", "server", c.name, handshake=size, created=now, label=label)
+            self.tc.down.send(msg, 0, deliver)
+
+    def _tls_work(self, resume) -> None:
+        ep = self.client.endpoint
+        ep.cpu.submit(ep.tls_cpu, "handshake", _resume, resume)
+
+    def _opened(self, last) -> None:
+        c = self.client
+        c.tier.handshakes_n.add()
+        self.open = True
+        self.extra = last
+        c.pump()
+        if self.extra:
+            # Nothing to send (other connections took the requests): the
+            # client's last flight goes alone, outside the ordered stream
+            # (like a bare ACK), so no later request waits for it.
+            msg = Message("handshake", c.name, "server", handshake=self.extra,
+                          created=c.sim.env.now)
+            self.extra = 0
+            self.tc.up.send(msg, 0, _ignore, unordered=True)
 
     # ---------------------------------------------------------- exchange --
     def send(self, req: Request) -> None:
         c = self.client
         self.busy += 1
         req.conn = self
-        req.t0 = c.sim.env._now
+        req.t0 = c.sim.env.now
         proto = c.protocol
         if proto == "http1":
             header = c.req_header
@@ -213,7 +233,7 @@ class HttpConn:
                 framing = H3_FRAME * (2 if body > 0 else 1)
         req.resp_header_sent = header
         msg = Message("response", "server", c.name, header=header, payload=body,
-                      framing=framing, created=c.sim.env._now, data=req)
+                      framing=framing, created=c.sim.env.now, data=req)
         self.tc.down.send(msg, req.stream, self._at_client)
 
     def _at_client(self, msg) -> None:
@@ -221,7 +241,7 @@ class HttpConn:
         self.busy -= 1
         c = self.client
         sim = c.sim
-        now = sim.env._now
+        now = sim.env.now
         req.done_at = now
         stats = c.stats
         if stats is not None and now >= sim.start:
@@ -256,8 +276,10 @@ class HttpClient:
                 self.flights = ([], QUIC_0RTT_LAST)
             else:
                 self.flights = (QUIC_FLIGHTS, QUIC_LAST)
+            self.hello = 0  # QUIC's Initial carries the ClientHello
         else:
             self.flights = HANDSHAKES[handshake]
+            self.hello = hello_index(handshake)
         self.req_header = int(req_header)
         self.resp_header = int(resp_header)
         self.req_header_repeat = int(round(req_header * header_compression))
@@ -299,12 +321,12 @@ class HttpClient:
         self.tier.open()
         flights, last = self.flights
         if flights:
-            c.step(None)
+            c.handshake()
         else:  # no handshake, or QUIC 0-RTT: the request goes at once
             c.open = True
             c.extra = last
-            if last and self.sim.env._now >= self.sim.start:
-                self.tier.handshakes += 1
+            if last:
+                self.tier.handshakes_n.add()
         return c
 
     def close(self) -> None:

@@ -9,10 +9,11 @@ Model and assumptions
   response) and ``broker_cpu_per_request`` per ack, fetch request and offset
   commit.  A zero cost schedules nothing.
 * **Persistence.** With ``persistence: true`` a publish is confirmed only
-  after an fsync.  The disk is a one-"core" :class:`~commsim.nodes.Cpu`
-  named ``broker-disk`` doing one fsync (``fsync_time``) at a time with
-  *group commit*: every publish that arrives while an fsync runs is made
-  durable by the next one (as RabbitMQ and Kafka batch their syncs).
+  after an fsync: the store is a :class:`~commsim.nodes.durable_log.DurableLog`
+  on a one-"core" :class:`~commsim.nodes.Cpu` named ``broker-disk`` doing
+  one fsync (``fsync_time``) at a time with *group commit*: every publish
+  that arrives while an fsync runs is made durable by the next one (as
+  RabbitMQ and Kafka batch their syncs).
 * **Push** (RabbitMQ-like).  Each subscription has a FIFO queue shared by
   the consumers of its group (competing consumers).  The broker sends a
   consumer messages while it has fewer than ``prefetch`` unacknowledged ones,
@@ -52,6 +53,8 @@ from collections import deque
 from commsim.engine.simulation import call_later
 from commsim.network import Message
 from commsim.nodes.cpu import Cpu
+from commsim.nodes.durable_log import DurableLog
+from commsim.nodes.faults import Crashable, FaultPlan
 
 
 class Msg:
@@ -93,17 +96,17 @@ class Subscription:
     """One subscription of a topic: every message of the topic once
     (push: a queue; pull: a consumer group's offsets)."""
 
-    __slots__ = ("topic", "index", "consumers", "ready", "retry", "depth", "depth_max",
+    __slots__ = ("topic", "index", "consumers", "ready", "retry", "queue",
                  "seen", "rr", "committed", "high", "owner", "healthy")
 
-    def __init__(self, topic: int, index: int, partitions: int):
+    def __init__(self, sim, topic: int, index: int, partitions: int):
         self.topic = topic
         self.index = index
         self.consumers: list = []
         self.ready: deque = deque()
         self.retry: deque = deque()  # requeued messages, delivered first
-        self.depth = 0
-        self.depth_max = 0
+        # messages not yet processed: a recorder Level (peak over the window)
+        self.queue = sim.recorder.level(f"pubsub/queue/{topic}/{index}")
         self.seen: set = set()  # message ids processed by this subscription
         self.rr = 0
         self.committed = [0] * partitions
@@ -111,8 +114,14 @@ class Subscription:
         self.owner: list = [None] * partitions
         self.healthy = True  # no slow or crashing consumer (for healthy_latency_*)
 
+    @property
+    def depth(self) -> int:
+        return self.queue.value
 
-class _Fetch:
+
+class Fetch:
+    """One fetch request of a pull consumer (``fid``: the consumer's fetch number)."""
+
     __slots__ = ("consumer", "fid", "sent", "arrived", "done", "epoch")
 
     def __init__(self, consumer, fid: int, sent: float):
@@ -124,18 +133,34 @@ class _Fetch:
         self.epoch = 0
 
 
-class Broker:
-    """The broker of the pubsub model (see the module docstring)."""
+class Broker(Crashable):
+    """A message broker node (see the module docstring).
 
-    def __init__(self, model, cfg: dict):
-        sim = model.sim
-        self.model = model
+    API: the model builds it with its ``cfg`` (the ``pubsub`` section), the
+    delivery ``mode``, the broker->publisher ``confirm_link`` and
+    broker->consumer ``deliver_link``, and ``on_stored(msg)`` (called once per
+    message the broker stores); registers topics, subscriptions, consumers
+    and publishers (:meth:`add_subscription`, :meth:`add_publisher`); and
+    feeds it wire messages (``receive_publish``, ``receive_ack``,
+    ``receive_fetch``, ``receive_commit``).  The broker's own counters are
+    ``deliveries``, ``redeliveries`` and ``missed`` (copies a restart without
+    persistence lost).  Consumers expose ``up``, ``epoch``, ``unacked``,
+    ``next_tag``, ``parts``, ``position``, ``sub``, ``fetch_id`` and the hooks
+    ``on_delivery``, ``on_fetch_response``, ``connection_lost``, ``reconnect``;
+    publishers ``refused(msg)``, ``confirmed(msg)`` and ``pump()``.
+    """
+
+    name = "broker"
+
+    def __init__(self, sim, cfg: dict, mode: str, confirm_link, deliver_link, on_stored):
         self.sim = sim
         self.env = sim.env
         self.cpu = Cpu(sim, "broker", cfg["broker_cores"])
         self.persistent = cfg["persistence"]
         self.disk = Cpu(sim, "broker-disk", 1) if self.persistent else None
-        self.fsync_time = cfg["fsync_time"]
+        # Persistence: the store is a group-commit DurableLog on the disk.
+        self.log = DurableLog(sim, self, cfg["fsync_time"], disk=self.disk) \
+            if self.persistent else None
         self.cost_msg = cfg["broker_cpu_per_message"]
         self.cost_req = cfg["broker_cpu_per_request"]
         self.prefetch = cfg["prefetch"]
@@ -143,13 +168,35 @@ class Broker:
         self.max_wait = cfg["fetch_max_wait"]
         self.max_records = cfg["max_poll_records"]
         self.header = int(cfg["header"])
-        self.up = True
-        self.epoch = 0
-        self.restarts = 0
-        self._batch: list[Msg] = []
-        self._disk_busy = False
+        self.init_faults(FaultPlan(sim, downtime=cfg["broker_downtime"]), arm=False)
+        self.mode = mode
+        self.confirm_link = confirm_link
+        self.deliver_link = deliver_link
+        self.on_stored = on_stored
         self.partitions: list[list[Partition]] = []  # by topic
         self._part_rr: list[int] = []
+        self.subs: list[Subscription] = []
+        self.subs_by_topic: list[list[Subscription]] = []
+        self.consumers: list = []
+        self.publishers: list = []
+        self.deliveries = 0
+        self.redeliveries = 0
+        self.missed = 0
+
+    def __str__(self) -> str:
+        return self.name
+
+    # ------------------------------------------------------- topology --
+    def add_subscription(self, sub: Subscription) -> None:
+        """Register ``sub`` (its consumers already in ``sub.consumers``)."""
+        while len(self.subs_by_topic) <= sub.topic:
+            self.subs_by_topic.append([])
+        self.subs_by_topic[sub.topic].append(sub)
+        self.subs.append(sub)
+        self.consumers.extend(sub.consumers)
+
+    def add_publisher(self, publisher) -> None:
+        self.publishers.append(publisher)
 
     # ------------------------------------------------------------ CPU --
     def _work(self, cost: float, purpose: str, fn, token, stale=None) -> None:
@@ -179,46 +226,28 @@ class Broker:
         msg.publisher.refused(msg)
 
     def _stored(self, msg) -> None:
-        if self.disk is None:
+        if self.log is None:
             self._commit(msg)
-            return
-        self._batch.append(msg)
-        if not self._disk_busy:
-            self._fsync()
-
-    def _fsync(self) -> None:
-        batch, self._batch = self._batch, []
-        self._disk_busy = True
-        self.disk.submit(self.fsync_time, "fsync", self._synced, (self.epoch, batch))
-
-    def _synced(self, tok, _wait) -> None:
-        epoch, batch = tok
-        self._disk_busy = False
-        if epoch == self.epoch and self.up:
-            for msg in batch:
-                self._commit(msg)
         else:
-            for msg in batch:
-                msg.publisher.refused(msg)
-        if self._batch and self.up:
-            self._fsync()
+            self.log.append(self._commit, msg)
 
     def _commit(self, msg) -> None:
         """The message is stored: hand it to its subscriptions, confirm it."""
-        m = self.model
-        m.accept(msg)
-        if m.mode == "push":
-            for sub in m.subs_by_topic[msg.topic]:
+        self.store(msg)
+        self.confirm_link.send(Message("confirm", "broker", msg.publisher, header=self.header,
+                                       created=self.env.now, data=msg), _confirmed)
+
+    def store(self, msg) -> None:
+        """Store ``msg`` (also the model's way to preload a backlog)."""
+        self.on_stored(msg)
+        if self.mode == "push":
+            for sub in self.subs_by_topic[msg.topic]:
                 self.enqueue(sub, msg)
         else:
             self.append(msg)
-        m.confirm_link.send(Message("confirm", "broker", msg.publisher, header=self.header,
-                                    created=self.env._now, data=msg), m.on_confirm)
 
     def _grow(self, sub: Subscription, n: int) -> None:
-        sub.depth += n
-        if sub.depth > sub.depth_max and self.env._now >= self.sim.start:
-            sub.depth_max = sub.depth
+        sub.queue.add(n)
 
     # ------------------------------------------------------------ push --
     def enqueue(self, sub: Subscription, msg: Msg) -> None:
@@ -236,14 +265,14 @@ class Broker:
             start = sub.rr
             for k in range(n):
                 c = consumers[(start + k) % n]
-                if c.online and len(c.unacked) < prefetch:
+                if c.up and len(c.unacked) < prefetch:
                     break
             else:
                 return
             sub.rr = (start + k + 1) % n
             if sub.retry:
                 msg = sub.retry.popleft()
-                self.model.redeliveries += 1
+                self.redeliveries += 1
             else:
                 msg = sub.ready.popleft()
             tag = c.next_tag
@@ -255,10 +284,9 @@ class Broker:
         c, epoch, tag, msg = token
         if epoch != c.epoch:
             return  # the consumer crashed meanwhile: the message was requeued
-        m = self.model
-        m.deliveries += 1
-        m.deliver_link.send(Message("deliver", "broker", c, header=self.header, payload=msg.size,
-                                    created=self.env._now, data=token), c.on_delivery)
+        self.deliveries += 1
+        self.deliver_link.send(Message("deliver", "broker", c, header=self.header, payload=msg.size,
+                                       created=self.env.now, data=token), c.on_delivery)
 
     def receive_ack(self, wire) -> None:
         if not self.up:
@@ -272,8 +300,15 @@ class Broker:
         msg = c.unacked.pop(tag, None)
         if msg is None:
             return
-        c.sub.depth -= 1
+        c.sub.queue.add(-1)
         self.dispatch(c.sub)
+
+    def redeliver(self, c, epoch: int, tag: int) -> None:
+        """A delivery or its ack was lost on the wire: give the message to the
+        group again (if it is still that consumer's, unacked)."""
+        if epoch == c.epoch and tag in c.unacked:
+            c.sub.retry.append(c.unacked.pop(tag))
+            self.dispatch(c.sub)
 
     def consumer_lost(self, c) -> None:
         """A push consumer crashed: requeue its unacked messages."""
@@ -298,7 +333,7 @@ class Broker:
         msg.offset = len(part.log)
         part.log.append(msg)
         part.cum.append(part.cum[-1] + msg.size)
-        for sub in self.model.subs_by_topic[t]:
+        for sub in self.subs_by_topic[t]:
             self._grow(sub, 1)
         if part.waiters:
             for f in list(part.waiters):
@@ -318,11 +353,11 @@ class Broker:
             return  # lost; the consumer fetches again after the restart
         self._work(self.cost_req, "fetch", self._fetch_arrived, wire.data)
 
-    def _fetch_arrived(self, f: _Fetch) -> None:
+    def _fetch_arrived(self, f: Fetch) -> None:
         c = f.consumer
         if f.fid != c.fetch_id:
             return
-        f.arrived = self.env._now
+        f.arrived = self.env.now
         f.epoch = self.epoch
         if self._ready_bytes(c) >= self.min_bytes:
             self._respond(f)
@@ -332,11 +367,11 @@ class Broker:
         call_later(self.env, self.max_wait, self._fetch_timeout, f)
 
     def _fetch_timeout(self, event) -> None:
-        f = event._value
+        f = event.value
         if not f.done and f.epoch == self.epoch and self.up:
             self._respond(f)
 
-    def _respond(self, f: _Fetch) -> None:
+    def _respond(self, f: Fetch) -> None:
         f.done = True
         c = f.consumer
         for part in c.parts:
@@ -359,22 +394,21 @@ class Broker:
                 nbytes += part.cum[stop] - part.cum[start]
                 high = sub.high[part.index]
                 if start < high:
-                    self.model.redeliveries += min(stop, high) - start
+                    self.redeliveries += min(stop, high) - start
                 if stop > high:
                     sub.high[part.index] = stop
                 left -= stop - start
             positions[i] = stop if stop > start else start
-        hold = self.env._now - f.arrived
+        hold = self.env.now - f.arrived
         self._work(self.cost_msg * len(records), "fetch", self._send_response,
                    (f, records, positions, hold, nbytes))
 
     def _send_response(self, token) -> None:
         f, records, _positions, _hold, nbytes = token
-        m = self.model
-        m.deliveries += len(records)
-        m.deliver_link.send(Message("fetch_response", "broker", f.consumer, header=self.header,
-                                    payload=nbytes, created=self.env._now, data=token),
-                            f.consumer.on_fetch_response)
+        self.deliveries += len(records)
+        self.deliver_link.send(Message("fetch_response", "broker", f.consumer, header=self.header,
+                                       payload=nbytes, created=self.env.now, data=token),
+                               f.consumer.on_fetch_response)
 
     def receive_commit(self, wire) -> None:
         if not self.up:
@@ -388,20 +422,22 @@ class Broker:
             old = committed[p]
             if off > old:
                 committed[p] = off
-                sub.depth -= off - old
+                sub.queue.add(-(off - old))
 
     # --------------------------------------------------------- restart --
-    def crash(self) -> None:
-        m = self.model
-        self.up = False
-        self.epoch += 1
-        if self.sim.now >= self.sim.start:
-            self.restarts += 1
-        refused, self._batch = self._batch, []
-        for msg in refused:
-            msg.publisher.refused(msg)
-        if m.mode == "push":
-            for sub in m.subs:
+    @property
+    def restarts(self) -> int:
+        """Broker crashes (each followed by a restart) inside the window."""
+        return self.crashes
+
+    def on_crash(self) -> None:
+        if self.log is not None:
+            # Publishes not yet durable are refused; newest first, so that each
+            # publisher's outbox gets them back in their original order.
+            for msg in reversed(self.log.crash()):
+                msg.publisher.refused(msg)
+        if self.mode == "push":
+            for sub in self.subs:
                 for c in sub.consumers:
                     c.connection_lost()
                     if c.unacked:
@@ -413,26 +449,26 @@ class Broker:
                         for msg in q:
                             lost += 1
                             if msg.mid not in sub.seen:
-                                m.missed += 1
+                                self.missed += 1
                         q.clear()
-                    sub.depth -= lost
+                    sub.queue.add(-lost)
         else:
             for parts in self.partitions:
                 for part in parts:
                     for f in part.waiters:
                         f.done = True
                     part.waiters.clear()
-            for c in m.consumers:
+            for c in self.consumers:
                 c.connection_lost()
             if not self.persistent:
                 for t, parts in enumerate(self.partitions):
                     for part in parts:
                         end = len(part.log)
-                        for sub in m.subs_by_topic[t]:
+                        for sub in self.subs_by_topic[t]:
                             # Messages the group has not fetched are lost; an offline
                             # owner would have replayed from its committed offset.
                             owner = sub.owner[part.index]
-                            if owner.online:
+                            if owner.up:
                                 pos = owner.position[owner.parts.index(part)]
                             else:
                                 pos = sub.committed[part.index]
@@ -440,23 +476,27 @@ class Broker:
                             seen = sub.seen
                             for msg in part.log[start:end]:
                                 if msg.mid not in seen:
-                                    m.missed += 1
+                                    self.missed += 1
                             old = sub.committed[part.index]
                             if end > old:
                                 sub.committed[part.index] = end
-                                sub.depth -= end - old
+                                sub.queue.add(-(end - old))
                         part.lost_before = end
 
-    def restart(self) -> None:
-        m = self.model
-        self.up = True
-        for pub in m.publishers:
+    def on_restart(self) -> None:
+        for pub in self.publishers:
             pub.pump()
-        if m.mode == "push":
-            for sub in m.subs:
+        if self.mode == "push":
+            for sub in self.subs:
                 self.dispatch(sub)
         else:
-            for c in m.consumers:
+            for c in self.consumers:
                 c.reconnect()
-        if self._batch and not self._disk_busy:
-            self._fsync()
+        if self.log is not None:
+            self.log.resume()
+
+
+def _confirmed(wire) -> None:
+    msg = wire.data
+    if msg.publisher is not None:
+        msg.publisher.confirmed(msg)

@@ -65,7 +65,7 @@ class Cpu:
 
     def submit(self, work: float, purpose: str, done: Callable[[Any, float], None],
                token: Any = None, wasted: bool = False) -> None:
-        now = self.env._now
+        now = self.env.now
         self.present.add(1)
         job = _Job(work, purpose, wasted, done, token, now)
         if self.free:
@@ -86,8 +86,8 @@ class Cpu:
         call_later(self.env, job.work, self._finish, job)
 
     def _finish(self, event) -> None:
-        job = event._value
-        now = self.env._now
+        job = event.value
+        now = self.env.now
         self.present.add(-1)
         if job.submitted >= self.sim.start:
             self.sojourn_sum += now - job.submitted

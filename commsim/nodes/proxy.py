@@ -37,12 +37,16 @@ class SidecarProxy:
         self._delay = None if (dist.is_constant and dist.mean == 0) else sim.sampler(delay, f"{name}/delay")
         self.lo_in = Link(sim, f"{name}/lo_in", loopback)
         self.lo_out = Link(sim, f"{name}/lo_out", loopback)
-        self.passes = 0
+        self._passes = sim.recorder.counter(f"{name}/passes")
+
+    @property
+    def passes(self) -> int:
+        return self._passes.n
 
     def leg(self, request: bool, extra_cpu: float, done, token) -> None:
         """Process one leg; ``done(token)`` runs when it leaves the proxy."""
-        if request and self.env._now >= self.sim.start:
-            self.passes += 1
+        if request:
+            self._passes.add()
         self.cpu.submit(0.5 * self._cpu() + extra_cpu, "proxy", self._after_cpu, (done, token))
 
     def _after_cpu(self, pair, _wait) -> None:
@@ -53,7 +57,7 @@ class SidecarProxy:
 
     @staticmethod
     def _after_delay(event) -> None:
-        done, token = event._value
+        done, token = event.value
         done(token)
 
     def in_flight(self) -> int:

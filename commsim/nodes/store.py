@@ -40,6 +40,10 @@ class _StoreOp:
 class Store:
     """A key-value store node reached over links."""
 
+
+    @property
+    def ops(self) -> int:
+        return self._ops.n
     def __init__(self, sim, name: str, cores: int, service_time, latency,
                  request_size: int = 100, ack_size: int = 50):
         self.sim = sim
@@ -51,7 +55,7 @@ class Store:
         self.ack_size = ack_size
         self.data: dict = {}
         self._links: dict = {}
-        self.ops = 0  # operations received inside the window
+        self._ops = sim.recorder.counter(f"{name}/ops")  # received inside the window
 
     def links(self, caller: str) -> tuple[Link, Link]:
         pair = self._links.get(caller)
@@ -72,8 +76,7 @@ class Store:
         self.links(caller)[0].send(msg, self._receive)
 
     def _receive(self, msg) -> None:
-        if self.sim.now >= self.sim.start:
-            self.ops += 1
+        self._ops.add()
         self.cpu.submit(self._service(), "store", self._answer, msg.data)
 
     def _answer(self, op: _StoreOp, _wait) -> None:

@@ -56,9 +56,9 @@ import math
 
 from commsim.clients import ClientPopulation
 from commsim.config.schema import Field, Section, register_section
+from commsim.errors import ConfigError
 from commsim.metrics import multiplexing as _metrics  # noqa: F401  (defines the metrics)
-from commsim.metrics.collect import (byte_metrics, cpu_metrics, engine_metrics, latency_metrics,
-                                     ledger_metrics)
+from commsim.metrics.collect import cpu_metrics, latency_metrics
 from commsim.network.http import PROTOCOLS, HttpClient, Request, Tier
 from commsim.network.transport import Path, Transport
 from commsim.nodes import Cpu
@@ -144,7 +144,7 @@ class _Proxy:
         self.added_n = 0
 
     def handle(self, req: Request) -> None:
-        now = self.sim.env._now
+        now = self.sim.env.now
         self.cpu.submit(self.work, "proxy", self._forward, (req, now))
 
     def _forward(self, token, _wait) -> None:
@@ -156,7 +156,7 @@ class _Proxy:
 
     def _reply(self, breq: Request, _wait) -> None:
         req, t_in = breq.token
-        now = self.sim.env._now
+        now = self.sim.env.now
         if t_in >= self.sim.start:
             # the backend exchange runs from the request being sent on a backend
             # connection to its response being delivered; the rest was added here
@@ -191,7 +191,7 @@ class _Page:
 
     def fetch(self, i: int) -> None:
         m = self.model
-        self.http.request(Request(self.sizes[i], self._got, (i, m.env._now)))
+        self.http.request(Request(self.sizes[i], self._got, (i, m.env.now)))
 
     def _got(self, req: Request) -> None:
         m = self.model
@@ -227,8 +227,8 @@ class Multiplexing:
         self.cpu = Cpu(sim, "server", cfg["server"]["cores"])
         self.tls_cpu = net["tls_server_cpu"]
         self.handshake = net["handshake"]
-        self.client_tier = Tier(sim)
-        self.backend_tier = Tier(sim)
+        self.client_tier = Tier(sim, "client")
+        self.backend_tier = Tier(sim, "backend")
         self.server = _Server(self)
         self.proxy = None
         if mx["proxy"] != "none":
@@ -286,7 +286,7 @@ class Multiplexing:
         size = self._size
         if mx["workload"] == "api":
             self.http_of(client).request(Request(int(size()), self._api_done,
-                                                 (done, self.env._now)))
+                                                 (done, self.env.now)))
             return
         n = mx["objects"]
         sizes = [int(size()) for _ in range(n)]
@@ -313,7 +313,7 @@ class Multiplexing:
 
     def object_done(self, t0: float) -> None:
         if t0 >= self.sim.start:
-            self.object_lat_sum += self.env._now - t0
+            self.object_lat_sum += self.env.now - t0
             self.object_lat_n += 1
 
     # ----------------------------------------------------------- metrics --
@@ -335,8 +335,6 @@ class Multiplexing:
         out.update(cpu_metrics(self.cpu))
         out["requests"] = sim.bytes.messages("request")
         out["responses"] = sim.bytes.messages("response")
-        out.update(byte_metrics(sim))
-        out.update(ledger_metrics(sim, t.in_flight))
         ct, bt = self.client_tier, self.backend_tier
         out["connections_opened"] = ct.opened + bt.opened
         out["handshakes"] = ct.handshakes + bt.handshakes
@@ -353,14 +351,23 @@ class Multiplexing:
             out["proxy_cpu_s"] = 0.0
             out["proxy_utilization"] = 0.0
             out["proxy_added_mean"] = nan
-        out.update(engine_metrics(sim))
         return out
+
+    def in_flight(self) -> int:
+        return self.transport.in_flight
 
 
 def figures(result, out_dir):
     from commsim.figures.multiplexing import multiplexing_figures
 
     return multiplexing_figures(result, out_dir)
+
+
+def _check_network(cfg: dict) -> None:
+    if not cfg["network"]["keepalive"]:
+        raise ConfigError("network.keepalive", "got false; in the multiplexing pattern connection "
+                          "reuse is multiplexing.warm_connections (false: every page load opens "
+                          "new connections)")
 
 
 PATTERN = Pattern(
@@ -370,4 +377,5 @@ PATTERN = Pattern(
     model=Multiplexing,
     sections=("multiplexing",),
     figures=figures,
+    check=_check_network,
 )

@@ -33,7 +33,7 @@ import math
 from commsim.clients import ClientPopulation
 from commsim.clients.population import check_cycle_takes_time
 from commsim.config.schema import Field, Section, register_section
-from commsim.metrics.collect import client_server_metrics, engine_metrics
+from commsim.metrics.collect import client_server_metrics
 from commsim.network import Message, Network
 from commsim.network.connection import Connections
 from commsim.network.encoding import PRESETS, Encoding
@@ -89,7 +89,7 @@ class _Upload:
             body = chunk if i < self.chunks - 1 else self.body - chunk * (self.chunks - 1)
         label = "request" if self.chunks == 1 else f"request {i + 1}/{self.chunks}"
         msg = Message("request", self.client, "server", m.req_header, body, 0, extra_handshake,
-                      m.env._now, self, label)
+                      m.env.now, self, label)
         delay = m.encoding.cpu(body) if m.encoded else 0.0
         if delay > 0:
             m.env.timeout(delay).callbacks.append(lambda _e: m.net.up.send(msg, m.server_receive))
@@ -170,16 +170,17 @@ class RequestResponse:
         upload = req.data
         label = "response" if upload.chunks == 1 else f"response {upload.sent}/{upload.chunks}"
         msg = Message("response", "server", req.src, self.resp_header, resp_body, 0, 0,
-                      self.env._now, upload, label)
+                      self.env.now, upload, label)
         self.net.down.send(msg, upload.response)
 
     # ----------------------------------------------------------- metrics --
+    def in_flight(self) -> int:
+        return self.net.in_flight()
+
     def metrics(self) -> dict:
-        sim = self.sim
-        out = client_server_metrics(sim, self.cpu, self.clients, self.net)
+        out = client_server_metrics(self.sim, self.cpu, self.clients)
         out["connections_opened"] = self.conns.opened
         out["handshakes"] = self.conns.handshakes
-        out.update(engine_metrics(sim))
         return out
 
 

@@ -1,176 +1,19 @@
-"""Stateful vs stateless servers behind a load balancer (``pattern: stateful``).
-
-"If I keep session state in the server, what do I gain in latency and what
-do I lose when a server dies or when I scale out?"
-
-Model and assumptions
----------------------
-* Topology: clients -- ``network`` links -- a load balancer
-  (:class:`~commsim.nodes.load_balancer.LoadBalancer`) -- one link pair per
-  server (``stateful.backend_latency``) -- ``stateful.servers`` application
-  servers, each a :class:`~commsim.nodes.Cpu` with ``server.cores`` cores.
-  The balancer has no CPU and never fails.
-* Clients (:class:`~commsim.clients.ClientPopulation`, sync or async) work in
-  *sessions*: a login (``stateful.login_cpu`` of server CPU, e.g. checking a
-  password hash), then a geometric number of requests with mean
-  ``stateful.requests_per_session``, each ``server.service_time`` of CPU; the
-  last request of a session logs out.  An operation is one request; when the
-  client has no session the operation starts with the login, so login time
-  is part of that operation's latency.
-* ``stateful.mode: stateful``: the session lives in the memory of the server
-  that ran the login.  A request reaching a server without the client's
-  session is answered 401 and the client logs in again there (a *relogin*)
-  and resends; if the resent request is again misrouted the operation fails.
-  Only one copy of a session is live: logging in elsewhere drops the old one
-  (it would expire).  Routing must be sticky (``sticky`` or
-  ``consistent_hash``) for this to work; ``round_robin`` and
-  ``least_connections`` show what happens when it is not.
-* ``stateful.mode: stateless``: any server can serve any request.  With
-  ``stateless_state: store`` the session lives in a shared
-  :class:`~commsim.nodes.store.Store` (written at login, read on every
-  request: one store round trip of ``2 x store_latency`` plus the store's
-  queueing and ``store_service_time``; logout deletes it, without waiting).
-  With ``stateless_state: token`` the state travels with every request as a
-  signed token of ``token_size`` bytes, signed at login
-  (``token_sign_cpu``) and verified on every request (``token_verify_cpu``).
-* Faults: a server crashes at ``crash_at`` (server ``crash_server``) and/or
-  every server fails after exponential up-times of mean ``mtbf``; it
-  restarts after ``mttr`` (null: never) with empty memory.  At the crash
-  its queued and running requests are lost: each gets a connection reset and
-  the operation fails; in stateful mode its sessions are lost
-  (``sessions_lost``) and their clients pay a relogin on their next
-  request.  The balancer notices a crash (and a restart) ``detect_time``
-  later (health checks); until then it keeps routing to the dead server and
-  those requests fail fast (connection refused).
-* Scale-out: at ``scale_out_at``, ``scale_out_servers`` new servers join
-  the balancer, empty.  Sticky sessions keep existing clients where they
-  are (the affinity cookie lasts one session; new sessions are placed round
-  robin), so the new servers only get new sessions and load stays uneven for
-  about a session length; consistent hashing moves ~1/N of the clients at
-  once (in stateful mode: ~1/N of the sessions missed and relogged).
-* Clients should be ``sync`` (one operation at a time per client, as a user
-  in a browser); with ``async`` clients two operations of one client may
-  overlap and both log in.
-* Common random numbers: each operation draws its service time (and each
-  login its CPU and session length) from its own named stream when it
-  starts, so compared modes see the same work in the same order.
-
-With no faults, zero store latency and zero store service time, the store
-round trip takes no time and both modes give identical latencies (a test).
-"""
+"""The stateful model (assumptions in the package docstring)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from commsim.clients import ClientPopulation
-from commsim.config.schema import Field, Section, register_section
-from commsim.errors import ConfigError
-from commsim.metrics.collect import byte_metrics, engine_metrics, latency_metrics, ledger_metrics
+from commsim.metrics.collect import latency_metrics
 from commsim.metrics.collect import percentiles
 from commsim.metrics.topology import imbalance
 from commsim.engine.simulation import call_at, call_later
-from commsim.network import Link, Message, Network
-from commsim.nodes import Cpu
+from commsim.network import Message, Network
+from commsim.nodes.faults import FaultPlan
 from commsim.nodes.load_balancer import LoadBalancer
 from commsim.nodes.store import Store
-from commsim.patterns.base import Pattern
-
-
-def _check(cfg: dict, key: str) -> None:
-    if cfg["crash_at"] is not None and cfg["crash_server"] >= cfg["servers"]:
-        raise ConfigError(f"{key}.crash_server", f"got {cfg['crash_server']}; expected a server "
-                          f"index below {key}.servers = {cfg['servers']}")
-
-
-SECTION = register_section(Section("stateful", {
-    "mode": Field("choice", "stateful", "stateful: sessions live in the server that created them; "
-                  "stateless: any server can serve any request", choices=("stateful", "stateless")),
-    "stateless_state": Field("choice", "store", "where the state lives in stateless mode: a shared "
-                             "store node, or a signed token sent with every request",
-                             choices=("store", "token")),
-    "servers": Field("int", 4, "application servers behind the balancer at the start", min=1),
-    "balancer": Field("choice", "sticky", "load-balancing policy",
-                      choices=("round_robin", "least_connections", "consistent_hash", "sticky")),
-    "login_cpu": Field("dist:duration", "10ms", "server CPU per login (password check, session set-up)",
-                       min=0),
-    "requests_per_session": Field("number", 20, "mean requests per session (geometric); the last "
-                                  "one logs out", min=1),
-    "backend_latency": Field("dist:duration", "0.2ms", "one-way latency balancer <-> server", min=0),
-    "request_header": Field("size", "400B", "header bytes of each request", min=0),
-    "request_body": Field("size", "200B", "body bytes of each request (and of a login)", min=0),
-    "response_header": Field("size", "300B", "header bytes of each response", min=0),
-    "response_body": Field("size", "1KiB", "body bytes of each successful response", min=0),
-    "session_size": Field("size", "2KiB", "size of one session's state (store value)", min=0),
-    "store_latency": Field("dist:duration", "0.25ms", "one-way latency server <-> store", min=0),
-    "store_service_time": Field("dist:duration", {"dist": "exponential", "mean": "0.1ms"},
-                                "store CPU per operation", min=0),
-    "store_cores": Field("int", 1, "cores of the store node", min=1),
-    "token_size": Field("size", "1KiB", "bytes of the session token every request carries "
-                        "(stateless token mode)", min=0),
-    "token_sign_cpu": Field("duration", "50us", "server CPU to sign a token at login", min=0),
-    "token_verify_cpu": Field("duration", "50us", "server CPU to verify the token of a request", min=0),
-    "crash_at": Field("duration", None, "time of a scheduled crash of server `crash_server` "
-                      "(null: none)", min=0, nullable=True),
-    "crash_server": Field("int", 0, "index of the server killed at crash_at", min=0),
-    "mtbf": Field("dist:duration", None, "up-time of every server between failures: a bare "
-                  "value is the mean of exponential up-times, a mapping any distribution "
-                  "(null: no random crashes)", min=0, min_exclusive=True, nullable=True),
-    "mttr": Field("dist:duration", "30s", "time a crashed server takes to restart "
-                  "(null: never restarts)", min=0, nullable=True),
-    "detect_time": Field("duration", "2s", "delay before the balancer's health checks notice "
-                         "a crash or a restart", min=0),
-    "scale_out_at": Field("duration", None, "time new servers are added (null: never)", min=0,
-                          nullable=True),
-    "scale_out_servers": Field("int", 2, "servers added at scale_out_at", min=1),
-    "timeseries_bin": Field("duration", "1s", "bin width of the time series drawn in figures",
-                            min=0, min_exclusive=True),
-}, doc="Servers behind a load balancer with session state in the server, a store or a token; "
-       "crashes and scale-out.", pattern="stateful", check=_check))
-
-
-class _Server:
-    __slots__ = ("index", "name", "cpu", "alive", "routable", "active", "epoch", "sessions",
-                 "inflight", "link_in", "link_out", "created", "served")
-
-    def __init__(self, model, index: int):
-        sim = model.sim
-        self.index = index
-        self.name = f"server{index}"
-        self.cpu = Cpu(sim, self.name, sim.config["server"]["cores"])
-        self.alive = True
-        self.routable = True
-        self.active = 0
-        self.epoch = 0
-        self.sessions: dict = {}
-        self.inflight: dict = {}  # ordered (a set of ops would iterate in id() order)
-        lat = sim.config["stateful"]["backend_latency"]
-        self.link_in = Link(sim, f"lb/{self.name}/in", lat)
-        self.link_out = Link(sim, f"lb/{self.name}/out", lat)
-        self.created = sim.now
-        self.served = [0] * model.nbins
-
-
-class _Op:
-    """One client operation: optional login, then one request."""
-
-    __slots__ = ("cid", "done", "t0", "service", "kind", "forced", "server", "epoch", "last",
-                 "during_crash", "in_window", "sid")
-
-    def __init__(self, cid, done, t0, service, during_crash, in_window):
-        self.cid = cid
-        self.done = done
-        self.t0 = t0
-        self.service = service
-        self.kind = "request"
-        self.forced = False
-        self.server = None
-        self.epoch = 0
-        self.last = False
-        self.during_crash = during_crash
-        self.in_window = in_window
-        self.sid = None
+from commsim.patterns.stateful.servers import _Server, _Op
 
 
 class StatefulModel:
@@ -192,6 +35,7 @@ class StatefulModel:
         if self.use_store:
             self.store = Store(sim, "store", st["store_cores"], st["store_service_time"],
                                st["store_latency"], request_size=100, ack_size=50)
+        self.faults = FaultPlan.from_config(sim, "stateful", mtbf=st["mtbf"], mttr=st["mttr"])
         self.servers: list[_Server] = []
         uniform = sim.sampler({"dist": "uniform", "low": 0, "high": 1}, "stateful/balancer", "number")
         self.lb = LoadBalancer(st["balancer"], uniform=uniform)
@@ -223,7 +67,7 @@ class StatefulModel:
         self.crash_ok = 0
         self.logins = 0
         self.relogins = 0
-        self.sessions_lost = 0
+        self.sessions_lost = sim.recorder.counter("stateful/sessions_lost")
         self.crash_log: list = []      # (time, server index, frozenset of clients)
         self.relogin_log: list = []    # (time, client) of forced logins
         self.ts_ok = [0] * self.nbins
@@ -242,43 +86,28 @@ class StatefulModel:
 
     def _schedule_faults(self) -> None:
         st = self.cfg
-        env = self.env
-        self._mttr = self.sim.sampler(st["mttr"], "stateful/mttr") if st["mttr"] is not None else None
         if st["crash_at"] is not None:
-            call_at(env, st["crash_at"], lambda _e: self.crash(self.servers[st["crash_server"]]))
-        if st["mtbf"] is not None:
-            mtbf = st["mtbf"]
-            if not isinstance(mtbf, dict):  # a bare value: the mean of exponential up-times
-                mtbf = {"dist": "exponential", "mean": mtbf}
-            self._uptime = self.sim.sampler(mtbf, "stateful/mtbf")
-            for s in self.servers:
-                self._arm_mtbf(s)
+            self.servers[st["crash_server"]].crash_at(st["crash_at"])
+        for s in self.servers:
+            s.arm()
         if st["scale_out_at"] is not None:
-            call_at(env, st["scale_out_at"], self._scale_out)
-
-    def _arm_mtbf(self, s: _Server) -> None:
-        epoch = s.epoch
-        call_later(self.env, self._uptime(),
-                   lambda _e: self.crash(s) if s.alive and s.epoch == epoch else None)
+            call_at(self.env, st["scale_out_at"], self._scale_out)
 
     def _scale_out(self, _e) -> None:
         for _ in range(self.cfg["scale_out_servers"]):
-            s = self._add_server()
-            if self.cfg["mtbf"] is not None:
-                self._arm_mtbf(s)
+            self._add_server().arm()
 
     # -------------------------------------------------------------- faults --
     def crash(self, s: _Server) -> None:
-        """Kill server ``s`` now: its memory and its requests are lost."""
-        if not s.alive:
-            return
+        """Kill server ``s`` now (see :meth:`crashed`)."""
+        s.crash()
+
+    def crashed(self, s: _Server) -> None:
+        """Server ``s`` just crashed: its memory and its requests are lost."""
         now = self.sim.now
-        s.alive = False
-        s.epoch += 1
         self.down += 1
         lost = frozenset(s.sessions)
-        if now >= self.sim.start:
-            self.sessions_lost += len(lost)
+        self.sessions_lost.add(len(lost))
         self.crash_log.append((now, s.index, lost))
         for cid in lost:
             self.where[cid] = None
@@ -289,19 +118,11 @@ class StatefulModel:
         s.inflight.clear()
         epoch = s.epoch
         call_later(self.env, self.cfg["detect_time"], lambda _e: self._mark(s, epoch, False))
-        if self._mttr is not None:
-            call_later(self.env, self._mttr(), lambda _e: self._restart(s, epoch))
 
-    def _restart(self, s: _Server, epoch: int) -> None:
-        if s.alive or s.epoch != epoch:
-            return
-        s.alive = True
-        s.epoch += 1
+    def restarted(self, s: _Server) -> None:
         self.down -= 1
         new_epoch = s.epoch
         call_later(self.env, self.cfg["detect_time"], lambda _e: self._mark(s, new_epoch, True))
-        if self.cfg["mtbf"] is not None:
-            self._arm_mtbf(s)
 
     @staticmethod
     def _mark(s: _Server, epoch: int, up: bool) -> None:
@@ -409,7 +230,7 @@ class StatefulModel:
     def _server_receive(self, msg) -> None:
         op: _Op = msg.data
         s: _Server = op.server
-        if not s.alive:
+        if not s.up:
             self._reply(s, op, "reset", 0)  # connection refused
             return
         op.epoch = s.epoch
@@ -523,7 +344,7 @@ class StatefulModel:
         out["availability"] = self.ok / total if total else math.nan
         out["availability_crash"] = self.crash_ok / self.crash_ops if self.crash_ops else math.nan
         out["failed_requests"] = self.failed
-        out["sessions_lost"] = self.sessions_lost
+        out["sessions_lost"] = self.sessions_lost.n
         out["relogins"] = self.relogins
         out["logins"] = self.logins
         utils = [u for u in self.server_utilizations() if not math.isnan(u)]
@@ -543,10 +364,7 @@ class StatefulModel:
             out["store_utilization"] = 0.0
             out["store_wait_mean"] = math.nan
         out["requests"] = sim.bytes.messages("request")
-        out.update(byte_metrics(sim))
         out["bytes_per_request"] = sim.bytes.total / self.ok if self.ok else math.nan
-        out.update(ledger_metrics(sim, self.in_flight()))
-        out.update(engine_metrics(sim))
         return out
 
     def timeseries(self) -> dict:
@@ -559,7 +377,7 @@ class StatefulModel:
         imb = []
         for i in range(n):
             loads = [served[s.index][i] for s in self.servers
-                     if s.created <= i * self.bin and (served[s.index][i] > 0 or s.alive)]
+                     if s.created <= i * self.bin and (served[s.index][i] > 0 or s.up)]
             imb.append(imbalance(loads) if sum(loads) > 0 else math.nan)
         return {"time": t, "throughput": [x / self.bin for x in self.ts_ok[:n]], "latency_mean": lat,
                 "failed": self.ts_fail[:n], "relogins": self.ts_relogin[:n], "imbalance": imb,
@@ -568,29 +386,3 @@ class StatefulModel:
 
 def _ignore(_token, _found) -> None:
     pass
-
-
-# ------------------------------------------------------------------ figures --
-def figures(result, out_dir) -> list:
-    """Latency and imbalance over time through the faults of each sweep point
-    (replication 0 re-run to get its time series), and summary bars."""
-    from commsim.figures.topology import stateful_figures
-
-    return stateful_figures(result, Path(out_dir), StatefulModel)
-
-
-def _check_network(cfg: dict) -> None:
-    if cfg["network"]["loss"] > 0:
-        raise ConfigError("network.loss", f"got {cfg['network']['loss']!r}; the stateful pattern "
-                          "does not model lost messages (a request given up on by the link would "
-                          "block its client): use 0")
-
-
-PATTERN = Pattern(
-    name="stateful",
-    summary="stateful vs stateless servers behind a load balancer: sessions, crashes, scale-out",
-    model=StatefulModel,
-    sections=("stateful",),
-    figures=figures,
-    check=_check_network,
-)

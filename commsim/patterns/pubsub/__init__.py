@@ -1,0 +1,111 @@
+"""Publish/subscribe through a broker: push with prefetch, pull with long-poll
+fetch, and a direct (broker-less) baseline.
+
+Model and assumptions
+---------------------
+* **Topics and subscriptions.** ``topics`` topics, each with ``publishers``
+  publishers and ``subscribers`` subscriptions.  Every subscription gets its
+  own copy of every message of its topic (fan-out); the ``group_size``
+  consumers of one subscription share its messages (competing consumers /
+  a consumer group).  Consumers are numbered topic by topic, subscription by
+  subscription; faults hit the first ones (consumer 0 is subscription 0 of
+  topic 0).
+* **Publishers** create messages as a Poisson (or periodic) stream of
+  ``publish_rate`` per publisher (or any ``interarrival`` distribution),
+  of ``message_size`` bytes plus ``header``
+  bytes on the wire, until ``publish_for`` (default: the whole run).  A
+  publisher keeps at most ``publish_window`` messages unconfirmed; a message
+  that cannot be sent (window full, broker down) waits in the publisher's
+  outbox and the publisher counts as *blocked*.  Latency runs from a
+  message's creation (so outbox time is included) to its first processing
+  by a subscriber.
+* **Broker** (push and pull): see :mod:`commsim.nodes.broker` for its CPU,
+  persistence, queues, logs, fetch rules and restarts.  A publish is
+  confirmed to its publisher once stored (after the fsync when persistent).
+* **Consumers** each have one core (a :class:`~commsim.nodes.Cpu`) and
+  process their messages one at a time for ``processing_time``.
+  push: the consumer acks each message after processing it.
+  pull: poll loop: fetch, process the batch, commit (``commit: per_batch``
+  sends the processed offsets after each batch, asynchronously, then
+  fetches again at once; ``commit: periodic`` commits every
+  ``commit_interval``).  A crashed pull consumer restarts from its group's
+  committed offsets.
+* **direct**: no broker.  A publisher sends each message to one online
+  consumer of every subscription (round-robin within a group) and confirms
+  it when every copy is acknowledged.  A subscriber acknowledges a copy when
+  it enters its receive buffer of ``direct_buffer`` messages (the one being
+  processed included); a full buffer holds the copy unacknowledged, which is
+  TCP back-pressure: the publisher's window fills and it blocks, so one slow
+  subscriber slows every subscriber of the publisher.  A copy for an offline
+  subscriber (or in its buffer when it crashes) is lost (``missed``).
+* **Links** (all shared, bytes counted by the links): publisher->broker and
+  its confirms (``publish_latency``), broker->consumers (``deliver_latency``),
+  consumers->broker for acks, fetches and commits (``ack_latency``).  In
+  direct mode publisher->subscriber uses ``deliver_latency`` and the acks
+  ``ack_latency``.  A null latency means ``network.latency``; bandwidth and
+  loss come from the ``network`` section.  ``network.handshake`` and
+  ``network.keepalive: false`` are refused (connection set-up to the broker
+  is not modelled).
+* **Faults.** ``crash_consumers`` consumers crash at ``crash_at`` and restart
+  ``restart_after`` later (losing their buffer; the core finishes the
+  message it was on, wasted).  ``slow_consumers`` consumers process
+  ``slow_factor`` times slower from ``slow_from`` for ``slow_for``.  The
+  broker restarts at ``broker_restart_at`` (see the broker).  Connection
+  loss is noticed at once (no heartbeat timeout) and reconnection is free.
+* **Loss.** A message a link gives up on (``network.loss`` beyond
+  ``max_retries``) is handled as a broken connection: publishes are resent,
+  deliveries and acks redelivered, fetches re-sent, direct copies missed,
+  confirms taken as given, commits covered by the next (:meth:`PubSub._dropped`).
+* ``backlog`` messages per topic are already stored at t = 0 (an
+  always-full queue without publishing them: they are counted in
+  ``published`` but put no bytes on the publish link).
+
+Ledger (whole run): ``copies == processed + missed + backlog`` where
+``backlog`` is read off the queues, logs, links and consumer buffers at the
+end; ``duplicates`` are repeat processings.  Queue depth is sampled every
+``sample_every`` by one callback for the time-series figure.
+
+Package layout: ``config`` (the ``pubsub`` section), ``publisher``,
+``consumer``, ``model`` (:class:`PubSub`: topology, links, direct mode,
+metrics); the broker is the node :mod:`commsim.nodes.broker`.
+"""
+
+from __future__ import annotations
+
+from commsim.errors import ConfigError
+from commsim.patterns.base import Pattern
+from commsim.patterns.pubsub.config import MODES, SECTION
+from commsim.patterns.pubsub.consumer import Consumer
+from commsim.patterns.pubsub.model import PubSub
+from commsim.patterns.pubsub.publisher import Publisher
+
+__all__ = ["MODES", "SECTION", "Consumer", "PubSub", "Publisher", "PATTERN", "figures"]
+
+
+def figures(result, out_dir):
+    from commsim.figures.pubsub import pubsub_figures
+
+    return pubsub_figures(result, out_dir)
+
+
+def _check_network(cfg: dict) -> None:
+    net = cfg["network"]
+    if net["handshake"] != "none":
+        raise ConfigError("network.handshake", f"got {net['handshake']!r}; the pubsub pattern's "
+                          "publishers and consumers hold long-lived connections to the broker "
+                          "whose set-up is not modelled (not per connection, not per broker "
+                          "restart): use none")
+    if not net["keepalive"]:
+        raise ConfigError("network.keepalive", "got false; a broker protocol (AMQP, Kafka) keeps "
+                          "its connections open, a connection per message has no meaning here")
+
+
+PATTERN = Pattern(
+    name="pubsub",
+    summary="publishers, a broker and subscribers: push with prefetch vs pull with long-poll "
+            "fetch vs direct; fan-out, slow and crashing consumers, broker restarts",
+    model=PubSub,
+    sections=("pubsub",),
+    figures=figures,
+    check=_check_network,
+)
