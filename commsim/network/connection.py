@@ -85,6 +85,9 @@ class Connections:
         self.sim = sim
         self.network = network
         self.cpu = server_cpu
+        # Composition (commsim/nodes/cluster.py): ``cpu_of(client)`` names the
+        # CPU of the instance the client's connection goes to (None: ``cpu``).
+        self.cpu_of = None
         self.mode = cfg["handshake"]
         self.keepalive = cfg["keepalive"]
         self.tls_cpu = cfg["tls_server_cpu"] if self.mode.startswith("tls") else 0.0
@@ -123,13 +126,16 @@ class Connections:
 
 
 class _Handshake:
-    __slots__ = ("conns", "client", "then", "i")
+    __slots__ = ("conns", "client", "then", "i", "cpu")
 
     def __init__(self, conns: Connections, client, then):
         self.conns = conns
         self.client = client
         self.then = then
         self.i = 0
+        # The server CPU of this connection, fixed when it starts (a cluster's
+        # instance for the client; else the one server).
+        self.cpu = conns.cpu if conns.cpu_of is None else conns.cpu_of(client)
 
     def step(self, _msg) -> None:
         c = self.conns
@@ -162,7 +168,7 @@ class _Handshake:
         self.step(None)
 
     def _server_tls(self, msg) -> None:
-        self.conns.cpu.submit(self.conns.tls_cpu, "handshake", self._after_cpu)
+        self.cpu.submit(self.conns.tls_cpu, "handshake", self._after_cpu)
 
     def _after_cpu(self, _token, _wait) -> None:
         self.step(None)

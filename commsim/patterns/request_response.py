@@ -191,6 +191,9 @@ def figures(result, out_dir):
 
 
 def _check(cfg: dict) -> None:
+    from commsim.nodes import cluster
+
+    cluster.refuse(cfg, "requests are not yet routed through a balancer to N instances")
     check_cycle_takes_time(cfg, ("server.service_time", cfg["server"]["service_time"]))
 
 
@@ -199,7 +202,7 @@ PATTERN = Pattern(
     summary="client request, server parse + process, response; encodings, chunked uploads, "
             "keep-alive vs new connections",
     model=RequestResponse,
-    sections=("request_response",),
+    sections=("request_response", "topology"),
     figures=figures,
     check=_check,
 )

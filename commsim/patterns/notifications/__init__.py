@@ -55,6 +55,20 @@ from commsim.patterns.base import Pattern
 from commsim.patterns.notifications.base import _WORKLOAD
 from commsim.patterns.notifications.polling import LongPolling, ShortPolling
 from commsim.patterns.notifications.streaming import Push, ServerSentEvents
+from commsim.nodes import cluster
+from commsim.patterns.notifications.clustered import ClusteredStreaming
+
+
+def _composable(cls):
+    """The pattern's model factory: the plain class, or with a non-default
+    ``topology`` the class behind N instances and a load balancer."""
+    composed = type(f"Clustered{cls.__name__}", (ClusteredStreaming, cls), {})
+
+    def model(sim):
+        return (composed if cluster.active(sim.config) else cls)(sim)
+
+    model.__doc__ = cls.__doc__
+    return model
 
 
 def _figures(result, out_dir):
@@ -71,15 +85,25 @@ def _check(cfg: dict) -> None:
                           "connection per client and every (re)connect opens a new one "
                           "(with its handshake), so there is no later request to reuse a "
                           "connection for: use true")
+    if cfg["pattern"] in ("short_polling", "long_polling"):
+        cluster.refuse(cfg, "polls are not yet routed per request through a balancer")
+    elif cfg["pattern"] in ("sse", "push") and cluster.active(cfg):
+        if cfg["workload"]["job_rate"] > 0:
+            raise ConfigError("workload.job_rate", f"got {cfg['workload']['job_rate']:g}/s; jobs "
+                              "are not modelled behind a topology (a job lives on one instance "
+                              "and its fate in a crash is not defined here): use 0")
 
 
 PATTERNS = [
     Pattern("short_polling", "clients ask every interval; the server answers at once, empty "
-            "or with everything pending", ShortPolling, ("short_polling", *_WORKLOAD), _figures, _check),
+            "or with everything pending", ShortPolling, ("short_polling", *_WORKLOAD, "topology"),
+            _figures, _check),
     Pattern("long_polling", "the server holds each poll until an update or a timeout; the client "
-            "re-polls on every response", LongPolling, ("long_polling", *_WORKLOAD), _figures, _check),
+            "re-polls on every response", LongPolling, ("long_polling", *_WORKLOAD, "topology"),
+            _figures, _check),
     Pattern("sse", "server-sent events: one request, an unending response of event frames, "
-            "reconnects with or without resume", ServerSentEvents, ("sse", *_WORKLOAD), _figures, _check),
+            "reconnects with or without resume", _composable(ServerSentEvents),
+            ("sse", *_WORKLOAD, "topology"), _figures, _check),
     Pattern("push", "a persistent bidirectional connection; the server sends as updates happen",
-            Push, ("push", *_WORKLOAD), _figures, _check),
+            _composable(Push), ("push", *_WORKLOAD, "topology"), _figures, _check),
 ]

@@ -1,0 +1,184 @@
+"""Composition (issue 10, item 3): SSE and push behind N instances and a load
+balancer (commsim/nodes/cluster.py, commsim/patterns/notifications/clustered.py).
+
+Exact outcomes where the model fixes them (round robin's spread, who is
+reset by a crash, TLS CPU per reconnect), a Poisson count within 4 standard
+deviations where it is random (updates missed without resume), the ledger
+under crashes, loss and restarts, and refusals."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from helpers import resolved
+
+from commsim.errors import ConfigError
+from commsim.experiment.runner import simulate
+
+L = 0.01        # one-way latency
+TLS = 0.001     # TLS server CPU per handshake
+SVC = 50e-6     # server CPU per message
+
+
+def base(pattern="sse", clients=400, duration=20.0, **topology):
+    raw = {"pattern": pattern, "duration": duration, "warmup": 2.0, "seed": 3,
+           "clients": {"count": clients},
+           "network": {"latency": L, "handshake": "tls1.3", "tls_server_cpu": TLS},
+           "server": {"cores": 8, "service_time": SVC},
+           "workload": {"event_rate": 1.0}}
+    if pattern == "sse":
+        raw["sse"] = {"retry": 1.0}
+    if topology:
+        raw["topology"] = topology
+    return raw
+
+
+def run(raw, seed=1, **sections):
+    return simulate(resolved(raw, **sections), seed)
+
+
+def balanced(m):
+    assert m["sent"] == m["delivered"] + m["dropped"] + m["in_flight"], m
+
+
+def test_default_topology_is_the_plain_pattern_bit_for_bit():
+    for pattern in ("sse", "push"):
+        plain = run(base(pattern)).metrics
+        one = run(base(pattern, servers=1, balancer="least_connections")).metrics
+        assert type(run(base(pattern, servers=1)).model).__name__ in ("ServerSentEvents", "Push")
+        assert set(plain) == set(one)
+        for k, v in plain.items():
+            assert v == one[k] or (isinstance(v, float) and math.isnan(v) and math.isnan(one[k])), k
+
+
+def test_round_robin_spreads_clients_evenly():
+    r = run(base(servers=4, balancer="round_robin"))
+    assert [s.active for s in r.model.cluster.servers] == [100, 100, 100, 100]
+    # least connections does the same from empty servers
+    r = run(base(servers=4, balancer="least_connections"))
+    assert [s.active for s in r.model.cluster.servers] == [100, 100, 100, 100]
+
+
+def test_sse_crash_with_resume_reconnects_exactly_the_crashed_servers_clients():
+    r = run(base(servers=4, crash_at=[10.0], crash_server=1, reconnect_jitter=2.0))
+    m = r.metrics
+    servers = r.model.cluster.servers
+    assert m["crashes"] == 1
+    # Round robin gave server 1 exactly clients/4; every one of them, and nobody else, reconnects.
+    assert m["crash_resets"] == 100
+    assert m["reconnects"] == 100
+    assert m["handshakes"] == 100  # the initial handshakes were in the warm-up
+    # ... each paying one TLS handshake on a survivor, none on the dead one.
+    assert m["handshake_cpu_s"] == pytest.approx(100 * TLS, abs=1e-9)
+    assert servers[1].cpu.account.by_purpose.get("handshake", 0.0) == 0.0
+    assert sum(s.active for s in servers) == 400 and servers[1].active == 0
+    # With resume nothing is missed (Last-Event-ID replay), nothing twice.
+    assert m["missed"] == 0 and m["duplicates"] == 0
+    # Updates created during the outage wait for the reconnect: the storm's tail
+    # is about retry + jitter (<= 1 + 2 s + set-up), far above the steady latency.
+    assert 1.0 < m["latency_storm_p99"] < 3.2
+    assert m["latency_p50"] < 0.05
+    balanced(m)
+
+
+def test_sse_crash_without_resume_misses_the_updates_of_the_outage():
+    """Constant latency and CPU, cores to spare: a reset client has no stream
+    from the crash for D = L (the reset) + retry + 2 RTT (TCP + TLS 1.3) +
+    TLS CPU + L (the connect) + one service time (the opening response).
+    Its updates are Poisson (rate 1/s), so missed ~ Poisson(100 x D):
+    within 4 standard deviations."""
+    clients, retry = 4000, 1.0
+    raw = base(clients=clients, servers=4, crash_at=[10.0])
+    raw["sse"] = {"retry": retry, "resume": False}
+    m = run(raw).metrics
+    assert m["crash_resets"] == clients // 4
+    d = L + retry + 4 * L + TLS + L + SVC
+    mean = clients // 4 * 1.0 * d
+    assert abs(m["missed"] - mean) <= 4 * math.sqrt(mean), (m["missed"], mean)
+    balanced(m)
+
+
+def test_push_crash_loses_the_outage_and_reconnects_at_once():
+    m = run(base("push", servers=4, crash_at=[10.0])).metrics
+    assert m["crash_resets"] == 100 and m["reconnects"] == 100
+    # push reconnects at once: outage = 6 L + TLS + service, about 6 updates lost in all
+    d = 6 * L + TLS + SVC
+    assert abs(m["missed"] - 100 * d) <= 4 * math.sqrt(100 * d) + 1
+    balanced(m)
+
+
+def test_jitter_spreads_the_storm():
+    peak = {}
+    for jitter in (0.0, 5.0):
+        m = run(base(clients=2000, servers=4, crash_at=[10.0], reconnect_jitter=jitter,
+                     timeseries_bin=0.5)).metrics
+        assert m["crash_resets"] == 500
+        peak[jitter] = m["reconnect_rate_peak"]
+        if jitter == 0.0:  # all 500 reconnect in one instant: one bin holds them all
+            assert peak[jitter] == 500 / 0.5
+            assert m["handshake_cpu_peak"] == pytest.approx(500 * TLS / 0.5)
+    # uniform over 5 s in 0.5 s bins: ~50 per bin, so a peak of ~2 x 60/s..
+    assert peak[5.0] < peak[0.0] / 4
+
+
+@pytest.mark.parametrize("pattern", ["sse", "push"])
+def test_ledger_balances_under_random_crashes_restarts_loss_and_scale_out(pattern):
+    raw = base(pattern, clients=300, duration=30.0, servers=3, mtbf=5.0, mttr=2.0,
+               balancer="consistent_hash", scale_out_at=15.0, scale_out_servers=2)
+    raw["network"]["loss"] = 0.05
+    raw["workload"]["online_time"] = {"dist": "exponential", "mean": 10.0}
+    raw["workload"]["offline_time"] = {"dist": "exponential", "mean": 2.0}
+    r = run(raw)
+    m = r.metrics
+    assert m["crashes"] >= 3 and m["crash_resets"] > 0
+    assert m["servers_end"] == 5
+    balanced(m)
+    assert m["duplicates"] == 0
+    # Every assignment points at an up instance, and the counts agree.
+    assigned = [s for s in r.model.assigned if s is not None]
+    assert all(s.up for s in assigned)
+    assert sorted(s.active for s in r.model.cluster.servers) == sorted(
+        sum(1 for a in assigned if a is s) for s in r.model.cluster.servers)
+
+
+def test_nothing_up_backs_off_until_the_restart():
+    m = run(base(servers=1, crash_at=[10.0], mttr=3.0, reconnect_backoff=0.5)).metrics
+    assert m["crash_resets"] == 400
+    assert m["missed"] == 0            # resume: the outage is replayed
+    assert m["reconnects"] > 400       # tries while nothing was up
+    assert m["latency_storm_p99"] > 3.0
+
+
+def test_scale_out_new_instances_take_new_connections():
+    raw = base(servers=2, balancer="least_connections", scale_out_at=8.0, scale_out_servers=2)
+    raw["sse"]["connection_lifetime"] = {"dist": "exponential", "mean": 5.0}
+    r = run(raw)
+    new = r.model.cluster.servers[2:]
+    assert all(s.active > 50 for s in new)
+
+
+@pytest.mark.parametrize("pattern,section", [
+    ("request_response", None), ("sync_async", None), ("short_polling", None),
+    ("long_polling", None)])
+def test_patterns_not_composed_refuse_a_topology(pattern, section):
+    raw = {"pattern": pattern, "topology": {"servers": 2}}
+    with pytest.raises(ConfigError) as e:
+        resolved(raw)
+    assert "topology" in str(e.value) and pattern in str(e.value)
+    resolved({"pattern": pattern, "topology": {"servers": 1}})  # the default is fine
+
+
+def test_bad_topology_keys_are_refused():
+    with pytest.raises(ConfigError, match="topology.sidecar"):
+        resolved(base(servers=2, sidecar="sidecar"))
+    with pytest.raises(ConfigError, match="topology.mttr"):
+        resolved(base(servers=2, mttr=1.0))
+    with pytest.raises(ConfigError, match="topology.crash_server"):
+        resolved(base(servers=2, crash_at=[1.0], crash_server=2))
+    with pytest.raises(ConfigError, match="topology.balancer"):
+        resolved(base(servers=2, balancer="fastest"))
+    raw = base(servers=2)
+    raw["workload"]["job_rate"] = 0.1
+    with pytest.raises(ConfigError, match="workload.job_rate"):
+        resolved(raw)
