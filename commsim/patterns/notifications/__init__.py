@@ -72,6 +72,10 @@ def _composable(cls):
 
 
 def _figures(result, out_dir):
+    if any(cluster.active(p.config) for p in result.experiment.points):
+        from commsim.figures.reconnect_storm import figures as storm
+
+        return storm(result, out_dir)
     from commsim.figures.notifications import figures
 
     return figures(result, out_dir)
