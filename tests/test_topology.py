@@ -122,7 +122,7 @@ def test_jitter_spreads_the_storm():
     assert peak[5.0] < peak[0.0] / 4
 
 
-@pytest.mark.parametrize("pattern", ["sse", "push"])
+@pytest.mark.parametrize("pattern", ["sse", "push", "short_polling"])
 def test_ledger_balances_under_random_crashes_restarts_loss_and_scale_out(pattern):
     raw = base(pattern, clients=300, duration=30.0, servers=3, mtbf=5.0, mttr=2.0,
                balancer="consistent_hash", scale_out_at=15.0, scale_out_servers=2)
@@ -136,7 +136,8 @@ def test_ledger_balances_under_random_crashes_restarts_loss_and_scale_out(patter
     balanced(m)
     assert m["duplicates"] == 0
     # Every assignment points at an up instance, and the counts agree.
-    assigned = [s for s in r.model.assigned if s is not None]
+    pins = r.model.pinned if pattern == "short_polling" else r.model.assigned
+    assigned = [s for s in pins if s is not None]
     assert all(s.up for s in assigned)
     assert sorted(s.active for s in r.model.cluster.servers) == sorted(
         sum(1 for a in assigned if a is s) for s in r.model.cluster.servers)
@@ -159,8 +160,7 @@ def test_scale_out_new_instances_take_new_connections():
 
 
 @pytest.mark.parametrize("pattern,section", [
-    ("request_response", None), ("sync_async", None), ("short_polling", None),
-    ("long_polling", None)])
+    ("request_response", None), ("sync_async", None), ("long_polling", None)])
 def test_patterns_not_composed_refuse_a_topology(pattern, section):
     raw = {"pattern": pattern, "topology": {"servers": 2}}
     with pytest.raises(ConfigError) as e:
@@ -198,3 +198,45 @@ def test_updates_during_a_slow_reopen_are_not_stranded():
     assert not m.backlog
     # all updates arrive but those in flight at the end (< 0.1 s of them)
     assert m.created - m.delivered < 2000 * 1.0 * 0.1
+
+
+def test_short_polling_crash_resets_connections_and_loses_no_update():
+    """A crash resets the kept-alive connections pinned to the instance; the
+    next polls open new ones through the balancer (one TLS handshake each,
+    on a survivor); updates taken by polls lost in the crashed CPU go back
+    to pending, so every update is delivered by a later poll."""
+    from commsim.patterns.notifications import clustered
+
+    lost = []
+    orig = clustered.ClusteredPolling._poll_lost
+
+    def spy(self, token):
+        lost.append(token)
+        orig(self, token)
+
+    raw = base("short_polling", servers=4, crash_at=[10.0], crash_server=2)
+    raw["short_polling"] = {"interval": 1.0}
+    raw["server"] = {"cores": 1, "service_time": 0.009}  # 90 % busy: a run queue to lose
+    clustered.ClusteredPolling._poll_lost = spy
+    try:
+        r = run(raw)
+    finally:
+        clustered.ClusteredPolling._poll_lost = orig
+    m, model = r.metrics, r.model
+    assert any(isinstance(t, tuple) for t in lost)  # items were put back
+    assert m["crash_resets"] == 100 and m["handshakes"] == 100
+    assert m["handshake_cpu_s"] == pytest.approx(100 * TLS, abs=1e-9)
+    assert model.cluster.servers[2].cpu.account.by_purpose.get("handshake", 0.0) == 0.0
+    assert [s.active for s in model.cluster.servers] == [134, 133, 0, 133]
+    assert m["missed"] == 0 and m["duplicates"] == 0 and m["reconnects"] == 0
+    # What is still pending at the end was created in the last two intervals.
+    end = model.sim.end
+    assert all(p[k] >= end - 2.0 for p in model.pending if p for k in range(0, len(p), 3))
+    balanced(m)
+
+
+def test_short_polling_refuses_per_poll_connections_behind_a_topology():
+    raw = base("short_polling", servers=2)
+    raw["network"]["keepalive"] = False
+    with pytest.raises(ConfigError, match="network.keepalive"):
+        resolved(raw)

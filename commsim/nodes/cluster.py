@@ -44,7 +44,7 @@ from commsim.nodes.faults import Crashable, FaultPlan
 from commsim.nodes.load_balancer import POLICIES, LoadBalancer
 
 #: Patterns composed behind a topology (the others refuse non-default keys).
-COMPOSED = ("sse", "push")
+COMPOSED = ("sse", "push", "short_polling")
 
 
 def _check(sec: dict, key: str) -> None:
@@ -208,3 +208,39 @@ class Cluster:
             "servers_end": len(self.servers),
             "crashes": self.crashes,
         }
+
+
+class Guarded:
+    """A :class:`Server`'s CPU as a pattern written for one ``Cpu`` sees it:
+    ``submit`` runs the job on the instance and calls ``done(token, wait)``
+    only if the instance has not crashed since (the epoch guard); otherwise
+    ``lost(token)``.  Tokens dropped from the run queue at a crash come back
+    from :meth:`drop_queued` unwrapped, for the same ``lost``."""
+
+    __slots__ = ("server", "lost")
+
+    def __init__(self, server: Server, lost):
+        self.server = server
+        self.lost = lost
+
+    def submit(self, work, purpose, done, token=None, wasted=False) -> None:
+        s = self.server
+        s.cpu.submit(work, purpose, self._done, (done, token, s.epoch), wasted)
+
+    def _done(self, wrapped, wait) -> None:
+        done, token, epoch = wrapped
+        if self.server.current(epoch):
+            done(token, wait)
+        else:
+            self.lost(token)
+
+    def drop_queued(self) -> list:
+        return [w[1] for w in self.server.cpu.drop_queued()]
+
+
+class NoCpu:
+    """The CPU of a connection attempt when no instance is up: the attempt
+    (its handshake) never completes."""
+
+    def submit(self, *_args, **_kwargs) -> None:
+        pass

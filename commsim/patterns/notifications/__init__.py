@@ -56,13 +56,13 @@ from commsim.patterns.notifications.base import _WORKLOAD
 from commsim.patterns.notifications.polling import LongPolling, ShortPolling
 from commsim.patterns.notifications.streaming import Push, ServerSentEvents
 from commsim.nodes import cluster
-from commsim.patterns.notifications.clustered import ClusteredStreaming
+from commsim.patterns.notifications.clustered import ClusteredPolling, ClusteredStreaming
 
 
-def _composable(cls):
+def _composable(cls, mixin=ClusteredStreaming):
     """The pattern's model factory: the plain class, or with a non-default
     ``topology`` the class behind N instances and a load balancer."""
-    composed = type(f"Clustered{cls.__name__}", (ClusteredStreaming, cls), {})
+    composed = type(f"Clustered{cls.__name__}", (mixin, cls), {})
 
     def model(sim):
         return (composed if cluster.active(sim.config) else cls)(sim)
@@ -89,9 +89,14 @@ def _check(cfg: dict) -> None:
                           "connection per client and every (re)connect opens a new one "
                           "(with its handshake), so there is no later request to reuse a "
                           "connection for: use true")
-    if cfg["pattern"] in ("short_polling", "long_polling"):
-        cluster.refuse(cfg, "polls are not yet routed per request through a balancer")
-    elif cfg["pattern"] in ("sse", "push") and cluster.active(cfg):
+    if cfg["pattern"] == "long_polling":
+        cluster.refuse(cfg, "held polls are not yet routed through a balancer, and what a "
+                       "crash does to a held poll (client timeout, re-poll) is not built")
+    if cfg["pattern"] in ("sse", "push", "short_polling") and cluster.active(cfg):
+        if cfg["pattern"] == "short_polling" and not net["keepalive"]:
+            raise ConfigError("network.keepalive", "got false; behind a topology short "
+                              "polling pins each client's kept-alive connection to one "
+                              "instance; a connection per poll is not routed: use true")
         if cfg["workload"]["job_rate"] > 0:
             raise ConfigError("workload.job_rate", f"got {cfg['workload']['job_rate']:g}/s; jobs "
                               "are not modelled behind a topology (a job lives on one instance "
@@ -100,8 +105,8 @@ def _check(cfg: dict) -> None:
 
 PATTERNS = [
     Pattern("short_polling", "clients ask every interval; the server answers at once, empty "
-            "or with everything pending", ShortPolling, ("short_polling", *_WORKLOAD, "topology"),
-            _figures, _check),
+            "or with everything pending", _composable(ShortPolling, ClusteredPolling),
+            ("short_polling", *_WORKLOAD, "topology"), _figures, _check),
     Pattern("long_polling", "the server holds each poll until an update or a timeout; the client "
             "re-polls on every response", LongPolling, ("long_polling", *_WORKLOAD, "topology"),
             _figures, _check),

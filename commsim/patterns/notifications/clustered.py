@@ -48,32 +48,15 @@ from commsim.patterns.notifications.base import SERVER
 _BACKOFF_CAP = 64.0
 
 
-class ClusteredStreaming:
-    """Mixin: put before an :class:`._Streaming` subclass (see the module docstring)."""
+class _ClusterParts:
+    """What the composed notification patterns share: the cluster, the
+    recorder's ``topology`` Series, storm latencies and the metrics."""
 
-    def __init__(self, sim):
-        t = sim.config["topology"]
-        self.cluster = None  # set up before the base starts the clients (below)
-        self._t = t
-        super().__init__(sim)
-
-    # The base's __init__ starts the clients through _staggered_start, which
-    # runs only when the simulation runs; the cluster is built in
-    # _build_cluster, called from the first hook that needs it.
     def _build_cluster(self) -> None:
         sim = self.sim
-        t = self._t
-        n = self.n
+        t = self._t = sim.config["topology"]
         self.cluster = Cluster(sim, self._server_crashed, self.cpu)
-        self.assigned: list = [None] * n
-        self.gen = [0] * n
-        self.tries = [0] * n
         self.crash_resets = 0
-        jitter = t["reconnect_jitter"]
-        self._jitter = (sim.sampler({"dist": "uniform", "low": 0, "high": jitter},
-                                    "topology/reconnect_jitter") if jitter > 0 else None)
-        self.backoff = t["reconnect_backoff"]
-        self.connector.cpu_of = lambda c: self.assigned[c].cpu
         self.attempts_total = 0          # whole run, for the series
         self.lat_created = array("d")    # creation time of each latency sample
         self._lat_sum = 0.0
@@ -88,6 +71,71 @@ class ClusteredStreaming:
                     sum(1 for s in servers if s.up))
 
         self.series = sim.recorder.every("topology", t["timeseries_bin"], sample)
+
+    def _arrived(self, c, created, uid, now, done=-1.0) -> None:
+        k = len(self.lat)
+        super()._arrived(c, created, uid, now, done)
+        if len(self.lat) > k:
+            self.lat_created.append(created)
+            self._lat_sum += now - created
+            self._lat_n += 1
+
+    # ------------------------------------------------------------ metrics --
+    def metrics(self) -> dict:
+        out = super().metrics()
+        sim = self.sim
+        out.update(self.cluster.cpu_metrics())
+        out["crash_resets"] = self.crash_resets
+        hs = sum(s.cpu.account.by_purpose.get("handshake", 0.0) for s in self.cluster.servers)
+        out["handshake_cpu_s"] = hs
+        # Peaks over the series' bins inside the window.
+        t, v = self.series.t, self.series.values
+        bin_ = self._t["timeseries_bin"]
+        rec_peak = tls_peak = 0.0
+        for i in range(1, len(t)):
+            if t[i - 1] >= sim.start and t[i] <= sim.end:
+                rec_peak = max(rec_peak, (v[i][0] - v[i - 1][0]) / bin_)
+                tls_peak = max(tls_peak, (v[i][1] - v[i - 1][1]) / bin_)
+        out["reconnect_rate_peak"] = rec_peak
+        out["handshake_cpu_peak"] = tls_peak
+        crashes = [x for x in self.cluster.crash_times if sim.start <= x < sim.end]
+        nan = float("nan")
+        if crashes:
+            t0 = crashes[0]
+            t1 = t0 + self._t["storm_window"]
+            storm = array("d", (lat for lat, cr in zip(self.lat, self.lat_created) if t0 <= cr < t1))
+            p = percentiles(storm, "latency_storm", mean=True)
+            out["latency_storm_mean"] = p["latency_storm_mean"]
+            out["latency_storm_p99"] = p["latency_storm_p99"]
+        else:
+            out["latency_storm_mean"] = out["latency_storm_p99"] = nan
+        return out
+
+
+class ClusteredStreaming(_ClusterParts):
+    """Mixin: put before an :class:`._Streaming` subclass (see the module docstring)."""
+
+    def __init__(self, sim):
+        t = sim.config["topology"]
+        self.cluster = None  # set up before the base starts the clients (below)
+        self._t = t
+        super().__init__(sim)
+
+    # The base's __init__ starts the clients through _staggered_start, which
+    # runs only when the simulation runs; the cluster is built in
+    # _build_cluster, called from the first hook that needs it.
+    def _build_cluster(self) -> None:
+        super()._build_cluster()
+        t = self._t
+        n = self.n
+        self.assigned: list = [None] * n
+        self.gen = [0] * n
+        self.tries = [0] * n
+        jitter = t["reconnect_jitter"]
+        self._jitter = (self.sim.sampler({"dist": "uniform", "low": 0, "high": jitter},
+                                         "topology/reconnect_jitter") if jitter > 0 else None)
+        self.backoff = t["reconnect_backoff"]
+        self.connector.cpu_of = lambda c: self.assigned[c].cpu
 
     def _staggered_start(self, span, start) -> None:
         if self.cluster is None:
@@ -176,14 +224,6 @@ class ClusteredStreaming:
         else:
             self._lost(created)
 
-    def _arrived(self, c, created, uid, now, done=-1.0) -> None:
-        k = len(self.lat)
-        super()._arrived(c, created, uid, now, done)
-        if len(self.lat) > k:
-            self.lat_created.append(created)
-            self._lat_sum += now - created
-            self._lat_n += 1
-
     # -------------------------------------------------------------- crash --
     def _server_crashed(self, s) -> None:
         env = self.env
@@ -223,33 +263,104 @@ class ClusteredStreaming:
             delay = self.retry + (self._jitter() if self._jitter is not None else 0.0)
             call_later(self.env, delay, self._retry, c)
 
-    # ------------------------------------------------------------ metrics --
-    def metrics(self) -> dict:
-        out = super().metrics()
-        sim = self.sim
-        out.update(self.cluster.cpu_metrics())
-        out["crash_resets"] = self.crash_resets
-        hs = sum(s.cpu.account.by_purpose.get("handshake", 0.0) for s in self.cluster.servers)
-        out["handshake_cpu_s"] = hs
-        # Peaks over the series' bins inside the window.
-        t, v = self.series.t, self.series.values
-        bin_ = self._t["timeseries_bin"]
-        rec_peak = tls_peak = 0.0
-        for i in range(1, len(t)):
-            if t[i - 1] >= sim.start and t[i] <= sim.end:
-                rec_peak = max(rec_peak, (v[i][0] - v[i - 1][0]) / bin_)
-                tls_peak = max(tls_peak, (v[i][1] - v[i - 1][1]) / bin_)
-        out["reconnect_rate_peak"] = rec_peak
-        out["handshake_cpu_peak"] = tls_peak
-        crashes = [x for x in self.cluster.crash_times if sim.start <= x < sim.end]
-        nan = float("nan")
-        if crashes:
-            t0 = crashes[0]
-            t1 = t0 + self._t["storm_window"]
-            storm = array("d", (lat for lat, cr in zip(self.lat, self.lat_created) if t0 <= cr < t1))
-            p = percentiles(storm, "latency_storm", mean=True)
-            out["latency_storm_mean"] = p["latency_storm_mean"]
-            out["latency_storm_p99"] = p["latency_storm_p99"]
-        else:
-            out["latency_storm_mean"] = out["latency_storm_p99"] = nan
-        return out
+
+class ClusteredPolling(_ClusterParts):
+    """Mixin over :class:`.ShortPolling` (see the module docstring).
+
+    * A client's kept-alive connection is pinned to the instance the
+      balancer picks for its first poll (or its handshake); every later poll
+      on it goes there.  ``network.keepalive: false`` is refused with a
+      topology (a connection per poll is not routed here).
+    * A crash resets the connections pinned to the instance.  Polls in
+      flight to it, queued or running on its CPU are lost (no response);
+      short-polling clients poll on schedule whether or not answered, so the
+      next poll, on a new connection through the balancer (with its
+      handshake and TLS CPU on a survivor), brings what the lost one would
+      have: the updates it had taken go back to the client's pending list
+      (updates live outside the instance).  Nothing is missed; the lost
+      poll's updates wait up to one more interval.  ``reconnects`` stays 0
+      (a polling client has no stream to re-open); ``crash_resets`` counts
+      the connections reset.
+    * If no instance is up, a poll gets no answer (the connection attempt
+      fails) and the next poll tries again.
+    * Approximation: a handshake in progress at the crash that completes
+      (its TLS job was already running) leaves the client's connection
+      marked open, so its next poll reuses it without a new handshake.
+    """
+
+    def __init__(self, sim):
+        super().__init__(sim)
+        from commsim.nodes.cluster import Guarded, NoCpu
+
+        self._build_cluster()
+        self.pinned: list = [None] * self.n
+        self.reset_at = [-1.0] * self.n
+        self._guards = {}
+        self._guard_cls = Guarded
+        self._nocpu = NoCpu()
+        self.connector.cpu_of = self._cpu_of
+
+    def _guard(self, s):
+        g = self._guards.get(s)
+        if g is None:
+            g = self._guards[s] = self._guard_cls(s, self._poll_lost)
+        return g
+
+    def _pin(self, c: int):
+        s = self.pinned[c]
+        if s is None:
+            s = self.cluster.pick(c)
+            if s is not None:
+                s.active += 1
+                self.pinned[c] = s
+        return s
+
+    def _cpu_of(self, c: int):
+        s = self._pin(c)
+        return s.cpu if s is not None else self._nocpu
+
+    def _server_poll(self, msg) -> None:
+        c = msg.src
+        if msg.created < self.reset_at[c]:
+            return  # sent on a connection a crash reset: lost
+        s = self._pin(c)
+        if s is None:
+            return  # nothing up: no answer
+        cpu = self.cpu
+        self.cpu = self._guard(s)
+        try:
+            super()._server_poll(msg)
+        finally:
+            self.cpu = cpu
+
+    def _poll_lost(self, token) -> None:
+        if isinstance(token, tuple):  # (client, items taken, sent): put the items back
+            c, items = token[0], token[1]
+            p = self.pending[c]
+            self.pending[c] = list(items) + p if p else list(items)
+
+    def _availability(self, c: int, online: bool) -> None:
+        super()._availability(c, online)
+        if not online and self.pinned[c] is not None:
+            self.pinned[c].active -= 1
+            self.pinned[c] = None
+
+    def _server_crashed(self, s) -> None:
+        now = self.env._now
+        counted = now >= self.sim.start
+        conn_open = self.conn_open
+        for c in range(self.n):
+            if self.pinned[c] is not s:
+                continue
+            self.pinned[c] = None
+            self.reset_at[c] = now
+            if conn_open[c]:
+                conn_open[c] = 0
+                self._conn(-1)
+            if self.handshakes:
+                self.connector.close(c)
+            if counted:
+                self.crash_resets += 1
+        s.active = 0
+        for token in self._guard(s).drop_queued():
+            self._poll_lost(token)
