@@ -122,7 +122,7 @@ def test_jitter_spreads_the_storm():
     assert peak[5.0] < peak[0.0] / 4
 
 
-@pytest.mark.parametrize("pattern", ["sse", "push", "short_polling"])
+@pytest.mark.parametrize("pattern", ["sse", "push", "short_polling", "long_polling"])
 def test_ledger_balances_under_random_crashes_restarts_loss_and_scale_out(pattern):
     raw = base(pattern, clients=300, duration=30.0, servers=3, mtbf=5.0, mttr=2.0,
                balancer="consistent_hash", scale_out_at=15.0, scale_out_servers=2)
@@ -136,7 +136,7 @@ def test_ledger_balances_under_random_crashes_restarts_loss_and_scale_out(patter
     balanced(m)
     assert m["duplicates"] == 0
     # Every assignment points at an up instance, and the counts agree.
-    pins = r.model.pinned if pattern == "short_polling" else r.model.assigned
+    pins = r.model.pinned if pattern.endswith("polling") else r.model.assigned
     assigned = [s for s in pins if s is not None]
     assert all(s.up for s in assigned)
     assert sorted(s.active for s in r.model.cluster.servers) == sorted(
@@ -160,7 +160,7 @@ def test_scale_out_new_instances_take_new_connections():
 
 
 @pytest.mark.parametrize("pattern,section", [
-    ("request_response", None), ("sync_async", None), ("long_polling", None)])
+    ("request_response", None), ("sync_async", None)])
 def test_patterns_not_composed_refuse_a_topology(pattern, section):
     raw = {"pattern": pattern, "topology": {"servers": 2}}
     with pytest.raises(ConfigError) as e:
@@ -235,8 +235,33 @@ def test_short_polling_crash_resets_connections_and_loses_no_update():
     balanced(m)
 
 
-def test_short_polling_refuses_per_poll_connections_behind_a_topology():
-    raw = base("short_polling", servers=2)
+@pytest.mark.parametrize("pattern", ["short_polling", "long_polling"])
+def test_polling_refuses_per_poll_connections_behind_a_topology(pattern):
+    raw = base(pattern, servers=2)
     raw["network"]["keepalive"] = False
     with pytest.raises(ConfigError, match="network.keepalive"):
         resolved(raw)
+
+
+def test_long_polling_crash_resets_held_polls_and_they_re_poll_once():
+    """Every online long-polling client always has a poll outstanding, so a
+    crash resets all 100 of the instance's clients: each re-polls once, at
+    once, through the balancer (one handshake each on a survivor), and no
+    update is missed or delivered twice; a busy CPU makes the crash lose
+    queued answers, whose updates go back to pending."""
+    raw = base("long_polling", servers=4, crash_at=[10.0], crash_server=3)
+    raw["workload"]["event_rate"] = 2.0
+    raw["long_polling"] = {"timeout": 5.0}
+    raw["server"] = {"cores": 1, "service_time": 0.004}
+    r = run(raw)
+    m, model = r.metrics, r.model
+    assert m["crash_resets"] == 100 and m["handshakes"] == 100  # every one on a new connection
+    # ... re-polling on the reset, except those whose answer was already on
+    # the wire at the crash (a few at 4 ms per answer): they re-poll on it.
+    assert 90 <= m["reconnects"] <= 100
+    assert m["handshake_cpu_s"] == pytest.approx(100 * TLS, abs=1e-9)
+    assert model.cluster.servers[3].cpu.account.by_purpose.get("handshake", 0.0) == 0.0
+    assert m["missed"] == 0 and m["duplicates"] == 0
+    assert sum(model.outstanding) == 400  # one poll each, not two
+    assert [s.active for s in model.cluster.servers] == [134, 133, 133, 0]
+    balanced(m)

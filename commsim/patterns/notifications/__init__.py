@@ -56,7 +56,8 @@ from commsim.patterns.notifications.base import _WORKLOAD
 from commsim.patterns.notifications.polling import LongPolling, ShortPolling
 from commsim.patterns.notifications.streaming import Push, ServerSentEvents
 from commsim.nodes import cluster
-from commsim.patterns.notifications.clustered import ClusteredPolling, ClusteredStreaming
+from commsim.patterns.notifications.clustered import (ClusteredLongPolling, ClusteredPolling,
+                                                     ClusteredStreaming)
 
 
 def _composable(cls, mixin=ClusteredStreaming):
@@ -89,13 +90,10 @@ def _check(cfg: dict) -> None:
                           "connection per client and every (re)connect opens a new one "
                           "(with its handshake), so there is no later request to reuse a "
                           "connection for: use true")
-    if cfg["pattern"] == "long_polling":
-        cluster.refuse(cfg, "held polls are not yet routed through a balancer, and what a "
-                       "crash does to a held poll (client timeout, re-poll) is not built")
-    if cfg["pattern"] in ("sse", "push", "short_polling") and cluster.active(cfg):
-        if cfg["pattern"] == "short_polling" and not net["keepalive"]:
-            raise ConfigError("network.keepalive", "got false; behind a topology short "
-                              "polling pins each client's kept-alive connection to one "
+    if cfg["pattern"] in cluster.COMPOSED and cluster.active(cfg):
+        if cfg["pattern"] in ("short_polling", "long_polling") and not net["keepalive"]:
+            raise ConfigError("network.keepalive", f"got false; behind a topology "
+                              f"{cfg['pattern']} pins each client's kept-alive connection to one "
                               "instance; a connection per poll is not routed: use true")
         if cfg["workload"]["job_rate"] > 0:
             raise ConfigError("workload.job_rate", f"got {cfg['workload']['job_rate']:g}/s; jobs "
@@ -108,8 +106,8 @@ PATTERNS = [
             "or with everything pending", _composable(ShortPolling, ClusteredPolling),
             ("short_polling", *_WORKLOAD, "topology"), _figures, _check),
     Pattern("long_polling", "the server holds each poll until an update or a timeout; the client "
-            "re-polls on every response", LongPolling, ("long_polling", *_WORKLOAD, "topology"),
-            _figures, _check),
+            "re-polls on every response", _composable(LongPolling, ClusteredLongPolling),
+            ("long_polling", *_WORKLOAD, "topology"), _figures, _check),
     Pattern("sse", "server-sent events: one request, an unending response of event frames, "
             "reconnects with or without resume", _composable(ServerSentEvents),
             ("sse", *_WORKLOAD, "topology"), _figures, _check),

@@ -348,13 +348,13 @@ class ClusteredPolling(_ClusterParts):
     def _server_crashed(self, s) -> None:
         now = self.env._now
         counted = now >= self.sim.start
-        conn_open = self.conn_open
+        conn_open = getattr(self, "conn_open", None)  # short polling's kept-alive connections
         for c in range(self.n):
             if self.pinned[c] is not s:
                 continue
             self.pinned[c] = None
             self.reset_at[c] = now
-            if conn_open[c]:
+            if conn_open is not None and conn_open[c]:
                 conn_open[c] = 0
                 self._conn(-1)
             if self.handshakes:
@@ -364,3 +364,97 @@ class ClusteredPolling(_ClusterParts):
         s.active = 0
         for token in self._guard(s).drop_queued():
             self._poll_lost(token)
+
+
+class ClusteredLongPolling(ClusteredPolling):
+    """Mixin over :class:`.LongPolling`: as :class:`ClusteredPolling`, plus
+    what a crash does to a poll that waits for its answer.
+
+    * A client whose poll is outstanding on the crashed instance (held,
+      queued in its CPU, in flight to it) is reset: it learns of it by a
+      zero-byte close on the down link (its connection's RST) and re-polls
+      after a uniform [0, ``topology.reconnect_jitter``] through the
+      balancer, on a new connection (handshake on a survivor).  A response
+      already on the wire still arrives and delivers its updates; the
+      client then does not poll twice (the reset is ignored if it already
+      re-polled, and a stale response after the re-poll does not start a
+      second poll).
+    * Updates taken by a response lost in the crashed CPU go back to pending
+      (nothing is missed).  ``reconnects`` counts the re-polls after a reset.
+    """
+
+    def __init__(self, sim):
+        super().__init__(sim)
+        t = self._t
+        jitter = t["reconnect_jitter"]
+        self._jitter = (sim.sampler({"dist": "uniform", "low": 0, "high": jitter},
+                                    "topology/reconnect_jitter") if jitter > 0 else None)
+        self._stale = False
+
+    def _server_crashed(self, s) -> None:
+        now = self.env._now
+        victims = [c for c in range(self.n) if self.pinned[c] is s and self.outstanding[c]]
+        for c in victims:
+            if self.held[c]:
+                self.held[c] = 0
+                self._conn(-1)
+        super()._server_crashed(s)
+        for c in victims:
+            self.down.send_ordered(Message("close", SERVER, c, created=now, label="reset"),
+                                   self._client_reset, c)
+
+    def _client_reset(self, msg) -> None:
+        c = msg.dst
+        if self.poll_sent[c] > msg.created or not self.outstanding[c]:
+            return  # it already re-polled (a response got through first)
+        self.outstanding[c] = 0
+        if self.online[c]:
+            delay = self._jitter() if self._jitter is not None else 0.0
+            call_later(self.env, delay, self._repoll, c)
+
+    def _repoll(self, event) -> None:
+        c = event._value
+        if self.online[c] and not self.outstanding[c]:
+            if self.env._now >= self.sim.start:
+                self.reconnects += 1
+            self.attempts_total += 1
+            self._send_poll(c)
+
+    def _client_items(self, msg) -> None:
+        self._stale = msg.created < self.reset_at[msg.dst] <= self.poll_sent[msg.dst]
+        super()._client_items(msg)
+
+    def _client_empty(self, msg) -> None:
+        self._stale = msg.created < self.reset_at[msg.dst] <= self.poll_sent[msg.dst]
+        super()._client_empty(msg)
+
+    def _after_response(self, c: int) -> None:
+        if self._stale:  # the answer to a poll a crash reset; the client re-polled already
+            self._stale = False
+            return
+        super()._after_response(c)
+
+    def _server_poll(self, msg) -> None:
+        c = msg.src
+        if msg.created >= self.reset_at[c] and self._pin(c) is None:
+            # Nothing up: the connection is refused; the client tries again
+            # after topology.reconnect_backoff.
+            self.outstanding[c] = 0
+            call_later(self.env, self._t["reconnect_backoff"], self._repoll, c)
+            return
+        super()._server_poll(msg)
+
+    def _respond(self, c: int, items, purpose: str = "poll") -> None:
+        # Answers also start outside _server_poll (a release at an update, a
+        # timeout): always on the client's instance, under its epoch guard.
+        s = self.pinned[c]
+        if s is None:  # reset meanwhile: the answer's updates stay pending
+            if items is not None:
+                self._poll_lost((c, items, 0.0))
+            return
+        cpu = self.cpu
+        self.cpu = self._guard(s)
+        try:
+            super()._respond(c, items, purpose)
+        finally:
+            self.cpu = cpu
