@@ -1,4 +1,10 @@
-"""SSE and push behind a topology: N instances, a load balancer, crashes.
+"""Notification patterns behind a topology: N instances, a load balancer, crashes.
+
+Mixins, built only when :func:`commsim.nodes.cluster.active` says the config
+asks for a cluster: :class:`ClusteredStreaming` (sse, push),
+:class:`ClusteredPolling` (short polling) and :class:`ClusteredLongPolling`
+(long polling); each class docstring says what a crash means there.  The
+streaming part in detail:
 
 :class:`ClusteredStreaming` is a mixin over :class:`._Streaming` (built only
 when :func:`commsim.nodes.cluster.active` says the config asks for a
@@ -7,8 +13,8 @@ each (re)connect through the balancer to one :class:`~commsim.nodes.cluster.Serv
 and keeps every piece of that client's server work (opening response, event
 frames, the TLS handshake) on that instance's CPU.
 
-What a crash of an instance means here
---------------------------------------
+What a crash of an instance means for sse and push
+--------------------------------------------------
 * Every stream the instance held, and every connect in progress to it, is
   reset: the client learns of it by a zero-byte close on its stream, after
   the frames already on the wire (they left the server and arrive).  It then
