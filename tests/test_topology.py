@@ -205,7 +205,7 @@ def test_short_polling_crash_resets_connections_and_loses_no_update():
     next polls open new ones through the balancer (one TLS handshake each,
     on a survivor); updates taken by polls lost in the crashed CPU go back
     to pending, so every update is delivered by a later poll."""
-    from commsim.patterns.notifications import clustered
+    from commsim.patterns.notifications import clustered_polling as clustered
 
     lost = []
     orig = clustered.ClusteredPolling._poll_lost

@@ -68,7 +68,10 @@ def figures(result, out_dir) -> list[Path]:
     if not points or any("topology" not in p.config for p in points):
         return []
     series, csv = _series(result, out_dir)
-    patterns = [p for p in ("sse", "push") if any(k[0] == p for k in series)]
+    patterns = [p for p in ("short_polling", "long_polling", "sse", "push")
+                if any(k[0] == p for k in series)]
+    if not patterns:
+        return []
     res = points[0].config
     crash = (res["topology"]["crash_at"] or [None])[0]
     fig, axes = subplots(3, len(patterns), figsize=(5.2 * len(patterns), 7.6), squeeze=False,

@@ -56,8 +56,8 @@ from commsim.patterns.notifications.base import _WORKLOAD
 from commsim.patterns.notifications.polling import LongPolling, ShortPolling
 from commsim.patterns.notifications.streaming import Push, ServerSentEvents
 from commsim.nodes import cluster
-from commsim.patterns.notifications.clustered import (ClusteredLongPolling, ClusteredPolling,
-                                                     ClusteredStreaming)
+from commsim.patterns.notifications.clustered import ClusteredStreaming
+from commsim.patterns.notifications.clustered_polling import ClusteredLongPolling, ClusteredPolling
 
 
 def _composable(cls, mixin=ClusteredStreaming):
