@@ -160,7 +160,7 @@ def test_scale_out_new_instances_take_new_connections():
 
 
 @pytest.mark.parametrize("pattern,section", [
-    ("request_response", None), ("sync_async", None)])
+    ("sync_async", None)])
 def test_patterns_not_composed_refuse_a_topology(pattern, section):
     raw = {"pattern": pattern, "topology": {"servers": 2}}
     with pytest.raises(ConfigError) as e:
@@ -264,4 +264,50 @@ def test_long_polling_crash_resets_held_polls_and_they_re_poll_once():
     assert m["missed"] == 0 and m["duplicates"] == 0
     assert sum(model.outstanding) == 400  # one poll each, not two
     assert [s.active for s in model.cluster.servers] == [134, 133, 133, 0]
+    balanced(m)
+
+
+def _rr(keepalive=True, **topology):
+    raw = {"pattern": "request_response", "duration": 20.0, "warmup": 2.0, "seed": 3,
+           "clients": {"count": 200, "mode": "sync",
+                       "think_time": {"dist": "exponential", "mean": 0.2}},
+           "network": {"latency": L, "handshake": "tls1.3", "tls_server_cpu": TLS,
+                       "keepalive": keepalive},
+           "server": {"cores": 1, "service_time": 0.002}}
+    if topology:
+        raw["topology"] = topology
+    return raw
+
+
+def test_request_response_default_topology_is_plain_and_crash_retries_on_survivors():
+    plain = run(_rr()).metrics
+    one = run(_rr(servers=1)).metrics
+    assert all(v == one[k] or (v != v and one[k] != one[k]) for k, v in plain.items())
+    r = run(_rr(servers=4, crash_at=[10.0], crash_server=1))
+    m, model = r.metrics, r.model
+    # Keep-alive: the 50 clients pinned to instance 1 open new connections on
+    # survivors (the initial 200 handshakes were in the warm-up), and nobody else.
+    assert m["handshakes"] == 50
+    tls = sum(s.cpu.account.by_purpose.get("handshake", 0.0) for s in model.cluster.servers)
+    assert tls == pytest.approx(50 * TLS, abs=1e-9)
+    assert model.cluster.servers[1].cpu.account.by_purpose.get("handshake", 0.0) == 0.0
+    # Requests unanswered at the crash are retried, none fails: every sync client
+    # has exactly one operation outstanding at the end or is thinking.
+    assert 0 < m["crash_resets"] <= 50
+    assert not model.outstanding.get(1)
+    assert m["crashes"] == 1
+    # The dead instance worked only until the crash: 8 s of the 20 s window.
+    u = [s.cpu.account.utilization() for s in model.cluster.servers]
+    assert u[1] < 0.45 * max(u[0], u[2], u[3])
+    balanced(m)
+
+
+def test_request_response_without_keepalive_handshakes_on_the_instance_it_uses():
+    r = run(_rr(keepalive=False, servers=4, crash_at=[10.0]))
+    m, model = r.metrics, r.model
+    # a handshake per request: TLS CPU on each instance = its requests x TLS
+    for s in model.cluster.servers:
+        a = s.cpu.account.by_purpose
+        assert a.get("handshake", 0.0) == pytest.approx(a.get("request", 0.0) / 0.002 * TLS,
+                                                        rel=0.02)
     balanced(m)

@@ -190,10 +190,14 @@ def figures(result, out_dir):
     return request_response_figures(result, out_dir)
 
 
-def _check(cfg: dict) -> None:
-    from commsim.nodes import cluster
+def _model(sim):
+    """Plain, or behind a ``topology`` (commsim/patterns/request_response_cluster.py)."""
+    from commsim.patterns.request_response_cluster import model
 
-    cluster.refuse(cfg, "requests are not yet routed through a balancer to N instances")
+    return model(sim)
+
+
+def _check(cfg: dict) -> None:
     check_cycle_takes_time(cfg, ("server.service_time", cfg["server"]["service_time"]))
 
 
@@ -201,7 +205,7 @@ PATTERN = Pattern(
     name="request_response",
     summary="client request, server parse + process, response; encodings, chunked uploads, "
             "keep-alive vs new connections",
-    model=RequestResponse,
+    model=_model,
     sections=("request_response", "topology"),
     figures=figures,
     check=_check,

@@ -1,0 +1,152 @@
+"""Request-response behind a topology: N instances, a load balancer, crashes.
+
+Built only when :func:`commsim.nodes.cluster.active` says the config asks for
+a cluster (the default is the plain :class:`RequestResponse`, bit-identical).
+
+Model and assumptions (beside :mod:`commsim.nodes.cluster`'s)
+-------------------------------------------------------------
+* Routing: with ``network.keepalive`` a client's connection is pinned to the
+  instance the balancer picks for its first request (or handshake) and
+  every later request on it goes there; without keep-alive every request
+  (chunk) picks again, on its new connection.  TLS CPU runs on the instance.
+* A crash resets every connection pinned to the instance and voids every
+  request (chunk) sent to it and **not yet answered** (in flight to it,
+  queued or running in its CPU: the epoch guard).  The client learns of it
+  by the reset (a zero-byte close on the down link, one way later) and
+  sends that chunk again at once through the balancer, on a new connection
+  (handshake on a survivor): the operation *retries*; it never fails while
+  an instance is up, and its latency includes the retry.  A response
+  already on the wire arrives normally.  With no instance up the client
+  retries after ``topology.reconnect_backoff`` (not doubled).
+* ``crash_resets`` counts the chunks so retried; ``crashes``,
+  ``utilization_*``, ``imbalance``, ``servers_end`` are as for the other
+  composed patterns; the server CPU metrics sum over instances.
+"""
+
+from __future__ import annotations
+
+from commsim.engine.simulation import call_later
+from commsim.metrics import cluster as _defs  # noqa: F401  (defines the metrics)
+from commsim.network import Message
+from commsim.nodes.cluster import Cluster, Guarded, NoCpu
+from commsim.patterns.request_response import RequestResponse, _Upload
+
+
+class _RoutedUpload(_Upload):
+    __slots__ = ("srv", "epoch")
+
+    def __init__(self, model, client, done, body, response_body):
+        super().__init__(model, client, done, body, response_body)
+        self.srv = None
+        self.epoch = -1
+
+    def _send(self, extra_handshake: int) -> None:
+        m = self.model
+        s = m.route(self.client)
+        if s is None:  # nothing up: try again later
+            call_later(m.env, m.backoff, self._again)
+            return
+        self.srv, self.epoch = s, s.epoch
+        m.outstanding[s.index][self] = None
+        super()._send(extra_handshake)
+
+    def _again(self, _event) -> None:
+        self.next_chunk()
+
+    def reset(self, _msg) -> None:
+        """The client saw its connection reset: send this chunk again."""
+        self.sent -= 1
+        self.next_chunk()
+
+
+class ClusteredRequestResponse(RequestResponse):
+    """:class:`RequestResponse` behind a :class:`~commsim.nodes.cluster.Cluster`."""
+
+    def __init__(self, sim):
+        super().__init__(sim)
+        cfg = sim.config
+        self.cluster = Cluster(sim, self._crashed, self.cpu)
+        self.backoff = cfg["topology"]["reconnect_backoff"]
+        self.keepalive = cfg["network"]["keepalive"]
+        self.pinned: dict = {}
+        self._hs_pick: dict = {}
+        self.outstanding: dict = {}   # instance index -> {upload: None} sent, not answered
+        self.crash_resets = 0
+        self._guards: dict = {}
+        self._nocpu = NoCpu()
+        self.conns.cpu_of = self._cpu_of
+
+    def start_op(self, client, done) -> None:
+        _RoutedUpload(self, client, done, self._req_body(), self._resp_body()).next_chunk()
+
+    def route(self, c):
+        if self.keepalive:
+            s = self.pinned.get(c)
+        else:  # the instance this request's own handshake went to, if any
+            s = self._hs_pick.pop(c, None)
+        if s is None or not s.up:
+            s = self.cluster.pick(c)
+            if s is None:
+                return None
+            if self.keepalive:
+                self.pinned[c] = s
+        self.outstanding.setdefault(s.index, {})
+        return s
+
+    def _cpu_of(self, c):
+        s = self.route(c)
+        if s is None:
+            return self._nocpu
+        if not self.keepalive:
+            self._hs_pick[c] = s
+        return s.cpu
+
+    def server_receive(self, msg) -> None:
+        u = msg.data
+        s = u.srv
+        if not s.current(u.epoch):
+            return  # sent to an instance that crashed since: the client was reset
+        g = self._guards.get(s)
+        if g is None:
+            g = self._guards[s] = Guarded(s, lambda _token: None)  # the reset retries it
+        cpu = self.cpu
+        self.cpu = g
+        try:
+            super().server_receive(msg)
+        finally:
+            self.cpu = cpu
+
+    def _respond(self, token, wait) -> None:
+        u = token[0].data
+        self.outstanding[u.srv.index].pop(u, None)
+        super()._respond(token, wait)
+
+    def _crashed(self, s) -> None:
+        env = self.env
+        counted = env.now >= self.sim.start
+        for c in [c for c, p in self.pinned.items() if p is s]:
+            del self.pinned[c]
+            if self.conns.enabled:
+                self.conns.close(c)
+        voided = self.outstanding.pop(s.index, {})
+        for u in voided:
+            if counted:
+                self.crash_resets += 1
+            if self.conns.enabled:
+                self.conns.close(u.client)
+            self.net.down.send(Message("close", "server", u.client, created=env.now,
+                                       label="reset"), u.reset)
+        s.cpu.drop_queued()
+
+    def metrics(self) -> dict:
+        out = super().metrics()
+        out.update(self.cluster.cpu_metrics())
+        out["crash_resets"] = self.crash_resets
+        return out
+
+
+def model(sim):
+    """The model factory of ``request_response``: plain, or behind a topology."""
+    from commsim.nodes import cluster
+
+    return (ClusteredRequestResponse if cluster.active(sim.config) else RequestResponse)(sim)
