@@ -311,3 +311,16 @@ def test_request_response_without_keepalive_handshakes_on_the_instance_it_uses()
         assert a.get("handshake", 0.0) == pytest.approx(a.get("request", 0.0) / 0.002 * TLS,
                                                         rel=0.02)
     balanced(m)
+
+
+def test_topology_keys_a_pattern_does_not_use_are_refused():
+    with pytest.raises(ConfigError, match="topology.reconnect_jitter"):
+        resolved(base("short_polling", servers=2, reconnect_jitter=1.0))
+    with pytest.raises(ConfigError, match="topology.storm_window"):
+        resolved(_rr(servers=2, storm_window=5.0))
+    # request_response does use the jitter: the retries spread out
+    # (an operation retried after a jitter draw of up to 1 s; without jitter the
+    # slowest takes a few round trips)
+    a = run(_rr(servers=4, crash_at=[10.0])).model.clients.latencies.values
+    b = run(_rr(servers=4, crash_at=[10.0], reconnect_jitter=1.0)).model.clients.latencies.values
+    assert max(a) < 0.1 and max(b) > max(a) + 0.1

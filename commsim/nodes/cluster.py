@@ -244,3 +244,17 @@ class NoCpu:
 
     def submit(self, *_args, **_kwargs) -> None:
         pass
+
+
+#: Resolved defaults of the keys not every composed pattern uses.
+_DEFAULTS = {"reconnect_jitter": 0.0, "reconnect_backoff": 1.0, "timeseries_bin": 1.0,
+             "storm_window": 10.0}
+
+
+def refuse_unused(cfg: dict, keys, why: str) -> None:
+    """A composed pattern that has no use for ``keys`` refuses non-default values."""
+    t = cfg["topology"]
+    for k in keys:
+        if t[k] != _DEFAULTS[k]:
+            raise ConfigError(f"topology.{k}", f"got {t[k]:g}s; {cfg['pattern']} has no use "
+                              f"for it ({why}): leave it at {_DEFAULTS[k]:g}s")

@@ -198,6 +198,11 @@ def _model(sim):
 
 
 def _check(cfg: dict) -> None:
+    from commsim.nodes import cluster
+
+    if cluster.active(cfg):
+        cluster.refuse_unused(cfg, ("timeseries_bin", "storm_window"),
+                              "it records no storm time series or storm latencies")
     check_cycle_takes_time(cfg, ("server.service_time", cfg["server"]["service_time"]))
 
 

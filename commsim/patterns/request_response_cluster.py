@@ -13,7 +13,8 @@ Model and assumptions (beside :mod:`commsim.nodes.cluster`'s)
   request (chunk) sent to it and **not yet answered** (in flight to it,
   queued or running in its CPU: the epoch guard).  The client learns of it
   by the reset (a zero-byte close on the down link, one way later) and
-  sends that chunk again at once through the balancer, on a new connection
+  sends that chunk again (after uniform [0, ``topology.reconnect_jitter``])
+  through the balancer, on a new connection
   (handshake on a survivor): the operation *retries*; it never fails while
   an instance is up, and its latency includes the retry.  A response
   already on the wire arrives normally.  With no instance up the client
@@ -54,9 +55,14 @@ class _RoutedUpload(_Upload):
         self.next_chunk()
 
     def reset(self, _msg) -> None:
-        """The client saw its connection reset: send this chunk again."""
+        """The client saw its connection reset: send this chunk again (after
+        uniform [0, topology.reconnect_jitter])."""
         self.sent -= 1
-        self.next_chunk()
+        m = self.model
+        if m.jitter is not None:
+            call_later(m.env, m.jitter(), self._again)
+        else:
+            self.next_chunk()
 
 
 class ClusteredRequestResponse(RequestResponse):
@@ -67,6 +73,9 @@ class ClusteredRequestResponse(RequestResponse):
         cfg = sim.config
         self.cluster = Cluster(sim, self._crashed, self.cpu)
         self.backoff = cfg["topology"]["reconnect_backoff"]
+        j = cfg["topology"]["reconnect_jitter"]
+        self.jitter = (sim.sampler({"dist": "uniform", "low": 0, "high": j},
+                                   "topology/reconnect_jitter") if j > 0 else None)
         self.keepalive = cfg["network"]["keepalive"]
         self.pinned: dict = {}
         self._hs_pick: dict = {}

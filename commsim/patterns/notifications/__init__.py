@@ -95,6 +95,10 @@ def _check(cfg: dict) -> None:
             raise ConfigError("network.keepalive", f"got false; behind a topology "
                               f"{cfg['pattern']} pins each client's kept-alive connection to one "
                               "instance; a connection per poll is not routed: use true")
+        if cfg["pattern"] == "short_polling":
+            cluster.refuse_unused(cfg, ("reconnect_jitter", "reconnect_backoff"),
+                                  "its clients poll on schedule: a reset connection is "
+                                  "re-opened by the next poll")
         if cfg["workload"]["job_rate"] > 0:
             raise ConfigError("workload.job_rate", f"got {cfg['workload']['job_rate']:g}/s; jobs "
                               "are not modelled behind a topology (a job lives on one instance "
