@@ -127,6 +127,8 @@ def test_ledger_balances_under_random_crashes_restarts_loss_and_scale_out(patter
     raw = base(pattern, clients=300, duration=30.0, servers=3, mtbf=5.0, mttr=2.0,
                balancer="consistent_hash", scale_out_at=15.0, scale_out_servers=2)
     raw["network"]["loss"] = 0.05
+    raw["network"]["max_retries"] = 1   # links give up: senders re-send
+    raw["server"] = {"cores": 1, "service_time": 0.003}  # run queues to lose at crashes
     raw["workload"]["online_time"] = {"dist": "exponential", "mean": 10.0}
     raw["workload"]["offline_time"] = {"dist": "exponential", "mean": 2.0}
     r = run(raw)
@@ -324,3 +326,32 @@ def test_topology_keys_a_pattern_does_not_use_are_refused():
     a = run(_rr(servers=4, crash_at=[10.0])).model.clients.latencies.values
     b = run(_rr(servers=4, crash_at=[10.0], reconnect_jitter=1.0)).model.clients.latencies.values
     assert max(a) < 0.1 and max(b) > max(a) + 0.1
+
+
+def test_long_polling_offline_clients_are_not_stranded_by_the_topology():
+    """Offline periods: the held poll of a client that left stays on its
+    instance (the server does not notice), as without a topology; a
+    topology with a crash delivers about as much as the plain pattern."""
+    def cfg(**topology):
+        raw = base("long_polling", clients=300, duration=25.0, **topology)
+        raw["workload"]["online_time"] = {"dist": "exponential", "mean": 5.0}
+        raw["workload"]["offline_time"] = {"dist": "exponential", "mean": 1.0}
+        return raw
+
+    plain = run(cfg()).metrics
+    m = run(cfg(servers=3, crash_at=[10.0])).metrics
+    assert abs(m["delivery_ratio"] - plain["delivery_ratio"]) < 0.02
+    balanced(m)
+
+
+def test_request_response_retries_never_complete_an_operation_twice():
+    """Loss beyond max_retries re-sends a chunk (possibly to another
+    instance); a later crash of the first instance must not retry it again."""
+    for bal in ("round_robin", "least_connections", "consistent_hash", "sticky"):
+        for mode in ("sync", "async"):
+            raw = _rr(servers=3, balancer=bal, mtbf=5.0, mttr=1.0)
+            raw["clients"]["mode"] = mode
+            raw["clients"]["rate"] = 2.0
+            raw["network"]["loss"] = 0.1
+            raw["network"]["max_retries"] = 1
+            balanced(run(raw).metrics)  # a double completion raises in SimPy

@@ -235,7 +235,11 @@ class Guarded:
             self.lost(token)
 
     def drop_queued(self) -> list:
-        return [w[1] for w in self.server.cpu.drop_queued()]
+        """Drop the instance's run queue; the tokens of the jobs submitted
+        through this guard (others, e.g. TLS handshakes submitted to the
+        instance's Cpu directly, have nothing to give back)."""
+        return [w[1] for w in self.server.cpu.drop_queued()
+                if type(w) is tuple and len(w) == 3 and callable(w[0])]
 
 
 class NoCpu:

@@ -34,12 +34,13 @@ from commsim.patterns.request_response import RequestResponse, _Upload
 
 
 class _RoutedUpload(_Upload):
-    __slots__ = ("srv", "epoch")
+    __slots__ = ("srv", "epoch", "sent_at")
 
     def __init__(self, model, client, done, body, response_body):
         super().__init__(model, client, done, body, response_body)
         self.srv = None
         self.epoch = -1
+        self.sent_at = -1.0
 
     def _send(self, extra_handshake: int) -> None:
         m = self.model
@@ -47,7 +48,9 @@ class _RoutedUpload(_Upload):
         if s is None:  # nothing up: try again later
             call_later(m.env, m.backoff, self._again)
             return
-        self.srv, self.epoch = s, s.epoch
+        if self.srv is not None:  # a re-send (reset, or the link gave up): not there any more
+            m.outstanding.get(self.srv.index, {}).pop(self, None)
+        self.srv, self.epoch, self.sent_at = s, s.epoch, m.env.now
         m.outstanding[s.index][self] = None
         super()._send(extra_handshake)
 
@@ -113,8 +116,10 @@ class ClusteredRequestResponse(RequestResponse):
     def server_receive(self, msg) -> None:
         u = msg.data
         s = u.srv
-        if not s.current(u.epoch):
-            return  # sent to an instance that crashed since: the client was reset
+        if msg.created != u.sent_at or not s.current(u.epoch):
+            # a copy voided by a crash (the client was reset and has re-sent
+            # the chunk, maybe elsewhere), or sent to an instance that crashed
+            return
         g = self._guards.get(s)
         if g is None:
             g = self._guards[s] = Guarded(s, lambda _token: None)  # the reset retries it
@@ -139,13 +144,22 @@ class ClusteredRequestResponse(RequestResponse):
                 self.conns.close(c)
         voided = self.outstanding.pop(s.index, {})
         for u in voided:
+            u.sent_at = -1.0  # its copy in flight, if any, is void (see _lost)
             if counted:
                 self.crash_resets += 1
             if self.conns.enabled:
                 self.conns.close(u.client)
-            self.net.down.send(Message("close", "server", u.client, created=env.now,
+            # data=u: if the link gives the reset up, _lost retries the chunk
+            # just the same (the client's own timeout, not modelled apart).
+            self.net.down.send(Message("close", "server", u.client, created=env.now, data=u,
                                        label="reset"), u.reset)
         s.cpu.drop_queued()
+
+    def _lost(self, msg) -> None:
+        u = msg.data
+        if msg.kind == "request" and isinstance(u, _RoutedUpload) and msg.created != u.sent_at:
+            return  # a copy voided by a crash, already retried after the reset
+        super()._lost(msg)
 
     def metrics(self) -> dict:
         out = super().metrics()

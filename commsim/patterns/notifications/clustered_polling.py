@@ -146,6 +146,12 @@ class ClusteredLongPolling(ClusteredPolling):
             self.down.send_ordered(Message("close", SERVER, c, created=now, label="reset"),
                                    self._client_reset, c)
 
+    def _availability(self, c: int, online: bool) -> None:
+        # Going offline closes the client's connection but not its held poll:
+        # the server does not notice (as without a topology), so the poll
+        # stays pinned to its instance until answered (the answer is lost).
+        super(ClusteredPolling, self)._availability(c, online)
+
     def _client_reset(self, msg) -> None:
         c = msg.dst
         if self.poll_sent[c] > msg.created or not self.outstanding[c]:
