@@ -85,6 +85,9 @@ class Connections:
         self.sim = sim
         self.network = network
         self.cpu = server_cpu
+        # Composition (commsim/nodes/cluster.py): ``cpu_of(client)`` names the
+        # CPU of the instance the client's connection goes to (None: ``cpu``).
+        self.cpu_of = None
         self.mode = cfg["handshake"]
         self.keepalive = cfg["keepalive"]
         self.tls_cpu = cfg["tls_server_cpu"] if self.mode.startswith("tls") else 0.0
@@ -127,12 +130,15 @@ class _Handshake:
     mode's flights walked by the shared :class:`FlightExchange`, with the
     server's TLS CPU when it reads the ClientHello."""
 
-    __slots__ = ("conns", "client", "then", "exchange")
+    __slots__ = ("conns", "client", "then", "exchange", "cpu")
 
     def __init__(self, conns: Connections, client, then):
         self.conns = conns
         self.client = client
         self.then = then
+        # The server CPU of this connection, fixed when it starts (a cluster's
+        # instance for the client; else the one server).
+        self.cpu = conns.cpu if conns.cpu_of is None else conns.cpu_of(client)
         tls = conns.cpu is not None and conns.tls_cpu > 0
         self.exchange = FlightExchange(conns.flights, conns.last, self._send, self._opened,
                                        hello=hello_index(conns.mode) if tls else None,
@@ -164,7 +170,7 @@ class _Handshake:
         self.then(last)
 
     def _server_tls(self, resume) -> None:
-        self.conns.cpu.submit(self.conns.tls_cpu, "handshake", _resume, resume)
+        self.cpu.submit(self.conns.tls_cpu, "handshake", _resume, resume)
 
 
 def _resume(resume, _wait) -> None:

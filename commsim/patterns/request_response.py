@@ -194,7 +194,19 @@ def figures(result, out_dir):
     return request_response_figures(result, out_dir)
 
 
+def _model(sim):
+    """Plain, or behind a ``topology`` (commsim/patterns/request_response_cluster.py)."""
+    from commsim.patterns.request_response_cluster import model
+
+    return model(sim)
+
+
 def _check(cfg: dict) -> None:
+    from commsim.nodes import cluster
+
+    if cluster.active(cfg):
+        cluster.refuse_unused(cfg, ("timeseries_bin", "storm_window"),
+                              "it records no storm time series or storm latencies")
     check_cycle_takes_time(cfg, ("server.service_time", cfg["server"]["service_time"]))
 
 
@@ -202,8 +214,8 @@ PATTERN = Pattern(
     name="request_response",
     summary="client request, server parse + process, response; encodings, chunked uploads, "
             "keep-alive vs new connections",
-    model=RequestResponse,
-    sections=("request_response",),
+    model=_model,
+    sections=("request_response", "topology"),
     figures=figures,
     check=_check,
 )

@@ -55,9 +55,28 @@ from commsim.patterns.base import Pattern
 from commsim.patterns.notifications.base import _WORKLOAD
 from commsim.patterns.notifications.polling import LongPolling, ShortPolling
 from commsim.patterns.notifications.streaming import Push, ServerSentEvents
+from commsim.nodes import cluster
+from commsim.patterns.notifications.clustered import ClusteredStreaming
+from commsim.patterns.notifications.clustered_polling import ClusteredLongPolling, ClusteredPolling
+
+
+def _composable(cls, mixin=ClusteredStreaming):
+    """The pattern's model factory: the plain class, or with a non-default
+    ``topology`` the class behind N instances and a load balancer."""
+    composed = type(f"Clustered{cls.__name__}", (mixin, cls), {})
+
+    def model(sim):
+        return (composed if cluster.active(sim.config) else cls)(sim)
+
+    model.__doc__ = cls.__doc__
+    return model
 
 
 def _figures(result, out_dir):
+    if any(cluster.active(p.config) for p in result.experiment.points):
+        from commsim.figures.reconnect_storm import figures as storm
+
+        return storm(result, out_dir)
     from commsim.figures.notifications import figures
 
     return figures(result, out_dir)
@@ -71,15 +90,31 @@ def _check(cfg: dict) -> None:
                           "connection per client and every (re)connect opens a new one "
                           "(with its handshake), so there is no later request to reuse a "
                           "connection for: use true")
+    if cfg["pattern"] in cluster.COMPOSED and cluster.active(cfg):
+        if cfg["pattern"] in ("short_polling", "long_polling") and not net["keepalive"]:
+            raise ConfigError("network.keepalive", f"got false; behind a topology "
+                              f"{cfg['pattern']} pins each client's kept-alive connection to one "
+                              "instance; a connection per poll is not routed: use true")
+        if cfg["pattern"] == "short_polling":
+            cluster.refuse_unused(cfg, ("reconnect_jitter", "reconnect_backoff"),
+                                  "its clients poll on schedule: a reset connection is "
+                                  "re-opened by the next poll")
+        if cfg["workload"]["job_rate"] > 0:
+            raise ConfigError("workload.job_rate", f"got {cfg['workload']['job_rate']:g}/s; jobs "
+                              "are not modelled behind a topology (a job lives on one instance "
+                              "and its fate in a crash is not defined here): use 0")
 
 
 PATTERNS = [
     Pattern("short_polling", "clients ask every interval; the server answers at once, empty "
-            "or with everything pending", ShortPolling, ("short_polling", *_WORKLOAD), _figures, _check),
+            "or with everything pending", _composable(ShortPolling, ClusteredPolling),
+            ("short_polling", *_WORKLOAD, "topology"), _figures, _check),
     Pattern("long_polling", "the server holds each poll until an update or a timeout; the client "
-            "re-polls on every response", LongPolling, ("long_polling", *_WORKLOAD), _figures, _check),
+            "re-polls on every response", _composable(LongPolling, ClusteredLongPolling),
+            ("long_polling", *_WORKLOAD, "topology"), _figures, _check),
     Pattern("sse", "server-sent events: one request, an unending response of event frames, "
-            "reconnects with or without resume", ServerSentEvents, ("sse", *_WORKLOAD), _figures, _check),
+            "reconnects with or without resume", _composable(ServerSentEvents),
+            ("sse", *_WORKLOAD, "topology"), _figures, _check),
     Pattern("push", "a persistent bidirectional connection; the server sends as updates happen",
-            Push, ("push", *_WORKLOAD), _figures, _check),
+            _composable(Push), ("push", *_WORKLOAD, "topology"), _figures, _check),
 ]

@@ -102,6 +102,13 @@ class _Streaming(_Base):
         if replay:
             for k in range(0, len(replay), 3):
                 self._send_frame(c, replay[k], replay[k + 1], replay[k + 2])
+        if self.resume and c in self.backlog:
+            # Updates that came while the opening response waited for the CPU
+            # (the stream was not open yet) follow the replay; without this
+            # they would wait for the next reconnect.
+            late = self.backlog.pop(c)
+            for k in range(0, len(late), 3):
+                self._send_frame(c, late[k], late[k + 1], late[k + 2])
 
     def _client_opened(self, msg) -> None:
         self.connecting[msg.dst] = 0

@@ -90,6 +90,10 @@ def figures(result, out_dir):
 
 
 def _check(cfg: dict) -> None:
+    from commsim.nodes import cluster
+
+    cluster.refuse(cfg, "its crash injection is sync_async.crash_at on the one server; "
+                   "N instances behind a balancer are not built")
     sa = cfg["sync_async"]
     check_cycle_takes_time(cfg, ("sync_async.cpu_before", sa["cpu_before"]),
                            ("sync_async.io_time", sa["io_time"]),
@@ -101,7 +105,7 @@ PATTERN = Pattern(
     summary="server I/O models (thread pool, event loop, io_uring, thread per call) with backend "
             "calls; synchronous vs asynchronous commit with crash injection",
     model=SyncAsync,
-    sections=("sync_async",),
+    sections=("sync_async", "topology"),
     figures=figures,
     check=_check,
 )
