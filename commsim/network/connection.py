@@ -130,7 +130,7 @@ class _Handshake:
     mode's flights walked by the shared :class:`FlightExchange`, with the
     server's TLS CPU when it reads the ClientHello."""
 
-    __slots__ = ("conns", "client", "then", "exchange", "cpu")
+    __slots__ = ("conns", "client", "then", "exchange", "cpu", "_resume")
 
     def __init__(self, conns: Connections, client, then):
         self.conns = conns
@@ -170,11 +170,13 @@ class _Handshake:
         self.then(last)
 
     def _server_tls(self, resume) -> None:
-        self.cpu.submit(self.conns.tls_cpu, "handshake", _resume, resume)
+        # The job's token stays None: a cluster that drops a crashed server's
+        # queue recognises a TLS handshake job by it (commsim/nodes/cluster.py).
+        self._resume = resume
+        self.cpu.submit(self.conns.tls_cpu, "handshake", self._after_tls)
 
-
-def _resume(resume, _wait) -> None:
-    resume()
+    def _after_tls(self, _token, _wait) -> None:
+        self._resume()
 
 
 # ------------------------------------------------------------------------
