@@ -163,9 +163,10 @@ def write_records(result, out_dir: Path) -> list[Path]:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from commsim.experiment.output import atomic_write
-
     import pyarrow as pa
+
+    from commsim.experiment.output import atomic_write
+    from commsim.rng import derive_run_seed
 
     exp = result.experiment
     folder = Path(out_dir)
@@ -176,7 +177,8 @@ def write_records(result, out_dir: Path) -> list[Path]:
     for i, point in enumerate(exp.points):
         rows = _runs_of_point(result.runs, point.params)
         for _, row in rows.iterrows():
-            r, seed = int(row["replication"]), int(row["seed"])
+            r = int(row["replication"])
+            seed = derive_run_seed(point.config["seed"], r)  # (a row's int64 may be a float)
             metrics, sim = simulate_recorded(point.config, seed)
             for key in ("throughput", "latency_mean"):
                 if key in row and not _same(metrics.get(key), row[key]):
