@@ -73,8 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-large", action="store_true",
                    help="run even beyond the work limits (docs/experiments.md, 'Work estimate')")
     r.add_argument("--records", action="store_true",
-                   help="also write per-operation records as Parquet into records/ "
-                        "(docs/experiments.md, 'Records')")
+                   help="also write per-operation records of every run as Parquet "
+                        "(records-p<point>-r<rep>.parquet; docs/experiments.md, 'Per-operation "
+                        "records')")
     r.add_argument("--parquet", action="store_true",
                    help="also write runs.parquet and summary.parquet")
 
