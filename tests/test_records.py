@@ -142,3 +142,17 @@ def test_cli_refuses_records_for_a_pattern_that_does_not_record(tmp_path, capsys
     err = capsys.readouterr().err
     assert "--records" in err and "pubsub" in err
     assert not out.exists()
+
+
+def test_records_that_do_not_reproduce_the_run_publish_nothing(tiny_rr, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    real = records.simulate_recorded
+
+    def drifted(cfg, seed):
+        metrics, sim = real(cfg, seed)
+        return {**metrics, "latency_mean": metrics["latency_mean"] * 1.5}, sim
+
+    monkeypatch.setattr(records, "simulate_recorded", drifted)
+    assert main(["run", str(tiny_rr), "--out", str(out), "--quiet", "--records"]) == 1
+    assert "not reproducible" in capsys.readouterr().err
+    assert not (out / "runs.csv").exists() and not list(out.glob("records-*"))

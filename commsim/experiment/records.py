@@ -22,8 +22,10 @@ once more, in this process, with its own resolved config and seed and with
 recording switched on.  Same config + seed give the same run (the models are
 deterministic), so the records are the operations of the run whose metrics
 are in ``runs.csv`` (this is checked: the run's ``latency_mean`` and
-``throughput`` must come out identical, else the write fails); the cost is one
-more simulation per run.  One run's records are in memory at a time.
+``throughput`` must come out identical, else nothing is published and
+``commsim run`` exits with status 1); the cost is one more simulation per
+run.  One run's records are in memory at a time.  A failed run has no
+records file.
 
 Files (in the results folder, written through the staging folder like every
 other file, flat beside runs.csv): ``records-p<point>-r<replication>.parquet``,
@@ -165,7 +167,7 @@ def write_records(result, out_dir: Path) -> list[Path]:
 
     import pyarrow as pa
 
-    from commsim.experiment.output import atomic_write
+    from commsim.experiment.output import WriteError, atomic_write
     from commsim.rng import derive_run_seed
 
     exp = result.experiment
@@ -182,9 +184,10 @@ def write_records(result, out_dir: Path) -> list[Path]:
             metrics, sim = simulate_recorded(point.config, seed)
             for key in ("throughput", "latency_mean"):
                 if key in row and not _same(metrics.get(key), row[key]):
-                    raise RuntimeError(f"records of point {i} replication {r}: {key} "
-                                       f"{metrics.get(key)!r} differs from the run's {row[key]!r}; "
-                                       "the run is not reproducible (a bug: please report it)")
+                    raise WriteError(f"records of point {i} replication {r}: {key} "
+                                     f"{metrics.get(key)!r} differs from the run's {row[key]!r}; "
+                                     "the run is not reproducible (a bug: please report it); "
+                                     "nothing was written")
             path = folder / f"{PREFIX}p{i}-r{r}.parquet"
             pq.write_table(table(sim, point.params, r, seed, types), path)
             paths.append(path)
