@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
                         "(a run of the same configuration is always waited for)")
     r.add_argument("--allow-large", action="store_true",
                    help="run even beyond the work limits (docs/experiments.md, 'Work estimate')")
+    r.add_argument("--records", action="store_true",
+                   help="also write per-operation records of every run as Parquet "
+                        "(records-p<point>-r<rep>.parquet; docs/experiments.md, 'Per-operation "
+                        "records')")
+    r.add_argument("--parquet", action="store_true",
+                   help="also write runs.parquet and summary.parquet")
 
     t = sub.add_parser("trace", help="trace the first messages of a run")
     t.add_argument("config")
@@ -160,6 +166,10 @@ def cmd_run(args) -> int:
 
     exp = load(args.config, args.overrides, allow_large=args.allow_large)
     _apply_precision(exp, args)
+    if args.records or args.parquet:  # refused before anything runs (issue 12, records)
+        from commsim.experiment import records as op_records
+
+        op_records.check(exp, args.records, args.parquet)
     if args.precision or args.max_replications:  # more replications: estimate again
         from commsim.config import estimate as work
 
@@ -238,6 +248,10 @@ def cmd_run(args) -> int:
     figure_errors: list[str] = []
     try:
         paths = output.write_tables(result, stage)
+        if args.records:
+            paths += op_records.write_records(result, stage)
+        if args.parquet:
+            paths += op_records.write_parquet_tables(result, stage)
         records = draw_figures(result, stage, formats_in_use(out_dir),
                                warn=lambda text: (figure_errors.append(text), warn(text)))
     except OSError as exc:

@@ -159,20 +159,38 @@ class Series:
         call_later(self.env, self.every, self._sample)
 
 
-class Operations:
-    """One record per operation: kind (a small int), start and end time."""
+#: Operation kinds and outcomes of :class:`Operations` (their small-int codes
+#: are the indices); commsim.experiment.records writes them as text.
+OP_KINDS = ("request", "update")
+OUTCOMES = ("ok", "unfinished", "delivered", "missed")
+REQUEST, UPDATE = 0, 1
+OK, UNFINISHED, DELIVERED, MISSED = 0, 1, 2, 3
 
-    __slots__ = ("kind", "start", "end")
+
+class Operations:
+    """One record per operation in compact arrays (no Python object per
+    operation): kind and outcome (small ints), client, start and end time,
+    bytes.  ``end`` is NaN for an operation that never completed; ``client``
+    and ``size`` are -1 where the model does not know them."""
+
+    __slots__ = ("kind", "start", "end", "client", "size", "outcome")
 
     def __init__(self):
         self.kind = array("b")
         self.start = array("d")
         self.end = array("d")
+        self.client = array("q")
+        self.size = array("q")
+        self.outcome = array("b")
 
-    def record(self, kind: int, t0: float, t1: float) -> None:
+    def record(self, kind: int, t0: float, t1: float, client: int = -1, size: int = -1,
+               outcome: int = 0) -> None:
         self.kind.append(kind)
         self.start.append(t0)
         self.end.append(t1)
+        self.client.append(client)
+        self.size.append(size)
+        self.outcome.append(outcome)
 
     def __len__(self) -> int:
         return len(self.start)
@@ -180,6 +198,11 @@ class Operations:
 
 class Recorder:
     """The instruments of one run (see the module docstring)."""
+
+    #: Per-operation records wanted (``commsim run --records``): models that
+    #: record take their :class:`Operations` at set-up only when this is true,
+    #: so a run without records pays one attribute test per operation at most.
+    records = False
 
     def __init__(self, sim):
         self.sim = sim

@@ -38,7 +38,7 @@ from commsim.errors import ConfigError
 
 OWNED = ("runs.csv", "summary.csv", "config.resolved.yaml", "units.csv")
 #: Files of a run's results besides OWNED and the figures.
-EXTRA = ("failures.csv", "figures.json")
+EXTRA = ("failures.csv", "figures.json", "runs.parquet", "summary.parquet", "records-units.csv")
 #: Where a run's files are written before they are moved into place.
 STAGING = ".commsim-staging"
 #: Inside STAGING: written once every file is there; lists what to remove.
@@ -244,6 +244,7 @@ def _old_results(out_dir: Path) -> list[str]:
     """Names of the result files a folder holds now (tables and the figures
     its figures.json lists)."""
     names = [n for n in (*OWNED, *EXTRA) if (out_dir / n).is_file()]
+    names += [p.name for p in out_dir.glob("records-p*-r*.parquet")]  # --records (.records)
     try:
         manifest = json.loads((out_dir / "figures.json").read_text())
         for rec in manifest if isinstance(manifest, list) else []:

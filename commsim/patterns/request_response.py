@@ -34,6 +34,7 @@ from commsim.accounting.work import WorkCosts
 from commsim.clients import ClientPopulation
 from commsim.clients.population import check_cycle_takes_time
 from commsim.config.schema import Field, Section, register_section
+from commsim.engine.recorder import OK, REQUEST, UNFINISHED
 from commsim.metrics.collect import client_server_metrics
 from commsim.network import Message, Network
 from commsim.network.connection import Connections
@@ -132,7 +133,10 @@ class RequestResponse:
         self._resp_body = self._body_sampler(rr["response_body"], "request_response/response_body")
         self._service = sim.sampler(cfg["server"]["service_time"], "server/service")
         self.costs = WorkCosts(cfg["server"])  # per-kind CPU (issue 13); all 0 by default
-        self.clients = ClientPopulation(sim, self.start_op)
+        # Per-operation records (commsim run --records) only when asked for:
+        # otherwise the clients call start_op directly, at no cost.
+        self.ops = sim.recorder.ops("request_response") if sim.recorder.records else None
+        self.clients = ClientPopulation(sim, self.start_op if self.ops is None else self._start_recorded)
         self.net.up.on_drop = self.net.down.on_drop = self._lost
 
     def _lost(self, msg) -> None:
@@ -158,6 +162,24 @@ class RequestResponse:
     # -------------------------------------------------------------- flow --
     def start_op(self, client, done) -> None:
         _Upload(self, client, done, self._req_body(), self._resp_body()).next_chunk()
+
+    def _start_recorded(self, client, done) -> None:
+        """start_op that also records the operation (``Operations``: sent,
+        completed, bytes, outcome); used only with records on."""
+        ops = self.ops
+        up = _Upload(self, client, None, self._req_body(), self._resp_body())
+        i = len(ops)
+        size = up.chunks * (self.req_header + self.resp_header) + up.body + up.response_body
+        ops.record(REQUEST, self.env._now, math.nan, client, size, UNFINISHED)
+        env = self.env
+
+        def finished() -> None:
+            ops.end[i] = env._now
+            ops.outcome[i] = OK
+            done()
+
+        up.done = finished
+        up.next_chunk()
 
     def server_receive(self, msg) -> None:
         upload = msg.data

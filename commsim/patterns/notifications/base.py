@@ -7,6 +7,7 @@ from array import array
 
 from commsim.accounting.work import WorkCosts
 from commsim.config.schema import Field, Section, register_section
+from commsim.engine.recorder import DELIVERED, MISSED, UPDATE
 from commsim.engine.simulation import call_at, call_later
 from commsim.errors import ConfigError
 from commsim.metrics import notifications as _defs  # noqa: F401  (defines the metrics)
@@ -70,6 +71,7 @@ register_section(Section("push", {
 }, doc="A persistent bidirectional connection; the server sends as updates happen.",
     pattern="push"))
 
+NAN = float("nan")
 _WORKLOAD = ("workload",)
 STREAM_START = 1.0  # long-polling and streaming clients start at a time uniform in [0, 1 s)
 
@@ -121,6 +123,8 @@ class _Base:
         self.conns = 0
         self.conns_max = 0
         call_at(self.env, sim.start, self._window_opens)
+        # Per-operation records (commsim run --records), None unless asked for.
+        self.ops = sim.recorder.ops(self.pattern) if sim.recorder.records else None
         # Jobs.
         self.jobs = {}
         self.job_polls: list = []
@@ -196,6 +200,8 @@ class _Base:
                 polls_at, done = job
                 self.job_polls.append(self.polls[c] - polls_at if self.polls is not None else 0)
                 self.job_delays.append(now - done)
+        if self.ops is not None:
+            self.ops.record(UPDATE, created, now, c, -1, DELIVERED)
         if self.sim.start <= created < self.sim.end:
             self.delivered += 1
             self.lat.append(now - created)
@@ -203,6 +209,8 @@ class _Base:
                 self.proc.append(done - created)
 
     def _lost(self, created: float) -> None:
+        if self.ops is not None:
+            self.ops.record(UPDATE, created, NAN, -1, -1, MISSED)
         if self.sim.start <= created < self.sim.end:
             self.missed += 1
 
