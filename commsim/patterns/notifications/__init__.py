@@ -53,7 +53,8 @@ from __future__ import annotations
 from commsim.errors import ConfigError
 from commsim.patterns.base import Pattern
 from commsim.patterns.notifications.base import _WORKLOAD
-from commsim.patterns.notifications.polling import LongPolling, ShortPolling
+from commsim.patterns.notifications.long_polling import LongPolling
+from commsim.patterns.notifications.polling import ShortPolling
 from commsim.patterns.notifications.streaming import Push, ServerSentEvents
 from commsim.nodes import cluster
 from commsim.patterns.notifications.clustered import ClusteredStreaming
