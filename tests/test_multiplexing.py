@@ -342,3 +342,15 @@ def test_keepalive_false_is_refused_naming_warm_connections():
     with pytest.raises(ConfigError) as e:
         load({"pattern": "multiplexing", "network": {"keepalive": False}})
     assert e.value.key == "network.keepalive" and "warm_connections" in str(e.value)
+
+
+def test_max_retries_is_refused_since_the_transport_never_gives_up():
+    """The segment transport retransmits until delivered: network.max_retries
+    would be accepted and do nothing, so it is refused naming the key."""
+    from commsim.config import load
+    from commsim.errors import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        load({"pattern": "multiplexing", "network": {"loss": 0.01, "max_retries": 2}})
+    assert exc.value.key == "network.max_retries"
+    load({"pattern": "multiplexing", "network": {"loss": 0.01}})  # the default is fine

@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 
 from commsim.clients import ClientPopulation
-from commsim.config.schema import Field, Section, register_section
+from commsim.config.schema import SECTIONS, Field, Section, register_section
 from commsim.errors import ConfigError
 from commsim.metrics import multiplexing as _metrics  # noqa: F401  (defines the metrics)
 from commsim.metrics.collect import cpu_metrics, latency_metrics
@@ -368,6 +368,11 @@ def _check_network(cfg: dict) -> None:
         raise ConfigError("network.keepalive", "got false; in the multiplexing pattern connection "
                           "reuse is multiplexing.warm_connections (false: every page load opens "
                           "new connections)")
+    retries = cfg["network"]["max_retries"]
+    if retries != SECTIONS["network"].fields["max_retries"].default:
+        raise ConfigError("network.max_retries", f"got {retries}; the multiplexing pattern's "
+                          "segment transport retransmits a lost segment until it is delivered "
+                          "(TCP and QUIC do not give up within a page load): leave it unset")
 
 
 PATTERN = Pattern(
