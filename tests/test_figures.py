@@ -184,3 +184,31 @@ def test_points_not_in_steady_state_are_ringed_and_the_flag_is_no_sweep_key():
     assert plots.UNSTABLE_LABEL in [t.get_text() for t in ax.get_legend().get_texts()]
     # results written before the stability check: nothing flagged
     assert not plots.unstable_flags(s.drop(columns=["unstable"])).any()
+
+
+def test_cheapest_csv_counts_only_patterns_delivering_99_percent(tmp_path):
+    """Issue 12 item 9: a pattern that loses updates is not crowned; a regime
+    where none delivers 99% says so."""
+    import pandas as pd
+
+    from commsim.figures import notifications as nf
+
+    rows = []
+    for n, lost in ((100, {"long_polling": 0.2}), (1000, {p: 0.5 for p in nf.PATTERN_ORDER})):
+        for p in nf.PATTERN_ORDER:
+            rows.append({"pattern": p, "clients.count": n, "workload.event_rate": 0.1,
+                         "replications": 1, "updates_created": 1000.0,
+                         "missed": 1000.0 * lost.get(p, 0.0),
+                         "bandwidth": {"long_polling": 1.0}.get(p, 5.0), "server_cpu_s": 1.0,
+                         "server_memory_max": 1.0,
+                         "latency_mean": {"long_polling": 0.01}.get(p, 0.1)})
+    lines = nf.cheapest_rows(pd.DataFrame(rows))
+    assert len(lines) == 3
+    # 100 clients: long polling is cheapest and fastest but loses 20%: not crowned.
+    first = lines[1].split(",")
+    assert first[:2] == ["100", "0.1"]
+    assert "long_polling" not in lines[1]
+    assert first[2] == "short_polling=sse=push" and first[5] == "short_polling=sse=push"
+    # 1000 clients: every pattern loses half; the row says so and has no values.
+    second = lines[2].split(",")
+    assert second[2:6] == ["none delivers 99%"] * 4 and second[6:] == [""] * 4

@@ -658,3 +658,22 @@ def test_a_report_that_cannot_be_written_is_one_line_and_exit_1(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("commsim: error: cannot access '/proc/nope")
     assert not any("Traceback" in line for line in err)
+
+
+def test_a_section_added_by_a_newer_commsim_with_its_defaults_is_the_same_config(tmp_path):
+    """Results written before a section existed (e.g. `topology`) are the same
+    configuration as a rerun that leaves the new section at its defaults; a
+    changed value in it still differs."""
+    import yaml
+
+    from commsim.config import dump_yaml, load
+    from commsim.experiment import output
+
+    raw = {"pattern": "sse", "duration": "1s", "clients": {"count": 3}}
+    resolved = load(raw).resolved
+    assert "topology" in resolved
+    old = {k: v for k, v in yaml.safe_load(dump_yaml(resolved)).items() if k != "topology"}
+    (tmp_path / "config.resolved.yaml").write_text(dump_yaml(old))
+    assert output.config_differences(tmp_path, resolved) == []
+    changed = load({**raw, "topology": {"servers": 2}}).resolved
+    assert output.config_differences(tmp_path, changed) == ["topology"]

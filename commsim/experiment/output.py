@@ -94,7 +94,8 @@ def _differences(old, new, prefix: str = "") -> list[str]:
     A key inside a section that the old config lacks altogether is not a
     difference: resolved configs hold every key, so it was added to the schema
     by a newer commsim (with a default that keeps the old behaviour), not
-    edited by the user.
+    edited by the user.  Likewise a whole section the old config lacks whose
+    every key holds its default (e.g. ``topology``, added for composition).
     """
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
@@ -102,12 +103,32 @@ def _differences(old, new, prefix: str = "") -> list[str]:
             key = f"{prefix}.{k}" if prefix else str(k)
             if k not in old and prefix and prefix != "sweep":
                 continue
+            if k not in old and not prefix and _default_section(k, new[k]):
+                continue
             if k not in old or k not in new:
                 out.append(key)
             else:
                 out += _differences(old[k], new[k], key)
         return out
     return [] if old == new else [prefix or "(top level)"]
+
+
+def _default_section(name, values) -> bool:
+    """True when ``values`` (as written in a resolved config) are exactly the
+    defaults of the registered section ``name``."""
+    import yaml
+
+    from commsim.config.load import resolve_section
+    from commsim.config.schema import SECTIONS
+
+    section = SECTIONS.get(name) if isinstance(name, str) else None
+    if section is None or not isinstance(values, dict):
+        return False
+    try:
+        defaults = yaml.safe_load(dump_yaml({name: resolve_section(section, {}, name, None)}))[name]
+    except Exception:  # noqa: BLE001 - a section whose defaults cannot resolve alone
+        return False
+    return defaults == values
 
 
 def config_differences(out_dir: Path, resolved: dict, ignore: tuple = ()) -> list[str] | None:

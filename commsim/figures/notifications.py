@@ -15,7 +15,15 @@ sweeps ``pattern`` with ``clients.count`` and/or ``workload.event_rate``:
 * ``cheapest.csv``: per (clients, event rate), the pattern that uses the
   least bandwidth, server CPU, server memory, and the one with the lowest
   mean latency (patterns within 1 % of the best are listed joined by ``=``),
-  with the best value.
+  with the best value.  Only patterns that deliver at least
+  :data:`DELIVERY_MIN` (99 %) of the window's updates compete, counting
+  as delivered every update not ``missed`` (one still on its way when the
+  window closes, e.g. waiting for short polling's next poll, is not lost;
+  ``delivery_ratio`` counts it as undelivered, so it is not used here).  A
+  pattern that loses updates to offline clients or dropped streams is not
+  "cheapest" or "fastest", because the updates it lost are absent from its
+  costs and latencies; when none qualifies, the row says so (``none
+  delivers 99%``) and carries no values.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ import math
 from pathlib import Path
 
 PATTERN_ORDER = ("short_polling", "long_polling", "sse", "push")
+#: The least delivery ratio a pattern needs to count in cheapest.csv.
+DELIVERY_MIN = 0.99
 COLORS = {"short_polling": "tab:red", "long_polling": "tab:orange", "sse": "tab:blue",
           "push": "tab:green"}
 STYLE = {"short_polling": "o-", "long_polling": "s-", "sse": "^--", "push": "o:"}
@@ -178,6 +188,15 @@ def figures(result, out_dir) -> list[Path]:
         paths.append(save_figure(fig, out / "connections_held.png"))
 
     # 5. cheapest pattern per regime.
+    rows = cheapest_rows(df)
+    path = out / "cheapest.csv"
+    atomic_write(path, "\n".join(rows) + "\n")
+    paths.append(path)
+    return paths
+
+
+def cheapest_rows(df) -> list[str]:
+    """The lines of ``cheapest.csv`` (header first) from a summary table."""
     keys = [c for c in (N, R) if c in df.columns]
     rows = ["clients,event_rate,cheapest_bandwidth,cheapest_server_cpu,cheapest_server_memory,"
             "lowest_latency,bandwidth_Bps,server_cpu_s,server_memory_max_B,latency_mean_s"]
@@ -185,6 +204,13 @@ def figures(result, out_dir) -> list[Path]:
     for k, g in groups:
         k = k if isinstance(k, tuple) else (k,)
         vals = dict(zip(keys, k))
+        if "missed" in g.columns and "updates_created" in g.columns:
+            kept = 1 - g["missed"] / g["updates_created"]  # NaN (no updates): nothing to lose
+            g = g[~(kept < DELIVERY_MIN)]
+        if g.empty:
+            none = f"none delivers {100 * DELIVERY_MIN:g}%"
+            rows.append(f"{vals.get(N, '')},{vals.get(R, '')},{none},{none},{none},{none},,,,")
+            continue
         best = {}
         for col in ("bandwidth", "server_cpu_s", "server_memory_max", "latency_mean"):
             gg = g.dropna(subset=[col])
@@ -202,7 +228,4 @@ def figures(result, out_dir) -> list[Path]:
         rows.append(f"{vals.get(N, '')},{vals.get(R, '')},{name['bandwidth']},{name['server_cpu_s']},"
                     f"{name['server_memory_max']},{name['latency_mean']},{val['bandwidth']},"
                     f"{val['server_cpu_s']},{val['server_memory_max']},{val['latency_mean']}")
-    path = out / "cheapest.csv"
-    atomic_write(path, "\n".join(rows) + "\n")
-    paths.append(path)
-    return paths
+    return rows
