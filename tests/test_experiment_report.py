@@ -245,3 +245,19 @@ def test_a_new_run_refreshes_the_pdfs_a_report_made(finished):
     assert pdf.stat().st_mtime_ns > before
     lat = next(r for r in json.loads((out / "figures.json").read_text()) if r["file"] == "lat.png")
     assert "pdf" in lat["formats"]
+
+
+def test_every_pattern_says_what_every_network_key_does():
+    """Issue 10: each network.* key takes effect in every pattern or is
+    refused; each pattern states which, per group of keys, for
+    docs/patterns.md.  A new network key must join a group (and so be
+    described by every pattern)."""
+    from commsim.config.schema import SECTIONS
+    from commsim.patterns import registry
+    from commsim.patterns.base import NETWORK_GROUPS
+
+    grouped = {k for keys in NETWORK_GROUPS.values() for k in keys}
+    assert grouped == set(SECTIONS["network"].fields), "a network key belongs to no group"
+    for name, pattern in registry().items():
+        missing = [g for g in NETWORK_GROUPS if not pattern.network.get(g)]
+        assert not missing, f"pattern {name} does not say what network {missing} do there"

@@ -137,7 +137,19 @@ def markdown() -> str:
     for name, pattern in pats:
         lines += [f"## {name}", "", pattern.summary, "",
                   f"Sections used: {', '.join(f'`{s}`' for s in CORE_SECTIONS + tuple(pattern.sections))}.", ""]
+        if pattern.network:  # what each network key does here, or why it is refused
+            from commsim.patterns.base import NETWORK_GROUPS
+
+            lines += ["| network keys | what they do in this pattern |", "|---|---|"]
+            for group, keys in NETWORK_GROUPS.items():
+                text = pattern.network.get(group, "")
+                lines.append(f"| {', '.join(f'`network.{k}`' for k in keys)} | {_md_escape(text)} |")
+            lines.append("")
         for s in pattern.sections:
             sec = SECTIONS[s]
             lines += [f"### Section `{s}`", "", sec.doc, "", *_md_table(_rows(sec.fields, f"{s}.")), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")

@@ -11,12 +11,29 @@ draws the pattern's standard figures from a finished experiment.
 :class:`~commsim.errors.ConfigError`, a resolved run config the pattern cannot
 model (a combination of keys across sections); it runs at load time, so the
 error comes before anything runs or is written.
+``network`` says, per group of ``network`` keys (:data:`NETWORK_GROUPS`),
+what those keys do in this pattern, or that (and why) they are refused;
+``docs/patterns.md`` shows it, and a test requires every group of every
+pattern, so no network key is accepted without saying what it does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+
+#: The ``network`` keys, grouped as a pattern describes their effect.
+NETWORK_GROUPS: dict[str, tuple[str, ...]] = {
+    "latency": ("latency",),
+    "bandwidth": ("bandwidth",),
+    "loss": ("loss", "rto", "max_retries"),
+    "connections": ("handshake", "keepalive", "tls_server_cpu"),
+    "wire": ("segment_overhead", "mss", "acks_per_message"),
+}
+
+WIRE_COUNTED = ("TCP/IP header bytes per segment and pure ACKs are counted as bytes_transport "
+         "(bytes_wire = bytes_total + bytes_transport)")
 
 
 @dataclass(frozen=True)
@@ -27,3 +44,4 @@ class Pattern:
     sections: tuple[str, ...] = ()
     figures: Callable | None = field(default=None, compare=False)
     check: Callable[[dict], None] | None = field(default=None, compare=False)
+    network: dict = field(default_factory=dict, compare=False)

@@ -382,5 +382,14 @@ PATTERN = Pattern(
     model=Multiplexing,
     sections=("multiplexing",),
     figures=figures,
-    check=_check_network,
-)
+    check=_check_network, network={
+        "latency": "one-way latency of the segment transport",
+        "bandwidth": "the front end's access link, shared by every connection",
+        "loss": "segments lost with probability loss, recovered by fast retransmit or an rto "
+                "timeout (head-of-line blocking where the protocol has it); max_retries is "
+                "refused: the transport retransmits until delivered",
+        "connections": "http1/http2 use handshake (TCP, TLS) and tls_server_cpu, http3 QUIC's; "
+                       "keepalive: false is refused (connection reuse is "
+                       "multiplexing.warm_connections)",
+        "wire": "refused: the segment transport counts its own packet headers "
+                "(multiplexing.segment_overhead)"})

@@ -40,7 +40,7 @@ from commsim.network import Message, Network
 from commsim.network.connection import Connections
 from commsim.network.encoding import PRESETS, Encoding
 from commsim.nodes import Cpu
-from commsim.patterns.base import Pattern
+from commsim.patterns.base import WIRE_COUNTED, Pattern
 
 SECTION = register_section(Section("request_response", {
     "request_header": Field("size", "400B", "header bytes of each request", min=0),
@@ -239,5 +239,11 @@ PATTERN = Pattern(
     model=_model,
     sections=("request_response", "topology"),
     figures=figures,
-    check=_check,
-)
+    check=_check, network={
+        "latency": "every client-server hop, each direction",
+        "bandwidth": "the server's access link, each direction (messages queue to be serialised)",
+        "loss": "a lost transmission is resent after rto; a message given up after max_retries "
+                "is retried by its client",
+        "connections": "a handshake per connection (TCP 1 RTT, TLS 1.3 2, TLS 1.2 3) with "
+                       "tls_server_cpu per TLS handshake; keepalive: false opens one per request",
+        "wire": WIRE_COUNTED})

@@ -51,7 +51,7 @@ Per-pattern assumptions are in each class docstring and in
 from __future__ import annotations
 
 from commsim.errors import ConfigError
-from commsim.patterns.base import Pattern
+from commsim.patterns.base import WIRE_COUNTED, Pattern
 from commsim.patterns.notifications.base import _WORKLOAD
 from commsim.patterns.notifications.long_polling import LongPolling
 from commsim.patterns.notifications.polling import ShortPolling
@@ -105,17 +105,38 @@ def _check(cfg: dict) -> None:
                               "are not modelled behind a topology (a job lives on one instance "
                               "and its fate in a crash is not defined here): use 0")
 
+def _network(loss: str, connections: str) -> dict:
+    """What the ``network`` keys do in a notification pattern (docs/patterns.md)."""
+    return {"latency": "every client-server hop, each direction",
+            "bandwidth": "the server's access link, each direction",
+            "loss": loss, "connections": connections, "wire": WIRE_COUNTED}
+
+
+#: Polling: request/response exchanges; streaming: one long-lived connection.
+POLL_NETWORK = _network(
+    "a lost poll or response is resent after rto (its latency and bytes grow geometrically); "
+    "one given up after max_retries is sent again by its sender, so no update is lost to the "
+    "network",
+    "a handshake per poll without keep-alive, once per online period with it; tls_server_cpu "
+    "per TLS handshake; behind a topology keepalive: false is refused")
+STREAM_NETWORK = _network(
+    "a lost frame is resent after rto and the frames behind it on that connection wait "
+    "(head-of-line); one given up after max_retries is sent again by its sender",
+    "a handshake per (re)connect, tls_server_cpu per TLS handshake; keepalive: false is refused "
+    "(a stream has no later request to reuse its connection for)")
+
 
 PATTERNS = [
     Pattern("short_polling", "clients ask every interval; the server answers at once, empty "
             "or with everything pending", _composable(ShortPolling, ClusteredPolling),
-            ("short_polling", *_WORKLOAD, "topology"), _figures, _check),
+            ("short_polling", *_WORKLOAD, "topology"), _figures, _check, POLL_NETWORK),
     Pattern("long_polling", "the server holds each poll until an update or a timeout; the client "
             "re-polls on every response", _composable(LongPolling, ClusteredLongPolling),
-            ("long_polling", *_WORKLOAD, "topology"), _figures, _check),
+            ("long_polling", *_WORKLOAD, "topology"), _figures, _check, POLL_NETWORK),
     Pattern("sse", "server-sent events: one request, an unending response of event frames, "
             "reconnects with or without resume", _composable(ServerSentEvents),
-            ("sse", *_WORKLOAD, "topology"), _figures, _check),
+            ("sse", *_WORKLOAD, "topology"), _figures, _check, STREAM_NETWORK),
     Pattern("push", "a persistent bidirectional connection; the server sends as updates happen",
-            _composable(Push), ("push", *_WORKLOAD, "topology"), _figures, _check),
+            _composable(Push), ("push", *_WORKLOAD, "topology"), _figures, _check,
+            STREAM_NETWORK),
 ]

@@ -73,7 +73,7 @@ metrics); the broker is the node :mod:`commsim.nodes.broker`.
 from __future__ import annotations
 
 from commsim.errors import ConfigError
-from commsim.patterns.base import Pattern
+from commsim.patterns.base import WIRE_COUNTED, Pattern
 from commsim.patterns.pubsub.config import MODES, SECTION
 from commsim.patterns.pubsub.consumer import Consumer
 from commsim.patterns.pubsub.model import PubSub
@@ -107,5 +107,13 @@ PATTERN = Pattern(
     model=PubSub,
     sections=("pubsub",),
     figures=figures,
-    check=_check_network,
-)
+    check=_check_network, network={
+        "latency": "pubsub.publish_latency / deliver_latency / ack_latency where set, else "
+                   "network.latency on every link",
+        "bandwidth": "every publisher, broker and consumer link",
+        "loss": "resent after rto; a message given up after max_retries is a broken connection: "
+                "publishes are resent, deliveries redelivered, fetches re-sent, a lost direct "
+                "copy is missed",
+        "connections": "refused (handshake, keepalive: false): broker connections are long-lived "
+                       "and their set-up is not modelled",
+        "wire": WIRE_COUNTED})

@@ -75,7 +75,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from commsim.errors import ConfigError
-from commsim.patterns.base import Pattern
+from commsim.patterns.base import WIRE_COUNTED, Pattern
 from commsim.patterns.sidecar.config import SECTION  # noqa: F401  (registers the section)
 from commsim.patterns.sidecar.model import SidecarModel
 
@@ -104,5 +104,12 @@ PATTERN = Pattern(
     model=SidecarModel,
     sections=("sidecar",),
     figures=figures,
-    check=_check_network,
-)
+    check=_check_network, network={
+        "latency": "every node-to-node hop; app <-> proxy loopback legs use "
+                   "sidecar.loopback_latency",
+        "bandwidth": "each node-to-node hop, each direction (loopback legs unlimited)",
+        "loss": "node-to-node hops: resent after rto; a message given up after max_retries fails "
+                "its try (the retry policy decides); a dropped handshake flight is resent",
+        "connections": "refused: connections are sidecar.mtls (TLS 1.3 between meshes) and "
+                       "sidecar.requests_per_connection",
+        "wire": WIRE_COUNTED})

@@ -66,7 +66,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from commsim.errors import ConfigError
-from commsim.patterns.base import Pattern
+from commsim.patterns.base import WIRE_COUNTED, Pattern
 from commsim.patterns.stateful.config import SECTION  # noqa: F401  (registers the section)
 from commsim.patterns.stateful.model import StatefulModel
 
@@ -101,5 +101,11 @@ PATTERN = Pattern(
     model=StatefulModel,
     sections=("stateful",),
     figures=figures,
-    check=_check_network,
-)
+    check=_check_network, network={
+        "latency": "client <-> balancer; balancer <-> server and server <-> store use "
+                   "stateful.backend_latency and stateful.store_latency",
+        "bandwidth": "the servers' access link",
+        "loss": "refused: lost requests and their retries are not modelled in this pattern",
+        "connections": "refused (handshake, keepalive: false): set-up to the balancer is not "
+                       "modelled",
+        "wire": WIRE_COUNTED})

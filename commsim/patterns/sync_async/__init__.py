@@ -78,7 +78,7 @@ Package layout: ``config`` (the ``sync_async`` section), ``model``.
 from __future__ import annotations
 
 from commsim.clients.population import check_cycle_takes_time
-from commsim.patterns.base import Pattern
+from commsim.patterns.base import WIRE_COUNTED, Pattern
 from commsim.patterns.sync_async.config import SECTION  # noqa: F401  (registers the section)
 from commsim.patterns.sync_async.model import SyncAsync
 
@@ -107,5 +107,11 @@ PATTERN = Pattern(
     model=SyncAsync,
     sections=("sync_async", "topology"),
     figures=figures,
-    check=_check,
-)
+    check=_check, network={
+        "latency": "every client-server hop, each direction",
+        "bandwidth": "the server's access link, each direction",
+        "loss": "a lost transmission is resent after rto; a message given up after max_retries "
+                "closes the client's connection and the request is retried on a new one",
+        "connections": "one connection per client through the handshake module, tls_server_cpu "
+                       "on the server CPU; keepalive: false: a handshake per request",
+        "wire": WIRE_COUNTED})
