@@ -66,7 +66,8 @@ def test_request_response_records_reproduce_latency_mean_and_p99_exactly():
 def test_notification_records_reproduce_latency_mean_and_counts(pattern):
     raw = {"pattern": pattern, "duration": 40.0, "warmup": 5.0, "clients": {"count": 40},
            "network": {"latency": "10ms"},
-           "workload": {"event_rate": 0.5, "online_time": {"dist": "exponential", "mean": "8s"},
+           "workload": {"event_rate": 0.5, "event_size": "300B",
+                        "online_time": {"dist": "exponential", "mean": "8s"},
                         "offline_time": {"dist": "exponential", "mean": "2s"}}}
     if pattern == "sse":
         raw["sse"] = {"resume": False}
@@ -83,6 +84,9 @@ def test_notification_records_reproduce_latency_mean_and_counts(pattern):
     if pattern != "long_polling":  # offline clients lose updates in these models
         assert metrics["missed"] > 0
     assert df[df.outcome == "delivered"].client.notna().all()
+    # every row carries the update's size and its client, delivered or missed
+    assert (df.bytes == 300).all()
+    assert df.client.notna().all()
 
 
 def test_records_off_records_nothing():

@@ -51,16 +51,15 @@ COLUMNS = (
     ("replication", "1", "replication index (0-based)"),
     ("seed", "1", "the run's random seed"),
     ("op", "text", "operation kind: request (request_response) or update (notifications)"),
-    ("client", "1", "client index (0-based); null where the model does not know it (a missed "
-                    "update)"),
+    ("client", "1", "client index (0-based)"),
     ("created", "s", "simulated time the operation began: request sent by the client / update "
                      "created at the server"),
     ("completed", "s", "simulated time it ended: response received / update arrived at the "
                        "client; null if it did not (unfinished, missed)"),
     ("latency", "s", "completed - created; null if not completed"),
     ("bytes", "B", "application bytes of the operation (request_response: headers and bodies of "
-                   "every chunk, no handshakes or retransmissions); null where not recorded "
-                   "(notifications, for now)"),
+                   "every chunk, no handshakes or retransmissions; notifications: the "
+                   "update's payload size)"),
     ("outcome", "text", "ok (response received), unfinished (no response by the end of the run), "
                         "delivered (update reached the client), missed (update lost)"),
     ("measured", "true/false", "created inside the measurement window [warmup, warmup + "

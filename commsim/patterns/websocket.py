@@ -187,7 +187,7 @@ class WebSocket(_Streaming):
         c = token[0]
         if self.open[c] and self.dead[c]:  # died while the frame was queued
             self._server_learns(c)
-            self._lost(token[1])
+            self._lost(token[1], c, token[2])
             return
         self.last_act[c] = self.env._now
         super()._frame_ready(token, wait)

@@ -185,7 +185,8 @@ class _Base:
             self.created += 1
         return uid
 
-    def _arrived(self, c: int, created: float, uid: int, now: float, done: float = -1.0) -> None:
+    def _arrived(self, c: int, created: float, uid: int, now: float, done: float = -1.0,
+                 size: int = -1) -> None:
         """One update reached client ``c`` (online) now; the client finishes
         processing it at ``done`` (streaming patterns; -1: not tracked)."""
         if uid >= 0:
@@ -201,16 +202,16 @@ class _Base:
                 self.job_polls.append(self.polls[c] - polls_at if self.polls is not None else 0)
                 self.job_delays.append(now - done)
         if self.ops is not None:
-            self.ops.record(UPDATE, created, now, c, -1, DELIVERED)
+            self.ops.record(UPDATE, created, now, c, size, DELIVERED)
         if self.sim.start <= created < self.sim.end:
             self.delivered += 1
             self.lat.append(now - created)
             if done >= 0:
                 self.proc.append(done - created)
 
-    def _lost(self, created: float) -> None:
+    def _lost(self, created: float, c: int = -1, size: int = -1) -> None:
         if self.ops is not None:
-            self.ops.record(UPDATE, created, NAN, -1, -1, MISSED)
+            self.ops.record(UPDATE, created, NAN, c, size, MISSED)
         if self.sim.start <= created < self.sim.end:
             self.missed += 1
 

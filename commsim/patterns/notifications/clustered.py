@@ -78,9 +78,9 @@ class _ClusterParts:
 
         self.series = sim.recorder.every("topology", t["timeseries_bin"], sample)
 
-    def _arrived(self, c, created, uid, now, done=-1.0) -> None:
+    def _arrived(self, c, created, uid, now, done=-1.0, size=-1) -> None:
         k = len(self.lat)
-        super()._arrived(c, created, uid, now, done)
+        super()._arrived(c, created, uid, now, done, size)
         if len(self.lat) > k:
             self.lat_created.append(created)
             self._lat_sum += now - created
@@ -230,7 +230,7 @@ class ClusteredStreaming(_ClusterParts):
         if self.resume:
             self._deliver(c, created, size, uid)  # sent on the new stream, or waits for it
         else:
-            self._lost(created)
+            self._lost(created, c, size)
 
     # -------------------------------------------------------------- crash --
     def _server_crashed(self, s) -> None:

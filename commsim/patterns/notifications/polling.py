@@ -101,12 +101,12 @@ class _Polling(_Base):
         items = msg.data
         if not self.online[c]:
             for k in range(0, len(items), 3):
-                self._lost(items[k])
+                self._lost(items[k], c, items[k + 1])
         else:
             now = self.env._now
             arrived = self._arrived
             for k in range(0, len(items), 3):
-                arrived(c, items[k], items[k + 2], now)
+                arrived(c, items[k], items[k + 2], now, -1.0, items[k + 1])
         self._after_response(c)
 
     def _client_empty(self, msg) -> None:

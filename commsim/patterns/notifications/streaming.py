@@ -177,7 +177,7 @@ class _Streaming(_Base):
         elif self.resume:
             self.backlog.setdefault(c, []).extend((created, size, uid))
         else:
-            self._lost(created)
+            self._lost(created, c, size)
 
     def _send_frame(self, c, created, size, uid) -> None:
         work = self._service() + (self.costs.frame(size) if self.costs.any else 0.0)
@@ -196,7 +196,7 @@ class _Streaming(_Base):
                 # replays it after the reconnect.
                 self.backlog.setdefault(c, []).extend((msg.created, msg.payload, msg.data))
             else:
-                self._lost(msg.created)
+                self._lost(msg.created, c, msg.payload)
             return
         now = self.env._now
         if self.client_queue:
@@ -213,14 +213,14 @@ class _Streaming(_Base):
             if len(q) > self.buffer:
                 if counted:
                     self.client_drops += 1
-                self._lost(msg.created)
+                self._lost(msg.created, c, msg.payload)
                 return
             start = q[-1] if q else now
             done = start + self._client_service()
             q.append(done)
-            self._arrived(c, msg.created, msg.data, now, done)
+            self._arrived(c, msg.created, msg.data, now, done, msg.payload)
             return
-        self._arrived(c, msg.created, msg.data, now, now)
+        self._arrived(c, msg.created, msg.data, now, now, msg.payload)
 
     def metrics(self) -> dict:
         return super().metrics()
