@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -252,7 +251,3 @@ class MemoryStore(RunStore):
 
     def clear(self) -> None:
         self._records.clear()
-
-
-def is_nan(x) -> bool:
-    return isinstance(x, float) and math.isnan(x)

@@ -53,10 +53,6 @@ HANDSHAKES = {
     "tls1.2": (TCP_FLIGHTS + TLS12_FLIGHTS, TCP_LAST),
 }
 
-#: Index (in the mode's flights) of the ClientHello, on whose receipt the
-#: server spends ``network.tls_server_cpu`` (TLS modes only).
-CLIENT_HELLO = len(TCP_FLIGHTS)
-
 
 def round_trips(mode: str) -> int:
     """Round trips a handshake of ``mode`` adds before the first request."""
