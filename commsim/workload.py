@@ -120,7 +120,7 @@ class EventFeed:
             call_at(self.sim.env, self.next_time, self._fire)
 
     def _fire(self, _event) -> None:
-        self.drain(self.sim.env._now, self._publish)
+        self.drain(self.sim.env.now, self._publish)
         call_at(self.sim.env, self.next_time, self._fire)
 
 
@@ -139,7 +139,7 @@ class PoissonCalendar:
     def _tick(self, _event) -> None:
         self.fire(self.n)
         self.n += 1
-        call_at(self.sim.env, self.sim.env._now + self._gap(), self._tick)
+        call_at(self.sim.env, self.sim.env.now + self._gap(), self._tick)
 
 
 class Availability:
@@ -177,7 +177,7 @@ class Availability:
 
     def _tick(self, _event) -> None:
         heap = self._heap
-        now = self.sim.env._now
+        now = self.sim.env.now
         online = self.online
         while heap and heap[0][0] <= now:
             _, c = heap[0]

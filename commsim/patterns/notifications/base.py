@@ -159,7 +159,7 @@ class _Base:
 
         def tick(_event) -> None:
             i = state["i"]
-            now = env._now
+            now = env.now
             while i < n and times[order[i]] <= now:
                 start(order[i])
                 i += 1
@@ -174,7 +174,7 @@ class _Base:
 
     def _conn(self, delta: int) -> None:
         self.conns += delta
-        if self.conns > self.conns_max and self.env._now >= self.sim.start:
+        if self.conns > self.conns_max and self.env.now >= self.sim.start:
             self.conns_max = self.conns
 
     def _new_uid(self, created: float) -> int:
@@ -223,7 +223,7 @@ class _Base:
             return
         polls_at = self.polls[c]
         msg = Message("request", c, SERVER, header=self.request_header, payload=self.job_request,
-                      created=self.env._now, data=(polls_at, duration), label="job submit")
+                      created=self.env.now, data=(polls_at, duration), label="job submit")
         if self.handshakes:
             self.connector.ensure(c, lambda extra: self._send_with(msg, extra, self._server_job))
         else:
@@ -241,7 +241,7 @@ class _Base:
         self.cpu.submit(self._service(), "job", self._job_handle, msg.src)
 
     def _job_handle(self, c, _wait) -> None:
-        msg = Message("response", SERVER, c, header=self.response_header, created=self.env._now,
+        msg = Message("response", SERVER, c, header=self.response_header, created=self.env.now,
                       label="job handle")
         self.down.send(msg, self._client_job_handle)
 
@@ -250,8 +250,8 @@ class _Base:
             self.connector.done(msg.dst)
 
     def _job_done(self, event) -> None:
-        c, polls_at = event._value
-        now = self.env._now
+        c, polls_at = event.value
+        now = self.env.now
         uid = self.publish(c, now, self._notice_size())
         self.jobs[uid] = (polls_at, now)
 
