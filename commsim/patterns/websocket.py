@@ -123,6 +123,7 @@ class WebSocket(_Streaming):
             call_later(self.env, due - now, self._idle_check, (c, no))
             return
         self.dead[c] = 1  # silently forgotten
+        # by hand: one test guards a count and a lifetime (sampled at its end, not Samples' rule)
         if now >= self.sim.start:
             self.idle_drops += 1
             self.lifetimes.append(now - self.opened_at[c])

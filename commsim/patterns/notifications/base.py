@@ -75,6 +75,12 @@ NAN = float("nan")
 _WORKLOAD = ("workload",)
 STREAM_START = 1.0  # long-polling and streaming clients start at a time uniform in [0, 1 s)
 
+# Window tests stay hand-written in the notification patterns (base, polling,
+# long_polling, streaming): they guard plain int counters that the clustered
+# subclasses and metrics() read and write directly, they run per poll / frame
+# (the hot path: a Counter.add is one Python call more each), and most test an
+# update's creation time against both edges ([start, end)), not now.
+
 
 class _Base:
     """What the four patterns share: network, server CPU, workload, metrics."""
