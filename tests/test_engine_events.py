@@ -56,6 +56,30 @@ def test_a_failed_event_still_crashes_the_run():
     assert env.now == 1
 
 
+def test_a_failed_event_crashes_a_run_until_a_time_too():
+    env = Environment()
+    ev = env.event()
+    call_later(env, 1, lambda e: ev.fail(ValueError("bad")))
+    with pytest.raises(ValueError, match="bad"):
+        env.run(until=5)
+    assert env.now == 1
+
+
+def test_run_until_stops_at_the_time_and_resumes_like_simpy():
+    def trace(env_cls):
+        env = env_cls()
+        log = []
+        for t in (1.0, 2.0, 2.0, 3.5):
+            call_at(env, t, lambda e: log.append(env.now))
+        env.run(until=2.0)  # urgent stop: the events at 2.0 stay for later
+        first = (list(log), env.now)
+        env.run(until=10)
+        return first, log, env.now, events_scheduled(env)
+
+    assert trace(Environment) == trace(simpy.Environment)
+    assert trace(Environment)[0] == ([1.0], 2.0)
+
+
 def test_call_later_value_is_seen_by_callbacks_and_processes():
     env = Environment()
     got = []

@@ -58,10 +58,10 @@ class Environment(simpy.Environment):
         the event's callbacks once, re-raise an undefused failure; a
         :class:`StopSimulation` from a callback keeps the later callbacks for
         when the run resumes)."""
-        queue = self._queue
-        if not queue:
-            raise EmptySchedule
-        t, _, _, event = heappop(queue)
+        try:
+            t, _, _, event = heappop(self._queue)
+        except IndexError:
+            raise EmptySchedule from None
         self._now = self.now = t
         callbacks = event.callbacks
         event.callbacks = None
@@ -73,10 +73,55 @@ class Environment(simpy.Environment):
             self.schedule(event, URGENT - 1)
             raise
         if not event._ok and not hasattr(event, "_defused"):
-            cause = event._value
-            exc = type(cause)(*cause.args)
-            exc.__cause__ = cause
-            raise exc
+            _crash(event)
+
+    def run(self, until: Any = None) -> Any:
+        """SimPy's ``run``; ``until`` a time runs one loop with :meth:`step`
+        written out (no method call per event).
+
+        The same events in the same order as SimPy: the stop is an urgent
+        event scheduled at ``until`` now (one event id, as in SimPy), and the
+        run returns when it comes off the heap, the clock at ``until``.
+        """
+        if until is None or isinstance(until, Event):
+            return super().run(until)
+        at = until if isinstance(until, int) else float(until)
+        if at <= self._now:
+            raise ValueError(f"until ({at}) must be greater than the current simulation time")
+        stop = Event(self)
+        stop._ok = True
+        stop._value = None
+        self.schedule(stop, URGENT, at - self._now)
+        queue = self._queue
+        while True:
+            try:
+                t, _, _, event = heappop(queue)
+            except IndexError:
+                raise RuntimeError(f'No scheduled events left but "until" event was not '
+                                   f"triggered: {stop}") from None
+            self._now = self.now = t
+            callbacks = event.callbacks
+            event.callbacks = None
+            if event is stop:
+                # SimPy's stop callback re-schedules the (now callback-less)
+                # stop event when it ends the run: do the same, so the event
+                # count and the heap are SimPy's.
+                stop.callbacks = []
+                self.schedule(stop, URGENT - 1)
+                return None
+            for callback in callbacks:
+                callback(event)
+            if not event._ok and not hasattr(event, "_defused"):
+                _crash(event)
+
+
+def _crash(event: Event) -> None:
+    """Raise a failed, undefused event's exception (a fresh copy whose cause
+    is the original, as SimPy does): it ends the run."""
+    cause = event._value
+    exc = type(cause)(*cause.args)
+    exc.__cause__ = cause
+    raise exc
 
 
 def events_scheduled(env: simpy.Environment) -> int:
@@ -112,6 +157,7 @@ def call_later(env: simpy.Environment, delay: float, callback: Callable[[Event],
     ev = _Call()
     ev.env = env
     ev.callbacks = [callback]
+    ev._ok = True  # an instance attribute reads faster in the run loop than the class's
     ev.value = value
     env.schedule(ev, NORMAL, delay)
     return ev
@@ -140,6 +186,7 @@ class Waker(_Call):
     def __init__(self, env: simpy.Environment, callback: Callable[[Event], None]):
         self.env = env
         self.callbacks = None
+        self._ok = True
         # SimPy never mutates a callbacks list it processed (it replaces the
         # event's with None), so one list object serves every arming.
         self._callbacks = [callback]
