@@ -77,7 +77,7 @@ class StatefulModel:
         self.relogins = rec.counter("stateful/relogins")
         self.sessions_lost = sim.recorder.counter("stateful/sessions_lost")
         self.crash_log: list = []      # (time, server index, frozenset of clients)
-        self.relogin_log: list = []    # (time, client) of forced logins
+        self.relogin_log: list = []    # (time, client) of every forced login (whole run)
         self.ts_ok = [0] * self.nbins
         self.ts_fail = [0] * self.nbins
         self.ts_lat = [0.0] * self.nbins
@@ -126,9 +126,8 @@ class StatefulModel:
         self.logins.add_if(op.t0)
         if forced:
             self.relogins.add_if(op.t0)
-            if op.t0 >= self.sim.start:
-                self.relogin_log.append((self.sim.now, op.cid))
-                self.ts_relogin[int(self.sim.now / self.bin)] += 1
+            self.relogin_log.append((self.sim.now, op.cid))
+            self.ts_relogin[int(self.sim.now / self.bin)] += 1
         msg = Message("login", op.cid, "lb", header=self.req_header, payload=self.req_body,
                       created=self.sim.now, data=op, label="login")
         self.net.up.send(msg, self._lb_receive)
@@ -175,13 +174,12 @@ class StatefulModel:
         if op.during_crash:
             self.crash_ops.add_if(t0)
             self.crash_ok.add_if(t0, ok)
-        if t0 >= self.sim.start:
-            b = int(now / self.bin)
-            if ok:
-                self.ts_ok[b] += 1
-                self.ts_lat[b] += now - t0
-            else:
-                self.ts_fail[b] += 1
+        b = int(now / self.bin)  # the time series cover the whole run (warm-up included)
+        if ok:
+            self.ts_ok[b] += 1
+            self.ts_lat[b] += now - t0
+        else:
+            self.ts_fail[b] += 1
         op.done()
 
     # ------------------------------------------------------------ balancer --
