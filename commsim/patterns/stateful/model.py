@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 
 from commsim.clients import ClientPopulation
-from commsim.metrics.collect import latency_metrics
-from commsim.metrics.collect import percentiles
+from commsim.metrics.collect import latency_metrics, percentiles
 from commsim.metrics.topology import imbalance
 from commsim.network import Message, Network
 from commsim.nodes.cluster import Cluster
 from commsim.nodes.store import Store
+from commsim.patterns.stateful.connect import ClientConnections
 from commsim.patterns.stateful.servers import Op, StatefulServer
 
 #: The ``stateful`` keys that describe the cluster (as the ``topology`` keys do).
@@ -75,13 +75,18 @@ class StatefulModel:
         self.crash_ok = rec.counter("stateful/crash_ok")
         self.logins = rec.counter("stateful/logins")
         self.relogins = rec.counter("stateful/relogins")
-        self.sessions_lost = sim.recorder.counter("stateful/sessions_lost")
+        self.sessions_lost = rec.counter("stateful/sessions_lost")
         self.crash_log: list = []      # (time, server index, frozenset of clients)
         self.relogin_log: list = []    # (time, client) of every forced login (whole run)
         self.ts_ok = [0] * self.nbins
         self.ts_fail = [0] * self.nbins
         self.ts_lat = [0.0] * self.nbins
         self.ts_relogin = [0] * self.nbins
+        # Client connections (network.handshake other than none: connect.py).
+        self.conns = ClientConnections(self) if cfg["network"]["handshake"] != "none" else None
+        # network.loss: a message the client's link gives up on (after
+        # network.max_retries retransmissions) fails its operation.
+        self.net.up.on_drop = self.net.down.on_drop = self._given_up
         self.clients = ClientPopulation(sim, self.start_op)
 
     # -------------------------------------------------------------- faults --
@@ -102,10 +107,12 @@ class StatefulModel:
         for cid in lost:
             self.where[cid] = None
         s.sessions.clear()
-        s.cpu.drop_queued()
+        dropped = s.cpu.drop_queued()
         for op in list(s.inflight):
             self._reply(s, op, "reset", 0)
         s.inflight.clear()
+        if self.conns is not None:
+            self.conns.crashed(s, dropped)
         # (the balancer notices detect_time later: StatefulServer.on_crash)
 
     def restarted(self, s: StatefulServer) -> None:
@@ -115,12 +122,25 @@ class StatefulModel:
     def start_op(self, cid, done) -> None:
         now = self.sim.now
         op = Op(cid, done, now, self._service(), self.down > 0)
-        if self.session[cid] is None:
-            self._send_login(op, forced=False)
+        if self.conns is not None:
+            self.conns.open(op)  # then first_message
         else:
-            self._send_request(op)
+            self.first_message(op, 0)
 
-    def _send_login(self, op: Op, forced: bool) -> None:
+    def first_message(self, op: Op, handshake: int) -> None:
+        """Send the operation's login or request (``handshake``: bytes of the
+        client's last handshake flight, which ride with it)."""
+        if self.session[op.cid] is None:
+            self._send_login(op, False, handshake)
+        else:
+            self._send_request(op, handshake)
+
+    def _given_up(self, msg) -> None:
+        if self.conns is not None and self.conns.dropped(msg):
+            return  # a handshake flight: sent again
+        self._finish(msg.data, False)  # the client's TCP gave up: the operation fails
+
+    def _send_login(self, op: Op, forced: bool, handshake: int = 0) -> None:
         op.kind = "login"
         op.forced = forced
         self.logins.add_if(op.t0)
@@ -129,14 +149,14 @@ class StatefulModel:
             self.relogin_log.append((self.sim.now, op.cid))
             self.ts_relogin[int(self.sim.now / self.bin)] += 1
         msg = Message("login", op.cid, "lb", header=self.req_header, payload=self.req_body,
-                      created=self.sim.now, data=op, label="login")
+                      handshake=handshake, created=self.sim.now, data=op, label="login")
         self.net.up.send(msg, self._lb_receive)
 
-    def _send_request(self, op: Op) -> None:
+    def _send_request(self, op: Op, handshake: int = 0) -> None:
         op.kind = "request"
         header = self.req_header + (self.token_size if self.token else 0)
         msg = Message("request", op.cid, "lb", header=header, payload=self.req_body,
-                      created=self.sim.now, data=op, label="request")
+                      handshake=handshake, created=self.sim.now, data=op, label="request")
         self.net.up.send(msg, self._lb_receive)
 
     def _client_receive(self, msg) -> None:
@@ -180,12 +200,15 @@ class StatefulModel:
             self.ts_lat[b] += now - t0
         else:
             self.ts_fail[b] += 1
+        if self.conns is not None:
+            self.conns.finished(op, ok)
         op.done()
 
     # ------------------------------------------------------------ balancer --
     def _lb_receive(self, msg) -> None:
         op: Op = msg.data
-        s = self.lb.pick(op.cid)
+        # The connection's server (L4: picked at connect), else by policy per request.
+        s = op.conn.server if op.conn is not None else self.lb.pick(op.cid)
         if s is None:
             self._lb_reply(op, "503", 0)
             return
@@ -213,8 +236,8 @@ class StatefulModel:
     def _server_receive(self, msg) -> None:
         op: Op = msg.data
         s: StatefulServer = op.server
-        if not s.up:
-            self._reply(s, op, "reset", 0)  # connection refused
+        if not s.up or (op.conn is not None and op.conn.epoch != s.epoch):
+            self._reply(s, op, "reset", 0)  # connection refused (or reset by a crash since)
             return
         op.epoch = s.epoch
         s.inflight[op] = None
@@ -348,6 +371,10 @@ class StatefulModel:
             out["store_ops"] = 0
             out["store_utilization"] = 0.0
             out["store_wait_mean"] = math.nan
+        if self.conns is not None:
+            out.update(self.conns.metrics())
+        else:
+            out["connections_opened"] = out["handshakes"] = 0
         out["requests"] = sim.bytes.messages("request")
         out["bytes_per_request"] = sim.bytes.total / ok if ok else math.nan
         return out
