@@ -52,7 +52,7 @@ def test_loss_adds_rto_p_over_1_minus_p_per_message(p):
     number of times, so it waits r * p / (1 - p) more on average and its bytes
     go on the wire 1 / (1 - p) times.  An operation is two client-link
     messages (request, response); the backend hop is lossless.  8
-    replications of ~3,000 operations; the 99 % Student-t interval must hold
+    replications of ~3,900 operations; the 99 % Student-t interval must hold
     the closed form and be narrower than 10 % of it.  max_retries 12: a message
     is given up on with probability p^13 (< 1e-7), so nothing fails."""
     r = 0.05
