@@ -74,7 +74,10 @@ def test_loss_adds_rto_p_over_1_minus_p_per_message(p):
 def test_a_message_given_up_on_fails_its_operation_and_the_client_goes_on():
     """max_retries 0 and loss 0.3: 1 - 0.7^2 = 51 % of the operations lose
     their request or their response and fail (the client's TCP gave up); sync
-    clients keep working and the ledger balances."""
+    clients keep working and the ledger balances.  ~3,500 operations: the
+    binomial sd of the fraction is 0.0085; the tolerance 0.03 also covers the
+    few operations that log in again after a lost login answer (four
+    messages instead of two: measured 0.518)."""
     m, _ = simulate(config(network={"loss": 0.3, "rto": "50ms", "max_retries": 0}), 3)
     _ledger(m)
     ops = m["throughput"] * 20 + m["failed_requests"]
