@@ -139,14 +139,24 @@ class Cluster:
     ``on_crash(server)`` is the pattern's hook, run at a crash after the
     server went down (it resets the connections the instance held and
     handles the work its CPU loses: :meth:`Cpu.drop_queued` tokens).
+
+    Optional, for a pattern whose own section describes the cluster
+    (``pattern: stateful``): ``section`` replaces ``topology`` (a mapping
+    with its keys ``servers``, ``balancer``, ``crash_at`` (a list or None),
+    ``crash_server``, ``mtbf``, ``mttr``, ``scale_out_at``,
+    ``scale_out_servers``); ``fault_stream`` names the fault plan's streams
+    (``<fault_stream>/mtbf``, ``/mttr``); ``server`` builds each instance
+    (a :class:`Server` subclass or factory with its signature).
     """
 
-    def __init__(self, sim, on_crash, cpu0: Cpu | None = None):
+    def __init__(self, sim, on_crash, cpu0: Cpu | None = None, *, section: dict | None = None,
+                 fault_stream: str = "topology/faults", server=None):
         cfg = sim.config
-        t = cfg["topology"]
+        t = section if section is not None else cfg["topology"]
         self.sim = sim
         self.cores = cfg["server"]["cores"]
-        self.plan = FaultPlan.from_config(sim, "topology/faults", t["mtbf"], t["mttr"])
+        self._server = server if server is not None else Server
+        self.plan = FaultPlan.from_config(sim, fault_stream, t["mtbf"], t["mttr"])
         self._on_crash = on_crash
         uniform = None
         if t["balancer"] == "random":
@@ -163,7 +173,7 @@ class Cluster:
             call_at(sim.env, t["scale_out_at"], self._scale_out, t["scale_out_servers"])
 
     def _add(self, cpu=None) -> Server:
-        s = Server(self.sim, len(self.servers), self.cores, self.plan, self._crashed, cpu)
+        s = self._server(self.sim, len(self.servers), self.cores, self.plan, self._crashed, cpu)
         self.servers.append(s)
         self.lb.add(s)
         return s
