@@ -189,9 +189,9 @@ class SyncAsync(Crashable):
         return self.net.in_flight()
 
     def metrics(self) -> dict:
-        return self._metrics(self.cpu, [self.server], self.cpu.account.by_purpose)
+        return self._metrics(self.cpu, [self.server], self.cpu.account.by_purpose, self.crashes)
 
-    def _metrics(self, cpu, instances, by) -> dict:
+    def _metrics(self, cpu, instances, by, crashes) -> dict:
         out = client_server_metrics(self.sim, cpu, self.clients)
         out.update({
             "threads_mean": self.threads.mean,
@@ -204,7 +204,7 @@ class SyncAsync(Crashable):
             "io_calls": self.io_calls.n,
             "context_switches": self.context_switches.n,
             "io_overhead_cpu_s": by.get("io_readiness", 0.0) + by.get("io_completion", 0.0),
-            "crashes": self.crashes,
+            "crashes": crashes,
             "requests_reset": self.resets.n,
             "server_down_s": self.down.area,
             "connections_opened": self.conns.opened,
