@@ -72,7 +72,16 @@ Model and assumptions (details, closed forms and parameter table in
   retry opens a new one.  Handshakes are answered while the server process
   restarts (the kernel and TLS terminator are taken to stay up).
 
-Package layout: ``config`` (the ``sync_async`` section), ``model``.
+* Behind an active ``topology`` (``cluster``): N instances, each a whole
+  server as above (own cores, threads or loops, commit log), behind the
+  cluster's balancer; crashes are the topology's (the pattern's crash keys
+  are refused); a crash resets every request sent to the instance and not
+  yet answered and the client retries through the balancer on a survivor
+  (assumptions in ``cluster``'s docstring and docs/sync_async.md).
+
+Package layout: ``config`` (the ``sync_async`` section), ``instance`` (one
+server process), ``model`` (the plain pattern), ``cluster`` (behind a
+topology; the model factory).
 """
 
 from __future__ import annotations
