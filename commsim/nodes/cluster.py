@@ -44,7 +44,8 @@ from commsim.nodes.faults import Crashable, FaultPlan
 from commsim.nodes.load_balancer import POLICIES, LoadBalancer
 
 #: Patterns composed behind a topology (the others refuse non-default keys).
-COMPOSED = ("request_response", "sse", "push", "short_polling", "long_polling")
+COMPOSED = ("request_response", "sse", "push", "short_polling", "long_polling", "sync_async",
+            "websocket")
 
 
 def _check(sec: dict, key: str) -> None:
