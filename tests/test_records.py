@@ -245,3 +245,36 @@ def test_an_interrupted_run_with_records_leaves_the_folder_as_it_was(tiny_rr, tm
     monkeypatch.setattr(executors, "execute", interrupt)
     assert main(["run", str(tiny_rr), "--out", str(out), "--quiet", "--records"]) == 130
     assert sorted(p.name for p in out.iterdir()) == before  # no records, no staging folder
+
+
+def test_the_records_example_in_docs_experiments_md_runs(tmp_path, monkeypatch):
+    import doctest
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "experiments.md").read_text()
+    section = text[text.index("## Per-operation records"):]
+    blocks = re.findall(r"```pycon\n(.*?)```", section, re.S)
+    assert blocks, "docs/experiments.md lost its records example"
+    monkeypatch.chdir(tmp_path)
+    test = doctest.DocTestParser().get_doctest(blocks[0], {}, "experiments.md", None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 6
+
+
+def test_records_behind_a_topology(tmp_path, capsys):
+    """The notification patterns behind a load balancer record like the plain
+    ones; request_response behind one is refused (not yet recorded)."""
+    raw = {"pattern": "sse", "duration": 3.0, "warmup": 0.5, "clients": {"count": 20},
+           "topology": {"servers": 2}, "workload": {"event_rate": 2.0}}
+    cfg = _config(raw)
+    plain = simulate(cfg, SEED).metrics
+    metrics, df = _frame(cfg)
+    _same_metrics(plain, metrics)
+    got = df[df.measured & (df.outcome == "delivered")]
+    assert len(got) == metrics["updates_delivered"] > 50
+    path = tmp_path / "rr.yaml"
+    path.write_text("name: rr\npattern: request_response\nduration: 2s\ntopology: {servers: 2}\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--records"]) == 2
+    assert "topology" in capsys.readouterr().err
