@@ -278,3 +278,25 @@ def test_records_behind_a_topology(tmp_path, capsys):
     path.write_text("name: rr\npattern: request_response\nduration: 2s\ntopology: {servers: 2}\n")
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--records"]) == 2
     assert "topology" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~20 s on a busy 2-core machine (a Dask cluster starts); -m slow
+def test_records_and_side_tables_are_the_same_on_a_dask_cluster(tiny_rr, tmp_path):
+    distributed = pytest.importorskip(
+        "distributed", reason="the optional 'distributed' package (extra 'dask') is not installed")
+    from pathlib import Path
+
+    storm = str(Path(__file__).resolve().parents[1] / "experiments" / "reconnect_storm.yaml")
+    sets = [x for o in ["replications=1", "duration=3s", "warmup=1s", "clients.count=200",
+                        "sweep.topology.reconnect_jitter=[0s]"] for x in ("--set", o)]
+    assert main(["run", str(tiny_rr), "--out", str(tmp_path / "serial"), "--quiet", "--records"]) == 0
+    assert main(["run", storm, *sets, "--out", str(tmp_path / "storm"), "--quiet"]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        dask = ["--executor", "dask", "--scheduler", cluster.scheduler_address]
+        assert main(["run", str(tiny_rr), "--out", str(tmp_path / "dask"), "--quiet", "--records",
+                     *dask]) == 0
+        assert main(["run", storm, *sets, "--out", str(tmp_path / "storm-dask"), "--quiet", *dask]) == 0
+    pd.testing.assert_frame_equal(records.read(tmp_path / "serial"), records.read(tmp_path / "dask"))
+    assert (tmp_path / "storm" / "storm_timeseries.csv").read_text() == \
+        (tmp_path / "storm-dask" / "storm_timeseries.csv").read_text()
