@@ -153,3 +153,31 @@ def test_no_figure_module_calls_the_simulator():
         text = path.read_text()
         for word in ("simulate(", "Simulation(", ".run()", "pattern.model("):
             assert word not in text, f"{path.name} contains {word!r}"
+
+
+def test_a_stored_run_without_side_series_is_computed_again_with_them(tmp_path, monkeypatch):
+    """A run stored before side series were kept: only those runs are computed again."""
+    import json
+
+    from commsim.experiment.store import RunStore
+
+    cfg, sets = _config("pubsub", tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", cfg, *sets, "--out", str(out), "--quiet"]) == 0
+    before = (out / "queue_depth.csv").read_text()
+    store = RunStore(out)
+    stripped = 0
+    for key in store.keys():
+        rec = json.loads(store.path(key).read_text())
+        if "side" in rec:
+            rec.pop("side")
+            rec.pop("checksum")
+            rec.pop("key")
+            store.put(key, rec)
+            stripped += 1
+    assert stripped == 2  # replication 0 of the two slow-consumer points
+    (out / "queue_depth.csv").unlink()
+    calls = _count_simulations(monkeypatch)
+    assert main(["run", cfg, *sets, "--out", str(out), "--quiet"]) == 0
+    assert len(calls) == 2
+    assert (out / "queue_depth.csv").read_text() == before
