@@ -300,3 +300,18 @@ def test_records_and_side_tables_are_the_same_on_a_dask_cluster(tiny_rr, tmp_pat
     pd.testing.assert_frame_equal(records.read(tmp_path / "serial"), records.read(tmp_path / "dask"))
     assert (tmp_path / "storm" / "storm_timeseries.csv").read_text() == \
         (tmp_path / "storm-dask" / "storm_timeseries.csv").read_text()
+
+
+def test_python_api_refusals_leave_no_folder(tmp_path):
+    import commsim
+    from commsim.errors import ConfigError
+
+    cfg = {"name": "api", "pattern": "request_response", "duration": 2.0, "clients": {"count": 2}}
+    with pytest.raises(ConfigError, match="records"):
+        commsim.run(cfg, records=3)
+    with pytest.raises(ConfigError, match="executor"):
+        commsim.run(cfg, records=tmp_path / "r", executor="nonsense")
+    assert list((tmp_path / "r").iterdir()) == []  # nothing staged left behind
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="not a folder"):
+        commsim.run(cfg, records=tmp_path / "f")

@@ -250,12 +250,17 @@ def run_experiment(exp: Experiment, progress: Callable[[int, int], None] | Any =
     own = not hasattr(executor, "run")
     if own:
         jobs = check_jobs(jobs)
+    sink, own_sink = _records_sink(exp, records, force)  # refused before anything starts
     prog = _as_progress(progress)
     store = store if store is not None else MemoryStore()
-    ex = make_executor(executor, jobs, scheduler, prog.sim_time) if own else executor
-    if precision is None:
-        precision = Precision.from_config(exp.resolved.get("precision"))
-    sink, own_sink = _records_sink(exp, records, force)
+    try:
+        ex = make_executor(executor, jobs, scheduler, prog.sim_time) if own else executor
+        if precision is None:
+            precision = Precision.from_config(exp.resolved.get("precision"))
+    except BaseException:
+        if own_sink:
+            sink.discard()
+        raise
     state = _State(exp, store, prog, sink)
     warmup_report = None
     try:
