@@ -98,15 +98,6 @@ def check(exp, records: bool, parquet: bool, flag: str = "--records") -> None:
             raise ConfigError(flag, f"pattern {', '.join(missing)} does not write "
                               "per-operation records yet; records are written for "
                               f"{', '.join(RECORDING)}")
-        from commsim.nodes import cluster
-
-        if any(p.config["pattern"] == "request_response" and cluster.active(p.config)
-               for p in exp.points):
-            # Its recording start_op builds a plain upload, not the routed one
-            # the cluster's servers need (a crash, not records): refused until fixed.
-            raise ConfigError(flag, "request_response behind a topology does not write "
-                              "per-operation records yet; run it without records, or without "
-                              "the topology section")
     if records or parquet:
         _pyarrow(flag if records else "--parquet")
 
