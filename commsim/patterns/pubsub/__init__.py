@@ -73,6 +73,7 @@ metrics); the broker is the node :mod:`commsim.nodes.broker`.
 from __future__ import annotations
 
 from commsim.errors import ConfigError
+from commsim.network.connection import check_idle_timeout
 from commsim.patterns.base import WIRE_COUNTED, Pattern
 from commsim.patterns.pubsub.config import MODES, SECTION
 from commsim.patterns.pubsub.consumer import Consumer
@@ -90,6 +91,7 @@ def figures(result, out_dir):
 
 def _check_network(cfg: dict) -> None:
     net = cfg["network"]
+    check_idle_timeout(cfg, "not yet modelled in pubsub")
     if net["handshake"] != "none":
         raise ConfigError("network.handshake", f"got {net['handshake']!r}; the pubsub pattern's "
                           "publishers and consumers hold long-lived connections to the broker "
@@ -116,4 +118,5 @@ PATTERN = Pattern(
                 "copy is missed",
         "connections": "refused (handshake, keepalive: false): broker connections are long-lived "
                        "and their set-up is not modelled",
+        "idle_close": "refused: not yet modelled in pubsub",
         "wire": WIRE_COUNTED})

@@ -66,6 +66,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from commsim.errors import ConfigError
+from commsim.network.connection import check_idle_timeout
 from commsim.patterns.base import WIRE_COUNTED, Pattern
 from commsim.patterns.stateful.config import SECTION  # noqa: F401  (registers the section)
 from commsim.patterns.stateful.model import StatefulModel
@@ -81,6 +82,7 @@ def figures(result, out_dir) -> list:
 
 
 def _check_network(cfg: dict) -> None:
+    check_idle_timeout(cfg, _IDLE_REFUSED)
     if cfg["network"]["loss"] > 0:
         raise ConfigError("network.loss", f"got {cfg['network']['loss']!r}; the stateful pattern "
                           "does not model lost messages (a request given up on by the link would "
@@ -95,6 +97,9 @@ def _check_network(cfg: dict) -> None:
                           "is not modelled): use true")
 
 
+_IDLE_REFUSED = ("the clients' persistent connections to the balancer are not set up through "
+                 "the connection module here")
+
 PATTERN = Pattern(
     name="stateful",
     summary="stateful vs stateless servers behind a load balancer: sessions, crashes, scale-out",
@@ -108,4 +113,5 @@ PATTERN = Pattern(
         "loss": "refused: lost requests and their retries are not modelled in this pattern",
         "connections": "refused (handshake, keepalive: false): set-up to the balancer is not "
                        "modelled",
+        "idle_close": "refused: " + _IDLE_REFUSED,
         "wire": WIRE_COUNTED})

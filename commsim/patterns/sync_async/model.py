@@ -336,6 +336,7 @@ class SyncAsync(Crashable):
             "server_down_s": self.down.area,
             "connections_opened": self.conns.opened,
             "handshakes": self.conns.handshakes,
+            **self.conns.metrics(),  # connections_idle_closed with network.idle_timeout
         })
         wal = self.wal
         out.update({
