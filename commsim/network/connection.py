@@ -102,9 +102,11 @@ class Connections:
     state), ``touch(client)`` activity that awaits no response.
     """
 
-    def __init__(self, sim, network, server_cpu=None, config: dict | None = None):
+    def __init__(self, sim, network, server_cpu=None, config: dict | None = None,
+                 server: str = "server"):
         cfg = config if config is not None else sim.config["network"]
         self.sim = sim
+        self.server = server  # the server's name on the handshake messages (traces)
         self.network = network
         self.cpu = server_cpu
         # Composition (commsim/nodes/cluster.py): ``cpu_of(client)`` names the
@@ -272,11 +274,11 @@ class _Handshake:
     def _send(self, direction, size, label, deliver, exchange) -> None:
         c = self.conns
         if direction == "up":
-            msg = Message("handshake", self.client, "server", handshake=size, created=c.sim.now,
+            msg = Message("handshake", self.client, c.server, handshake=size, created=c.sim.now,
                           data=self, label=label)
             c.network.up.send(msg, deliver)
         else:
-            msg = Message("handshake", "server", self.client, handshake=size, created=c.sim.now,
+            msg = Message("handshake", c.server, self.client, handshake=size, created=c.sim.now,
                           data=self, label=label)
             c.network.down.send(msg, deliver)
 

@@ -41,6 +41,12 @@ Model and assumptions
   message and every pull message not yet fetched is lost and counted in
   ``missed``, and committed offsets jump to the log end.
 
+* **Connections** (``network.handshake``; the model's
+  :class:`~commsim.network.connection.Connections`, TLS CPU on this broker's
+  CPU): the broker delivers only to a push consumer whose connection is
+  open; an unacknowledged delivery keeps it busy (never idle-closed); a
+  restart resets every connection (the clients reconnect after it).
+
 Offsets, queues and unacked sets are plain Python containers; a delivery or a
 fetch response is one :class:`~commsim.network.Message` on the shared
 broker-to-consumer link, so its bytes are counted once, by the link.
@@ -147,7 +153,10 @@ class Broker(Crashable):
     persistence lost).  Consumers expose ``up``, ``epoch``, ``unacked``,
     ``next_tag``, ``parts``, ``position``, ``sub``, ``fetch_id`` and the hooks
     ``on_delivery``, ``on_fetch_response``, ``connection_lost``, ``reconnect``;
-    publishers ``refused(msg)``, ``confirmed(msg)`` and ``pump()``.
+    publishers ``refused(msg)``, ``confirmed(msg)``, ``pump()`` and
+    ``connection_lost()``.  With modelled connections the model sets
+    ``connections`` (every Connections to this broker, reset by a restart)
+    and ``consumer_conns`` (the consumers').
     """
 
     name = "broker"
@@ -182,6 +191,8 @@ class Broker(Crashable):
         self.deliveries = 0
         self.redeliveries = 0
         self.missed = 0
+        self.connections: tuple = ()
+        self.consumer_conns = None
 
     def __str__(self) -> str:
         return self.name
@@ -261,11 +272,12 @@ class Broker(Crashable):
         consumers = sub.consumers
         n = len(consumers)
         prefetch = self.prefetch
+        conns = self.consumer_conns
         while sub.retry or sub.ready:
             start = sub.rr
             for k in range(n):
                 c = consumers[(start + k) % n]
-                if c.up and len(c.unacked) < prefetch:
+                if c.up and len(c.unacked) < prefetch and (conns is None or c in conns.open):
                     break
             else:
                 return
@@ -278,6 +290,8 @@ class Broker(Crashable):
             tag = c.next_tag
             c.next_tag = tag + 1
             c.unacked[tag] = msg
+            if conns is not None:
+                conns.use(c)  # busy until acknowledged
             self._work(self.cost_msg, "deliver", self._deliver, (c, c.epoch, tag, msg))
 
     def _deliver(self, token) -> None:
@@ -300,6 +314,8 @@ class Broker(Crashable):
         msg = c.unacked.pop(tag, None)
         if msg is None:
             return
+        if self.consumer_conns is not None:
+            self.consumer_conns.done(c)
         c.sub.queue.add(-1)
         self.dispatch(c.sub)
 
@@ -308,6 +324,8 @@ class Broker(Crashable):
         group again (if it is still that consumer's, unacked)."""
         if epoch == c.epoch and tag in c.unacked:
             c.sub.retry.append(c.unacked.pop(tag))
+            if self.consumer_conns is not None:
+                self.consumer_conns.done(c)
             self.dispatch(c.sub)
 
     def consumer_lost(self, c) -> None:
@@ -431,6 +449,11 @@ class Broker(Crashable):
         return self.crashes
 
     def on_crash(self) -> None:
+        for conns in self.connections:
+            conns.reset()  # every client's connection is gone, handshakes under way too
+        if self.connections:
+            for pub in self.publishers:
+                pub.connection_lost()
         if self.log is not None:
             # Publishes not yet durable are refused; newest first, so that each
             # publisher's outbox gets them back in their original order.
@@ -489,6 +512,9 @@ class Broker(Crashable):
         if self.mode == "push":
             for sub in self.subs:
                 self.dispatch(sub)
+            if self.consumer_conns is not None:
+                for c in self.consumers:
+                    c.reconnect()  # each opens its connection again
         else:
             for c in self.consumers:
                 c.reconnect()
