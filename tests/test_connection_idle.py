@@ -125,3 +125,38 @@ def test_patterns_that_do_not_model_it_refuse_it(pattern, why):
     with pytest.raises(ConfigError) as err:
         commsim.load({"pattern": pattern, "network": {"idle_timeout": "5s"}})
     assert err.value.key == "network.idle_timeout" and why in err.value.message
+
+
+def test_connections_on_their_own_close_exactly_tau_after_the_last_activity():
+    # The part alone: latency 10 ms, TCP.  Client "a" opens at 0 (open at
+    # 20 ms), answers at 0.1 s -> closed at exactly 0.1 + tau; client "b" is
+    # used again before its deadline and stays open; "c" has a request
+    # outstanding and is never closed; a reset abandons "d"'s handshake.
+    from commsim.engine.events import call_at
+    from commsim.network import Network
+    from commsim.network.connection import Connections
+
+    cfg = commsim.load({"pattern": "request_response", "duration": 10, "warmup": 0,
+                        "network": {"latency": "10ms", "handshake": "tcp",
+                                    "idle_timeout": "1s"}}).points[0].config
+    sim = Simulation(cfg, 1)
+    conns = Connections(sim, Network(sim))
+    closed, opened = [], []
+    conns.on_idle_close = lambda c: closed.append((c, sim.now))
+
+    def at(t, fn):
+        call_at(sim.env, t, lambda _e: fn())
+
+    for c in "abc":
+        at(0.0, lambda c=c: conns.ensure(c, lambda extra, c=c: opened.append((c, sim.now, extra))))
+    at(0.1, lambda: conns.done("a"))
+    at(0.1, lambda: conns.done("b"))
+    at(0.9, lambda: conns.use("b"))
+    at(1.0, lambda: conns.done("b"))       # idle again from 1.0: closed at 2.0
+    at(3.0, lambda: conns.ensure("d", lambda extra: opened.append(("d", sim.now, extra))))
+    at(3.005, conns.reset)                 # "d"'s SYN-ACK is still on its way
+    sim.env.run(until=5.0)
+    assert opened == [(c, pytest.approx(0.02), 52) for c in "abc"]
+    assert closed == [("a", pytest.approx(1.1, abs=1e-12)), ("b", pytest.approx(2.0, abs=1e-12))]
+    assert conns.idle_closed.n == 2 and "c" not in conns.open  # reset closed "c" (busy, kept till then)
+    assert conns.handshakes == 3 and conns.opened == 4

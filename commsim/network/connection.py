@@ -213,12 +213,13 @@ class Connections:
     def _expire(self, event) -> None:
         due = event.value  # the deadline this wake-up was set for (no float drift)
         qc, qd, since, busy, tau = self._qc, self._qd, self.since, self.busy, self.idle
+        is_open = self.open
         while qc:
             client = qc[0]
             deadline = qd[0]
             t = since.get(client)
-            if t is None or t + tau != deadline or busy.get(client, 0):
-                qc.popleft()  # used (or closed) since it went idle: stale
+            if t is None or t + tau != deadline or busy.get(client, 0) or client not in is_open:
+                qc.popleft()  # used (or closed, or being re-opened) since it went idle: stale
                 qd.popleft()
                 continue
             if deadline > due:
@@ -226,7 +227,7 @@ class Connections:
             qc.popleft()
             qd.popleft()
             del since[client]
-            self.open.discard(client)
+            is_open.discard(client)
             self.idle_closed.add()
             if self.on_idle_close is not None:
                 self.on_idle_close(client)
