@@ -288,6 +288,7 @@ class _Base:
         out["reconnects"] = self.reconnects
         out["connections_opened"] = self.connector.opened
         out["handshakes"] = self.connector.handshakes
+        out.update(self.connector.metrics())  # connections_idle_closed with network.idle_timeout
         out["poll_rtt_mean"] = self.rtt_sum / self.rtt_n if self.rtt_n else float("nan")
         out["jobs"] = len(self.job_delays)
         nan = float("nan")

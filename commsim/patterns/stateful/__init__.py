@@ -90,6 +90,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from commsim.network.connection import check_idle_timeout
 from commsim.patterns.base import WIRE_COUNTED, Pattern
 from commsim.patterns.stateful.config import SECTION  # noqa: F401  (registers the section)
 from commsim.patterns.stateful.model import StatefulModel
@@ -98,11 +99,18 @@ from commsim.patterns.stateful.model import StatefulModel
 # ------------------------------------------------------------------ figures --
 def figures(result, out_dir) -> list:
     """Latency and imbalance over time through the faults of each sweep point
-    (replication 0 re-run to get its time series), and summary bars."""
+    (replication 0's time series, recorded during its run), and summary bars."""
     from commsim.figures.topology import stateful_figures
 
     return stateful_figures(result, Path(out_dir), StatefulModel)
 
+
+def _check_network(cfg: dict) -> None:
+    check_idle_timeout(cfg, _IDLE_REFUSED)
+
+
+_IDLE_REFUSED = ("stateful's connections (stateful/connect.py) do not report their activity to "
+                 "the connection module's idle timer yet, so an idle close would not be modelled")
 
 PATTERN = Pattern(
     name="stateful",
@@ -110,7 +118,7 @@ PATTERN = Pattern(
     model=StatefulModel,
     sections=("stateful",),
     figures=figures,
-    network={
+    check=_check_network, network={
         "latency": "client <-> balancer (every message, handshake flights too); balancer <-> "
                    "server and server <-> store are datacentre hops with stateful.backend_latency "
                    "and stateful.store_latency (no bandwidth limit, no loss)",
@@ -123,4 +131,5 @@ PATTERN = Pattern(
                        "the connection goes to it; keepalive: one connection per client, else "
                        "one per operation; with handshake none connections are not modelled and "
                        "every request is routed by the policy",
+        "idle_close": "refused: " + _IDLE_REFUSED,
         "wire": WIRE_COUNTED})

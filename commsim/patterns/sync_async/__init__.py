@@ -88,7 +88,8 @@ from __future__ import annotations
 
 from commsim.clients.population import check_cycle_takes_time
 from commsim.errors import ConfigError
-from commsim.patterns.base import WIRE_COUNTED, Pattern
+from commsim.network.connection import check_idle_timeout
+from commsim.patterns.base import IDLE_CLOSE, WIRE_COUNTED, Pattern
 from commsim.patterns.sync_async.cluster import model
 from commsim.patterns.sync_async.config import SECTION  # noqa: F401  (registers the section)
 
@@ -115,6 +116,7 @@ def _check(cfg: dict) -> None:
     check_cycle_takes_time(cfg, ("sync_async.cpu_before", sa["cpu_before"]),
                            ("sync_async.io_time", sa["io_time"]),
                            ("sync_async.cpu_after", sa["cpu_after"]))
+    check_idle_timeout(cfg)  # network.idle_timeout needs a handshake and keep-alive
 
 
 PATTERN = Pattern(
@@ -131,4 +133,5 @@ PATTERN = Pattern(
                 "closes the client's connection and the request is retried on a new one",
         "connections": "one connection per client through the handshake module, tls_server_cpu "
                        "on the server CPU; keepalive: false: a handshake per request",
+        "idle_close": IDLE_CLOSE,
         "wire": WIRE_COUNTED})

@@ -209,6 +209,7 @@ class SyncAsync(Crashable):
             "server_down_s": self.down.area,
             "connections_opened": self.conns.opened,
             "handshakes": self.conns.handshakes,
+            **self.conns.metrics(),  # connections_idle_closed with network.idle_timeout
         })
         wals = [i.wal for i in instances if i.wal is not None]
         out.update({
