@@ -227,6 +227,7 @@ def _check(cfg: dict) -> None:
     from commsim.nodes import cluster
 
     if cluster.active(cfg):
+        cluster.check_sidecar(cfg)  # topology.sidecar (commsim/patterns/request_response_mesh.py)
         cluster.refuse_unused(cfg, ("timeseries_bin", "storm_window"),
                               "it records no storm time series or storm latencies")
     check_cycle_takes_time(cfg, ("server.service_time", cfg["server"]["service_time"]))

@@ -92,6 +92,7 @@ def _check(cfg: dict) -> None:
                           "(with its handshake), so there is no later request to reuse a "
                           "connection for: use true")
     if cfg["pattern"] in cluster.COMPOSED and cluster.active(cfg):
+        cluster.check_sidecar(cfg)  # topology.sidecar (h2, issue 10)
         if cfg["pattern"] in ("short_polling", "long_polling") and not net["keepalive"]:
             raise ConfigError("network.keepalive", f"got false; behind a topology "
                               f"{cfg['pattern']} pins each client's kept-alive connection to one "

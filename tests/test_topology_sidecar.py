@@ -1,0 +1,249 @@
+"""Sidecar proxies inside a topology (issue 10 item 3, ``topology.sidecar``):
+request_response behind N instances whose sidecars are configured from the
+``sidecar`` section, the balancer acting as the mesh ingress
+(commsim/patterns/request_response_mesh.py, commsim/nodes/mesh.py).
+
+Exact outcomes where the model fixes them (constant times: a proxy's legs and
+loopback crossings, an mTLS handshake's flights and bytes), the closed form
+``theory.sidecar_added_latency`` at low load with a tolerance from the
+replications, crashes with retries and the breaker, the ledger, determinism
+and refusals."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import resolved, within_t
+
+from commsim import theory
+from commsim.cli import main
+from commsim.errors import ConfigError
+from commsim.experiment.runner import simulate
+from commsim.network.connection import handshake_bytes, round_trips
+
+L = 0.005        # client <-> ingress one way
+SVC = 0.002      # service time
+S = 0.0004       # proxy CPU per request (both legs)
+LO = 0.0001      # loopback one way
+D = 0.00005      # proxy_delay per leg
+MTLS = 0.00006   # record CPU per request
+HS = 0.001       # mTLS handshake CPU at the proxy
+
+
+def rr(sidecar="sidecar", clients=1, think=1.0, duration=10.0, warmup=0.0, cores=1,
+       service=SVC, mesh=None, **topology):
+    raw = {"pattern": "request_response", "duration": duration, "warmup": warmup, "seed": 5,
+           "clients": {"count": clients, "mode": "sync", "think_time": think},
+           "network": {"latency": L},
+           "server": {"cores": cores, "service_time": service},
+           "topology": {"servers": 2, "sidecar": sidecar, **topology}}
+    if sidecar == "sidecar":
+        raw["sidecar"] = {"proxy_cpu": S, "loopback_latency": LO, "proxy_delay": D,
+                          "mtls": False, **(mesh or {})}
+    return raw
+
+
+def run(raw, seed=1):
+    return simulate(resolved(raw), seed)
+
+
+def balanced(m):
+    assert m["sent"] == m["delivered"] + m["dropped"] + m["in_flight"], m
+
+
+def test_one_request_pays_two_proxy_legs_and_two_loopback_crossings_exactly():
+    """Constant times, one client: every operation takes exactly S + 2 D + 2 LO
+    longer with a sidecar (the proxy's two legs, the loopback both ways)."""
+    plain = run(rr(sidecar="none"))
+    mesh = run(rr())
+    a = plain.model.clients.latencies.values
+    b = mesh.model.clients.latencies.values
+    n = len(b)
+    assert len(a) == n == 9  # think 1 s, then ~12.7 ms per operation, 10 s
+    extra = S + 2 * D + 2 * LO
+    assert theory.sidecar_added_latency(1, S, LO, 0.0, D) == pytest.approx(extra, abs=1e-15)
+    for x, y in zip(a, b):
+        assert y - x == pytest.approx(extra, abs=1e-12)
+    m = mesh.metrics
+    assert m["hop_added_mean"] == pytest.approx(extra, abs=1e-12)
+    assert m["proxy_cpu_s"] == pytest.approx(n * S, abs=1e-12)
+    assert m["proxy_vcpu_per_krps"] == pytest.approx(S * 1000, rel=1e-9)
+    assert m["calls"] == m["attempts"] == n and m["retry_amplification"] == 1.0
+    # the client's requests and responses are counted as before; the loopback
+    # crossings are messages of their own kind
+    assert m["requests"] == plain.metrics["requests"] and m["responses"] == plain.metrics["responses"]
+    assert mesh.sim.bytes.messages("loopback") == 2 * n
+    balanced(m)
+
+
+def test_mtls_handshake_flights_bytes_and_per_request_record_cpu():
+    """mTLS: a TLS 1.3 handshake per instance at first use (2 round trips:
+    4 flights + the ingress's final flight; the exact bytes of
+    connection.handshake_bytes), the proxy's handshake CPU once, record CPU
+    on every request."""
+    mesh = {"mtls": True, "mtls_cpu": MTLS, "mtls_handshake_cpu": HS}
+    r = run(rr(mesh=mesh))
+    plain = run(rr(sidecar="none")).model.clients.latencies.values
+    got = r.model.clients.latencies.values
+    extra = S + MTLS + 2 * D + 2 * LO
+    diffs = [y - x for x, y in zip(plain, got)]
+    # round robin: requests 1 and 2 open the connections to instances 0 and 1
+    for i, d in enumerate(diffs):
+        want = extra + (HS if i < 2 else 0.0)
+        assert d == pytest.approx(want, abs=1e-12), (i, d, want)
+    up, down = handshake_bytes("tls1.3")
+    assert r.metrics["bytes_handshake"] == 2 * (up + down)
+    assert r.sim.bytes.messages("handshake") == 2 * (2 * round_trips("tls1.3") + 1)
+    hs_cpu = sum(s.proxy.cpu.account.by_purpose.get("handshake", 0.0)
+                 for s in r.model.cluster.servers)
+    assert hs_cpu == pytest.approx(2 * HS, abs=1e-12)
+    assert len(got) == 9
+    assert r.metrics["proxy_cpu_s"] == pytest.approx(9 * (S + MTLS) + 2 * HS, abs=1e-12)
+    # a new connection every 3 requests: 9 requests, 5 and 4 per instance -> 2 each
+    r = run(rr(mesh={**mesh, "requests_per_connection": 3}))
+    assert r.metrics["bytes_handshake"] == 4 * (up + down)
+    balanced(r.metrics)
+
+
+def test_added_latency_matches_the_closed_form_at_low_load():
+    """Exponential proxy CPU, 4 instances, ~50 req/s (proxies < 1 % busy):
+    the mean added time per request is theory.sidecar_added_latency(1, ...).
+    Its sd per request is about S (exponential), so over ~1,000 requests per
+    replication the mean's standard error is ~3 % of the expected value per
+    replication; the 99 % interval over 5 replications must hold the theory
+    and be narrower than 10 % of it."""
+    mesh = {"proxy_cpu": {"dist": "exponential", "mean": S}, "mtls": True, "mtls_cpu": MTLS}
+    raw = rr(clients=10, think={"dist": "exponential", "mean": 0.2}, duration=20.0, warmup=1.0,
+             servers=4, mesh=mesh)
+    cfg = resolved(raw)
+    want = theory.sidecar_added_latency(1, S, LO, MTLS, D)
+    added, e2e = [], []
+    plain_cfg = resolved(rr(sidecar="none", clients=10, think={"dist": "exponential", "mean": 0.2},
+                            duration=20.0, warmup=1.0, servers=4))
+    for rep in range(5):
+        m = simulate(cfg, 100 + rep).metrics
+        p = simulate(plain_cfg, 100 + rep).metrics
+        added.append(m["hop_added_mean"])
+        e2e.append(m["latency_mean"] - p["latency_mean"])
+        assert m["proxy_utilization_max"] < 0.01
+        balanced(m)
+    within_t(added, want, 0.10)
+    # end to end against no sidecars (same seeds): the same closed form, with
+    # the (partly shared) noise of the service times: a wider interval
+    within_t(e2e, want, 0.6)
+
+
+def _crash(**mesh):
+    return rr(clients=100, think={"dist": "exponential", "mean": 0.1}, duration=20.0, warmup=1.0,
+              cores=2, servers=4, crash_at=[8.0], crash_server=1, mttr=2.0,
+              service={"dist": "exponential", "mean": SVC}, mesh=mesh)
+
+
+def test_a_crash_retries_the_reset_tries_on_survivors_and_the_breaker_ejects_it():
+    r = simulate(resolved(_crash(retries=2, breaker_errors=1, breaker_open=100.0)), 7)
+    m, model = r.metrics, r.model
+    assert m["crashes"] == 1 and m["crash_resets"] > 0
+    # every reset try was retried (retries left, survivors up): none answered 503
+    assert m["mesh_errors"] == 0
+    assert m["attempts"] == m["calls"] + m["crash_resets"]
+    # one ejection: the breaker opened on the first reset; the restarted
+    # instance (up again at 10 s) gets nothing while ejected (100 s)
+    assert m["ejections"] == 1
+    s1 = model.cluster.servers[1]
+    assert s1.up and not model.outstanding[s1]
+    balanced(m)
+    # the same without the breaker: the restarted instance serves again
+    r2 = simulate(resolved(_crash(retries=2, breaker_errors=None)), 7)
+    s1b = r2.model.cluster.servers[1]
+    assert r2.metrics["ejections"] == 0
+    assert s1b.proxy.passes > s1.proxy.passes
+    balanced(r2.metrics)
+
+
+def test_the_breaker_keeps_a_restarted_instance_out_for_breaker_open():
+    """Instance 1 is up 1-8 s and (restarted empty) 10-21 s of the window.
+    Ejected for 100 s at its first reset, it serves only before the crash;
+    without a breaker it serves again after the restart."""
+    with_breaker = simulate(resolved(_crash(retries=2, breaker_errors=1, breaker_open=100.0)), 7)
+    without = simulate(resolved(_crash(retries=2, breaker_errors=None)), 7)
+    u = [r.model.cluster.servers[1].cpu.account.total for r in (with_breaker, without)]
+    others = [sum(s.cpu.account.total for s in r.model.cluster.servers) - t
+              for r, t in zip((with_breaker, without), u)]
+    # Round robin per request: with the work rate W, instance 1 does W/4 per
+    # second while up and in use, the others W/4 then W/3 while it is out.
+    # With the breaker: in use 7 s (1-8 s) -> u = 7W/4, others 3(7W/4 + 13W/3).
+    assert u[0] / others[0] == pytest.approx((7 / 4) / (3 * 7 / 4 + 13), rel=0.1)
+    # Without: in use 7 + 11 s -> u = 18W/4, others 3(18W/4 + 2W/3).
+    assert u[1] / others[1] == pytest.approx((18 / 4) / (3 * 18 / 4 + 2), rel=0.1)
+
+
+def test_no_retries_answers_503_and_the_client_sends_again():
+    r = simulate(resolved(_crash(retries=0, breaker_errors=None)), 7)
+    m = r.metrics
+    assert m["crash_resets"] > 0 and m["mesh_errors"] == m["crash_resets"]
+    assert m["attempts"] == m["calls"]   # the client's re-sends are new calls
+    balanced(m)
+
+
+def test_timeouts_retry_and_exhaust():
+    """A per-try timeout shorter than every service: each try times out, each
+    request takes retries + 1 tries and ends in a 503."""
+    raw = rr(clients=2, think=0.5, duration=5.0, service=0.05,
+             mesh={"timeout": 0.01, "retries": 2, "backoff": 0.001, "breaker_errors": None})
+    m = run(raw).metrics
+    assert m["timeouts"] == m["attempts"] > 0
+    assert abs(m["attempts"] - 3 * m["mesh_errors"]) <= 3   # window edges
+    assert m["throughput"] == 0
+    balanced(m)
+
+
+def test_same_seed_same_result():
+    a = simulate(resolved(_crash(retries=2)), 11).metrics
+    b = simulate(resolved(_crash(retries=2)), 11).metrics
+    assert a == b or all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a)
+
+
+def test_refusals_name_the_key():
+    with pytest.raises(ConfigError, match="sidecar.depth"):
+        resolved(rr(mesh={"depth": 2}))
+    with pytest.raises(ConfigError, match="sidecar.lb_policy"):
+        resolved(rr(mesh={"lb_policy": "random"}))
+    with pytest.raises(ConfigError, match="sidecar.fault_error_rate"):
+        resolved(rr(mesh={"fault_error_rate": 0.1}))
+    raw = rr()
+    raw["network"].update({"handshake": "tls1.3"})
+    with pytest.raises(ConfigError, match="network.tls_server_cpu"):
+        resolved(raw)
+    raw["network"]["tls_server_cpu"] = 0
+    resolved(raw)
+    # the sidecar section without topology.sidecar has no effect: refused
+    raw = rr(sidecar="none")
+    raw["sidecar"] = {"retries": 1}
+    with pytest.raises(ConfigError, match="sidecar"):
+        resolved(raw)
+    # patterns where it is not built refuse topology.sidecar
+    for pattern in ("sse", "push", "short_polling", "long_polling", "sync_async"):
+        with pytest.raises(ConfigError, match="topology.sidecar"):
+            resolved({"pattern": pattern, "topology": {"sidecar": "sidecar"}})
+
+
+def test_cli_refusal_exits_2(tmp_path, capsys):
+    import yaml
+
+    raw = rr(mesh={"instances": 3})
+    raw["name"] = "x"
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "sidecar.instances" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_of_topology_sidecar_and_of_a_sidecar_key():
+    from commsim.config import load
+
+    raw = rr(sidecar="sidecar")
+    raw["sweep"] = {"topology.sidecar": ["none", "sidecar"], "sidecar.retries": [0, 2]}
+    exp = load(raw)
+    got = [(p.config["topology"]["sidecar"], p.config.get("sidecar", {}).get("retries"))
+           for p in exp.points]
+    assert got == [("none", None), ("sidecar", 0), ("sidecar", 2)]
