@@ -71,6 +71,8 @@ class _RoutedUpload(_Upload):
 class ClusteredRequestResponse(RequestResponse):
     """:class:`RequestResponse` behind a :class:`~commsim.nodes.cluster.Cluster`."""
 
+    upload_class = _RoutedUpload  # also for recorded operations (--records)
+
     def __init__(self, sim):
         super().__init__(sim)
         cfg = sim.config

@@ -153,6 +153,8 @@ class _AppCpu:
 class MeshRequestResponse(RequestResponse):
     """:class:`RequestResponse` behind a cluster whose instances have sidecars."""
 
+    upload_class = _MeshUpload  # also for recorded operations (--records)
+
     def __init__(self, sim):
         super().__init__(sim)
         cfg = sim.config
