@@ -34,7 +34,9 @@ Sidecar proxies (``topology.sidecar: sidecar``): a
 :class:`~commsim.nodes.proxy.SidecarProxy` beside every instance and the
 balancer acting as the mesh ingress (retries, circuit breaking, mTLS to the
 proxies; :mod:`commsim.nodes.mesh`), configured from the ``sidecar``
-section's proxy keys; built for the patterns in :data:`MESH` (see
+section's proxy keys; built for the patterns in :data:`MESH` (the ingress is
+:class:`commsim.nodes.mesh_ingress.MeshIngress`, attached with
+``Cluster(on_add=ingress.attach)``; see
 :mod:`commsim.patterns.request_response_mesh` and docs/topologies.md), refused
 for the others by :func:`check_sidecar`.
 """

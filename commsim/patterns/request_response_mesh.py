@@ -2,11 +2,14 @@
 
 Built by :func:`commsim.patterns.request_response_cluster.model` when the
 config asks for sidecars.  The parts are the shared ones: the instances and
-the balancer of :class:`~commsim.nodes.cluster.Cluster`, a
-:class:`~commsim.nodes.proxy.SidecarProxy` beside every instance, and the
-mesh features of :mod:`commsim.nodes.mesh` (retry policy, circuit breaker,
-mTLS handshake, pooled connections), configured from the ``sidecar``
-section's keys that mean the same thing as in ``pattern: sidecar``.
+the balancer of :class:`~commsim.nodes.cluster.Cluster`, the
+:class:`~commsim.nodes.mesh_ingress.MeshIngress` (a
+:class:`~commsim.nodes.proxy.SidecarProxy` beside every instance; the mesh
+features of :mod:`commsim.nodes.mesh`: retry policy, circuit breaker, mTLS
+handshake, pooled connections), configured from the ``sidecar`` section's
+keys that mean the same thing as in ``pattern: sidecar``.  This module is
+only the pattern's side: what a request is, what the instance does with it,
+how the client gets an answer or a 503.
 
 ```
 client --network--> ingress (balancer) ==mTLS, datacentre hop==> proxy i -lo-> app i
@@ -78,17 +81,12 @@ Model and assumptions (beside :mod:`commsim.nodes.cluster`'s)
 
 from __future__ import annotations
 
-import math
-
 from commsim.engine.simulation import call_later
 from commsim.metrics import cluster as _defs  # noqa: F401  (defines the metrics)
 from commsim.metrics import topology as _sidecar_defs  # noqa: F401
-from commsim.metrics.collect import percentiles
 from commsim.network import Message
-from commsim.network.link import loopback_link
 from commsim.nodes.cluster import Cluster
-from commsim.nodes.mesh import TLS13_LAST, CircuitBreaker, ConnectionPool, MtlsHandshake, RetryPolicy
-from commsim.nodes.proxy import SidecarProxy
+from commsim.nodes.mesh_ingress import MeshIngress
 from commsim.patterns.request_response import RequestResponse, _Upload
 
 
@@ -106,31 +104,6 @@ class _MeshUpload(_Upload):
 
     def _again(self, _event) -> None:
         self.next_chunk()
-
-
-class _Request:
-    """One request (chunk) at the ingress, over its tries."""
-
-    __slots__ = ("msg", "t_in", "tries", "counted")
-
-    def __init__(self, msg, now, counted):
-        self.msg = msg
-        self.t_in = now
-        self.tries = 0
-        self.counted = counted
-
-
-class _Try:
-    __slots__ = ("req", "srv", "epoch", "live", "t_app", "inner", "token")
-
-    def __init__(self, req, srv):
-        self.req = req
-        self.srv = srv
-        self.epoch = srv.epoch
-        self.live = True
-        self.t_app = 0.0
-        self.inner = 0.0
-        self.token = None
 
 
 class _AppCpu:
@@ -158,230 +131,57 @@ class MeshRequestResponse(RequestResponse):
     def __init__(self, sim):
         super().__init__(sim)
         cfg = sim.config
-        sc = cfg["sidecar"]
-        t = cfg["topology"]
-        self.sc = sc
-        self.backoff = t["reconnect_backoff"]
-        rec = sim.recorder
-        self.calls = rec.counter("mesh/calls")
-        self.attempts = rec.counter("mesh/attempts")
-        self.timeouts = rec.counter("mesh/timeouts")
-        self.ejections = rec.counter("mesh/ejections")
-        self.errors = rec.counter("mesh/errors")
-        self.resets = rec.counter("mesh/crash_resets")
-        self.retry = RetryPolicy(sim, sc["retries"], sc["timeout"], sc["backoff"], "mesh/backoff")
-        self.breaker = (CircuitBreaker(self.env, sc["breaker_errors"], sc["breaker_open"],
-                                       self.ejections)
-                        if sc["breaker_errors"] is not None else None)
-        self.mtls = sc["mtls"]
-        self.mtls_leg = sc["mtls_cpu"] / 2 if self.mtls else 0.0
-        self.pool = ConnectionPool(sc["requests_per_connection"], self._open_conn, self._to_proxy)
-        self.hops: dict = {}          # instance -> (ingress->proxy link, proxy->ingress link)
-        self.outstanding: dict = {}   # instance -> {try: None} sent, not ended
-        self.added: list[float] = []
+        self.backoff = cfg["topology"]["reconnect_backoff"]
         self._app = _AppCpu(self)
-        self.cluster = Cluster(sim, self._crashed, self.cpu, on_add=self._add_proxy)
+        self.ingress = MeshIngress(sim, cfg["sidecar"], None, self._app_in, self._answer,
+                                   self._refuse)
+        self.cluster = Cluster(sim, self._crashed, self.cpu, on_add=self.ingress.attach)
+        self.ingress.lb = self.cluster.lb
 
-    # ----------------------------------------------------------- set-up --
-    def _add_proxy(self, s) -> None:
-        sc = self.sc
-        s.proxy = SidecarProxy(self.sim, f"server{s.index}/proxy", sc["proxy_workers"],
-                               sc["proxy_cpu"], sc["proxy_delay"], sc["loopback_latency"])
-        self.outstanding[s] = {}
-        if self.mtls:
-            self.hops[s] = (loopback_link(self.sim, f"mesh/ingress->server{s.index}"),
-                            loopback_link(self.sim, f"mesh/server{s.index}->ingress"))
+    @property
+    def outstanding(self) -> dict:
+        return self.ingress.outstanding
 
     def start_op(self, client, done) -> None:
         _MeshUpload(self, client, done, self._req_body(), self._resp_body()).next_chunk()
 
-    # ---------------------------------------------------------- ingress --
     def server_receive(self, msg) -> None:
         """A request (chunk) reached the ingress."""
-        now = self.env.now
-        self.calls.add()  # window counters (the recorder's)
-        self._try(_Request(msg, now, now >= self.sim.start))
+        self.ingress.request(msg.data.client, msg, msg.header, msg.payload)
 
-    def _try(self, req: _Request) -> None:
-        c = req.msg.data.client
-        lb = self.cluster.lb
-        s = self.breaker.pick(lb, c) if self.breaker is not None else lb.pick(c)
-        if s is None:
-            self._refuse(req)
-            return
-        att = _Try(req, s)
-        req.tries += 1
-        self.attempts.add()
-        s.active += 1
-        self.outstanding[s][att] = None
-        if self.retry.timeout is not None:
-            call_later(self.env, self.retry.timeout, self._timed_out, att)
-        if self.mtls:
-            self.pool.ensure(s, att)
-        else:
-            self._to_proxy(att)
-
-    def _retry(self, event) -> None:
-        self._try(event.value)
-
-    def _refuse(self, req: _Request) -> None:
-        """503: no instance up, or the tries are exhausted."""
-        self.errors.add()
-        up = req.msg.data
-        msg = Message("error", "ingress", req.msg.src, self.resp_header, 0, 0, 0,
-                      self.env.now, up, "503")
-        self.net.down.send(msg, up.refused)
-
-    def _end(self, att: _Try, ok: bool) -> None:
-        """The try ended (answered, timed out, reset by a crash)."""
-        att.live = False
-        s = att.srv
-        self.outstanding[s].pop(att, None)
-        if s.current(att.epoch):
-            s.active -= 1
-        if self.breaker is not None:
-            self.breaker.record(s, ok)
-        req = att.req
-        if ok:
-            if req.counted:
-                self.added.append((self.env.now - req.t_in) - att.inner)
-            RequestResponse._respond(self, att.token, 0.0)
-        elif self.retry.exhausted(req.tries):
-            self._refuse(req)
-        else:
-            call_later(self.env, self.retry.wait(req.tries), self._retry, req)
-
-    def _timed_out(self, event) -> None:
-        att: _Try = event.value
-        if att.live:
-            self.timeouts.add()
-            self._end(att, False)
-
-    # ------------------------------------------------------------- mTLS --
-    def _open_conn(self, s, conn) -> None:
-        up, down = self.hops[s]
-        epoch = s.epoch
-
-        def send(direction, size, label, deliver, exchange) -> None:
-            link, a, b = (up, "ingress", f"server{s.index}/proxy") if direction == "up" else \
-                (down, f"server{s.index}/proxy", "ingress")
-            link.send(Message("handshake", a, b, handshake=size, created=self.env.now,
-                              data=exchange, label=label), deliver)
-
-        def server_cpu(resume) -> None:
-            s.proxy.cpu.submit(self.sc["mtls_handshake_cpu"], "handshake", self._hs_cpu_done,
-                               (resume, s, epoch))
-
-        def opened(last) -> None:
-            if not self.pool.current(s, conn):
-                return  # reset by a crash while opening
-            if last:  # the ingress's final flights ride with its first request
-                up.send(Message("handshake", "ingress", f"server{s.index}/proxy", handshake=last,
-                                created=self.env.now, label="handshake last"), _ignore)
-            self.pool.opened(conn)
-
-        MtlsHandshake(send, opened, _now, server_cpu, last=TLS13_LAST).start()
-
-    @staticmethod
-    def _hs_cpu_done(token, _wait) -> None:
-        resume, s, epoch = token
-        if s.current(epoch):
-            resume()
-
-    # ------------------------------------------------------------ proxy --
-    def _to_proxy(self, att: _Try) -> None:
-        if att.live and att.srv.current(att.epoch):
-            att.srv.proxy.leg(True, self.mtls_leg, self._proxy_in, att)
-
-    def _proxy_in(self, att: _Try) -> None:
-        s = att.srv
-        if not s.current(att.epoch):
-            return
-        msg = att.req.msg
-        s.proxy.lo_in.send(Message("loopback", "proxy", "app", msg.header, msg.payload, 0, 0,
-                                   self.env.now, att, "request"), self._app_in)
-
-    def _app_in(self, msg) -> None:
-        att: _Try = msg.data
-        if not att.srv.current(att.epoch):
-            return
-        att.t_app = self.env.now
+    def _app_in(self, att) -> None:
+        """The try entered the instance's application: the base model's work."""
         self._app.att = att
         cpu = self.cpu
         self.cpu = self._app
         try:
-            super().server_receive(att.req.msg)
+            super().server_receive(att.req.data)
         finally:
             self.cpu = cpu
 
-    def _served(self, att: _Try, _wait) -> None:
-        s = att.srv
-        if not s.current(att.epoch):
-            return
-        att.inner = self.env.now - att.t_app
-        resp_body = att.token[1]
-        s.proxy.lo_out.send(Message("loopback", "app", "proxy", self.resp_header, resp_body, 0, 0,
-                                    self.env.now, att, "response"), self._app_out)
+    def _served(self, att, _wait) -> None:
+        if self.ingress.current(att):
+            self.ingress.served(att, self.resp_header, att.token[1])
 
-    def _app_out(self, msg) -> None:
-        att: _Try = msg.data
-        if att.srv.current(att.epoch):
-            att.srv.proxy.leg(False, self.mtls_leg, self._answered, att)
+    def _answer(self, _req, att) -> None:
+        RequestResponse._respond(self, att.token, 0.0)
 
-    def _answered(self, att: _Try) -> None:
-        if not att.srv.current(att.epoch):
-            return
-        if att.live:
-            self._end(att, True)
-        # else: timed out already; the late answer is dropped at the ingress
+    def _refuse(self, req) -> None:
+        """503: no instance up, or the tries are exhausted."""
+        msg = req.data
+        up = msg.data
+        self.net.down.send(Message("error", "ingress", msg.src, self.resp_header, 0, 0, 0,
+                                   self.env.now, up, "503"), up.refused)
 
-    # ------------------------------------------------------------ crash --
     def _crashed(self, s) -> None:
-        """Reset the ingress's connection to ``s``; every try there fails."""
-        self.pool.reset(s)
-        for att in list(self.outstanding[s]):
-            if att.live:
-                self.resets.add()
-                self._end(att, False)
+        self.ingress.crashed(s)
         s.cpu.drop_queued()
-        s.proxy.cpu.drop_queued()
 
-    # ---------------------------------------------------------- metrics --
     def in_flight(self) -> int:
-        n = self.net.in_flight()
-        for s in self.cluster.servers:
-            n += s.proxy.in_flight()
-        for up, down in self.hops.values():
-            n += up.pending() + down.pending()
-        return n
+        return self.net.in_flight() + self.ingress.in_flight()
 
     def metrics(self) -> dict:
         out = super().metrics()
         out.update(self.cluster.cpu_metrics())
-        proxies = [s.proxy for s in self.cluster.servers]
-        proxy_cpu = sum(p.cpu.account.total for p in proxies)
-        passes = sum(p.passes for p in proxies)
-        added = self.added
-        out["hop_added_mean"] = sum(added) / len(added) if added else math.nan
-        out.update(percentiles(added, "hop_added", qs=(50, 90, 99)))
-        out["proxy_cpu_s"] = proxy_cpu
-        out["proxy_vcpu_per_krps"] = proxy_cpu / passes * 1000 if passes else math.nan
-        out["proxy_utilization_max"] = max(p.cpu.account.utilization() for p in proxies)
-        calls, attempts = self.calls.n, self.attempts.n
-        out["calls"] = calls
-        out["attempts"] = attempts
-        out["retry_amplification"] = attempts / calls if calls else math.nan
-        out["timeouts"] = self.timeouts.n
-        out["ejections"] = self.ejections.n
-        out["mesh_errors"] = self.errors.n
-        out["crash_resets"] = self.resets.n
+        out.update(self.ingress.metrics())
         return out
-
-
-def _now(then) -> None:
-    """The ingress's handshake CPU: none (it has no CPU in this model)."""
-    then()
-
-
-def _ignore(_msg) -> None:
-    pass
