@@ -221,7 +221,7 @@ def test_refusals_name_the_key():
     with pytest.raises(ConfigError, match="sidecar"):
         resolved(raw)
     # patterns where it is not built refuse topology.sidecar
-    for pattern in ("sse", "push", "short_polling", "long_polling", "sync_async"):
+    for pattern in ("sse", "push", "long_polling", "sync_async"):
         with pytest.raises(ConfigError, match="topology.sidecar"):
             resolved({"pattern": pattern, "topology": {"sidecar": "sidecar"}})
 
@@ -295,3 +295,68 @@ def test_records_of_a_composed_request_response_leave_metrics_unchanged(sidecar)
     assert all(m[k] == plain[k] or (m[k] != m[k] and plain[k] != plain[k]) for k in m)
     ops = sim.recorder.operations["request_response"]
     assert len(ops) > 0
+
+
+# ------------------------------------------------------------ short polling --
+def sp(sidecar="sidecar", clients=50, service=0.001, cores=2, duration=10.0, mesh=None,
+       **topology):
+    raw = {"pattern": "short_polling", "duration": duration, "warmup": 1.0, "seed": 4,
+           "clients": {"count": clients},
+           "network": {"latency": L},
+           "server": {"cores": cores, "service_time": service},
+           "workload": {"event_rate": 0.5},
+           "topology": {"servers": 3, "sidecar": sidecar, **topology}}
+    if sidecar == "sidecar":
+        raw["sidecar"] = {"proxy_cpu": S, "loopback_latency": LO, "proxy_delay": D,
+                          "mtls": False, **(mesh or {})}
+    return raw
+
+
+def test_short_polling_poll_pays_the_proxy_exactly_and_misses_nothing():
+    plain = run(sp(sidecar="none")).metrics
+    mesh = run(sp()).metrics
+    extra = theory.sidecar_added_latency(1, S, LO, 0.0, D)
+    # constant times, proxies idle: every poll's round trip is exactly that much longer
+    assert mesh["poll_rtt_mean"] - plain["poll_rtt_mean"] == pytest.approx(extra, abs=1e-12)
+    assert mesh["hop_added_mean"] == pytest.approx(extra, abs=1e-12)
+    assert mesh["calls"] == mesh["attempts"] > 0 and mesh["mesh_errors"] == 0
+    assert mesh["updates_created"] == plain["updates_created"] and mesh["missed"] == 0
+    balanced(mesh)
+
+
+def test_short_polling_crash_retries_polls_and_gives_back_what_they_took():
+    raw = sp(clients=600, service=0.01, cores=4, crash_at=[5.0], crash_server=1,
+             mesh={"retries": 2})
+    r = run(raw)
+    m = r.metrics
+    assert m["crash_resets"] > 0 and m["mesh_errors"] == 0
+    assert m["attempts"] == m["calls"] + m["crash_resets"]
+    assert m["missed"] == 0 and m["updates_delivered"] <= m["updates_created"]
+    balanced(m)
+
+
+def test_short_polling_timeouts_lose_no_update():
+    """Every try times out (service 50 ms, timeout 10 ms) and ends in a 503:
+    nothing is delivered, and every update created stays pending (the
+    updates a timed-out try took are given back)."""
+    raw = sp(clients=20, service=0.05, duration=5.0,
+             mesh={"timeout": 0.01, "retries": 1, "backoff": 0.001, "breaker_errors": None})
+    r = run(raw)
+    m, model = r.metrics, r.model
+    assert m["updates_delivered"] == 0 and m["timeouts"] == m["attempts"] > 0
+    pending = sum(len(p) // 3 for p in model.pending if p)
+    assert pending == model.next_uid > m["updates_created"] > 0  # every update of the run
+    balanced(m)
+
+
+def test_short_polling_ledger_under_crashes_loss_scale_out_and_timeouts():
+    raw = sp(clients=200, service={"dist": "exponential", "mean": 0.004}, cores=1,
+             mtbf=2.0, mttr=0.5, scale_out_at=5.0, balancer="least_connections",
+             mesh={"mtls": True, "requests_per_connection": 50, "timeout": 0.03, "retries": 1,
+                   "breaker_errors": 2, "breaker_open": 0.5})
+    raw["network"].update({"loss": 0.05, "rto": 0.05})
+    r = run(raw)
+    m = r.metrics
+    assert m["crashes"] > 3 and m["servers_end"] == 4 and m["updates_delivered"] > 0
+    assert m["missed"] == 0 and m["bytes_handshake"] > 0
+    balanced(m)

@@ -53,7 +53,7 @@ from commsim.nodes.load_balancer import POLICIES, LoadBalancer
 #: Patterns composed behind a topology (the others refuse non-default keys).
 COMPOSED = ("request_response", "sse", "push", "short_polling", "long_polling")
 #: Composed patterns that can run with topology.sidecar: sidecar (the others refuse it).
-MESH = ("request_response",)
+MESH = ("request_response", "short_polling")
 
 
 def _check(sec: dict, key: str) -> None:

@@ -15,6 +15,8 @@ inside a topology"; in short:
   :class:`~commsim.nodes.mesh.MtlsHandshake` over a zero-latency datacentre
   link pair), runs the proxy's request leg, crosses the loopback and hands
   the try to the pattern: ``app(att)``.
+* ``lost(att)`` (optional): a try failed; the pattern undoes what the try
+  had taken (e.g. a poll's updates).
 * The pattern runs the work on ``att.srv.cpu`` and calls
   :meth:`served` (``att``, response sizes) when it is done; the response
   crosses the loopback and the proxy's response leg back to the ingress.
@@ -84,7 +86,8 @@ def _no_cpu(then) -> None:
 class MeshIngress:
     """See the module docstring.  ``sc`` is the resolved ``sidecar`` section."""
 
-    def __init__(self, sim, sc: dict, lb, app, answer, refuse, prefix: str = "mesh"):
+    def __init__(self, sim, sc: dict, lb, app, answer, refuse, prefix: str = "mesh",
+                 lost=None):
         self.sim = sim
         self.env = sim.env
         self.sc = sc
@@ -92,6 +95,7 @@ class MeshIngress:
         self._app = app
         self._answer = answer
         self._refuse = refuse
+        self._lost = lost   # lost(att): a try failed (the pattern undoes what it took)
         rec = sim.recorder
         self.calls = rec.counter(f"{prefix}/calls")
         self.attempts = rec.counter(f"{prefix}/attempts")
@@ -162,6 +166,8 @@ class MeshIngress:
         if self.breaker is not None:
             self.breaker.record(s, ok)
         req = att.req
+        if not ok and self._lost is not None:
+            self._lost(att)
         if ok:
             if req.counted:
                 self.added.append((self.env.now - req.t_in) - att.inner)

@@ -59,14 +59,20 @@ from commsim.patterns.notifications.streaming import Push, ServerSentEvents
 from commsim.nodes import cluster
 from commsim.patterns.notifications.clustered import ClusteredStreaming
 from commsim.patterns.notifications.clustered_polling import ClusteredLongPolling, ClusteredPolling
+from commsim.patterns.notifications.mesh_polling import MeshPolling
 
 
-def _composable(cls, mixin=ClusteredStreaming):
+def _composable(cls, mixin=ClusteredStreaming, mesh=None):
     """The pattern's model factory: the plain class, or with a non-default
-    ``topology`` the class behind N instances and a load balancer."""
+    ``topology`` the class behind N instances and a load balancer (with
+    ``topology.sidecar``: the ``mesh`` mixin's, commsim/patterns/notifications/mesh_polling.py)."""
     composed = type(f"Clustered{cls.__name__}", (mixin, cls), {})
+    meshed = type(f"Mesh{cls.__name__}", (mesh, cls), {}) if mesh is not None else None
 
     def model(sim):
+        if meshed is not None and cluster.active(sim.config) \
+                and sim.config["topology"]["sidecar"] == "sidecar":
+            return meshed(sim)
         return (composed if cluster.active(sim.config) else cls)(sim)
 
     model.__doc__ = cls.__doc__
@@ -129,7 +135,7 @@ STREAM_NETWORK = _network(
 
 PATTERNS = [
     Pattern("short_polling", "clients ask every interval; the server answers at once, empty "
-            "or with everything pending", _composable(ShortPolling, ClusteredPolling),
+            "or with everything pending", _composable(ShortPolling, ClusteredPolling, MeshPolling),
             ("short_polling", *_WORKLOAD, "topology"), _figures, _check, POLL_NETWORK),
     Pattern("long_polling", "the server holds each poll until an update or a timeout; the client "
             "re-polls on every response", _composable(LongPolling, ClusteredLongPolling),
