@@ -221,7 +221,7 @@ def test_refusals_name_the_key():
     with pytest.raises(ConfigError, match="sidecar"):
         resolved(raw)
     # patterns where it is not built refuse topology.sidecar
-    for pattern in ("sse", "push", "long_polling", "sync_async"):
+    for pattern in ("long_polling", "sync_async"):
         with pytest.raises(ConfigError, match="topology.sidecar"):
             resolved({"pattern": pattern, "topology": {"sidecar": "sidecar"}})
 
@@ -359,4 +359,67 @@ def test_short_polling_ledger_under_crashes_loss_scale_out_and_timeouts():
     m = r.metrics
     assert m["crashes"] > 3 and m["servers_end"] == 4 and m["updates_delivered"] > 0
     assert m["missed"] == 0 and m["bytes_handshake"] > 0
+    balanced(m)
+
+
+# ------------------------------------------------------------------ streams --
+def stream(pattern, sidecar="sidecar", mesh=None, **topology):
+    raw = {"pattern": pattern, "duration": 20.0, "warmup": 2.0, "seed": 3,
+           "clients": {"count": 400},
+           "network": {"latency": 0.01},
+           "server": {"cores": 8, "service_time": 50e-6},
+           "workload": {"event_rate": 1.0},
+           "topology": {"servers": 4, "sidecar": sidecar, **topology}}
+    if pattern == "sse":
+        raw["sse"] = {"retry": 1.0, "resume": True}
+    if sidecar == "sidecar":
+        raw["sidecar"] = {"proxy_cpu": S, "loopback_latency": LO, "proxy_delay": D,
+                          "mtls_cpu": MTLS, **(mesh or {})}
+    return raw
+
+
+@pytest.mark.parametrize("pattern", ["sse", "push"])
+def test_a_frame_pays_one_proxy_leg_and_one_loopback_crossing(pattern):
+    """Constant times, no crash: every update's latency is exactly one proxy
+    leg (half the request's CPU and mTLS) + its delay + one loopback crossing
+    longer; the same updates are delivered."""
+    plain = run(stream(pattern, sidecar="none")).metrics
+    mesh = run(stream(pattern, mesh={"proxy_workers": 64})).metrics  # no proxy queueing
+    extra = S / 2 + MTLS / 2 + D + LO
+    assert mesh["latency_mean"] - plain["latency_mean"] == pytest.approx(extra, abs=1e-9)
+    assert mesh["updates_delivered"] == plain["updates_delivered"]
+    assert mesh["proxy_cpu_s"] > 0
+    balanced(mesh)
+
+
+def test_sse_with_resume_behind_sidecars_misses_nothing_in_a_crash():
+    r = run(stream("sse", crash_at=[10.0], crash_server=1))
+    m = r.metrics
+    assert m["crash_resets"] == m["reconnects"] == 100
+    assert m["missed"] == 0 and m["updates_delivered"] <= m["updates_created"]
+    balanced(m)
+    r = run(stream("push", crash_at=[10.0], crash_server=1))
+    assert r.metrics["crash_resets"] == r.metrics["reconnects"] == 100
+    balanced(r.metrics)
+
+
+def test_streams_refuse_the_request_keys():
+    for key, value in (("retries", 1), ("timeout", 0.1), ("breaker_errors", 3)):
+        with pytest.raises(ConfigError, match=f"sidecar.{key}"):
+            resolved(stream("sse", mesh={key: value}))
+    with pytest.raises(ConfigError, match="sidecar.backoff"):
+        resolved(stream("push", mesh={"backoff": 0.1}))
+
+
+@pytest.mark.parametrize("pattern", ["sse", "push"])
+def test_streams_ledger_under_crashes_loss_and_scale_out(pattern):
+    raw = stream(pattern, mtbf=3.0, mttr=1.0, scale_out_at=8.0, reconnect_jitter=0.5,
+                 mesh={"proxy_cpu": {"dist": "exponential", "mean": S},
+                       "requests_per_connection": 30})
+    raw["network"].update({"loss": 0.05, "rto": 0.05})
+    r = run(raw)
+    m = r.metrics
+    assert m["crashes"] > 3 and m["servers_end"] == 5 and m["updates_delivered"] > 0
+    if pattern == "sse":
+        assert m["missed"] == 0
     balanced(m)

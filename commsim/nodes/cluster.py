@@ -53,7 +53,7 @@ from commsim.nodes.load_balancer import POLICIES, LoadBalancer
 #: Patterns composed behind a topology (the others refuse non-default keys).
 COMPOSED = ("request_response", "sse", "push", "short_polling", "long_polling")
 #: Composed patterns that can run with topology.sidecar: sidecar (the others refuse it).
-MESH = ("request_response", "short_polling")
+MESH = ("request_response", "short_polling", "sse", "push")
 
 
 def _check(sec: dict, key: str) -> None:
@@ -326,6 +326,12 @@ def check_sidecar(cfg: dict) -> None:
                           f"topology are built for {', '.join(MESH)} only, not yet for "
                           f"{cfg['pattern']}: use 'none'")
     refuse_sidecar_keys(cfg, SIDECAR_PATTERN_ONLY)
+    if cfg["pattern"] in ("sse", "push"):
+        why = ("a stream's frames are not requests to retry or time out, and a broken stream "
+               "is reconnected by the client: sse.retry, topology.reconnect_jitter and "
+               "reconnect_backoff")
+        refuse_sidecar_keys(cfg, dict.fromkeys(("retries", "timeout", "backoff",
+                                                "breaker_errors", "breaker_open"), why))
     net = cfg["network"]
     if net["handshake"].startswith("tls") and net["tls_server_cpu"] > 0:
         raise ConfigError("network.tls_server_cpu", f"got {net['tls_server_cpu']:g}s with "

@@ -78,6 +78,10 @@ def _ignore(_msg) -> None:
     pass
 
 
+def _call(fn) -> None:
+    fn()
+
+
 def _no_cpu(then) -> None:
     """The ingress's end of a handshake: no CPU in this model."""
     then()
@@ -87,7 +91,7 @@ class MeshIngress:
     """See the module docstring.  ``sc`` is the resolved ``sidecar`` section."""
 
     def __init__(self, sim, sc: dict, lb, app, answer, refuse, prefix: str = "mesh",
-                 lost=None):
+                 lost=None, stream: bool = False):
         self.sim = sim
         self.env = sim.env
         self.sc = sc
@@ -109,7 +113,10 @@ class MeshIngress:
                         if sc["breaker_errors"] is not None else None)
         self.mtls = sc["mtls"]
         self.mtls_leg = sc["mtls_cpu"] / 2 if self.mtls else 0.0
-        self.pool = ConnectionPool(sc["requests_per_connection"], self._open_conn, self._to_proxy)
+        # Streams (mesh_streaming.py) put callables in the pool: each runs
+        # when the connection is open; requests put their tries.
+        self.pool = ConnectionPool(sc["requests_per_connection"], self._open_conn,
+                                   _call if stream else self._to_proxy)
         self.servers: list = []
         self.hops: dict = {}          # instance -> (ingress->proxy, proxy->ingress) links
         self.outstanding: dict = {}   # instance -> {try: None} sent, not ended

@@ -60,6 +60,7 @@ from commsim.nodes import cluster
 from commsim.patterns.notifications.clustered import ClusteredStreaming
 from commsim.patterns.notifications.clustered_polling import ClusteredLongPolling, ClusteredPolling
 from commsim.patterns.notifications.mesh_polling import MeshPolling
+from commsim.patterns.notifications.mesh_streaming import MeshStreaming
 
 
 def _composable(cls, mixin=ClusteredStreaming, mesh=None):
@@ -141,9 +142,9 @@ PATTERNS = [
             "re-polls on every response", _composable(LongPolling, ClusteredLongPolling),
             ("long_polling", *_WORKLOAD, "topology"), _figures, _check, POLL_NETWORK),
     Pattern("sse", "server-sent events: one request, an unending response of event frames, "
-            "reconnects with or without resume", _composable(ServerSentEvents),
+            "reconnects with or without resume", _composable(ServerSentEvents, mesh=MeshStreaming),
             ("sse", *_WORKLOAD, "topology"), _figures, _check, STREAM_NETWORK),
     Pattern("push", "a persistent bidirectional connection; the server sends as updates happen",
-            _composable(Push), ("push", *_WORKLOAD, "topology"), _figures, _check,
+            _composable(Push, mesh=MeshStreaming), ("push", *_WORKLOAD, "topology"), _figures, _check,
             STREAM_NETWORK),
 ]
