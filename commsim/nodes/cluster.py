@@ -53,7 +53,7 @@ from commsim.nodes.load_balancer import POLICIES, LoadBalancer
 #: Patterns composed behind a topology (the others refuse non-default keys).
 COMPOSED = ("request_response", "sse", "push", "short_polling", "long_polling")
 #: Composed patterns that can run with topology.sidecar: sidecar (the others refuse it).
-MESH = ("request_response", "short_polling", "sse", "push")
+MESH = ("request_response", "short_polling", "long_polling", "sse", "push")
 
 
 def _check(sec: dict, key: str) -> None:
@@ -326,6 +326,10 @@ def check_sidecar(cfg: dict) -> None:
                           f"topology are built for {', '.join(MESH)} only, not yet for "
                           f"{cfg['pattern']}: use 'none'")
     refuse_sidecar_keys(cfg, SIDECAR_PATTERN_ONLY)
+    if cfg["pattern"] in ("request_response", "short_polling", "long_polling"):
+        refuse_unused(cfg, ("reconnect_jitter",), "with topology.sidecar the client's connection "
+                      "ends at the mesh ingress and a crash never resets it; the ingress "
+                      "retries the request (sidecar.retries, sidecar.backoff)")
     if cfg["pattern"] in ("sse", "push"):
         why = ("a stream's frames are not requests to retry or time out, and a broken stream "
                "is reconnected by the client: sse.retry, topology.reconnect_jitter and "

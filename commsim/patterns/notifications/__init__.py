@@ -59,7 +59,7 @@ from commsim.patterns.notifications.streaming import Push, ServerSentEvents
 from commsim.nodes import cluster
 from commsim.patterns.notifications.clustered import ClusteredStreaming
 from commsim.patterns.notifications.clustered_polling import ClusteredLongPolling, ClusteredPolling
-from commsim.patterns.notifications.mesh_polling import MeshPolling
+from commsim.patterns.notifications.mesh_polling import MeshLongPolling, MeshPolling
 from commsim.patterns.notifications.mesh_streaming import MeshStreaming
 
 
@@ -139,7 +139,7 @@ PATTERNS = [
             "or with everything pending", _composable(ShortPolling, ClusteredPolling, MeshPolling),
             ("short_polling", *_WORKLOAD, "topology"), _figures, _check, POLL_NETWORK),
     Pattern("long_polling", "the server holds each poll until an update or a timeout; the client "
-            "re-polls on every response", _composable(LongPolling, ClusteredLongPolling),
+            "re-polls on every response", _composable(LongPolling, ClusteredLongPolling, MeshLongPolling),
             ("long_polling", *_WORKLOAD, "topology"), _figures, _check, POLL_NETWORK),
     Pattern("sse", "server-sent events: one request, an unending response of event frames, "
             "reconnects with or without resume", _composable(ServerSentEvents, mesh=MeshStreaming),

@@ -1,4 +1,4 @@
-"""Short polling behind a topology with sidecar proxies (``topology.sidecar: sidecar``).
+"""Short and long polling behind a topology with sidecar proxies (``topology.sidecar: sidecar``).
 
 The mesh ingress (:class:`commsim.nodes.mesh_ingress.MeshIngress`) in front
 of instances that each have a sidecar; model and assumptions as for
@@ -25,6 +25,7 @@ with what a poll is:
 
 from __future__ import annotations
 
+from commsim.engine.simulation import call_later
 from commsim.metrics.collect import ledger_metrics
 from commsim.nodes.mesh_ingress import MeshIngress
 from commsim.patterns.notifications.clustered import _ClusterParts
@@ -114,3 +115,68 @@ class MeshPolling(_ClusterParts):
         out.update(self.ingress.metrics())
         out.update(ledger_metrics(self.sim, self.net.in_flight() + self.ingress.in_flight()))
         return out
+
+
+class MeshLongPolling(MeshPolling):
+    """Mixin over :class:`.LongPolling`: as :class:`MeshPolling`, with what
+    a held poll is.
+
+    * A long poll is one request through the ingress; the instance its try
+      reached holds it (``long_polling.timeout``) and answers it there.
+    * A crash of that instance fails the try: the hold is gone with it, the
+      updates an answer in its CPU had taken go back to pending, and the
+      ingress retries the poll on a survivor, where it is held again.  The
+      client sees nothing of it (no reset, no re-poll): ``crash_resets``
+      counts the tries, ``reconnects`` stays 0.
+    * A per-try ``sidecar.timeout`` shorter than the hold cancels the hold
+      (Envoy resets the upstream request) and retries it: set it above
+      ``long_polling.timeout`` (or leave it null) unless that is the point.
+    * A 503 (tries exhausted, nothing up): the client re-polls after
+      ``topology.reconnect_backoff``.
+    """
+
+    def __init__(self, sim):
+        super().__init__(sim)
+        self.try_of: list = [None] * self.n
+
+    def _app_in(self, att) -> None:
+        if not att.live:
+            return  # timed out before it reached the application: cancelled
+        self.try_of[att.req.key] = att
+        super(MeshPolling, self)._server_poll(att.req.data)  # the base's hold-or-answer
+
+    def _respond(self, c: int, items, purpose: str = "poll") -> None:
+        att = self.try_of[c]
+        if att is None or not att.live or not self.ingress.current(att):
+            if items:  # no try to answer on any more: the updates stay pending
+                p = self.pending[c]
+                self.pending[c] = list(items) + p if p else list(items)
+            return
+        self._app.att = att
+        cpu = self.cpu
+        self.cpu = self._app
+        try:
+            super()._respond(c, items, purpose)
+        finally:
+            self.cpu = cpu
+
+    def _try_lost(self, att) -> None:
+        c = att.req.key
+        if self.try_of[c] is att:
+            self.try_of[c] = None
+            if self.held[c]:
+                self.held[c] = 0
+                self._conn(-1)
+        super()._try_lost(att)
+
+    def _client_refused(self, msg) -> None:
+        c = msg.dst
+        super()._client_refused(msg)
+        self.outstanding[c] = 0
+        if self.online[c]:
+            call_later(self.env, self._t["reconnect_backoff"], self._repoll, c)
+
+    def _repoll(self, event) -> None:
+        c = event.value
+        if self.online[c] and not self.outstanding[c]:
+            self._send_poll(c)
