@@ -115,6 +115,9 @@ class _Upload:
 class RequestResponse:
     """The request-response model on one :class:`~commsim.engine.Simulation`."""
 
+    #: The operation class (a composed model's own, e.g. routed by a cluster).
+    upload_class = _Upload
+
     def __init__(self, sim):
         cfg = sim.config
         rr = cfg["request_response"]
@@ -167,7 +170,7 @@ class RequestResponse:
         """start_op that also records the operation (``Operations``: sent,
         completed, bytes, outcome); used only with records on."""
         ops = self.ops
-        up = _Upload(self, client, None, self._req_body(), self._resp_body())
+        up = self.upload_class(self, client, None, self._req_body(), self._resp_body())
         i = len(ops)
         size = up.chunks * (self.req_header + self.resp_header) + up.body + up.response_body
         ops.record(REQUEST, self.env._now, math.nan, client, size, UNFINISHED)
@@ -228,6 +231,7 @@ def _check(cfg: dict) -> None:
     from commsim.nodes import cluster
 
     if cluster.active(cfg):
+        cluster.check_sidecar(cfg)  # topology.sidecar (commsim/patterns/request_response_mesh.py)
         cluster.refuse_unused(cfg, ("timeseries_bin", "storm_window"),
                               "it records no storm time series or storm latencies")
     check_cycle_takes_time(cfg, ("server.service_time", cfg["server"]["service_time"]))

@@ -60,14 +60,21 @@ from commsim.patterns.notifications.streaming import Push, ServerSentEvents
 from commsim.nodes import cluster
 from commsim.patterns.notifications.clustered import ClusteredStreaming
 from commsim.patterns.notifications.clustered_polling import ClusteredLongPolling, ClusteredPolling
+from commsim.patterns.notifications.mesh_polling import MeshLongPolling, MeshPolling
+from commsim.patterns.notifications.mesh_streaming import MeshStreaming
 
 
-def _composable(cls, mixin=ClusteredStreaming):
+def _composable(cls, mixin=ClusteredStreaming, mesh=None):
     """The pattern's model factory: the plain class, or with a non-default
-    ``topology`` the class behind N instances and a load balancer."""
+    ``topology`` the class behind N instances and a load balancer (with
+    ``topology.sidecar``: the ``mesh`` mixin's, commsim/patterns/notifications/mesh_polling.py)."""
     composed = type(f"Clustered{cls.__name__}", (mixin, cls), {})
+    meshed = type(f"Mesh{cls.__name__}", (mesh, cls), {}) if mesh is not None else None
 
     def model(sim):
+        if meshed is not None and cluster.active(sim.config) \
+                and sim.config["topology"]["sidecar"] == "sidecar":
+            return meshed(sim)
         return (composed if cluster.active(sim.config) else cls)(sim)
 
     model.__doc__ = cls.__doc__
@@ -94,6 +101,7 @@ def _check(cfg: dict) -> None:
                           "(with its handshake), so there is no later request to reuse a "
                           "connection for: use true")
     if cfg["pattern"] in cluster.COMPOSED and cluster.active(cfg):
+        cluster.check_sidecar(cfg)  # topology.sidecar
         if cfg["pattern"] in ("short_polling", "long_polling") and not net["keepalive"]:
             raise ConfigError("network.keepalive", f"got false; behind a topology "
                               f"{cfg['pattern']} pins each client's kept-alive connection to one "
@@ -142,15 +150,16 @@ STREAM_NETWORK = _network(
 
 PATTERNS = [
     Pattern("short_polling", "clients ask every interval; the server answers at once, empty "
-            "or with everything pending", _composable(ShortPolling, ClusteredPolling),
+            "or with everything pending", _composable(ShortPolling, ClusteredPolling, MeshPolling),
             ("short_polling", *_WORKLOAD, "topology"), _figures, _check, POLL_NETWORK),
     Pattern("long_polling", "the server holds each poll until an update or a timeout; the client "
-            "re-polls on every response", _composable(LongPolling, ClusteredLongPolling),
+            "re-polls on every response",
+            _composable(LongPolling, ClusteredLongPolling, MeshLongPolling),
             ("long_polling", *_WORKLOAD, "topology"), _figures, _check, LONG_POLL_NETWORK),
     Pattern("sse", "server-sent events: one request, an unending response of event frames, "
-            "reconnects with or without resume", _composable(ServerSentEvents),
+            "reconnects with or without resume", _composable(ServerSentEvents, mesh=MeshStreaming),
             ("sse", *_WORKLOAD, "topology"), _figures, _check, STREAM_NETWORK),
     Pattern("push", "a persistent bidirectional connection; the server sends as updates happen",
-            _composable(Push), ("push", *_WORKLOAD, "topology"), _figures, _check,
+            _composable(Push, mesh=MeshStreaming), ("push", *_WORKLOAD, "topology"), _figures, _check,
             STREAM_NETWORK),
 ]

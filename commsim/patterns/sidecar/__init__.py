@@ -68,6 +68,10 @@ loopback latency) + the mTLS CPU to the mean call time
 (:func:`commsim.theory.sidecar_added_latency`).
 
 Package layout: ``config`` (the ``sidecar`` section), ``parts``, ``model``.
+The retry policy, the circuit breaker and mutual TLS (handshake, pooled
+connections) are the shared mesh parts of :mod:`commsim.nodes.mesh`, the
+proxy is :class:`commsim.nodes.proxy.SidecarProxy` (both also used by
+``topology.sidecar``).
 """
 
 from __future__ import annotations

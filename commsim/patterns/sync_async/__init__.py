@@ -105,6 +105,7 @@ def _check(cfg: dict) -> None:
 
     sa = cfg["sync_async"]
     if cluster.active(cfg):
+        cluster.check_sidecar(cfg)  # topology.sidecar: not built for sync_async (refused)
         for key, use in (("crash_at", "topology.crash_at and topology.crash_server"),
                          ("crash_mtbf", "topology.mtbf"), ("restart_time", "topology.mttr")):
             if sa[key] is not None and (key != "restart_time" or sa[key] != 1.0):
