@@ -286,13 +286,11 @@ def test_the_ledger_balances_under_everything(balancer):
 def test_records_of_a_composed_request_response_leave_metrics_unchanged(sidecar):
     """--records on request_response behind a topology (it used to fail: the
     recorded operation was not the cluster's routed one)."""
-    from commsim.experiment.records import simulate_recorded
-
     raw = _crash(retries=0, breaker_errors=None) if sidecar == "sidecar" else \
         rr(sidecar="none", clients=100, think={"dist": "exponential", "mean": 0.1},
            duration=20.0, warmup=1.0, servers=4, crash_at=[8.0], crash_server=1)
     cfg = resolved(raw)
-    m, sim = simulate_recorded(cfg, 7)
+    m, sim = simulate(cfg, 7, records=True)
     plain = simulate(cfg, 7).metrics
     assert m.keys() == plain.keys()
     assert all(m[k] == plain[k] or (m[k] != m[k] and plain[k] != plain[k]) for k in m)
