@@ -508,9 +508,14 @@ def write(table: pd.DataFrame, out_dir: Path) -> list[Path]:
 
     out_dir = Path(out_dir)
     paths = [out_dir / "capacity.csv", out_dir / "probes.csv", out_dir / "capacity.json"]
+    from commsim.experiment.tables import for_writing
+
+    spec = table.attrs["spec"]
+    ints = [*spec["sweep"], spec["key"], "capacity", "first_failing", "probes", "wave",
+            "unstable_runs"]  # each written as integers only if all its values are whole
     for path, df in zip(paths[:2], (table, table.attrs["probes"])):
         buf = io.StringIO()
-        df.to_csv(buf, index=False)
+        for_writing(df, ints).to_csv(buf, index=False)
         atomic_write(path, buf.getvalue())
     atomic_write(paths[2], json.dumps(_spec_file(table), indent=1) + "\n")
     return [*paths, figure(table, out_dir / "capacity.png")]
