@@ -185,6 +185,12 @@ def test_cheapest_csv_counts_only_patterns_delivering_99_percent(tmp_path):
             rows.append({"pattern": p, "clients.count": n, "workload.event_rate": 0.1,
                          "replications": 1, "updates_created": 1000.0,
                          "missed": 1000.0 * lost.get(p, 0.0),
+                         # short polling: 5% still waiting for the next poll, not lost
+                         "updates_pending": 50.0 if p == "short_polling" else 0.0,
+                         "updates_delivered": 1000.0 * (1 - lost.get(p, 0.0))
+                         - (50.0 if p == "short_polling" else 0.0),
+                         "delivery_ratio": 1 - lost.get(p, 0.0) * 1000.0
+                         / (1000.0 - (50.0 if p == "short_polling" else 0.0)),
                          "bandwidth": {"long_polling": 1.0}.get(p, 5.0), "server_cpu_s": 1.0,
                          "server_memory_max": 1.0,
                          "latency_mean": {"long_polling": 0.01}.get(p, 0.1)})

@@ -265,6 +265,9 @@ def write_parquet_tables(result, out_dir: Path) -> list[Path]:
     in units.csv)."""
     out_dir = Path(out_dir)
     paths = [out_dir / "runs.parquet", out_dir / "summary.parquet"]
-    result.runs.drop(columns=["wall_s"], errors="ignore").to_parquet(paths[0], index=False)
-    result.summary.to_parquet(paths[1], index=False)
+    from commsim.experiment.tables import for_writing  # integers as integers, as in the CSVs
+
+    params = list(result.experiment.sweep)
+    for_writing(result.runs.drop(columns=["wall_s"], errors="ignore"), params).to_parquet(paths[0], index=False)
+    for_writing(result.summary, params).to_parquet(paths[1], index=False)
     return paths

@@ -116,6 +116,7 @@ class _Base:
         self.created = 0
         self.delivered = 0
         self.missed = 0
+        self.resolved = 0  # delivered or missed inside the window, whatever their creation time
         self.duplicates = 0
         self.empty = 0
         self.poll_responses = 0
@@ -203,6 +204,8 @@ class _Base:
                 self.job_delays.append(now - done)
         if self.ops is not None:
             self.ops.record(UPDATE, created, now, c, size, DELIVERED)
+        if self.sim.start <= now < self.sim.end:
+            self.resolved += 1
         if self.sim.start <= created < self.sim.end:
             self.delivered += 1
             self.lat.append(now - created)
@@ -212,6 +215,8 @@ class _Base:
     def _lost(self, created: float, c: int = -1, size: int = -1) -> None:
         if self.ops is not None:
             self.ops.record(UPDATE, created, NAN, c, size, MISSED)
+        if self.sim.start <= self.sim.now < self.sim.end:
+            self.resolved += 1
         if self.sim.start <= created < self.sim.end:
             self.missed += 1
 
@@ -270,7 +275,8 @@ class _Base:
         sim = self.sim
         out = {"throughput": self.delivered / sim.duration}
         out.update(latency_metrics(self.lat))
-        out["delivery_ratio"] = self.delivered / self.created if self.created else float("nan")
+        settled = self.delivered + self.missed  # the window's updates whose fate is known
+        out["delivery_ratio"] = self.delivered / settled if settled else float("nan")
         out.update(percentiles(self.proc, "process_time", mean=True))
         out.update(cpu_metrics(self.cpu))
         out["requests"] = sim.bytes.messages("request")
@@ -279,6 +285,8 @@ class _Base:
         out.update(ledger_metrics(sim, self.net.in_flight()))
         out["updates_created"] = self.created
         out["updates_delivered"] = self.delivered
+        out["updates_pending"] = self.created - self.delivered - self.missed
+        out["updates_resolved"] = self.resolved
         out["empty_responses"] = self.empty
         out["empty_fraction"] = self.empty / self.poll_responses if self.poll_responses else float("nan")
         out["connections_max"] = self.conns_max
