@@ -6,6 +6,8 @@ Python API::
     exp = commsim.load("experiments/request_response.yaml", ["clients.count=50"])
     result = commsim.run_experiment(exp)
     result.runs, result.summary        # pandas DataFrames
+    result = commsim.run("experiments/request_response.yaml", records=True)
+    result.read_records()              # one row per operation, taken during the runs
     commsim.compare("results/a", "results/b")                  # paired differences (CRN)
     commsim.capacity("experiments/capacity.yaml", "clients.count", ["latency_p99 < 1s"])
 """

@@ -225,31 +225,44 @@ def cmd_run(args) -> int:
         f" on {executor.workers} {'worker' if executor.workers == 1 else 'workers'} ({executor.name})")
     kept = (lambda: f"{len(store)} finished run(s) are stored in {store.dir}/ and the folder's "
             "results are unchanged: run the same command again to compute only the missing ones")
+    # Everything is written beside the results first, then moved into place:
+    # a failed write leaves the previous results as they were.  Records are
+    # written there by each run as it finishes (issue 12, records).
+    stage = output.staging(out_dir) if args.records else None
+    sink = op_records.Sink(stage, exp) if args.records else None
     try:
-        result = run_experiment(exp, progress, executor=executor, store=store)
+        result = run_experiment(exp, progress, executor=executor, store=store, records=sink)
     except ExperimentFailed as exc:
         result = exc.result
     except ConfigError:  # found while running (e.g. warm-up detection): leave no folder behind
+        if stage is not None:
+            output.discard(stage)
         claim.abandon()
         raise
     except KeyboardInterrupt:
         progress.close()
+        if stage is not None:
+            output.discard(stage)
         print(f"commsim: interrupted; {kept()}", file=sys.stderr)
         return 130
     except RunAborted as exc:
         progress.close()
+        if stage is not None:
+            output.discard(stage)
         print(f"commsim: error: {exc}; {kept()}", file=sys.stderr)
         return 1
+    except BaseException:
+        if stage is not None:
+            output.discard(stage)
+        raise
     finally:
         executor.close()
-    # Everything is written beside the results first, then moved into place:
-    # a failed write leaves the previous results as they were.
-    stage = output.staging(out_dir)
+    stage = stage if stage is not None else output.staging(out_dir)
     figure_errors: list[str] = []
     try:
         paths = output.write_tables(result, stage)
         if args.records:
-            paths += op_records.write_records(result, stage)
+            paths += sink.finish()
         if args.parquet:
             paths += op_records.write_parquet_tables(result, stage)
         records = draw_figures(result, stage, formats_in_use(out_dir),
@@ -328,15 +341,20 @@ def cmd_plot(args) -> int:
             output.atomic_write(cfg_file, output.dump_yaml(old))
     from commsim.figures import sidetables
 
-    before = len(sidetables.replayed)
-    records = draw_figures(result, out_dir, formats)
+    before = len(sidetables.missing)
+    records = draw_figures(result, out_dir, formats)  # warns for each figure it could not draw
     for rec in records:
         print(out_dir / rec["file"])
-    replayed = sorted({p.name for p in sidetables.replayed[before:]})
-    how = ("no simulation" if not replayed else
-           f"replication 0 replayed once for the side table(s) {', '.join(replayed)} (missing or of "
-           "another configuration)")
-    print(f"{len(records)} figure(s) in {out_dir}/ ({', '.join(formats)}), {how}", file=sys.stderr)
+    missing = sidetables.missing[before:]
+    print(f"{len(records)} figure(s) in {out_dir}/ ({', '.join(formats)}), no simulation", file=sys.stderr)
+    if missing:
+        names = sorted({m.figure for m in missing})
+        print(f"commsim: error: {len(names)} figure(s) not drawn ({', '.join(names)}): their side "
+              f"tables ({', '.join(sorted({m.path.name for m in missing}))}) are not in {out_dir}/; "
+              "figures never re-simulate: run `commsim run CONFIG --out "
+              f"{out_dir}` again to record them (runs stored in {out_dir}/.runs/ by this version "
+              "of commsim are reused)", file=sys.stderr)
+        return 1
     return 0
 
 

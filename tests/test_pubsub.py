@@ -303,10 +303,14 @@ def test_prefetch_utilization_per_consumer_and_with_broker_cpu(prefetch, group, 
     assert_ledgers(m, model)
 
 
-@pytest.mark.parametrize("key,value", [("handshake", "tcp"), ("keepalive", False)])
-def test_connection_keys_are_refused_naming_the_key(key, value):
+@pytest.mark.parametrize("delivery,key,value", [("direct", "handshake", "tcp"),
+                                                ("push", "keepalive", False),
+                                                ("direct", "keepalive", False)])
+def test_connection_keys_are_refused_naming_the_key(delivery, key, value):
+    # direct has no broker to connect to; push delivers over each consumer's
+    # long-lived connection (the connections themselves: test_pubsub_connections.py)
     with pytest.raises(ConfigError) as err:
-        run(duration=1, network={key: value})
+        run(duration=1, network={key: value}, delivery=delivery)
     assert err.value.key == f"network.{key}"
 
 

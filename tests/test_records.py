@@ -29,7 +29,7 @@ def _same_metrics(a: dict, b: dict) -> None:
 
 
 def _frame(cfg: dict, seed: int = SEED):
-    metrics, sim = records.simulate_recorded(cfg, seed)
+    metrics, sim = simulate(cfg, seed, records=True)
     return metrics, records.table(sim, {}, 0, seed).to_pandas()
 
 
@@ -148,15 +148,165 @@ def test_cli_refuses_records_for_a_pattern_that_does_not_record(tmp_path, capsys
     assert not out.exists()
 
 
-def test_records_that_do_not_reproduce_the_run_publish_nothing(tiny_rr, tmp_path, monkeypatch, capsys):
+def _count_simulations(monkeypatch) -> list:
+    """Count Simulation.run calls in this process (serial executor)."""
+    from commsim.engine import Simulation
+
+    calls = []
+    real = Simulation.run
+
+    def counted(self, *a, **k):
+        calls.append(1)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Simulation, "run", counted)
+    return calls
+
+
+def test_records_are_taken_during_the_run_without_a_second_simulation(tiny_rr, tmp_path, monkeypatch):
+    calls = _count_simulations(monkeypatch)
     out = tmp_path / "out"
-    real = records.simulate_recorded
+    assert main(["run", str(tiny_rr), "--out", str(out), "--quiet", "--records"]) == 0
+    assert len(calls) == 8  # 4 points x 2 replications, each simulated once
+    assert len(list(out.glob("records-p*-r*.parquet"))) == 8
+    assert not (out / ".commsim-staging").exists()
 
-    def drifted(cfg, seed):
-        metrics, sim = real(cfg, seed)
-        return {**metrics, "latency_mean": metrics["latency_mean"] * 1.5}, sim
 
-    monkeypatch.setattr(records, "simulate_recorded", drifted)
-    assert main(["run", str(tiny_rr), "--out", str(out), "--quiet", "--records"]) == 1
-    assert "not reproducible" in capsys.readouterr().err
-    assert not (out / "runs.csv").exists() and not list(out.glob("records-*"))
+def test_records_are_the_same_serially_and_with_two_processes(tiny_rr, tmp_path):
+    a, b = tmp_path / "serial", tmp_path / "jobs2"
+    assert main(["run", str(tiny_rr), "--out", str(a), "--quiet", "--records"]) == 0
+    assert main(["run", str(tiny_rr), "--out", str(b), "--quiet", "--records", "--jobs", "2"]) == 0
+    names = sorted(p.name for p in a.glob("records-*"))
+    assert names == sorted(p.name for p in b.glob("records-*")) and len(names) == 9
+    for name in names:
+        if name.endswith(".parquet"):
+            pd.testing.assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name))
+    assert (a / "runs.csv").read_text() == (b / "runs.csv").read_text()
+    pd.testing.assert_frame_equal(records.read(a), records.read(b))
+
+
+def test_records_with_runs_in_the_store_compute_each_run_once(tiny_rr, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert main(["run", str(tiny_rr), "--out", str(out), "--quiet"]) == 0  # fills .runs/
+    before = (out / "runs.csv").read_text()
+    calls = _count_simulations(monkeypatch)
+    assert main(["run", str(tiny_rr), "--out", str(out), "--quiet", "--records"]) == 0
+    assert len(calls) == 8 and len(list(out.glob("records-p*-r*.parquet"))) == 8
+    assert (out / "runs.csv").read_text() == before
+
+
+def test_python_api_records_true_and_a_folder(tmp_path):
+    import commsim
+    from commsim.errors import ConfigError
+
+    cfg = {"name": "api", "pattern": "request_response", "duration": 3.0, "warmup": 1.0,
+           "replications": 2, "clients": {"count": 5},
+           "sweep": {"request_response.request_body": ["0B", "4KiB"]}}
+    res = commsim.run(cfg, records=True)
+    df = res.read_records()
+    assert set(zip(df["request_response.request_body"], df.replication)) == \
+        {(b, r) for b in (0, 4096) for r in (0, 1)}
+    for _, row in res.runs.iterrows():  # each run's rows give its own latency_mean
+        mine = df[(df["request_response.request_body"] == row["request_response.request_body"])
+                  & (df.replication == row["replication"]) & df.measured & (df.outcome == "ok")]
+        assert np.isclose(mine.latency.mean(), row["latency_mean"], rtol=1e-12, atol=0)
+    folder = tmp_path / "recs"
+    res2 = commsim.run(cfg, records=folder)
+    assert res2.records == folder
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"records-p{i}-r{r}.parquet" for i in range(2) for r in range(2)] + ["records-units.csv"])
+    pd.testing.assert_frame_equal(records.read(folder), df)
+    # Nothing existing is overwritten without force=True (and nothing is staged left behind).
+    with pytest.raises(ConfigError, match="force=True"):
+        commsim.run(cfg, records=folder)
+    (folder / "mine.txt").write_text("keep")
+    one = dict(cfg, sweep={"request_response.request_body": ["0B"]})
+    commsim.run(one, records=folder, force=True)
+    assert sorted(p.name for p in folder.iterdir()) == ["mine.txt", "records-p0-r0.parquet",
+                                                        "records-p0-r1.parquet", "records-units.csv"]
+    with pytest.raises(ConfigError, match="records"):
+        commsim.run({"name": "ps", "pattern": "pubsub", "duration": 2.0}, records=True)
+
+
+def test_an_interrupted_run_with_records_leaves_the_folder_as_it_was(tiny_rr, tmp_path, monkeypatch):
+    from commsim.experiment import executors
+
+    out = tmp_path / "out"
+    assert main(["run", str(tiny_rr), "--out", str(out), "--quiet"]) == 0
+    before = sorted(p.name for p in out.iterdir())
+    real, n = executors.execute, []
+
+    def interrupt(job):
+        n.append(1)
+        if len(n) == 3:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(executors, "execute", interrupt)
+    assert main(["run", str(tiny_rr), "--out", str(out), "--quiet", "--records"]) == 130
+    assert sorted(p.name for p in out.iterdir()) == before  # no records, no staging folder
+
+
+def test_the_records_example_in_docs_experiments_md_runs(tmp_path, monkeypatch):
+    import doctest
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "experiments.md").read_text()
+    section = text[text.index("## Per-operation records"):]
+    blocks = re.findall(r"```pycon\n(.*?)```", section, re.S)
+    assert blocks, "docs/experiments.md lost its records example"
+    monkeypatch.chdir(tmp_path)
+    test = doctest.DocTestParser().get_doctest(blocks[0], {}, "experiments.md", None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 6
+
+
+def test_records_behind_a_topology():
+    """The notification patterns behind a load balancer record like the plain ones."""
+    raw = {"pattern": "sse", "duration": 3.0, "warmup": 0.5, "clients": {"count": 20},
+           "topology": {"servers": 2}, "workload": {"event_rate": 2.0}}
+    cfg = _config(raw)
+    plain = simulate(cfg, SEED).metrics
+    metrics, df = _frame(cfg)
+    _same_metrics(plain, metrics)
+    got = df[df.measured & (df.outcome == "delivered")]
+    assert len(got) == metrics["updates_delivered"] > 50
+
+
+@pytest.mark.slow  # ~20 s on a busy 2-core machine (a Dask cluster starts); -m slow
+def test_records_and_side_tables_are_the_same_on_a_dask_cluster(tiny_rr, tmp_path):
+    distributed = pytest.importorskip(
+        "distributed", reason="the optional 'distributed' package (extra 'dask') is not installed")
+    from pathlib import Path
+
+    storm = str(Path(__file__).resolve().parents[1] / "experiments" / "reconnect_storm.yaml")
+    sets = [x for o in ["replications=1", "duration=3s", "warmup=1s", "clients.count=200",
+                        "sweep.topology.reconnect_jitter=[0s]"] for x in ("--set", o)]
+    assert main(["run", str(tiny_rr), "--out", str(tmp_path / "serial"), "--quiet", "--records"]) == 0
+    assert main(["run", storm, *sets, "--out", str(tmp_path / "storm"), "--quiet"]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        dask = ["--executor", "dask", "--scheduler", cluster.scheduler_address]
+        assert main(["run", str(tiny_rr), "--out", str(tmp_path / "dask"), "--quiet", "--records",
+                     *dask]) == 0
+        assert main(["run", storm, *sets, "--out", str(tmp_path / "storm-dask"), "--quiet", *dask]) == 0
+    pd.testing.assert_frame_equal(records.read(tmp_path / "serial"), records.read(tmp_path / "dask"))
+    assert (tmp_path / "storm" / "storm_timeseries.csv").read_text() == \
+        (tmp_path / "storm-dask" / "storm_timeseries.csv").read_text()
+
+
+def test_python_api_refusals_leave_no_folder(tmp_path):
+    import commsim
+    from commsim.errors import ConfigError
+
+    cfg = {"name": "api", "pattern": "request_response", "duration": 2.0, "clients": {"count": 2}}
+    with pytest.raises(ConfigError, match="records"):
+        commsim.run(cfg, records=3)
+    with pytest.raises(ConfigError, match="executor"):
+        commsim.run(cfg, records=tmp_path / "r", executor="nonsense")
+    assert list((tmp_path / "r").iterdir()) == []  # nothing staged left behind
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="not a folder"):
+        commsim.run(cfg, records=tmp_path / "f")

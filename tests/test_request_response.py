@@ -116,12 +116,3 @@ def test_messages_given_up_on_are_retried_so_no_client_freezes(pattern):
     # A frozen client would be blocked for the whole window (fraction -> 1).
     assert row["client_blocked_fraction"] < 0.9
     assert row["throughput"] * 20 > 20 * 10  # at least ~10 operations per client
-
-
-@pytest.mark.parametrize("pattern,key", [("stateful", "network.loss")])
-def test_patterns_without_loss_handling_refuse_loss(pattern, key):
-    from commsim.errors import ConfigError
-
-    with pytest.raises(ConfigError) as info:
-        commsim.load({"pattern": pattern, "network": {"loss": 0.01}})
-    assert info.value.key == key

@@ -88,3 +88,34 @@ def test_screen_summary_of_a_large_sweep_is_compact():
     assert "`commsim summary results/big --all`" in text
     assert "latency p99 (ms)" in text and "12.3" in text
     assert "10 of 200 point(s) NOT in steady state" in text and "clients.rate=200/s" in text
+
+
+def test_notification_checks_on_synthetic_rows():
+    ok = {"updates_created": 10_000, "updates_resolved": 9_950, "server_utilization": 0.9}
+    assert stability.reasons(ok, {"pattern": "sse"}) == []
+    # 10% of the window's updates not resolved in it: a queue of frames grows
+    assert stability.reasons({**ok, "updates_resolved": 9_000})[0].startswith("backlog growing")
+    # saturation counts where the load is open loop: short polling, SSE, push,
+    # WebSocket; not long polling (a busier server sends fewer, fuller responses)
+    hot = {**ok, "server_utilization": 0.995}
+    for p in ("short_polling", "sse", "push", "websocket"):
+        assert "saturated" in stability.reasons(hot, {"pattern": p, "clients": {"mode": "sync"}})[0]
+    assert stability.reasons(hot, {"pattern": "long_polling", "clients": {"mode": "sync"}}) == []
+
+
+def test_overloaded_streaming_server_flagged_and_light_load_not():
+    # experiments/capacity.yaml: one core, 2 ms of CPU per frame, 0.2 updates/s
+    # per client: saturation at 2,500 clients.  1,000 clients use 40%; 3,000
+    # offer 120%: the frame queue grows by 100 frames/s.
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "experiments" / "capacity.yaml").read_text())
+    for section in ("short_polling", "long_polling"):
+        del cfg[section]
+    cfg.update(replications=1, duration="10s", warmup="5s", pattern="push",
+               sweep={"clients.count": [1000, 3000]})
+    exp = load(cfg)
+    s = run_experiment(exp).summary.set_index("clients.count")
+    assert not s.loc[1000, "unstable"], s.loc[1000, "unstable_reason"]
+    why = s.loc[3000, "unstable_reason"]
+    assert s.loc[3000, "unstable"] and "backlog growing" in why and "saturated" in why, why

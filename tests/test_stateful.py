@@ -1,4 +1,5 @@
-"""Validation of the stateful vs stateless pattern (commsim/patterns/stateful.py)."""
+"""Validation of the stateful vs stateless pattern (commsim/patterns/stateful/); its
+network conditions (loss, handshakes, keep-alive): tests/test_stateful_network.py."""
 
 from __future__ import annotations
 
@@ -217,10 +218,3 @@ def test_mtbf_bare_value_means_exponential_up_times():
     with pytest.raises(ConfigError) as e:
         config(stateful={"mtbf": 0, "mttr": 0})
     assert e.value.key == "stateful.mtbf"
-
-
-@pytest.mark.parametrize("key,value", [("handshake", "tls1.2"), ("keepalive", False)])
-def test_connection_keys_are_refused_naming_the_key(key, value):
-    with pytest.raises(ConfigError) as e:
-        config(network={key: value})
-    assert e.value.key == f"network.{key}"

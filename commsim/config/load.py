@@ -227,6 +227,8 @@ def resolve_run(raw: dict, base_dir: Path | None = None) -> dict:
     pattern = patterns[out["pattern"]]
     for sname in (*CORE_SECTIONS, *pattern.sections):
         out[sname] = resolve_section(SECTIONS[sname], raw.get(sname), sname, base_dir)
+    for sname in conditional_sections(out):
+        out[sname] = resolve_section(SECTIONS[sname], raw.get(sname), sname, base_dir)
     if pattern.check is not None:
         pattern.check(out)
     from commsim.accounting.work import check as check_work  # issue 13: no ignored cost key
@@ -486,7 +488,10 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
         run_raw = copy.deepcopy(raw)
         pattern_name = sweep["pattern"][combo[keys.index("pattern")]] if "pattern" in sweep \
             else raw.get("pattern")
-        applies = {k: _applies(k, pattern_name, patterns) for k in keys}
+        ts = (sweep["topology.sidecar"][combo[keys.index("topology.sidecar")]]
+              if "topology.sidecar" in sweep else (raw.get("topology") or {}).get("sidecar"))
+        extra = ("sidecar",) if ts == "sidecar" else ()
+        applies = {k: _applies(k, pattern_name, patterns, extra) for k in keys}
         if any(i > 0 for k, i in zip(keys, combo) if not applies[k]):
             continue  # a key this point's pattern lacks: one point, not one per value
         for k, i in zip(keys, combo):
@@ -506,7 +511,7 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
         if points else resolve_run(raw, base_dir)
     # The resolved experiment lists the sections of every pattern it runs.
     for p in points:
-        for sname in patterns[p.config["pattern"]].sections:
+        for sname in (*patterns[p.config["pattern"]].sections, *conditional_sections(p.config)):
             base.setdefault(sname, p.config[sname] if sname not in raw else
                             resolve_section(SECTIONS[sname], raw.get(sname), sname, base_dir))
     resolved = dict(base)
@@ -514,7 +519,9 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
         # A pattern's own key lists the values of the points it applies to
         # (a null there is a real value, e.g. websocket.ping_interval: null).
         resolved["sweep"] = {k: _unique([p.params[k] for p in points
-                                         if _applies(k, p.config["pattern"], patterns)]) for k in keys}
+                                         if _applies(k, p.config["pattern"], patterns,
+                                                     conditional_sections(p.config))])
+                            for k in keys}
     if "warmup" in sweep and warmup_auto:
         raise ConfigError("warmup", "'auto' cannot be combined with a sweep of warmup")
     from commsim.config.plots import resolve_plots
@@ -540,12 +547,23 @@ def _is_pattern_key(dotted: str) -> bool:
     return bool(tail) and head not in CORE_SECTIONS
 
 
-def _applies(dotted: str, pattern_name: Any, patterns: dict) -> bool:
+def conditional_sections(cfg: dict) -> tuple:
+    """Sections a run reads beyond its pattern's own because of another
+    key's value: ``sidecar`` (the proxies' keys) when ``topology.sidecar`` is
+    ``sidecar`` (commsim/nodes/cluster.py; the pattern's check refuses the
+    keys that have no meaning there)."""
+    t = cfg.get("topology")
+    return ("sidecar",) if isinstance(t, dict) and t.get("sidecar") == "sidecar" else ()
+
+
+def _applies(dotted: str, pattern_name: Any, patterns: dict, extra: tuple = ()) -> bool:
     """Does ``dotted`` mean something for ``pattern_name``?  Keys of a
-    pattern's own section apply only to the patterns that declare it."""
+    pattern's own section apply only to the patterns that declare it (and
+    ``extra``: the point's :func:`conditional_sections`)."""
     if not _is_pattern_key(dotted) or not isinstance(pattern_name, str) or pattern_name not in patterns:
         return True  # an unknown pattern is reported by resolve_run
-    return dotted.partition(".")[0] in patterns[pattern_name].sections
+    head = dotted.partition(".")[0]
+    return head in patterns[pattern_name].sections or head in extra
 
 
 def _check_sections_used(raw: dict, sweep_keys: list, points: list[RunSpec], patterns: dict,
@@ -557,6 +575,7 @@ def _check_sections_used(raw: dict, sweep_keys: list, points: list[RunSpec], pat
     run's patterns do not read are simply not used."""
     running = _unique([p.config["pattern"] for p in points])
     used = {s for name in running for s in patterns[name].sections}
+    used |= {s for p in points for s in conditional_sections(p.config)}
     present = [s for s in SECTIONS if s in raw and s not in CORE_SECTIONS and s not in exempt]
     present += [k for k in sweep_keys if _is_pattern_key(k)]
     for item in present:
@@ -564,6 +583,8 @@ def _check_sections_used(raw: dict, sweep_keys: list, points: list[RunSpec], pat
         if sname in used:
             continue
         owners = [n for n, p in patterns.items() if sname in p.sections]
+        if sname == "sidecar":
+            owners.append("the composed patterns with topology.sidecar: sidecar")
         key = item if item == sname else f"sweep.{item}"
         raise ConfigError(key, f"section '{sname}' is read only by pattern(s) {', '.join(owners)}; "
                           f"this experiment runs {', '.join(running)}, where it would have no "

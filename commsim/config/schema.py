@@ -139,6 +139,9 @@ register_section(Section("network", {
                        "(false: a new connection, and handshake, per request)"),
     "tls_server_cpu": Field("duration", "0.5ms", "server CPU per TLS handshake "
                             "(key exchange and signature)", min=0),
+    "idle_timeout": Field("duration", None, "the server closes a kept-alive connection unused "
+                          "for longer than this; the next request pays a new handshake "
+                          "(null: never)", min=0, min_exclusive=True, nullable=True),
     # Bytes on the wire under the application (commsim/accounting/bytes.py; issue 13).
     "segment_overhead": Field("size", "0B", "TCP/IP header bytes per segment, counted as "
                               "bytes_transport (52 on loopback with timestamps; 0: not counted)",

@@ -11,8 +11,10 @@ value of ``--key`` at which
 * every SLO holds for the mean over the point's replications (``METRIC OP
   VALUE``, OP one of ``<``, ``<=``, ``>``, ``>=``; VALUE in the metric's unit
   or with a unit: ``1s``, ``250ms``, ``10MB``), and
-* no replication is unstable (:func:`unstable`: not in steady state), unless
-  ``--allow-unstable``.
+* the point is in steady state by the checks of
+  :mod:`commsim.experiment.stability` (the ``unstable`` column of
+  summary.csv, on the probe's means over replications; one owner, no
+  thresholds of its own), unless ``--allow-unstable``.
 
 Method and assumptions
 ----------------------
@@ -32,7 +34,7 @@ Method and assumptions
   probe each per wave, so ``--jobs`` runs them side by side.
 * **Utilisation hint (better than bisection when the CPU binds).**  The
   best passing probe's ``server_utilization`` u predicts saturation at
-  v x 0.98 / u, if load grows in proportion to the key.  While bracketing,
+  v x 0.99 / u (:data:`SATURATED`), if load grows in proportion to the key.  While bracketing,
   the search jumps to just past that point instead of doubling (fewer
   probes deep in overload, which are the expensive ones); inside the bracket
   it alternates the hint with plain bisection, so a wrong hint (the latency
@@ -70,57 +72,16 @@ import numpy as np
 import pandas as pd
 
 from commsim.errors import ConfigError
+from commsim.experiment import stability
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
     "<": lambda a, b: a < b, ">": lambda a, b: a > b,
 }
 
-#: Utilisation at or above which a run is taken as overloaded.
-SATURATED = 0.98
-#: Fraction of the work started in the window left unfinished at its end
-#: above which a run is taken as building a backlog.
-BACKLOG = 0.05
-
-
-# ------------------------------------------------------------- stability ----
-
-
-def unstable(metrics: dict) -> str | None:
-    """Why one run is not in steady state, or None.
-
-    The one place the capacity search decides stability (the stability
-    module of issue 12 may replace the body).  From a run's metrics:
-
-    * the server is saturated: ``server_utilization`` >= :data:`SATURATED`
-      (offered load at or above capacity: the queue grows for the whole
-      window and latencies measure the window, not the system);
-    * a backlog builds: more than :data:`BACKLOG` of the updates created in
-      the window are neither delivered nor counted ``missed`` at its end
-      (notification patterns), or of the requests sent in the window have no
-      response (request-response patterns; not for notification patterns,
-      whose held polls are answered later by design).
-
-    Heuristics with stated thresholds; a window much shorter than the
-    latencies it measures also leaves a "backlog", which is a true warning.
-    """
-    u = metrics.get("server_utilization")
-    if u is not None and math.isfinite(u) and u >= SATURATED:
-        return f"server {100 * u:.1f}% busy (offered load at or above capacity)"
-    created = metrics.get("updates_created")
-    if created is not None and math.isfinite(created):
-        if created > 0:
-            done = (metrics.get("updates_delivered") or 0) + (metrics.get("missed") or 0)
-            left = 1 - done / created
-            if left > BACKLOG:
-                return f"{100 * left:.1f}% of the window's updates undelivered at its end (backlog)"
-        return None
-    req, resp = metrics.get("requests"), metrics.get("responses")
-    if req and resp is not None and math.isfinite(req) and req >= 20:
-        left = 1 - resp / req
-        if left > BACKLOG:
-            return f"{100 * left:.1f}% of the window's requests unanswered at its end (backlog)"
-    return None
+#: Where the utilisation hint aims: the one saturation threshold, owned by
+#: the stability checks (:mod:`commsim.experiment.stability`).
+SATURATED = stability.SATURATED
 
 
 # ------------------------------------------------------------------ SLOs ----
@@ -243,9 +204,14 @@ def _hint(v: float, rows: list[dict]) -> float | None:
     return v * SATURATED / (sum(u) / len(u))
 
 
-def _evaluate(rows: list[dict], slos: Sequence[Slo]) -> dict:
+def _evaluate(rows: list[dict], slos: Sequence[Slo], summary_row: dict | None = None,
+              config: dict | None = None) -> dict:
     """Means and 95% half-widths of the SLO metrics over replications, the
-    verdicts and the instability reasons."""
+    verdicts and the instability reasons: those of the probe's summary row
+    (``unstable_reason``, :func:`commsim.experiment.stability.assess`), so a
+    probe is unstable exactly when summary.csv would say so;
+    ``unstable_runs`` counts the replications that the same checks flag on
+    their own (information only)."""
     from commsim.experiment.stats import mean_ci
 
     out: dict[str, Any] = {"replications": len(rows)}
@@ -256,10 +222,10 @@ def _evaluate(rows: list[dict], slos: Sequence[Slo]) -> dict:
         met = met and s.holds(mean)
     if any("server_utilization" in r for r in rows):
         out["server_utilization"] = mean_ci([r.get("server_utilization", math.nan) for r in rows])[0]
-    reasons = [why for why in (unstable(r) for r in rows) if why]
+    why = (summary_row or {}).get("unstable_reason")
     out["met"] = met
-    out["unstable"] = reasons[0] if reasons else ""
-    out["unstable_runs"] = len(reasons)
+    out["unstable"] = why if isinstance(why, str) else ""
+    out["unstable_runs"] = sum(1 for r in rows if stability.reasons(r, config))
     return out
 
 
@@ -352,6 +318,7 @@ def capacity(source, key: str = "clients.count", slos: Sequence[str] = ("latency
                             points=specs, base_dir=exp.base_dir, source=exp.source)
             result = run_experiment(sub, None, executor=ex, store=store)
             by_point: dict[int, list[dict]] = {}
+            summ = result.summary.to_dict("records") if not result.summary.empty else []
             runs = result.runs.to_dict("records") if not result.runs.empty else []
             for row in runs:
                 for j, (g, v) in enumerate(wanted):
@@ -363,7 +330,10 @@ def capacity(source, key: str = "clients.count", slos: Sequence[str] = ("latency
                       if all(_same(f.get(k), val) for k, val in specs[j].params.items())}
             line = []
             for j, (g, v) in enumerate(wanted):
-                ev = _evaluate(by_point.get(j, []), parsed)
+                mine = [r for r in summ
+                        if all(_same(r.get(k), val) for k, val in specs[j].params.items())]
+                ev = _evaluate(by_point.get(j, []), parsed, mine[0] if mine else None,
+                               specs[j].config)
                 ok = ev["met"] and (allow_unstable or not ev["unstable"]) and j not in failed
                 if j in failed:
                     ev["unstable"] = "a run failed (see the runs' errors)"
@@ -514,7 +484,7 @@ def figure(table: pd.DataFrame, path: Path) -> Path:
     ax.legend(fontsize=8, title="capacity", title_fontsize=8)
     if util:
         axes[1].axhline(SATURATED, color="black", lw=0.8, ls="--",
-                        label=f"unstable from {SATURATED:.0%} busy")
+                        label=f"{SATURATED:.0%} busy: unstable under open-loop load")
         axes[1].set_ylabel("server_utilization (fraction of the cores)")
         axes[1].set_title("Server utilisation at each probe (mean of replications)", fontsize=9)
         axes[1].legend(fontsize=8)
@@ -538,9 +508,14 @@ def write(table: pd.DataFrame, out_dir: Path) -> list[Path]:
 
     out_dir = Path(out_dir)
     paths = [out_dir / "capacity.csv", out_dir / "probes.csv", out_dir / "capacity.json"]
+    from commsim.experiment.tables import for_writing
+
+    spec = table.attrs["spec"]
+    ints = [*spec["sweep"], spec["key"], "capacity", "first_failing", "probes", "wave",
+            "unstable_runs"]  # each written as integers only if all its values are whole
     for path, df in zip(paths[:2], (table, table.attrs["probes"])):
         buf = io.StringIO()
-        df.to_csv(buf, index=False)
+        for_writing(df, ints).to_csv(buf, index=False)
         atomic_write(path, buf.getvalue())
     atomic_write(paths[2], json.dumps(_spec_file(table), indent=1) + "\n")
     return [*paths, figure(table, out_dir / "capacity.png")]
@@ -616,8 +591,9 @@ def add_parser(sub) -> None:
     c = sub.add_parser(
         "capacity", help="largest value of a key (e.g. clients.count) that meets an SLO",
         description="For every sweep point of CONFIG (e.g. each pattern), find the largest value "
-                    "of --key at which every --slo holds for the mean over replications and no "
-                    "run is unstable (saturated server, growing backlog). Assumes the SLO gets "
+                    "of --key at which every --slo holds for the mean over replications and the "
+                    "point is stable (summary.csv's unstable column: saturated server under "
+                    "open-loop load, growing queue or backlog, rising latency). Assumes the SLO gets "
                     "harder as the key grows (monotone); brackets by doubling from CONFIG's value "
                     "(or probes the ends of --range), jumping to the saturation its utilisation "
                     "predicts, then bisects (alternating with that prediction). Replications share seeds "

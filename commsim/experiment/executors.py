@@ -115,6 +115,11 @@ class Job:
     params: dict
     replication: int
     seed: int
+    #: Per-operation records wanted: the swept keys' column types
+    #: (:func:`commsim.experiment.records.column_types`), else None.
+    records: dict | None = None
+    #: Keep the run's side series for the figures (:mod:`commsim.figures.sidetables`).
+    side: bool = False
 
 
 class _Watch:
@@ -160,8 +165,21 @@ def execute(job: Job) -> dict:
     t0 = time.perf_counter()
     sink = _SIM_PROGRESS
     watch = _Watch(job.index, sink) if sink is not None else None
+    extra: dict = {}
     try:
-        metrics, _sim = simulate(job.config, job.seed, watch=watch)
+        run = simulate(job.config, job.seed, watch=watch, records=job.records is not None)
+        metrics = run.metrics
+        # What only the finished run has, taken here, where it ran (no second
+        # simulation): its records as Parquet bytes, its side series.
+        if job.records is not None:
+            from commsim.experiment.records import run_bytes
+
+            extra["records"] = run_bytes(run.sim, job.params, job.replication, job.seed, job.records)
+        if job.side:
+            from commsim.figures.sidetables import of_run
+
+            extra["side"] = of_run(run)
+        del run
     except MemoryError:
         # Nothing else can run either: free what we can, and tell the
         # runner to stop everything (fatal) instead of going on.
@@ -173,7 +191,7 @@ def execute(job: Job) -> dict:
                 "traceback": traceback.format_exc(), "wall_s": time.perf_counter() - t0,
                 "pid": os.getpid()}
     return {"index": job.index, "ok": True, "metrics": metrics, "wall_s": time.perf_counter() - t0,
-            "pid": os.getpid()}
+            "pid": os.getpid(), **extra}
 
 
 class SerialExecutor:

@@ -8,8 +8,9 @@ Three kinds, each only when the data supports it:
   variant with the lowest mean of the family's cost metric
   (:data:`commsim.experiment.keymetrics.COST`) and of its tail latency is
   found among the points that are in steady state and, where the family
-  reports ``missed``, deliver at least 99 % of their updates (a pattern that
-  loses updates is not "cheapest").  The sentence names the winner and how
+  reports ``delivery_ratio``, deliver at least 99 % of their updates (a
+  pattern that loses updates is not "cheapest"; an update still on its way
+  at the window's end is not lost, see commsim/metrics/notifications.py).  The sentence names the winner and how
   many settings it wins.
 * **Unstable points**, by variant, with the smallest swept value where they
   start.
@@ -46,12 +47,12 @@ def _variant(result) -> str | None:
 def _ok_rows(result) -> list[bool]:
     """Rows that count for 'best': steady state and (if known) >= 99 % delivered."""
     s = result.summary
+    from commsim.metrics.notifications import delivered_share
+
     flags = [not f for f, _ in km.unstable(result)]
-    if "missed" in s.columns and "updates_created" in s.columns:
-        for i, (_, row) in enumerate(s.iterrows()):
-            created = float(row["updates_created"])
-            if created > 0 and float(row["missed"]) / created > 1 - DELIVERY_MIN:
-                flags[i] = False
+    for i, share in enumerate(delivered_share(s)):
+        if share < DELIVERY_MIN:  # NaN (no updates, or not a notification pattern): nothing lost
+            flags[i] = False
     return flags
 
 

@@ -240,9 +240,12 @@ def write_tables(result, out_dir: Path) -> list[Path]:
     runs failed; a stale one is removed when none did)."""
     out_dir = Path(out_dir)
     paths = [out_dir / "runs.csv", out_dir / "summary.csv", out_dir / "config.resolved.yaml"]
-    runs = result.runs.drop(columns=["wall_s"], errors="ignore")
+    from commsim.experiment.tables import for_writing  # integers as integers (issue 12)
+
+    params = list(result.experiment.sweep)
+    runs = for_writing(result.runs.drop(columns=["wall_s"], errors="ignore"), params)
     atomic_write(paths[0], runs.to_csv(index=False))
-    atomic_write(paths[1], result.summary.to_csv(index=False))
+    atomic_write(paths[1], for_writing(result.summary, params).to_csv(index=False))
     atomic_write(paths[2], dump_yaml(result.experiment.resolved))
     from commsim.experiment import unitsfile  # units.csv: unit and meaning of every column (issue 12)
 

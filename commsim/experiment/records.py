@@ -1,5 +1,5 @@
-"""Per-operation records as Parquet (``commsim run --records``) and the
-results tables as Parquet (``--parquet``).
+"""Per-operation records as Parquet (``commsim run --records``, ``records=``
+in the Python API) and the results tables as Parquet (``--parquet``).
 
 Records are one row per operation, for users' own CDFs and analyses:
 
@@ -15,16 +15,18 @@ Records are one row per operation, for users' own CDFs and analyses:
 The models write them into the recorder's
 :class:`~commsim.engine.recorder.Operations` (compact arrays, no Python
 object per operation), and only when records are asked for
-(``Recorder.records``): without ``--records`` a run is unchanged.
+(``Recorder.records``): without records a run is unchanged.
 
-How they are obtained: after the experiment, each of its runs is simulated
-once more, in this process, with its own resolved config and seed and with
-recording switched on.  Same config + seed give the same run (the models are
-deterministic), so the records are the operations of the run whose metrics
-are in ``runs.csv`` (this is checked: the run's ``latency_mean`` and
-``throughput`` must come out identical, else nothing is published and
-``commsim run`` exits with status 1); the cost is one more simulation per
-run.  One run's records are in memory at a time.  A failed run has no
+How they are obtained: *during* the run.  When records are asked for, each
+run is simulated once, with recording on, in whichever executor runs it
+(this process, a ``--jobs`` worker, a Dask worker); at the end of that run
+the worker turns its operations into one Parquet file's bytes
+(:func:`run_bytes`) and returns them with the run's metrics; the runner
+hands them at once to a :class:`Sink`, which writes them into the staging
+folder (atomically) and forgets them.  So at most the runs in flight hold
+records in memory, never the whole experiment, and there is no second
+simulation.  Runs in the run store (``.runs/``) carry no records, so with
+records every run of the experiment is computed (once).  A failed run has no
 records file.
 
 Files (in the results folder, written through the staging folder like every
@@ -37,7 +39,9 @@ without ``--records`` removes them, as it removes every stale result file.  Colu
 
 from __future__ import annotations
 
-import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from commsim.engine.recorder import OP_KINDS, OUTCOMES
@@ -68,6 +72,11 @@ COLUMNS = (
 )
 
 PREFIX = "records-"
+UNITS = f"{PREFIX}units.csv"
+
+
+def file_name(point: int, replication: int) -> str:
+    return f"{PREFIX}p{point}-r{replication}.parquet"
 
 
 def _pyarrow(flag: str):
@@ -80,31 +89,26 @@ def _pyarrow(flag: str):
     return pyarrow
 
 
-def check(exp, records: bool, parquet: bool) -> None:
+def check(exp, records: bool, parquet: bool, flag: str = "--records") -> None:
     """Refuse, before anything runs, what cannot be written (exit 2)."""
     if records:
         patterns = sorted({p.config["pattern"] for p in exp.points})
         missing = [p for p in patterns if p not in RECORDING]
         if missing:
-            raise ConfigError("--records", f"pattern {', '.join(missing)} does not write "
+            raise ConfigError(flag, f"pattern {', '.join(missing)} does not write "
                               "per-operation records yet; records are written for "
                               f"{', '.join(RECORDING)}")
     if records or parquet:
-        _pyarrow("--records" if records else "--parquet")
+        _pyarrow(flag if records else "--parquet")
 
 
-def simulate_recorded(config: dict, seed: int):
-    """One run with recording on: ``(metrics, sim)``."""
-    from commsim.engine import Simulation
-    from commsim.experiment.runner import collect
-    from commsim.patterns import registry
+def column_types(exp) -> dict:
+    """One pyarrow type per swept key over the whole sweep, so every file has
+    the same schema (a null value is a typed null): the files read back as
+    one table.  Picklable: it travels with each job."""
+    import pyarrow as pa
 
-    pattern = registry()[config["pattern"]]
-    sim = Simulation(config, seed)
-    sim.recorder.records = True
-    model = pattern.model(sim)
-    sim.run()
-    return collect(sim, model), sim
+    return {k: pa.array([p.params.get(k) for p in exp.points]).type for k in exp.sweep}
 
 
 def table(sim, params: dict, replication: int, seed: int, types: dict | None = None):
@@ -140,65 +144,120 @@ def table(sim, params: dict, replication: int, seed: int, types: dict | None = N
     return pa.table(cols)
 
 
-def _same(a, b) -> bool:
-    try:
-        return a == b or (math.isnan(a) and math.isnan(b))
-    except TypeError:
-        return False
-
-
-def _runs_of_point(runs, params: dict):
-    mask = None
-    for k, v in params.items():
-        if k not in runs.columns:
-            continue
-        m = runs[k].isna() if v is None else (runs[k] == v)
-        mask = m if mask is None else (mask & m)
-    return runs if mask is None else runs[mask]
-
-
-def write_records(result, out_dir: Path) -> list[Path]:
-    """Simulate every run of ``result`` again with records on and write
-    ``records-p<i>-r<r>.parquet`` and ``records-units.csv`` into ``out_dir``
-    (the staging folder)."""
-    import pandas as pd
+def run_bytes(sim, params: dict, replication: int, seed: int, types: dict | None = None) -> bytes:
+    """One finished run's records as the bytes of a Parquet file (made where
+    the run ran, so only compressed bytes travel back to the runner)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import pyarrow as pa
+    buf = pa.BufferOutputStream()
+    pq.write_table(table(sim, params, replication, seed, types), buf)
+    return buf.getvalue().to_pybytes()
 
-    from commsim.experiment.output import WriteError, atomic_write
-    from commsim.rng import derive_run_seed
 
-    exp = result.experiment
-    folder = Path(out_dir)
-    # One type per swept key over the whole sweep, so every file has the same
-    # schema (a null value is a typed null): the files read back as one table.
-    types = {k: pa.array([p.params.get(k) for p in exp.points]).type for k in exp.sweep}
-    paths = []
-    for i, point in enumerate(exp.points):
-        rows = _runs_of_point(result.runs, point.params)
-        for _, row in rows.iterrows():
-            r = int(row["replication"])
-            seed = derive_run_seed(point.config["seed"], r)  # (a row's int64 may be a float)
-            metrics, sim = simulate_recorded(point.config, seed)
-            for key in ("throughput", "latency_mean"):
-                if key in row and not _same(metrics.get(key), row[key]):
-                    raise WriteError(f"records of point {i} replication {r}: {key} "
-                                     f"{metrics.get(key)!r} differs from the run's {row[key]!r}; "
-                                     "the run is not reproducible (a bug: please report it); "
-                                     "nothing was written")
-            path = folder / f"{PREFIX}p{i}-r{r}.parquet"
-            pq.write_table(table(sim, point.params, r, seed, types), path)
-            paths.append(path)
-            del sim
+def units_table(exp):
+    import pandas as pd
+
     from commsim.experiment.unitsfile import key_unit
 
     units = [{"column": k, "unit": key_unit(k)[0], "meaning": key_unit(k)[1]} for k in exp.sweep]
     units += [{"column": c, "unit": u, "meaning": m} for c, u, m in COLUMNS]
-    upath = folder / f"{PREFIX}units.csv"
-    atomic_write(upath, pd.DataFrame(units, columns=["column", "unit", "meaning"]).to_csv(index=False))
-    paths.append(upath)
-    return paths
+    return pd.DataFrame(units, columns=["column", "unit", "meaning"])
+
+
+class Sink:
+    """Where a run's records go as it finishes: ``records-p<i>-r<r>.parquet``
+    in ``folder`` (a staging folder), each written atomically.
+
+    ``put`` writes and forgets the bytes (memory stays at the runs in flight);
+    ``finish`` adds ``records-units.csv`` and returns every path written.
+    """
+
+    def __init__(self, folder: Path, exp):
+        self.folder = Path(folder)
+        self.exp = exp
+        self.types = column_types(exp)
+        self.paths: list[Path] = []
+
+    def put(self, point: int, replication: int, data: bytes) -> Path:
+        from commsim.experiment.output import atomic_write
+
+        path = self.folder / file_name(point, replication)
+        atomic_write(path, data)
+        self.paths.append(path)
+        return path
+
+    def finish(self) -> list[Path]:
+        from commsim.experiment.output import atomic_write
+
+        upath = self.folder / UNITS
+        atomic_write(upath, units_table(self.exp).to_csv(index=False))
+        return sorted(self.paths) + [upath]
+
+
+class FolderSink(Sink):
+    """``records=PATH`` in the Python API: the records go into a staging
+    folder inside ``PATH`` and are moved into ``PATH`` only when the
+    experiment finished (:meth:`publish`), replacing the records files there
+    (only with ``force``; other files are never touched)."""
+
+    def __init__(self, folder, exp, force: bool = False):
+        from commsim.experiment import output
+
+        target = Path(folder)
+        if target.exists() and not target.is_dir():
+            raise ConfigError("records", f"{str(target)!r} is a file, not a folder; pass a folder "
+                              "(new or empty) for the records")
+        old = self._records_files(target)
+        if old and not force:
+            raise ConfigError("records", f"{str(target)!r} already holds records "
+                              f"({old[0].name}{' ...' if len(old) > 1 else ''}); choose another "
+                              "folder, or pass force=True to replace them")
+        self.target = target
+        target.mkdir(parents=True, exist_ok=True)
+        self.stage = Path(tempfile.mkdtemp(prefix=output.STAGING + "-records-", dir=target))
+        super().__init__(self.stage, exp)
+
+    @staticmethod
+    def _records_files(folder: Path) -> list[Path]:
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.name.startswith(PREFIX))
+
+    def publish(self) -> Path:
+        """Move the staged files into the folder; stale records files (of
+        runs no longer there) are removed.  Returns the folder."""
+        new = {p.name for p in self.stage.iterdir() if p.is_file()}
+        for old in self._records_files(self.target):
+            if old.name not in new:
+                os.unlink(old)
+        for name in sorted(new, key=lambda n: n == UNITS):  # the units file last
+            os.replace(self.stage / name, self.target / name)
+        shutil.rmtree(self.stage, ignore_errors=True)
+        return self.target
+
+    def discard(self) -> None:
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+
+def read(folder) -> "object":
+    """Every records file of ``folder`` as one pandas DataFrame (in point and
+    replication order)."""
+    import re
+
+    import pandas as pd
+
+    folder = Path(folder)
+
+    def order(p: Path):
+        m = re.fullmatch(rf"{PREFIX}p(\d+)-r(\d+)\.parquet", p.name)
+        return (int(m.group(1)), int(m.group(2))) if m else (1 << 62, 0)
+
+    files = sorted(folder.glob(f"{PREFIX}p*-r*.parquet"), key=order)
+    if not files:
+        raise FileNotFoundError(f"no records files ({PREFIX}p<point>-r<replication>.parquet) "
+                                f"in {str(folder)!r}")
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
 def write_parquet_tables(result, out_dir: Path) -> list[Path]:
@@ -206,6 +265,9 @@ def write_parquet_tables(result, out_dir: Path) -> list[Path]:
     in units.csv)."""
     out_dir = Path(out_dir)
     paths = [out_dir / "runs.parquet", out_dir / "summary.parquet"]
-    result.runs.drop(columns=["wall_s"], errors="ignore").to_parquet(paths[0], index=False)
-    result.summary.to_parquet(paths[1], index=False)
+    from commsim.experiment.tables import for_writing  # integers as integers, as in the CSVs
+
+    params = list(result.experiment.sweep)
+    for_writing(result.runs.drop(columns=["wall_s"], errors="ignore"), params).to_parquet(paths[0], index=False)
+    for_writing(result.summary, params).to_parquet(paths[1], index=False)
     return paths

@@ -74,6 +74,7 @@ def draw_figures(result, out_dir: Path, formats=("png",), warn=None) -> list[dic
     """The pattern figures and the ``plots:`` figures of ``result``; returns
     (and writes to ``figures.json``) one record per figure."""
     from commsim.experiment import output, plotspec
+    from commsim.figures import sidetables
     from commsim.patterns import registry
 
     warn = warn or (lambda text: print(text, file=sys.stderr))
@@ -89,11 +90,15 @@ def draw_figures(result, out_dir: Path, formats=("png",), warn=None) -> list[dic
                 continue
             drawn.add(fig_fn)
             start = len(manifest)
+            before = len(sidetables.missing)
             try:
                 paths = fig_fn(result, out_dir) or []
             except Exception as exc:  # a figure must not lose the results
                 warn(f"warning: figures of pattern {name!r} failed: {type(exc).__name__}: {exc}")
                 continue
+            finally:
+                for missing in sidetables.missing[before:]:  # figures never re-simulate
+                    warn(f"warning: {missing}")
             recorded = {m["file"] for m in manifest[start:]}
             for m in manifest[start:]:
                 m.setdefault("source", f"pattern {name}")

@@ -60,7 +60,11 @@ class Result:
     and error); ``timings`` has each run's wall-clock seconds and whether it
     was computed now or taken from the store; ``computed`` and ``reused``
     count those; ``warmup`` describes a detected warm-up and ``precision``
-    the precision target's outcome per sweep point (or None).
+    the precision target's outcome per sweep point (or None).  ``records``
+    is the folder of the per-operation records (``records=`` in
+    :func:`run_experiment`; read them with :meth:`read_records`), else None;
+    ``side`` the series replication 0 of each sweep point recorded for the
+    figures (``{point index: data}``; :mod:`commsim.figures.sidetables`).
     """
 
     experiment: Experiment
@@ -72,6 +76,8 @@ class Result:
     reused: int = 0
     warmup: dict | None = None
     precision: dict | None = None
+    records: Any = None
+    side: dict = field(default_factory=dict)
 
     @property
     def params(self) -> list[str]:
@@ -84,6 +90,15 @@ class Result:
         from commsim.figures import plot
 
         return plot(self, out_dir, formats)
+
+    def read_records(self) -> pd.DataFrame:
+        """Every per-operation record of this result, as one DataFrame
+        (columns in docs/experiments.md, "Per-operation records")."""
+        if self.records is None:
+            raise ValueError("this result has no records: run with records=True (or a folder)")
+        from commsim.experiment.records import read
+
+        return read(self.records)
 
 
 class ExperimentFailed(RuntimeError):
@@ -137,10 +152,13 @@ def collect(sim: Simulation, model) -> dict:
     return metrics
 
 
-def simulate(config: dict, run_seed: int, tracer=None, watch=None) -> SimRun:
+def simulate(config: dict, run_seed: int, tracer=None, watch=None, records: bool = False) -> SimRun:
     """Build, run and collect one resolved config with one seed: the one
     place a simulation is run.  Returns a :class:`SimRun` (unpacks as
     ``(metrics, sim)``; ``.model``, ``.series``).
+
+    ``records``: the models keep one record per operation in the recorder's
+    ``Operations`` (``sim.recorder.operations``; :mod:`.records`).
 
     ``watch(sim)``, if given, returns a context manager held while the
     simulation runs (used to report its simulated clock; it must not schedule
@@ -152,16 +170,18 @@ def simulate(config: dict, run_seed: int, tracer=None, watch=None) -> SimRun:
 
     t0 = time.perf_counter()
     try:
-        return _simulate(config, run_seed, tracer, watch)
+        return _simulate(config, run_seed, tracer, watch, records)
     finally:
         # The garbage of earlier runs (this one is still referenced): memory
         # stays flat over any number of runs (issue 11).
         collect_garbage(time.perf_counter() - t0)
 
 
-def _simulate(config: dict, run_seed: int, tracer, watch) -> tuple[dict, Simulation]:
+def _simulate(config: dict, run_seed: int, tracer, watch, records=False) -> tuple[dict, Simulation]:
     pattern = registry()[config["pattern"]]
     sim = Simulation(config, run_seed)
+    if records:
+        sim.recorder.records = True
     if tracer is not None:
         tracer.attach(sim)
     model = pattern.model(sim)
@@ -193,7 +213,7 @@ def _as_progress(progress):
 
 def run_experiment(exp: Experiment, progress: Callable[[int, int], None] | Any = None, *,
                    jobs: int = 1, executor: Any = "auto", scheduler: Any = None,
-                   store=None, precision=None) -> Result:
+                   store=None, precision=None, records: Any = None, force: bool = False) -> Result:
     """Run every task of ``exp`` and summarise.
 
     Parameters
@@ -211,6 +231,17 @@ def run_experiment(exp: Experiment, progress: Callable[[int, int], None] | Any =
     precision:
         a :class:`~commsim.experiment.precision.Precision` target (default:
         the experiment's ``precision`` section, if any).
+    records:
+        per-operation records (:mod:`.records`), taken from each run as it
+        finishes (no second simulation): ``True`` writes them into a new
+        temporary folder, a path into that folder (``records-p<point>-r<rep>.parquet``
+        and ``records-units.csv``, moved in when the experiment finished;
+        records already there are replaced only with ``force=True``), a
+        :class:`~commsim.experiment.records.Sink` into it (``commsim run``).
+        ``Result.records`` is then the folder; ``Result.read_records()`` reads it.
+
+    >>> result = run_experiment(load("experiments/request_response.yaml"), records=True)  # doctest: +SKIP
+    >>> result.read_records().groupby("outcome").latency.describe()                       # doctest: +SKIP
     """
     from commsim.experiment.executors import make_executor
     from commsim.experiment.precision import Precision
@@ -219,12 +250,18 @@ def run_experiment(exp: Experiment, progress: Callable[[int, int], None] | Any =
     own = not hasattr(executor, "run")
     if own:
         jobs = check_jobs(jobs)
+    sink, own_sink = _records_sink(exp, records, force)  # refused before anything starts
     prog = _as_progress(progress)
     store = store if store is not None else MemoryStore()
-    ex = make_executor(executor, jobs, scheduler, prog.sim_time) if own else executor
-    if precision is None:
-        precision = Precision.from_config(exp.resolved.get("precision"))
-    state = _State(exp, store, prog)
+    try:
+        ex = make_executor(executor, jobs, scheduler, prog.sim_time) if own else executor
+        if precision is None:
+            precision = Precision.from_config(exp.resolved.get("precision"))
+    except BaseException:
+        if own_sink:
+            sink.discard()
+        raise
+    state = _State(exp, store, prog, sink)
     warmup_report = None
     try:
         if getattr(exp, "warmup_auto", False):
@@ -245,11 +282,21 @@ def run_experiment(exp: Experiment, progress: Callable[[int, int], None] | Any =
             if not more:
                 break
             reps.update(more)
+    except BaseException:
+        if own_sink:
+            sink.discard()
+        raise
     finally:
         if own:
             ex.close()
         prog.close()
     result = state.result()
+    if own_sink:
+        if result.runs.empty:
+            sink.discard()
+        else:
+            sink.finish()
+            result.records = sink.publish()
     result.warmup = warmup_report
     if precision is not None:
         result.precision = precision.report(exp, result.summary)
@@ -258,13 +305,35 @@ def run_experiment(exp: Experiment, progress: Callable[[int, int], None] | Any =
     return result
 
 
+def _records_sink(exp: Experiment, records, force: bool):
+    """``(sink, own)`` for ``records=`` of :func:`run_experiment`."""
+    from commsim.experiment import records as op_records
+
+    if records is None or records is False:
+        return None, False
+    if isinstance(records, op_records.Sink) and not isinstance(records, op_records.FolderSink):
+        return records, False
+    op_records.check(exp, True, False, flag="records")
+    if records is True:
+        import tempfile
+
+        records = tempfile.mkdtemp(prefix="commsim-records-")
+    elif not isinstance(records, (str, bytes)) and not hasattr(records, "__fspath__"):
+        from commsim.errors import ConfigError
+
+        raise ConfigError("records", f"got {records!r}; expected True, False or a folder")
+    return op_records.FolderSink(records, exp, force=force), True
+
+
 class _State:
     """Outcomes of the runs of one experiment, as they arrive."""
 
-    def __init__(self, exp: Experiment, store, prog):
+    def __init__(self, exp: Experiment, store, prog, sink=None):
         self.exp = exp
         self.store = store
         self.prog = prog
+        self.sink = sink  # per-operation records of each run, as it finishes
+        self.types = sink.types if sink is not None else None
         self.outcomes: dict[tuple[int, int], dict] = {}
         self.failed: dict[tuple[int, int], dict] = {}
         self.timing: dict[tuple[int, int], tuple[float, bool]] = {}
@@ -279,6 +348,7 @@ class _State:
         from commsim import humanize
         from commsim.experiment.executors import Job
         from commsim.experiment.store import run_key
+        from commsim.figures import sidetables
 
         jobs: list[Job] = []
         meta: dict[int, tuple[tuple[int, int], str]] = {}
@@ -287,13 +357,17 @@ class _State:
             point = self.exp.points[i]
             seed = derive_run_seed(point.config["seed"], r)
             key = run_key(point.config, seed)
-            record = self.store.get(key)
+            side = sidetables.wanted(point.config, r)
+            # The store keeps no records: with records, every run is computed (once).
+            record = self.store.get(key) if self.sink is None else None
+            if record is not None and side and "side" not in record:
+                record = None  # stored before side series were kept: compute it with them
             if record is not None:
                 self.outcomes[(i, r)] = record
                 self.timing[(i, r)] = (float(record.get("wall_s", math.nan)), True)
                 reused += 1
                 continue
-            job = Job(self._next_index, point.config, point.params, r, seed)
+            job = Job(self._next_index, point.config, point.params, r, seed, self.types, side)
             self._next_index += 1
             jobs.append(job)
             meta[job.index] = ((i, r), key)
@@ -328,6 +402,12 @@ class _State:
 
             record = {"replication": r, "seed": derive_run_seed(point.config["seed"], r),
                       "metrics": normalise(out["metrics"]), "wall_s": out["wall_s"]}
+            if "side" in out:
+                record["side"] = normalise(out["side"]) if out["side"] is not None else None
+            data = out.pop("records", None)
+            if data is not None and self.sink is not None:
+                self.sink.put(i, r, data)  # written now, then forgotten
+            del data
             self.store.put(key, record)
             self.outcomes[(i, r)] = record
             self.timing[(i, r)] = (out["wall_s"], False)
@@ -366,6 +446,8 @@ class _State:
         result.timings = pd.DataFrame(timing_rows)
         result.computed = self.computed
         result.reused = self.reused
+        result.side = {i: rec["side"] for (i, r), rec in sorted(self.outcomes.items())
+                       if r == 0 and rec.get("side") is not None}
         return result
 
 
@@ -396,11 +478,13 @@ def run(source, overrides=(), progress=None, *, allow_large: bool = False, **opt
     """Load a config (a YAML path or a dict) and run it: the Python API.
 
     ``options`` are those of :func:`run_experiment` (``jobs``, ``executor``,
-    ``scheduler``, ``store``, ``precision``); ``allow_large`` runs beyond the
-    work limits (:mod:`commsim.config.estimate`).
+    ``scheduler``, ``store``, ``precision``, ``records``, ``force``);
+    ``allow_large`` runs beyond the work limits (:mod:`commsim.config.estimate`).
 
     >>> result = run("experiments/request_response.yaml", jobs=2)   # doctest: +SKIP
     >>> result.summary[["request_response.encoding", "latency_mean"]]                 # doctest: +SKIP
+    >>> result = run("experiments/request_response.yaml", records="my-records")      # doctest: +SKIP
+    >>> result.read_records().latency.quantile(0.99)                                # doctest: +SKIP
     """
     from commsim.config import load
 

@@ -27,7 +27,15 @@ The checks use metrics every run already reports (means over replications):
    utilisation; the thread pool at 3,000/s and above (capacity 2,437/s) is
    at 19-68 %, thread_per_call at 7,500/s (capacity 7,273/s) at 4 %.
 2. **Backlog** (pub/sub: ``backlog`` of ``copies``): the same rule for
-   copies neither processed nor missed at the end.
+   copies neither processed nor missed at the end.  Notification patterns:
+   the same rule for ``updates_resolved`` (updates delivered or missed at a
+   time inside the window, whatever their creation time) against
+   ``updates_created``: in steady state their difference is the change of
+   the number of updates in the system over the window and averages 0; a
+   queue of frames or responses that grows makes it a fixed fraction.  (Not
+   ``updates_pending``: the window's updates still on their way at its end
+   are about creation rate x mean latency in any steady state, so a
+   threshold on them would flag short windows, not growing queues.)
 3. **Latency rising with time** (``latency_trend``, the later half of the
    window's samples over the earlier half): flag above 1.5.  Stable points
    above give 0.95-1.07; the sampling noise of the ratio of two means of
@@ -36,11 +44,23 @@ The checks use metrics every run already reports (means over replications):
    so 1.5 is beyond three standard deviations for all but the smallest
    windows.  (Censoring at the window end hides part of the rise in an
    overloaded run, so this check complements check 1 rather than replaces it.)
-4. **A saturated server with open-loop clients** (``server_utilization``
-   >= 0.99 while ``clients.mode`` is ``async``): arrivals do not slow down
-   when the server is full, so a server busy 99 % of the window is at or
-   past its capacity.  (A closed loop at 100 % is a stable system: its
-   clients wait instead.)
+4. **A saturated server with open-loop load** (``server_utilization``
+   >= :data:`SATURATED` = 0.99): work that arrives whether or not the server
+   keeps up cannot queue for ever, so a server busy 99 % of the window is at
+   or past its capacity (an M/M/1 at 99 % relaxes in about
+   1/(mu (1 - sqrt(rho))^2), 80 s at 500 jobs/s: longer than most windows).
+   Open loop: ``clients.mode: async`` (request patterns), and the
+   notification patterns whose server work comes at a rate set by clients
+   and updates, not by the server's pace (:data:`OPEN_LOOP_PATTERNS`: short
+   polling polls on schedule; SSE, push and WebSocket send a frame per
+   update).  A closed loop at 100 % is a stable system whose clients wait
+   instead: sync clients, and long polling (each client holds one poll, and
+   a response carries everything pending, so a busier server sends fewer,
+   fuller responses; its latency, not its queue, grows with the load).
+
+The capacity search (:mod:`commsim.experiment.capacity`) calls
+:func:`reasons` on each probe's mean row with the probe's config: a probe
+is stable exactly when its summary.csv row would be.
 
 These are heuristics on one window, documented as such: a point near
 capacity (utilisation 0.95-0.99) may be stable in theory yet far from its
@@ -51,10 +71,16 @@ from __future__ import annotations
 
 import math
 
+#: Check 1 and 2: a deficit above this fraction of the inflow ...
 DEFICIT_FRACTION = 0.02
+#: ... and above this many Poisson standard deviations (sqrt(inflow)).
 DEFICIT_SIGMAS = 3.0
+#: Check 3: later-half over earlier-half mean latency above this.
 TREND_LIMIT = 1.5
+#: Check 4: utilisation at or above which open-loop load is past capacity.
 SATURATED = 0.99
+#: Notification patterns whose server work is open loop (check 4).
+OPEN_LOOP_PATTERNS = ("short_polling", "sse", "push", "websocket")
 
 
 def _num(row, name) -> float:
@@ -92,14 +118,25 @@ def reasons(row, config: dict | None = None) -> list[str]:
         if _deficit(copies, copies - backlog) is not None:
             out.append(f"backlog growing: {number(backlog)} of {number(copies)} copies "
                        f"({100 * backlog / copies:.0f}%) unprocessed at the end")
+    created, resolved = _num(row, "updates_created"), _num(row, "updates_resolved")
+    d = _deficit(created, resolved)
+    if d is not None:
+        out.append(f"backlog growing: {number(resolved)} updates delivered or missed in the window "
+                   f"against {number(created)} created ({100 * d:.0f}% short)")
     tr = _num(row, "latency_trend")
     if tr > TREND_LIMIT:
         out.append(f"latency rising: the later half of the window's samples average {tr:.2f}x the earlier half")
     util = _num(row, "server_utilization")
-    clients = (config or {}).get("clients") or {}
-    if util >= SATURATED and clients.get("mode") == "async":
-        out.append(f"server saturated: CPU busy {100 * util:.1f}% of the window with open-loop clients")
+    if util >= SATURATED and open_loop(config):
+        out.append(f"server saturated: CPU busy {100 * util:.1f}% of the window with open-loop load")
     return out
+
+
+def open_loop(config: dict | None) -> bool:
+    """Does the point's load arrive regardless of the server's pace (check 4)?"""
+    config = config or {}
+    clients = config.get("clients") or {}
+    return clients.get("mode") == "async" or config.get("pattern") in OPEN_LOOP_PATTERNS
 
 
 def assess(summary, experiment=None):

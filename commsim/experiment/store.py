@@ -1,7 +1,9 @@
 """A store of finished runs, so an interrupted or edited sweep resumes.
 
 Every run that finishes is written at once, as one small JSON file
-``<results>/.runs/<key>.json``, atomically (temporary file + rename): a
+``<results>/.runs/<key>.json`` (its metrics; for replication 0 of a pattern
+with side tables also ``side``, the series its figures need:
+:mod:`commsim.figures.sidetables`), atomically (temporary file + rename): a
 killed process leaves at most a stray ``.*.tmp`` file, never a half-written
 record, and the store ignores those.
 
@@ -132,6 +134,8 @@ def _problem(record: Any, key: str) -> str | None:
             return "its replication or seed is missing"
         if not _number(record.get("wall_s", 0.0)):
             return "its wall_s is not a number"
+        if not isinstance(record.get("side", {}), (dict, type(None))):
+            return "its side series is not a mapping"
     elif "warmup" in record and not _number(record["warmup"]):
         return "its warmup is not a number"
     if record.get("checksum") != checksum(record):

@@ -16,10 +16,9 @@ sweeps ``pattern`` with ``clients.count`` and/or ``workload.event_rate``:
   least bandwidth, server CPU, server memory, and the one with the lowest
   mean latency (patterns within 1 % of the best are listed joined by ``=``),
   with the best value.  Only patterns that deliver at least
-  :data:`DELIVERY_MIN` (99 %) of the window's updates compete, counting
-  as delivered every update not ``missed`` (one still on its way when the
-  window closes, e.g. waiting for short polling's next poll, is not lost;
-  ``delivery_ratio`` counts it as undelivered, so it is not used here).  A
+  :data:`DELIVERY_MIN` (99 %) of the window's updates compete
+  (``delivery_ratio``: one still on its way when the window closes, e.g.
+  waiting for short polling's next poll, is not lost).  A
   pattern that loses updates to offline clients or dropped streams is not
   "cheapest" or "fastest", because the updates it lost are absent from its
   costs and latencies; when none qualifies, the row says so (``none
@@ -197,6 +196,8 @@ def figures(result, out_dir) -> list[Path]:
 
 def cheapest_rows(df) -> list[str]:
     """The lines of ``cheapest.csv`` (header first) from a summary table."""
+    from commsim.metrics.notifications import delivered_share
+
     keys = [c for c in (N, R) if c in df.columns]
     rows = ["clients,event_rate,cheapest_bandwidth,cheapest_server_cpu,cheapest_server_memory,"
             "lowest_latency,bandwidth_Bps,server_cpu_s,server_memory_max_B,latency_mean_s"]
@@ -204,9 +205,7 @@ def cheapest_rows(df) -> list[str]:
     for k, g in groups:
         k = k if isinstance(k, tuple) else (k,)
         vals = dict(zip(keys, k))
-        if "missed" in g.columns and "updates_created" in g.columns:
-            kept = 1 - g["missed"] / g["updates_created"]  # NaN (no updates): nothing to lose
-            g = g[~(kept < DELIVERY_MIN)]
+        g = g[~(delivered_share(g) < DELIVERY_MIN)]  # NaN (no updates): nothing to lose
         if g.empty:
             none = f"none delivers {100 * DELIVERY_MIN:g}%"
             rows.append(f"{vals.get(N, '')},{vals.get(R, '')},{none},{none},{none},{none},,,,")

@@ -10,9 +10,9 @@ Each figure is drawn only when the sweep has what it needs:
   ``pubsub.slow_consumers`` takes a value > 0, the sampled queue depth of the
   slow consumer's subscription, of the others and of the publishers'
   outboxes over time, for replication 0 of one point per delivery mode
-  (largest subscriber count).  The series come from ``queue_depth.csv``;
-  only when that table is missing or was written for another configuration
-  is that run replayed to write it (:mod:`commsim.figures.sidetables`).
+  (largest subscriber count).  The series are recorded during that run and
+  kept in ``queue_depth.csv`` (:mod:`commsim.figures.sidetables`; never
+  re-simulated: a missing table is said, and the figure not drawn).
 * ``slow_consumer_impact.png``: with the slow consumer on and off, the p99
   latency of the *other* subscriptions and the publishers' blocked time,
   per delivery mode (largest subscriber count and prefetch).
@@ -154,41 +154,48 @@ def _mean_of(spec) -> float:
     return float(spec)
 
 
-def _depth_series(chosen: dict, seed: int, out_dir: Path) -> tuple[dict, Path]:
-    """Per delivery mode: (t, slow, others, outbox), read from
-    ``queue_depth.csv`` when it was written for these points and seed, else
-    replayed (see :mod:`commsim.figures.sidetables`)."""
+def run_series(run) -> dict:
+    """At the end of a run (replication 0; :mod:`commsim.figures.sidetables`):
+    the sampled queue depths, as rows ``[t, slow, others_max, outbox]``."""
+    model = run.model
+    rows = []
+    for t, d, outbox in zip(model.samples_t, model.samples_depth, model.samples_outbox):
+        rows.append([t, d[0], max(d[1:]) if len(d) > 1 else 0, outbox])
+    return {"queue_depth": rows}
+
+
+def _depth_series(result, chosen: dict, seed: int, out_dir: Path) -> tuple[dict, Path]:
+    """Per delivery mode: (t, slow, others, outbox), from the series the runs
+    recorded (written to ``queue_depth.csv``), else read from
+    ``queue_depth.csv`` when it was written for these points and seed (see
+    :mod:`commsim.figures.sidetables`; never simulated)."""
     from commsim.figures import sidetables
 
     csv = out_dir / "queue_depth.csv"
     fp = sidetables.fingerprint({m: p.config for m, p in chosen.items()}, seed)
-    lines = sidetables.read(csv, fp)
-    series: dict[str, tuple[list, list, list, list]] = {m: ([], [], [], []) for m in chosen}
-    if lines is not None:
-        for line in lines[1:]:
-            mode, t, slow, others, outbox = line.split(",")
-            if mode in series:
-                for col, v in zip(series[mode], (float(t), int(slow), int(others), int(outbox))):
-                    col.append(v)
-        return series, csv
-    from commsim.experiment.runner import simulate
+    index = {m: result.experiment.points.index(p) for m, p in chosen.items()}
 
-    lines = ["delivery,t,slow_subscription,other_subscriptions_max,publisher_outbox"]
-    for mode, point in chosen.items():
-        model = simulate(point.config, seed).model
-        t = list(model.samples_t)
-        slow = [d[0] for d in model.samples_depth]
-        others = [max(d[1:]) if len(d) > 1 else 0 for d in model.samples_depth]
-        outbox = list(model.samples_outbox)
-        series[mode] = (t, slow, others, outbox)
-        for row in zip(t, slow, others, outbox):
-            lines.append(f"{mode},{row[0]:g},{row[1]},{row[2]},{row[3]}")
-    sidetables.write(csv, fp, seed, lines)
+    def build(side: dict) -> list[str]:
+        out = ["delivery,t,slow_subscription,other_subscriptions_max,publisher_outbox"]
+        for mode in chosen:
+            for t, slow, others, outbox in side[index[mode]]["queue_depth"]:
+                out.append(f"{mode},{t:g},{slow},{others},{outbox}")
+        return out
+
+    lines = sidetables.lines(result, csv, fp, seed, index.values(), build,
+                             "queue_depth_slow_consumer.png")
+    series: dict[str, tuple[list, list, list, list]] = {m: ([], [], [], []) for m in chosen}
+    for line in lines[1:]:
+        mode, t, slow, others, outbox = line.split(",")
+        if mode in series:
+            for col, v in zip(series[mode], (float(t), int(slow), int(others), int(outbox))):
+                col.append(v)
     return series, csv
 
 
 def _depth_figure(result, out_dir) -> list[Path]:
     from commsim.experiment.plots import subplots
+    from commsim.figures import sidetables
     from commsim.rng import derive_run_seed
 
     points = [p for p in result.experiment.points if p.config["pubsub"]["slow_consumers"] > 0]
@@ -205,7 +212,10 @@ def _depth_figure(result, out_dir) -> list[Path]:
         if mode not in chosen or c["prefetch"] > chosen[mode].config["pubsub"]["prefetch"]:
             chosen[mode] = p
     seed = derive_run_seed(result.experiment.resolved["seed"], 0)
-    series, csv = _depth_series(chosen, seed, out_dir)
+    try:
+        series, csv = _depth_series(result, chosen, seed, out_dir)
+    except sidetables.Missing:  # said by draw_figures; the other figures are drawn
+        return []
     n = len(chosen)
     fig, axes = subplots(1, n, figsize=(7.6, 3.4) if n > 1 else (6.4, 3.8), squeeze=False,
                          sharey=True)

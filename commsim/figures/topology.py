@@ -1,11 +1,10 @@
 """Figures of the topology patterns (stateful, sidecar).
 
 The stateful timeline needs time series, which runs do not report (a run's
-row holds scalars): replication 0's series of every sweep point are read
-from ``timeseries.csv`` beside the figure (each server's utilisation over
-the time it existed in the window in ``servers.csv``); only when those are
-missing or were written for another configuration is that run replayed to
-write them (:mod:`commsim.figures.sidetables`).
+row holds scalars): replication 0's series of every sweep point are
+recorded during that run and kept in ``timeseries.csv`` beside the figure
+(each server's utilisation over the time it existed in the window in
+``servers.csv``); never re-simulated (:mod:`commsim.figures.sidetables`).
 """
 
 from __future__ import annotations
@@ -25,11 +24,21 @@ def _label(params: dict) -> str:
 _TS_COLS = ("throughput", "latency_mean", "failed", "relogins", "imbalance")
 
 
-def _stateful_series(result, out_dir: Path, model_cls):
+def run_series(run) -> dict:
+    """At the end of a run (replication 0; :mod:`commsim.figures.sidetables`):
+    the model's per-bin series and each server's utilisation."""
+    model = run.model
+    ts = model.timeseries()
+    servers = [[srv.index, srv.created, util, sum(srv.served)]
+               for srv, util in zip(model.servers, model.server_utilizations())]
+    return {"timeseries": {k: ts[k] for k in ("time", *_TS_COLS)}, "servers": servers}
+
+
+def _stateful_series(result, out_dir: Path):
     """Per sweep point (label, config, series dict) and the paths of
-    ``timeseries.csv`` / ``servers.csv``: read when they were written for
-    these points and seed, else replayed from replication 0 and written (see
-    :mod:`commsim.figures.sidetables`)."""
+    ``timeseries.csv`` / ``servers.csv``: written from the series the runs
+    recorded, else read when they were written for these points and seed
+    (see :mod:`commsim.figures.sidetables`; never simulated)."""
     import csv as _csv
 
     from commsim.figures import sidetables
@@ -40,44 +49,55 @@ def _stateful_series(result, out_dir: Path, model_cls):
     seed = derive_run_seed(exp.resolved["seed"], 0)
     fp = sidetables.fingerprint([cfg for _, cfg in points], seed)
     ts_csv, srv_csv = out_dir / "timeseries.csv", out_dir / "servers.csv"
-    lines, srv_lines = sidetables.read(ts_csv, fp), sidetables.read(srv_csv, fp)
-    if lines is not None and srv_lines is not None:
-        series = {label: {"time": [], **{c: [] for c in _TS_COLS}} for label, _ in points}
-        for row in _csv.DictReader(lines):
-            ts = series.get(row["point"])
-            if ts is None:
-                continue
-            ts["time"].append(float(row["time"]))
-            for c in _TS_COLS:
-                ts[c].append(float(row[c]))
-        return [(label, cfg, series[label]) for label, cfg in points], [ts_csv, srv_csv]
-    from commsim.engine import Simulation
+    indices = range(len(points))
 
-    series, per_server = [], []
-    for label, cfg in points:
-        sim = Simulation(cfg, derive_run_seed(cfg["seed"], 0))
-        model = model_cls(sim)
-        sim.run()
-        series.append((label, cfg, model.timeseries()))
-        per_server.append((label, model))
-    lines = ["point,time,throughput,latency_mean,failed,relogins,imbalance"]
-    for label, _cfg, ts in series:
-        for i, t in enumerate(ts["time"]):
-            lines.append(f"\"{label}\",{t:g},{ts['throughput'][i]:g},{ts['latency_mean'][i]:g},"
-                         f"{ts['failed'][i]},{ts['relogins'][i]},{ts['imbalance'][i]:g}")
-    rows = ["point,server,created,utilization,served"]
-    for label, model in per_server:
-        for srv, util in zip(model.servers, model.server_utilizations()):
-            rows.append(f"\"{label}\",{srv.index},{srv.created:g},{util:.6g},{sum(srv.served)}")
-    return series, [sidetables.write(ts_csv, fp, seed, lines), sidetables.write(srv_csv, fp, seed, rows)]
+    def build_ts(side: dict) -> list[str]:
+        out = ["point,time,throughput,latency_mean,failed,relogins,imbalance"]
+        for i, (label, _cfg) in enumerate(points):
+            ts = side[i]["timeseries"]
+            for k, t in enumerate(ts["time"]):
+                out.append(f"\"{label}\",{t:g},{ts['throughput'][k]:g},{ts['latency_mean'][k]:g},"
+                           f"{ts['failed'][k]},{ts['relogins'][k]},{ts['imbalance'][k]:g}")
+        return out
+
+    def build_srv(side: dict) -> list[str]:
+        out = ["point,server,created,utilization,served"]
+        for i, (label, _cfg) in enumerate(points):
+            for index, created, util, served in side[i]["servers"]:
+                out.append(f"\"{label}\",{index},{created:g},{util:.6g},{served}")
+        return out
+
+    lines = sidetables.lines(result, ts_csv, fp, seed, indices, build_ts, "timeline.png")
+    sidetables.lines(result, srv_csv, fp, seed, indices, build_srv, "timeline.png")
+    series = {label: {"time": [], **{c: [] for c in _TS_COLS}} for label, _ in points}
+    for row in _csv.DictReader(lines):
+        ts = series.get(row["point"])
+        if ts is None:
+            continue
+        ts["time"].append(float(row["time"]))
+        for c in _TS_COLS:
+            ts[c].append(float(row[c]))
+    return [(label, cfg, series[label]) for label, cfg in points], [ts_csv, srv_csv]
 
 
-def stateful_figures(result, out_dir: Path, model_cls) -> list:
+def stateful_figures(result, out_dir: Path, model_cls=None) -> list:
     """``timeline.png`` (replication 0's series, from the side tables) and
-    ``summary.png`` (the summary's key metrics per sweep point)."""
-    series, paths = _stateful_series(result, Path(out_dir), model_cls)
-    paths = list(paths)
+    ``summary.png`` (the summary's key metrics per sweep point).
+    ``model_cls`` is not used (figures never simulate); kept for the caller."""
+    from commsim.figures import sidetables
 
+    out_dir = Path(out_dir)
+    try:
+        series, paths = _stateful_series(result, out_dir)
+    except sidetables.Missing:  # said by draw_figures; the summary is still drawn
+        series, paths = None, []
+    paths = list(paths)
+    if series is not None:
+        paths.append(_timeline(series, out_dir))
+    return paths + _summary_figure(result, out_dir)
+
+
+def _timeline(series, out_dir: Path) -> Path:
     fig, axes = subplots(3, 1, figsize=(7.4, 8), sharex=True)
     for label, cfg, ts in series:
         t = ts["time"]
@@ -101,8 +121,11 @@ def stateful_figures(result, out_dir: Path, model_cls) -> list:
     axes[0].legend(fontsize=7, loc="upper left")
     axes[0].set_title("Stateful vs stateless through a crash and a scale-out (replication 0)",
                       fontsize=10)
-    paths.append(save_figure(fig, out_dir / "timeline.png"))
+    return save_figure(fig, out_dir / "timeline.png")
 
+
+def _summary_figure(result, out_dir: Path) -> list:
+    paths = []
     s = result.summary
     labels = [_label({k: row[k] for k in result.params}) for _, row in s.iterrows()]
     metrics = [("latency_mean", 1000, "mean latency (ms)"), ("relogins", 1, "relogins"),

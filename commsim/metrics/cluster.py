@@ -18,3 +18,5 @@ define("latency_storm_mean", "s", "mean latency of updates created in the topolo
        "after the first crash in the window (delivered ones)")
 define("latency_storm_p99", "s", "99th percentile latency of updates created in the "
        "topology.storm_window after the first crash in the window")
+define("mesh_errors", "1", "503 answers of the mesh ingress in the window (topology.sidecar: no "
+       "instance up, or a request's tries exhausted; the client sends it again)")

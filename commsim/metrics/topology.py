@@ -17,7 +17,8 @@ define("relogins", "1", "logins forced because the session was not found (lost i
        "a request routed to a server that does not hold it); operations started in the window")
 define("logins", "1", "all logins in the window (session starts plus relogins)")
 define("failed_requests", "1", "operations started in the window that got an error "
-       "(server crashed with the request, or the balancer routed to a dead server)")
+       "(server crashed with the request, the balancer routed to a dead server, a connection "
+       "was refused, or a message was given up on after network.max_retries)")
 define("availability", "fraction", "fraction of operations started in the window that succeeded")
 define("availability_crash", "fraction", "availability of operations started while a server was down "
        "(crash to restart, or to the end without restart); NaN if no server was down")

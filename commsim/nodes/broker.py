@@ -41,6 +41,12 @@ Model and assumptions
   message and every pull message not yet fetched is lost and counted in
   ``missed``, and committed offsets jump to the log end.
 
+* **Connections** (``network.handshake``; the model's
+  :class:`~commsim.network.connection.Connections`, TLS CPU on this broker's
+  CPU): the broker delivers only to a push consumer whose connection is
+  open; an unacknowledged delivery keeps it busy (never idle-closed); a
+  restart resets every connection (the clients reconnect after it).
+
 Offsets, queues and unacked sets are plain Python containers; a delivery or a
 fetch response is one :class:`~commsim.network.Message` on the shared
 broker-to-consumer link, so its bytes are counted once, by the link.
@@ -50,8 +56,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from commsim.engine.simulation import call_later
 from commsim.network import Message
+from commsim.nodes.broker_log import Fetch, Partition, PullLog  # noqa: F401  (re-exported)
 from commsim.nodes.cpu import Cpu
 from commsim.nodes.durable_log import DurableLog
 from commsim.nodes.faults import Crashable, FaultPlan
@@ -71,25 +77,6 @@ class Msg:
         self.partition = -1
         self.offset = -1
         self.pending = 0  # direct mode: copies not yet acknowledged
-
-
-class Partition:
-    """An append-only log with cumulative byte counts (so "bytes ready after
-    offset o" is one subtraction)."""
-
-    __slots__ = ("topic", "index", "log", "cum", "lost_before", "waiters")
-
-    def __init__(self, topic: int, index: int):
-        self.topic = topic
-        self.index = index
-        self.log: list[Msg] = []
-        self.cum: list[int] = [0]
-        self.lost_before = 0  # offsets below were lost in a restart without persistence
-        self.waiters: list = []  # held fetches that read this partition
-
-    @property
-    def end(self) -> int:
-        return len(self.log)
 
 
 class Subscription:
@@ -119,21 +106,7 @@ class Subscription:
         return self.queue.value
 
 
-class Fetch:
-    """One fetch request of a pull consumer (``fid``: the consumer's fetch number)."""
-
-    __slots__ = ("consumer", "fid", "sent", "arrived", "done", "epoch")
-
-    def __init__(self, consumer, fid: int, sent: float):
-        self.consumer = consumer
-        self.fid = fid
-        self.sent = sent
-        self.arrived = 0.0
-        self.done = False
-        self.epoch = 0
-
-
-class Broker(Crashable):
+class Broker(Crashable, PullLog):
     """A message broker node (see the module docstring).
 
     API: the model builds it with its ``cfg`` (the ``pubsub`` section), the
@@ -147,7 +120,10 @@ class Broker(Crashable):
     persistence lost).  Consumers expose ``up``, ``epoch``, ``unacked``,
     ``next_tag``, ``parts``, ``position``, ``sub``, ``fetch_id`` and the hooks
     ``on_delivery``, ``on_fetch_response``, ``connection_lost``, ``reconnect``;
-    publishers ``refused(msg)``, ``confirmed(msg)`` and ``pump()``.
+    publishers ``refused(msg)``, ``confirmed(msg)``, ``pump()`` and
+    ``connection_lost()``.  With modelled connections the model sets
+    ``connections`` (every Connections to this broker, reset by a restart)
+    and ``consumer_conns`` (the consumers').
     """
 
     name = "broker"
@@ -182,6 +158,8 @@ class Broker(Crashable):
         self.deliveries = 0
         self.redeliveries = 0
         self.missed = 0
+        self.connections: tuple = ()
+        self.consumer_conns = None
 
     def __str__(self) -> str:
         return self.name
@@ -261,11 +239,12 @@ class Broker(Crashable):
         consumers = sub.consumers
         n = len(consumers)
         prefetch = self.prefetch
+        conns = self.consumer_conns
         while sub.retry or sub.ready:
             start = sub.rr
             for k in range(n):
                 c = consumers[(start + k) % n]
-                if c.up and len(c.unacked) < prefetch:
+                if c.up and len(c.unacked) < prefetch and (conns is None or c in conns.open):
                     break
             else:
                 return
@@ -278,6 +257,8 @@ class Broker(Crashable):
             tag = c.next_tag
             c.next_tag = tag + 1
             c.unacked[tag] = msg
+            if conns is not None:
+                conns.use(c)  # busy until acknowledged
             self._work(self.cost_msg, "deliver", self._deliver, (c, c.epoch, tag, msg))
 
     def _deliver(self, token) -> None:
@@ -300,6 +281,8 @@ class Broker(Crashable):
         msg = c.unacked.pop(tag, None)
         if msg is None:
             return
+        if self.consumer_conns is not None:
+            self.consumer_conns.done(c)
         c.sub.queue.add(-1)
         self.dispatch(c.sub)
 
@@ -308,6 +291,8 @@ class Broker(Crashable):
         group again (if it is still that consumer's, unacked)."""
         if epoch == c.epoch and tag in c.unacked:
             c.sub.retry.append(c.unacked.pop(tag))
+            if self.consumer_conns is not None:
+                self.consumer_conns.done(c)
             self.dispatch(c.sub)
 
     def consumer_lost(self, c) -> None:
@@ -318,112 +303,6 @@ class Broker(Crashable):
             c.unacked.clear()
         self.dispatch(sub)
 
-    # ------------------------------------------------------------ pull --
-    def setup_partitions(self, topics: int, partitions: int) -> None:
-        self.partitions = [[Partition(t, p) for p in range(partitions)] for t in range(topics)]
-        self._part_rr = [0] * topics
-
-    def append(self, msg: Msg) -> None:
-        t = msg.topic
-        parts = self.partitions[t]
-        i = self._part_rr[t]
-        self._part_rr[t] = (i + 1) % len(parts)
-        part = parts[i]
-        msg.partition = i
-        msg.offset = len(part.log)
-        part.log.append(msg)
-        part.cum.append(part.cum[-1] + msg.size)
-        for sub in self.subs_by_topic[t]:
-            self._grow(sub, 1)
-        if part.waiters:
-            for f in list(part.waiters):
-                if not f.done and self._ready_bytes(f.consumer) >= self.min_bytes:
-                    self._respond(f)
-
-    def _ready_bytes(self, c) -> int:
-        total = 0
-        for part, pos in zip(c.parts, c.position):
-            start = pos if pos > part.lost_before else part.lost_before
-            if start < len(part.log):
-                total += part.cum[-1] - part.cum[start]
-        return total
-
-    def receive_fetch(self, wire) -> None:
-        if not self.up:
-            return  # lost; the consumer fetches again after the restart
-        self._work(self.cost_req, "fetch", self._fetch_arrived, wire.data)
-
-    def _fetch_arrived(self, f: Fetch) -> None:
-        c = f.consumer
-        if f.fid != c.fetch_id:
-            return
-        f.arrived = self.env.now
-        f.epoch = self.epoch
-        if self._ready_bytes(c) >= self.min_bytes:
-            self._respond(f)
-            return
-        for part in c.parts:
-            part.waiters.append(f)
-        call_later(self.env, self.max_wait, self._fetch_timeout, f)
-
-    def _fetch_timeout(self, event) -> None:
-        f = event.value
-        if not f.done and f.epoch == self.epoch and self.up:
-            self._respond(f)
-
-    def _respond(self, f: Fetch) -> None:
-        f.done = True
-        c = f.consumer
-        for part in c.parts:
-            if f in part.waiters:
-                part.waiters.remove(f)
-        if f.fid != c.fetch_id:
-            return  # the consumer crashed while its fetch was held
-        left = self.max_records
-        records: list[Msg] = []
-        positions = list(c.position)
-        sub = c.sub
-        nbytes = 0
-        for i, part in enumerate(c.parts):
-            if left <= 0:
-                break
-            start = positions[i] if positions[i] > part.lost_before else part.lost_before
-            stop = min(len(part.log), start + left)
-            if stop > start:
-                records.extend(part.log[start:stop])
-                nbytes += part.cum[stop] - part.cum[start]
-                high = sub.high[part.index]
-                if start < high:
-                    self.redeliveries += min(stop, high) - start
-                if stop > high:
-                    sub.high[part.index] = stop
-                left -= stop - start
-            positions[i] = stop if stop > start else start
-        hold = self.env.now - f.arrived
-        self._work(self.cost_msg * len(records), "fetch", self._send_response,
-                   (f, records, positions, hold, nbytes))
-
-    def _send_response(self, token) -> None:
-        f, records, _positions, _hold, nbytes = token
-        self.deliveries += len(records)
-        self.deliver_link.send(Message("fetch_response", "broker", f.consumer, header=self.header,
-                                       payload=nbytes, created=self.env.now, data=token),
-                               f.consumer.on_fetch_response)
-
-    def receive_commit(self, wire) -> None:
-        if not self.up:
-            return
-        self._work(self.cost_req, "commit", self._committed, wire.data)
-
-    def _committed(self, token) -> None:
-        sub, offsets = token
-        committed = sub.committed
-        for p, off in offsets:
-            old = committed[p]
-            if off > old:
-                committed[p] = off
-                sub.queue.add(-(off - old))
-
     # --------------------------------------------------------- restart --
     @property
     def restarts(self) -> int:
@@ -431,6 +310,11 @@ class Broker(Crashable):
         return self.crashes
 
     def on_crash(self) -> None:
+        for conns in self.connections:
+            conns.reset()  # every client's connection is gone, handshakes under way too
+        if self.connections:
+            for pub in self.publishers:
+                pub.connection_lost()
         if self.log is not None:
             # Publishes not yet durable are refused; newest first, so that each
             # publisher's outbox gets them back in their original order.
@@ -453,35 +337,7 @@ class Broker(Crashable):
                         q.clear()
                     sub.queue.add(-lost)
         else:
-            for parts in self.partitions:
-                for part in parts:
-                    for f in part.waiters:
-                        f.done = True
-                    part.waiters.clear()
-            for c in self.consumers:
-                c.connection_lost()
-            if not self.persistent:
-                for t, parts in enumerate(self.partitions):
-                    for part in parts:
-                        end = len(part.log)
-                        for sub in self.subs_by_topic[t]:
-                            # Messages the group has not fetched are lost; an offline
-                            # owner would have replayed from its committed offset.
-                            owner = sub.owner[part.index]
-                            if owner.up:
-                                pos = owner.position[owner.parts.index(part)]
-                            else:
-                                pos = sub.committed[part.index]
-                            start = max(pos, part.lost_before)
-                            seen = sub.seen
-                            for msg in part.log[start:end]:
-                                if msg.mid not in seen:
-                                    self.missed += 1
-                            old = sub.committed[part.index]
-                            if end > old:
-                                sub.committed[part.index] = end
-                                sub.queue.add(-(end - old))
-                        part.lost_before = end
+            self.pull_crash()
 
     def on_restart(self) -> None:
         for pub in self.publishers:
@@ -489,6 +345,9 @@ class Broker(Crashable):
         if self.mode == "push":
             for sub in self.subs:
                 self.dispatch(sub)
+            if self.consumer_conns is not None:
+                for c in self.consumers:
+                    c.reconnect()  # each opens its connection again
         else:
             for c in self.consumers:
                 c.reconnect()

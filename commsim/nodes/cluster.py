@@ -30,8 +30,15 @@ Model and assumptions (every composed pattern)
 * A default ``topology`` (one server, no crashes, no scale-out) builds no
   cluster at all: the pattern runs exactly as without the section.
 
-Sidecar proxies inside a topology are not built: ``topology.sidecar`` other
-than ``none`` is refused (use ``pattern: sidecar``).
+Sidecar proxies (``topology.sidecar: sidecar``): a
+:class:`~commsim.nodes.proxy.SidecarProxy` beside every instance and the
+balancer acting as the mesh ingress (retries, circuit breaking, mTLS to the
+proxies; :mod:`commsim.nodes.mesh`), configured from the ``sidecar``
+section's proxy keys; built for the patterns in :data:`MESH` (the ingress is
+:class:`commsim.nodes.mesh_ingress.MeshIngress`, attached with
+``Cluster(on_add=ingress.attach)``; see
+:mod:`commsim.patterns.request_response_mesh` and docs/topologies.md), refused
+for the others by :func:`check_sidecar`.
 """
 
 from __future__ import annotations
@@ -44,7 +51,10 @@ from commsim.nodes.faults import Crashable, FaultPlan
 from commsim.nodes.load_balancer import POLICIES, LoadBalancer
 
 #: Patterns composed behind a topology (the others refuse non-default keys).
-COMPOSED = ("request_response", "sse", "push", "short_polling", "long_polling")
+COMPOSED = ("request_response", "sse", "push", "short_polling", "long_polling", "sync_async",
+            "websocket")
+#: Composed patterns that can run with topology.sidecar: sidecar (the others refuse it).
+MESH = ("request_response", "short_polling", "long_polling", "sse", "push")
 
 
 def _check(sec: dict, key: str) -> None:
@@ -54,10 +64,6 @@ def _check(sec: dict, key: str) -> None:
     if sec["mttr"] is not None and not sec["crash_at"] and sec["mtbf"] is None:
         raise ConfigError(f"{key}.mttr", "set, but nothing crashes (no crash_at, no mtbf): "
                           "it would have no effect")
-    if sec["sidecar"] != "none":
-        raise ConfigError(f"{key}.sidecar", f"got {sec['sidecar']!r}; sidecar proxies (mTLS, "
-                          "retries, circuit breaking) in front of a topology's servers are not "
-                          "built yet: use 'none' (pattern: sidecar models a service mesh)")
 
 
 SECTION = register_section(Section("topology", {
@@ -87,8 +93,9 @@ SECTION = register_section(Section("topology", {
                             min_exclusive=True),
     "storm_window": Field("duration", "10s", "latency_storm_* cover updates created this long "
                           "after the first crash in the window", min=0, min_exclusive=True),
-    "sidecar": Field("choice", "none", "sidecar proxies beside each instance: not built yet "
-                     "(anything but none is refused)", choices=("none", "sidecar")),
+    "sidecar": Field("choice", "none", "sidecar: a proxy beside each instance, the balancer "
+                     "as mesh ingress (retries, circuit breaking, mTLS; keys in the sidecar "
+                     "section; built for " + ", ".join(MESH) + ")", choices=("none", "sidecar")),
 }, doc="N server instances behind a load balancer, crashes (scheduled, MTBF/MTTR) and a "
        "scale-out; composed patterns: " + ", ".join(COMPOSED) + ".", check=_check))
 
@@ -99,11 +106,13 @@ def active(cfg: dict) -> bool:
     if not t:
         return False
     return (t["servers"] > 1 or bool(t["crash_at"]) or t["mtbf"] is not None
-            or t["scale_out_at"] is not None)
+            or t["scale_out_at"] is not None or t["sidecar"] != "none")
 
 
 def refuse(cfg: dict, why: str) -> None:
     """For a pattern not composed yet: refuse any non-default topology."""
+    if active(cfg) and cfg["topology"]["sidecar"] != "none":
+        check_sidecar(cfg)
     if active(cfg):
         raise ConfigError("topology", f"{cfg['pattern']} cannot run behind a topology yet "
                           f"({why}); composed patterns: {', '.join(COMPOSED)}. Remove the "
@@ -113,7 +122,7 @@ def refuse(cfg: dict, why: str) -> None:
 class Server(Crashable):
     """One instance: a CPU that can crash; what the balancer needs to route."""
 
-    __slots__ = ("index", "cpu", "routable", "active", "_crashed")
+    __slots__ = ("index", "cpu", "routable", "active", "_crashed", "proxy")
 
     def __init__(self, sim, index: int, cores: int, plan: FaultPlan | None, crashed,
                  cpu: Cpu | None = None):
@@ -121,6 +130,7 @@ class Server(Crashable):
         self.cpu = cpu if cpu is not None else Cpu(sim, f"server{index}", cores)
         self.routable = True
         self.active = 0   # clients assigned (connecting or connected)
+        self.proxy = None  # its SidecarProxy with topology.sidecar (nodes/proxy.py)
         self._crashed = crashed
         self.init_faults(plan)
 
@@ -139,14 +149,25 @@ class Cluster:
     ``on_crash(server)`` is the pattern's hook, run at a crash after the
     server went down (it resets the connections the instance held and
     handles the work its CPU loses: :meth:`Cpu.drop_queued` tokens).
+
+    Optional, for a pattern whose own section describes the cluster
+    (``pattern: stateful``): ``section`` replaces ``topology`` (a mapping
+    with its keys ``servers``, ``balancer``, ``crash_at`` (a list or None),
+    ``crash_server``, ``mtbf``, ``mttr``, ``scale_out_at``,
+    ``scale_out_servers``); ``fault_stream`` names the fault plan's streams
+    (``<fault_stream>/mtbf``, ``/mttr``); ``server`` builds each instance
+    (a :class:`Server` subclass or factory with its signature).
     """
 
-    def __init__(self, sim, on_crash, cpu0: Cpu | None = None):
+    def __init__(self, sim, on_crash, cpu0: Cpu | None = None, on_add=None, *,
+                 section: dict | None = None, fault_stream: str = "topology/faults", server=None):
         cfg = sim.config
-        t = cfg["topology"]
+        self._on_add = on_add  # on_add(server): each new instance (e.g. its sidecar proxy)
+        t = section if section is not None else cfg["topology"]
         self.sim = sim
         self.cores = cfg["server"]["cores"]
-        self.plan = FaultPlan.from_config(sim, "topology/faults", t["mtbf"], t["mttr"])
+        self._server = server if server is not None else Server
+        self.plan = FaultPlan.from_config(sim, fault_stream, t["mtbf"], t["mttr"])
         self._on_crash = on_crash
         uniform = None
         if t["balancer"] == "random":
@@ -163,9 +184,11 @@ class Cluster:
             call_at(sim.env, t["scale_out_at"], self._scale_out, t["scale_out_servers"])
 
     def _add(self, cpu=None) -> Server:
-        s = Server(self.sim, len(self.servers), self.cores, self.plan, self._crashed, cpu)
+        s = self._server(self.sim, len(self.servers), self.cores, self.plan, self._crashed, cpu)
         self.servers.append(s)
         self.lb.add(s)
+        if self._on_add is not None:
+            self._on_add(s)
         return s
 
     def _scale_out(self, event) -> None:
@@ -262,3 +285,72 @@ def refuse_unused(cfg: dict, keys, why: str) -> None:
         if t[k] != _DEFAULTS[k]:
             raise ConfigError(f"topology.{k}", f"got {t[k]:g}s; {cfg['pattern']} has no use "
                               f"for it ({why}): leave it at {_DEFAULTS[k]:g}s")
+
+
+# ------------------------------------------------------------ sidecars --
+#: Keys of the ``sidecar`` section that only ``pattern: sidecar``'s call
+#: chain reads, and what takes their place behind a topology.
+SIDECAR_PATTERN_ONLY = {
+    "mode": "topology.sidecar chooses the proxies (no library mode behind a topology)",
+    "depth": "behind a topology the service is the pattern's one server tier",
+    "fan_out": "behind a topology the service is the pattern's one server tier",
+    "instances": "the instances are topology.servers",
+    "app_cores": "an instance's application cores are server.cores",
+    "request_size": "message sizes are the pattern's own keys",
+    "response_size": "message sizes are the pattern's own keys",
+    "lb_policy": "the mesh ingress balances with topology.balancer",
+    "library_cpu": "there is no in-process library mode behind a topology",
+    "fault_service": "faults behind a topology are crashes (topology.crash_at, mtbf, mttr)",
+    "fault_instances": "faults behind a topology are crashes (topology.crash_at, mtbf, mttr)",
+    "fault_error_rate": "faults behind a topology are crashes (topology.crash_at, mtbf, mttr)",
+    "fault_slowdown": "faults behind a topology are crashes (topology.crash_at, mtbf, mttr)",
+}
+
+
+def _sidecar_defaults() -> dict:
+    from commsim.config.load import resolve_section
+    from commsim.config.schema import SECTIONS
+
+    return resolve_section(SECTIONS["sidecar"], {}, "sidecar", None)
+
+
+def refuse_sidecar_keys(cfg: dict, keys: dict) -> None:
+    """Refuse non-default values of the ``sidecar`` keys in ``keys`` (key ->
+    why it has no meaning for this pattern behind a topology)."""
+    sc = cfg.get("sidecar") or {}
+    defaults = _sidecar_defaults()
+    for k, why in keys.items():
+        if k in sc and sc[k] != defaults[k]:
+            raise ConfigError(f"sidecar.{k}", f"got {sc[k]!r}; with topology.sidecar this key "
+                              f"has no meaning for {cfg['pattern']} ({why}): remove it")
+
+
+def check_sidecar(cfg: dict) -> None:
+    """A composed pattern's check of ``topology.sidecar`` (call it from the
+    pattern's ``check``): refused for patterns not in :data:`MESH`; the
+    ``sidecar`` keys of the call-chain pattern refused everywhere."""
+    t = cfg.get("topology")
+    if not t or t["sidecar"] == "none":
+        return
+    if cfg["pattern"] not in MESH:
+        raise ConfigError("topology.sidecar", f"got 'sidecar'; sidecar proxies behind a "
+                          f"topology are built for {', '.join(MESH)} only, not yet for "
+                          f"{cfg['pattern']}: use 'none'")
+    refuse_sidecar_keys(cfg, SIDECAR_PATTERN_ONLY)
+    if cfg["pattern"] in ("request_response", "short_polling", "long_polling"):
+        refuse_unused(cfg, ("reconnect_jitter",), "with topology.sidecar the client's connection "
+                      "ends at the mesh ingress and a crash never resets it; the ingress "
+                      "retries the request (sidecar.retries, sidecar.backoff)")
+    if cfg["pattern"] in ("sse", "push"):
+        why = ("a stream's frames are not requests to retry or time out, and a broken stream "
+               "is reconnected by the client: sse.retry, topology.reconnect_jitter and "
+               "reconnect_backoff")
+        refuse_sidecar_keys(cfg, dict.fromkeys(("retries", "timeout", "backoff",
+                                                "breaker_errors", "breaker_open"), why))
+    net = cfg["network"]
+    if net["handshake"].startswith("tls") and net["tls_server_cpu"] > 0:
+        raise ConfigError("network.tls_server_cpu", f"got {net['tls_server_cpu']:g}s with "
+                          f"network.handshake {net['handshake']}; with topology.sidecar the "
+                          "client's TLS ends at the mesh ingress, which has no CPU in this "
+                          "model: set it to 0 (the ingress-to-proxy mTLS has "
+                          "sidecar.mtls_handshake_cpu)")

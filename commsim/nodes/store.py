@@ -9,8 +9,10 @@ Model and assumptions
 * Each caller (an application server) reaches the store over its own pair
   of links with latency ``latency`` (created on first use, named
   ``store/<caller>/req`` and ``store/<caller>/resp``), so the store's bytes
-  are counted like any other traffic.  A request message carries
-  ``request_size`` bytes of header; a read's answer carries the value's
+  are counted like any other traffic.  They are datacentre hops configured
+  explicitly (:func:`~commsim.network.network_link` with that latency only):
+  the ``network`` section's bandwidth and loss do not apply to them.  A
+  request message carries ``request_size`` bytes of header; a read's answer carries the value's
   size, other answers ``ack_size`` bytes.
 * The store keeps ``{key: size}``; values are sizes only.
 
@@ -20,7 +22,7 @@ price of statelessness through a shared store.
 
 from __future__ import annotations
 
-from commsim.network import Link, Message
+from commsim.network import Link, Message, network_link
 from commsim.nodes.cpu import Cpu
 
 
@@ -40,10 +42,6 @@ class _StoreOp:
 class Store:
     """A key-value store node reached over links."""
 
-
-    @property
-    def ops(self) -> int:
-        return self._ops.n
     def __init__(self, sim, name: str, cores: int, service_time, latency,
                  request_size: int = 100, ack_size: int = 50):
         self.sim = sim
@@ -51,18 +49,23 @@ class Store:
         self.cpu = Cpu(sim, name, cores)
         self._service = sim.sampler(service_time, f"{name}/service")
         self.latency = latency
+        self._hop = {"latency": latency}  # a datacentre hop: this latency, no bandwidth, no loss
         self.request_size = request_size
         self.ack_size = ack_size
         self.data: dict = {}
         self._links: dict = {}
         self._ops = sim.recorder.counter(f"{name}/ops")  # received inside the window
 
+    @property
+    def ops(self) -> int:
+        return self._ops.n
+
     def links(self, caller: str) -> tuple[Link, Link]:
         pair = self._links.get(caller)
         if pair is None:
             pair = self._links[caller] = (
-                Link(self.sim, f"{self.name}/{caller}/req", self.latency),
-                Link(self.sim, f"{self.name}/{caller}/resp", self.latency))
+                network_link(self.sim, f"{self.name}/{caller}/req", self._hop),
+                network_link(self.sim, f"{self.name}/{caller}/resp", self._hop))
         return pair
 
     def call(self, caller: str, kind: str, key, done, token=None, size: int = 0) -> None:

@@ -29,8 +29,13 @@ NETWORK_GROUPS: dict[str, tuple[str, ...]] = {
     "bandwidth": ("bandwidth",),
     "loss": ("loss", "rto", "max_retries"),
     "connections": ("handshake", "keepalive", "tls_server_cpu"),
+    "idle_close": ("idle_timeout",),
     "wire": ("segment_overhead", "mss", "acks_per_message"),
 }
+
+IDLE_CLOSE = ("the server closes a kept-alive connection idle for idle_timeout; the client's "
+              "next request pays a new handshake (connections_idle_closed counts them); "
+              "refused with handshake: none or keepalive: false")
 
 WIRE_COUNTED = ("TCP/IP header bytes per segment and pure ACKs are counted as bytes_transport "
          "(bytes_wire = bytes_total + bytes_transport)")

@@ -62,6 +62,7 @@ from commsim.metrics.collect import cpu_metrics, latency_metrics
 from commsim.network.http import PROTOCOLS, HttpClient, Request, Tier
 from commsim.network.transport import Path, Transport
 from commsim.nodes import Cpu
+from commsim.network.connection import check_idle_timeout
 from commsim.patterns.base import Pattern
 
 
@@ -364,6 +365,7 @@ def figures(result, out_dir):
 
 
 def _check_network(cfg: dict) -> None:
+    check_idle_timeout(cfg, _IDLE_REFUSED)
     if not cfg["network"]["keepalive"]:
         raise ConfigError("network.keepalive", "got false; in the multiplexing pattern connection "
                           "reuse is multiplexing.warm_connections (false: every page load opens "
@@ -374,6 +376,9 @@ def _check_network(cfg: dict) -> None:
                           "segment transport retransmits a lost segment until it is delivered "
                           "(TCP and QUIC do not give up within a page load): leave it unset")
 
+
+_IDLE_REFUSED = ("its connections are the page loads' own (network/http.py; reuse is "
+                 "multiplexing.warm_connections), not the connection module's")
 
 PATTERN = Pattern(
     name="multiplexing",
@@ -392,4 +397,5 @@ PATTERN = Pattern(
                        "keepalive: false is refused (connection reuse is "
                        "multiplexing.warm_connections)",
         "wire": "refused: the segment transport counts its own packet headers "
-                "(multiplexing.segment_overhead)"})
+                "(multiplexing.segment_overhead)",
+        "idle_close": "refused: " + _IDLE_REFUSED})

@@ -37,10 +37,10 @@ from commsim.config.schema import Field, Section, register_section
 from commsim.engine.recorder import OK, REQUEST, UNFINISHED
 from commsim.metrics.collect import client_server_metrics
 from commsim.network import Message, Network
-from commsim.network.connection import Connections
+from commsim.network.connection import Connections, check_idle_timeout
 from commsim.network.encoding import PRESETS, Encoding
 from commsim.nodes import Cpu
-from commsim.patterns.base import WIRE_COUNTED, Pattern
+from commsim.patterns.base import IDLE_CLOSE, WIRE_COUNTED, Pattern
 
 SECTION = register_section(Section("request_response", {
     "request_header": Field("size", "400B", "header bytes of each request", min=0),
@@ -115,6 +115,9 @@ class _Upload:
 class RequestResponse:
     """The request-response model on one :class:`~commsim.engine.Simulation`."""
 
+    #: The operation class (a composed model's own, e.g. routed by a cluster).
+    upload_class = _Upload
+
     def __init__(self, sim):
         cfg = sim.config
         rr = cfg["request_response"]
@@ -167,7 +170,7 @@ class RequestResponse:
         """start_op that also records the operation (``Operations``: sent,
         completed, bytes, outcome); used only with records on."""
         ops = self.ops
-        up = _Upload(self, client, None, self._req_body(), self._resp_body())
+        up = self.upload_class(self, client, None, self._req_body(), self._resp_body())
         i = len(ops)
         size = up.chunks * (self.req_header + self.resp_header) + up.body + up.response_body
         ops.record(REQUEST, self.env.now, math.nan, client, size, UNFINISHED)
@@ -207,6 +210,7 @@ class RequestResponse:
         out = client_server_metrics(self.sim, self.cpu, self.clients)
         out["connections_opened"] = self.conns.opened
         out["handshakes"] = self.conns.handshakes
+        out.update(self.conns.metrics())  # connections_idle_closed with network.idle_timeout
         return out
 
 
@@ -227,9 +231,11 @@ def _check(cfg: dict) -> None:
     from commsim.nodes import cluster
 
     if cluster.active(cfg):
+        cluster.check_sidecar(cfg)  # topology.sidecar (commsim/patterns/request_response_mesh.py)
         cluster.refuse_unused(cfg, ("timeseries_bin", "storm_window"),
                               "it records no storm time series or storm latencies")
     check_cycle_takes_time(cfg, ("server.service_time", cfg["server"]["service_time"]))
+    check_idle_timeout(cfg)  # network.idle_timeout needs a handshake and keep-alive
 
 
 PATTERN = Pattern(
@@ -246,4 +252,5 @@ PATTERN = Pattern(
                 "is retried by its client",
         "connections": "a handshake per connection (TCP 1 RTT, TLS 1.3 2, TLS 1.2 3) with "
                        "tls_server_cpu per TLS handshake; keepalive: false opens one per request",
+        "idle_close": IDLE_CLOSE,
         "wire": WIRE_COUNTED})

@@ -71,6 +71,8 @@ class _RoutedUpload(_Upload):
 class ClusteredRequestResponse(RequestResponse):
     """:class:`RequestResponse` behind a :class:`~commsim.nodes.cluster.Cluster`."""
 
+    upload_class = _RoutedUpload  # also for recorded operations (--records)
+
     def __init__(self, sim):
         super().__init__(sim)
         cfg = sim.config
@@ -172,4 +174,9 @@ def model(sim):
     """The model factory of ``request_response``: plain, or behind a topology."""
     from commsim.nodes import cluster
 
-    return (ClusteredRequestResponse if cluster.active(sim.config) else RequestResponse)(sim)
+    cfg = sim.config
+    if cluster.active(cfg) and cfg["topology"]["sidecar"] == "sidecar":
+        from commsim.patterns.request_response_mesh import MeshRequestResponse
+
+        return MeshRequestResponse(sim)
+    return (ClusteredRequestResponse if cluster.active(cfg) else RequestResponse)(sim)

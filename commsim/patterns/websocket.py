@@ -84,7 +84,8 @@ class WebSocket(_Streaming):
         self.pong_size = int(sec["pong_size"])
         self.pong_timeout = sec["pong_timeout"]
         self.hb_cpu = sec["heartbeat_cpu"]
-        self.retry0, self.backoff, self.retry_max = sec["retry"], sec["backoff"], sec["retry_max"]
+        self.retry0, self.retry_factor = sec["retry"], sec["backoff"]  # factor: not topology's
+        self.retry_max = sec["retry_max"]
         n = sim.config["clients"]["count"]
         self.dead = bytearray(n)        # forgotten by the intermediary, server unaware
         self.last_act = [0.0] * n       # last activity seen by the intermediary
@@ -175,7 +176,7 @@ class WebSocket(_Streaming):
             return
         k = self.failures[c]
         self.failures[c] = k + 1
-        delay = min(self.retry_max, self.retry0 * self.backoff ** k)
+        delay = min(self.retry_max, self.retry0 * self.retry_factor ** k)
         call_later(self.env, delay, self._retry, c)
 
     # -------------------------------------------------------------- frames --
@@ -216,6 +217,12 @@ def _noop(_token, _wait) -> None:
     pass
 
 
+def _model(sim):  # plain, or behind a topology (commsim/patterns/websocket_cluster.py)
+    from commsim.patterns.websocket_cluster import model
+
+    return model(sim)
+
+
 def _figures(result, out_dir):
     from commsim.figures.websocket import figures
 
@@ -233,6 +240,6 @@ def _check(cfg: dict) -> None:
 
 
 PATTERN = Pattern("websocket", "push over WebSocket with ping/pong heartbeats, an idle-dropping "
-                  "NAT or load balancer, and reconnects with backoff", WebSocket,
-                  ("websocket", *_WORKLOAD), _figures, _check,
+                  "NAT or load balancer, and reconnects with backoff", _model,
+                  ("websocket", *_WORKLOAD, "topology"), _figures, _check,
                   network=STREAM_NETWORK)  # heartbeats ride the same connection

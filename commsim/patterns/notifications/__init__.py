@@ -51,7 +51,8 @@ Per-pattern assumptions are in each class docstring and in
 from __future__ import annotations
 
 from commsim.errors import ConfigError
-from commsim.patterns.base import WIRE_COUNTED, Pattern
+from commsim.network.connection import check_idle_timeout
+from commsim.patterns.base import IDLE_CLOSE, WIRE_COUNTED, Pattern
 from commsim.patterns.notifications.base import _WORKLOAD
 from commsim.patterns.notifications.long_polling import LongPolling
 from commsim.patterns.notifications.polling import ShortPolling
@@ -59,14 +60,21 @@ from commsim.patterns.notifications.streaming import Push, ServerSentEvents
 from commsim.nodes import cluster
 from commsim.patterns.notifications.clustered import ClusteredStreaming
 from commsim.patterns.notifications.clustered_polling import ClusteredLongPolling, ClusteredPolling
+from commsim.patterns.notifications.mesh_polling import MeshLongPolling, MeshPolling
+from commsim.patterns.notifications.mesh_streaming import MeshStreaming
 
 
-def _composable(cls, mixin=ClusteredStreaming):
+def _composable(cls, mixin=ClusteredStreaming, mesh=None):
     """The pattern's model factory: the plain class, or with a non-default
-    ``topology`` the class behind N instances and a load balancer."""
+    ``topology`` the class behind N instances and a load balancer (with
+    ``topology.sidecar``: the ``mesh`` mixin's, commsim/patterns/notifications/mesh_polling.py)."""
     composed = type(f"Clustered{cls.__name__}", (mixin, cls), {})
+    meshed = type(f"Mesh{cls.__name__}", (mesh, cls), {}) if mesh is not None else None
 
     def model(sim):
+        if meshed is not None and cluster.active(sim.config) \
+                and sim.config["topology"]["sidecar"] == "sidecar":
+            return meshed(sim)
         return (composed if cluster.active(sim.config) else cls)(sim)
 
     model.__doc__ = cls.__doc__
@@ -86,12 +94,14 @@ def _figures(result, out_dir):
 def _check(cfg: dict) -> None:
     """What these models do not cover is refused at load time (exit 2)."""
     net = cfg["network"]
+    check_idle_timeout(cfg, _IDLE_REFUSED.get(cfg["pattern"]))
     if cfg["pattern"] in ("sse", "push", "websocket") and not net["keepalive"]:
         raise ConfigError("network.keepalive", f"got false; {cfg['pattern']} keeps one long-lived "
                           "connection per client and every (re)connect opens a new one "
                           "(with its handshake), so there is no later request to reuse a "
                           "connection for: use true")
     if cfg["pattern"] in cluster.COMPOSED and cluster.active(cfg):
+        cluster.check_sidecar(cfg)  # topology.sidecar
         if cfg["pattern"] in ("short_polling", "long_polling") and not net["keepalive"]:
             raise ConfigError("network.keepalive", f"got false; behind a topology "
                               f"{cfg['pattern']} pins each client's kept-alive connection to one "
@@ -105,11 +115,22 @@ def _check(cfg: dict) -> None:
                               "are not modelled behind a topology (a job lives on one instance "
                               "and its fate in a crash is not defined here): use 0")
 
-def _network(loss: str, connections: str) -> dict:
+def _network(loss: str, connections: str, idle_close: str = "") -> dict:
     """What the ``network`` keys do in a notification pattern (docs/patterns.md)."""
     return {"latency": "every client-server hop, each direction",
             "bandwidth": "the server's access link, each direction",
-            "loss": loss, "connections": connections, "wire": WIRE_COUNTED}
+            "loss": loss, "connections": connections, "wire": WIRE_COUNTED,
+            "idle_close": idle_close or "refused: " + _IDLE_REFUSED["sse"]}
+
+
+#: Why network.idle_timeout is refused where it is (short polling takes it).
+_IDLE_REFUSED = {
+    "long_polling": "a long-polling client sends its next poll as soon as a response arrives, "
+                    "so its connection is never idle (a held poll is a request in progress)",
+    **dict.fromkeys(("sse", "push", "websocket"), "a server closing a silent stream is not "
+                    "modelled (a stream is a connection in use); websocket.idle_timeout models "
+                    "an intermediary that drops connections silent for that long"),
+}
 
 
 #: Polling: request/response exchanges; streaming: one long-lived connection.
@@ -118,7 +139,8 @@ POLL_NETWORK = _network(
     "one given up after max_retries is sent again by its sender, so no update is lost to the "
     "network",
     "a handshake per poll without keep-alive, once per online period with it; tls_server_cpu "
-    "per TLS handshake; behind a topology keepalive: false is refused")
+    "per TLS handshake; behind a topology keepalive: false is refused", IDLE_CLOSE)
+LONG_POLL_NETWORK = {**POLL_NETWORK, "idle_close": "refused: " + _IDLE_REFUSED["long_polling"]}
 STREAM_NETWORK = _network(
     "a lost frame is resent after rto and the frames behind it on that connection wait "
     "(head-of-line); one given up after max_retries is sent again by its sender",
@@ -128,15 +150,16 @@ STREAM_NETWORK = _network(
 
 PATTERNS = [
     Pattern("short_polling", "clients ask every interval; the server answers at once, empty "
-            "or with everything pending", _composable(ShortPolling, ClusteredPolling),
+            "or with everything pending", _composable(ShortPolling, ClusteredPolling, MeshPolling),
             ("short_polling", *_WORKLOAD, "topology"), _figures, _check, POLL_NETWORK),
     Pattern("long_polling", "the server holds each poll until an update or a timeout; the client "
-            "re-polls on every response", _composable(LongPolling, ClusteredLongPolling),
-            ("long_polling", *_WORKLOAD, "topology"), _figures, _check, POLL_NETWORK),
+            "re-polls on every response",
+            _composable(LongPolling, ClusteredLongPolling, MeshLongPolling),
+            ("long_polling", *_WORKLOAD, "topology"), _figures, _check, LONG_POLL_NETWORK),
     Pattern("sse", "server-sent events: one request, an unending response of event frames, "
-            "reconnects with or without resume", _composable(ServerSentEvents),
+            "reconnects with or without resume", _composable(ServerSentEvents, mesh=MeshStreaming),
             ("sse", *_WORKLOAD, "topology"), _figures, _check, STREAM_NETWORK),
     Pattern("push", "a persistent bidirectional connection; the server sends as updates happen",
-            _composable(Push), ("push", *_WORKLOAD, "topology"), _figures, _check,
+            _composable(Push, mesh=MeshStreaming), ("push", *_WORKLOAD, "topology"), _figures, _check,
             STREAM_NETWORK),
 ]

@@ -122,6 +122,7 @@ class _Base:
         self.created = 0
         self.delivered = 0
         self.missed = 0
+        self.resolved = 0  # delivered or missed inside the window, whatever their creation time
         self.duplicates = 0
         self.empty = 0
         self.poll_responses = 0
@@ -209,6 +210,8 @@ class _Base:
                 self.job_delays.append(now - done)
         if self.ops is not None:
             self.ops.record(UPDATE, created, now, c, size, DELIVERED)
+        if self.sim.start <= now < self.sim.end:
+            self.resolved += 1
         if self.sim.start <= created < self.sim.end:
             self.delivered += 1
             self.lat.append(now - created)
@@ -218,6 +221,8 @@ class _Base:
     def _lost(self, created: float, c: int = -1, size: int = -1) -> None:
         if self.ops is not None:
             self.ops.record(UPDATE, created, NAN, c, size, MISSED)
+        if self.sim.start <= self.sim.now < self.sim.end:
+            self.resolved += 1
         if self.sim.start <= created < self.sim.end:
             self.missed += 1
 
@@ -276,7 +281,8 @@ class _Base:
         sim = self.sim
         out = {"throughput": self.delivered / sim.duration}
         out.update(latency_metrics(self.lat))
-        out["delivery_ratio"] = self.delivered / self.created if self.created else float("nan")
+        settled = self.delivered + self.missed  # the window's updates whose fate is known
+        out["delivery_ratio"] = self.delivered / settled if settled else float("nan")
         out.update(percentiles(self.proc, "process_time", mean=True))
         out.update(cpu_metrics(self.cpu))
         out["requests"] = sim.bytes.messages("request")
@@ -285,6 +291,8 @@ class _Base:
         out.update(ledger_metrics(sim, self.net.in_flight()))
         out["updates_created"] = self.created
         out["updates_delivered"] = self.delivered
+        out["updates_pending"] = self.created - self.delivered - self.missed
+        out["updates_resolved"] = self.resolved
         out["empty_responses"] = self.empty
         out["empty_fraction"] = self.empty / self.poll_responses if self.poll_responses else float("nan")
         out["connections_max"] = self.conns_max
@@ -294,6 +302,7 @@ class _Base:
         out["reconnects"] = self.reconnects
         out["connections_opened"] = self.connector.opened
         out["handshakes"] = self.connector.handshakes
+        out.update(self.connector.metrics())  # connections_idle_closed with network.idle_timeout
         out["poll_rtt_mean"] = self.rtt_sum / self.rtt_n if self.rtt_n else float("nan")
         out["jobs"] = len(self.job_delays)
         nan = float("nan")

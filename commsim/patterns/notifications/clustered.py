@@ -61,7 +61,8 @@ class _ClusterParts:
     def _build_cluster(self) -> None:
         sim = self.sim
         t = self._t = sim.config["topology"]
-        self.cluster = Cluster(sim, self._server_crashed, self.cpu)
+        self.cluster = Cluster(sim, self._server_crashed, self.cpu,
+                               on_add=getattr(self, "_on_add", None))  # sidecars (mesh_polling.py)
         self.crash_resets = 0
         self.attempts_total = 0          # whole run, for the series
         self.lat_created = array("d")    # creation time of each latency sample

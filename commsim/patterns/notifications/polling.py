@@ -128,7 +128,8 @@ class ShortPolling(_Polling):
       all of them (latency = wait for the poll + service + one way).
     * Connections: with ``network.keepalive`` (default) a client's
       connection stays open from its first poll until it goes offline (an
-      idle kept-alive connection); without it a connection is open only
+      idle kept-alive connection) or, with ``network.idle_timeout``, until
+      the server closes it idle; without it a connection is open only
       from the poll's arrival to the response.
 
     Speed: the clients are not processes.  Without jitter one *rotation*
@@ -150,6 +151,8 @@ class ShortPolling(_Polling):
         self.jitter = sec["jitter"]
         self.keepalive = sim.config["network"]["keepalive"]
         self.conn_open = bytearray(n) if self.keepalive else None
+        if self.connector.idle is not None:  # network.idle_timeout: the server closed it
+            self.connector.on_idle_close = self._idle_closed
         self._send_empty_cb = self._send_empty  # one bound method, not one per poll
         self._client_empty_cb = self._client_empty_short
         # The feed is drained lazily; at the end, draw the rest of the window's
@@ -288,6 +291,11 @@ class ShortPolling(_Polling):
         if self.feed.next_time <= created:
             self.feed.drain(created, self._store)
         return self._store(c, created, size)
+
+    def _idle_closed(self, c: int) -> None:
+        if self.conn_open[c]:
+            self.conn_open[c] = 0
+            self._conn(-1)
 
     def _availability(self, c: int, online: bool) -> None:
         if not online and self.conn_open is not None and self.conn_open[c]:

@@ -43,15 +43,27 @@ Model and assumptions
   consumers->broker for acks, fetches and commits (``ack_latency``).  In
   direct mode publisher->subscriber uses ``deliver_latency`` and the acks
   ``ack_latency``.  A null latency means ``network.latency``; bandwidth and
-  loss come from the ``network`` section.  ``network.handshake`` and
-  ``network.keepalive: false`` are refused (connection set-up to the broker
-  is not modelled).
+  loss come from the ``network`` section.
+* **Connections** (``network.handshake``, off by default): every publisher
+  and consumer opens a connection to the broker through the one connection
+  module (:mod:`commsim.network.connection`): the handshake's flights travel
+  on that client's own links (publish/confirm, ack/deliver), the broker
+  spends ``network.tls_server_cpu`` per TLS handshake on its own CPU, and the
+  client's last flight rides with its first publish or fetch (a push
+  consumer sends it alone).  Opened at start, after the consumer's own
+  restart and after a broker restart (which resets every connection and
+  cuts off handshakes under way).  ``keepalive: false`` (pull only): every
+  publish, fetch and commit opens its own connection.
+  ``network.idle_timeout``: the broker closes a connection idle that long
+  (see :mod:`commsim.patterns.pubsub.consumer` and ``publisher``).
+  Connection set-up in ``direct`` mode is refused (no broker).
 * **Faults.** ``crash_consumers`` consumers crash at ``crash_at`` and restart
   ``restart_after`` later (losing their buffer; the core finishes the
   message it was on, wasted).  ``slow_consumers`` consumers process
   ``slow_factor`` times slower from ``slow_from`` for ``slow_for``.  The
   broker restarts at ``broker_restart_at`` (see the broker).  Connection
-  loss is noticed at once (no heartbeat timeout) and reconnection is free.
+  loss is noticed at once (no heartbeat timeout); reconnection is free
+  unless ``network.handshake`` models the connections.
 * **Loss.** A message a link gives up on (``network.loss`` beyond
   ``max_retries``) is handled as a broken connection: publishes are resent,
   deliveries and acks redelivered, fetches re-sent, direct copies missed,
@@ -73,6 +85,7 @@ metrics); the broker is the node :mod:`commsim.nodes.broker`.
 from __future__ import annotations
 
 from commsim.errors import ConfigError
+from commsim.network.connection import check_idle_timeout
 from commsim.patterns.base import WIRE_COUNTED, Pattern
 from commsim.patterns.pubsub.config import MODES, SECTION
 from commsim.patterns.pubsub.consumer import Consumer
@@ -90,14 +103,18 @@ def figures(result, out_dir):
 
 def _check_network(cfg: dict) -> None:
     net = cfg["network"]
-    if net["handshake"] != "none":
-        raise ConfigError("network.handshake", f"got {net['handshake']!r}; the pubsub pattern's "
-                          "publishers and consumers hold long-lived connections to the broker "
-                          "whose set-up is not modelled (not per connection, not per broker "
-                          "restart): use none")
-    if not net["keepalive"]:
-        raise ConfigError("network.keepalive", "got false; a broker protocol (AMQP, Kafka) keeps "
-                          "its connections open, a connection per message has no meaning here")
+    mode = cfg["pubsub"]["delivery"]
+    if mode == "direct" and net["handshake"] != "none":
+        raise ConfigError("network.handshake", f"got {net['handshake']!r}; delivery: direct has no "
+                          "broker, and its publisher-to-subscriber connections are not modelled: "
+                          "use none (or delivery: push / pull)")
+    if not net["keepalive"] and mode != "pull":
+        raise ConfigError("network.keepalive", f"got false; with delivery: {mode} "
+                          + ("the broker pushes over each consumer's long-lived connection, so a "
+                             "connection per message has no meaning" if mode == "push" else
+                             "connections are not modelled") + ": use true (or delivery: pull, "
+                          "where every publish, fetch and commit opens its own)")
+    check_idle_timeout(cfg)  # needs a handshake and keep-alive
 
 
 PATTERN = Pattern(
@@ -114,6 +131,12 @@ PATTERN = Pattern(
         "loss": "resent after rto; a message given up after max_retries is a broken connection: "
                 "publishes are resent, deliveries redelivered, fetches re-sent, a lost direct "
                 "copy is missed",
-        "connections": "refused (handshake, keepalive: false): broker connections are long-lived "
-                       "and their set-up is not modelled",
+        "connections": "each publisher and consumer opens its connection to the broker (handshake "
+                       "over its own links, tls_server_cpu on the broker's CPU) at start and "
+                       "after a broker or consumer restart; keepalive: false (pull only): a "
+                       "connection per publish, fetch and commit; direct refuses handshake",
+        "idle_close": "the broker closes a connection idle for idle_timeout (a push consumer with "
+                      "no unacked delivery, a publisher with nothing unconfirmed, a pull consumer "
+                      "between fetches); publishers and pull consumers reconnect with their next "
+                      "request, push consumers at once",
         "wire": WIRE_COUNTED})

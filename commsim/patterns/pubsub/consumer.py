@@ -1,5 +1,15 @@
 """A subscriber's consumer: one core, a buffer, push acks or pull fetches and
-commits, direct-mode back-pressure; crashes via :class:`~commsim.nodes.faults.Crashable`."""
+commits, direct-mode back-pressure; crashes via :class:`~commsim.nodes.faults.Crashable`.
+
+Its connection to the broker (``network.handshake``; ``model.sub_conns``, the
+one connection module): opened at start, after its own restart and after a
+broker restart.  push: the broker delivers only over an open connection;
+the client's last flight goes on its own (no request follows), and an idle
+close (``network.idle_timeout``, no delivery or ack for that long) is
+followed by an immediate reconnect, as client libraries do.  pull: the
+first fetch (or commit) carries the last flight; without keep-alive every
+fetch and every commit opens its own connection.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +28,8 @@ class Consumer(Crashable):
 
     __slots__ = ("name", "model", "idx", "sub", "cpu", "buffer", "current", "busy",
                  "next_tag", "unacked", "parts", "position", "done_pos", "committed_sent",
-                 "fetch_id", "fetch", "pending", "slow_until", "slow_from")
+                 "fetch_id", "fetch", "pending", "slow_until", "slow_from", "connecting",
+                 "extra", "commit_waits")
 
     def __init__(self, model, idx: int, sub: Subscription):
         self.name = f"consumer {idx}"
@@ -41,6 +52,9 @@ class Consumer(Crashable):
         self.pending: deque = deque()  # direct: copies waiting for buffer space (unacked)
         self.slow_from = None
         self.slow_until = None
+        self.connecting = False
+        self.extra = 0
+        self.commit_waits = False  # keep-alive: a commit waits for the connection
 
     def __str__(self) -> str:
         return self.name
@@ -103,17 +117,35 @@ class Consumer(Crashable):
         m = self.model
         if not self.up or not self.parts or not m.broker.up or self.fetch is not None:
             return
+        conns = m.sub_conns
+        if conns is not None and conns.keepalive and not conns.use(self):
+            self.connect()
+            return
         self.fetch_id += 1
         f = Fetch(self, self.fetch_id, m.env.now)
         self.fetch = f
-        m.control_link.send(Message("fetch", self, "broker", header=m.header, created=m.env.now,
-                                    data=f), m.broker.receive_fetch)
+        if conns is not None and not conns.keepalive:
+            conns.ensure(self, lambda extra: self._fetch_on_new(f, extra))
+            return
+        m.control_link.send(Message("fetch", self, "broker", header=m.header, handshake=self.extra,
+                                    created=m.env.now, data=f), m.broker.receive_fetch)
+        self.extra = 0
+
+    def _fetch_on_new(self, f, extra: int) -> None:
+        m = self.model
+        if f.fid != self.fetch_id or not self.up:
+            m.sub_conns.done(self)  # crashed meanwhile: the connection is closed unused
+            return
+        m.control_link.send(Message("fetch", self, "broker", header=m.header, handshake=extra,
+                                    created=m.env.now, data=f), m.broker.receive_fetch)
 
     def on_fetch_response(self, wire) -> None:
         f, records, positions, hold, _nbytes = wire.data
+        m = self.model
+        if m.sub_conns is not None:
+            m.sub_conns.done(self)
         if f.fid != self.fetch_id or not self.up:
             return
-        m = self.model
         self.fetch = None
         self.position = positions
         now = m.env.now
@@ -135,11 +167,30 @@ class Consumer(Crashable):
         if not offsets:
             return
         m = self.model
+        conns = m.sub_conns
+        if conns is not None and conns.keepalive and self not in conns.open:
+            self.commit_waits = True  # sent once the connection is open
+            self.connect()
+            return
         for i, pos in enumerate(self.done_pos):
             if pos > self.committed_sent[i]:
                 self.committed_sent[i] = pos
-        m.control_link.send(Message("commit", self, "broker", header=m.header, created=m.env.now,
-                                    data=(self.sub, offsets)), m.broker.receive_commit)
+        if conns is not None and not conns.keepalive:
+            conns.ensure(self, lambda extra: self._send_commit(offsets, extra))
+            return
+        self._send_commit(offsets, self.extra)
+        self.extra = 0
+        if conns is not None:
+            conns.touch(self)
+
+    def _send_commit(self, offsets, extra: int) -> None:
+        m = self.model
+        m.control_link.send(Message("commit", self, "broker", header=m.header, handshake=extra,
+                                    created=m.env.now, data=(self.sub, offsets)),
+                            m.broker.receive_commit)
+        conns = m.sub_conns
+        if conns is not None and not conns.keepalive:
+            conns.done(self)  # no response: its own connection closes once it is sent
 
     def _periodic_commit(self, _event) -> None:
         if self.up:
@@ -147,9 +198,49 @@ class Consumer(Crashable):
         call_later(self.model.env, self.model.commit_interval, self._periodic_commit)
 
     def reconnect(self) -> None:
-        """The broker is back (pull): fetch again from the current position."""
+        """The broker is back: pull fetches again from the current position;
+        push (with modelled connections) opens its connection again."""
+        if self.model.mode == "push":
+            self.connect()
+            return
         self.fetch = None
         self.send_fetch()
+
+    # ---------------------------------------------------------- connection --
+    def connect(self) -> None:
+        """Open the kept-alive connection to the broker (if it is not open or opening)."""
+        m = self.model
+        conns = m.sub_conns
+        if conns is None or not self.up or not m.broker.up or self.connecting \
+                or self in conns.open:
+            return
+        self.connecting = True
+        conns.ensure(self, self._opened)
+
+    def _opened(self, extra: int) -> None:
+        m = self.model
+        self.connecting = False
+        m.sub_conns.done(self)  # the set-up itself; fetches and deliveries are requests
+        if not self.up:
+            m.sub_conns.close(self)  # crashed while it opened
+            return
+        if m.mode == "push":
+            if extra:  # no request follows: the last flight goes on its own
+                m.control_link.send(Message("handshake", self, "broker", handshake=extra,
+                                            created=m.env.now, label="handshake last"), _ignore)
+            m.broker.dispatch(self.sub)
+            return
+        self.extra = extra
+        if self.commit_waits:
+            self.commit_waits = False
+            self.commit()
+        self.send_fetch()
+
+    def idle_closed(self) -> None:
+        """The broker closed the idle connection: push reconnects at once
+        (it waits for deliveries); pull reconnects with its next request."""
+        if self.model.mode == "push":
+            self.connect()
 
     # -------------------------------------------------------------- direct --
     def on_direct(self, wire) -> None:
@@ -176,6 +267,9 @@ class Consumer(Crashable):
     def connection_lost(self) -> None:
         """The broker went down."""
         m = self.model
+        self.connecting = False
+        self.extra = 0
+        self.commit_waits = False
         if m.mode == "push":
             self.invalidate()
             self.buffer.clear()
@@ -187,6 +281,11 @@ class Consumer(Crashable):
 
     def on_crash(self) -> None:
         m = self.model
+        if m.sub_conns is not None:
+            m.sub_conns.close(self)
+            self.connecting = False
+            self.extra = 0
+            self.commit_waits = False
         self.fetch_id += 1
         self.fetch = None
         dropped = list(self.buffer)
@@ -214,9 +313,14 @@ class Consumer(Crashable):
     def on_restart(self) -> None:
         m = self.model
         if m.mode == "push":
+            self.connect()
             m.broker.dispatch(self.sub)
         elif m.mode == "pull":
             self.position = [self.sub.committed[p.index] for p in self.parts]
             self.done_pos = list(self.position)
             self.committed_sent = list(self.position)
             self.send_fetch()
+
+
+def _ignore(_wire) -> None:
+    """Delivery of a message nobody acts on (a push consumer's last handshake flight)."""

@@ -7,6 +7,7 @@ from commsim.metrics import pubsub as _pubsub_metrics  # noqa: F401  (defines th
 from commsim.engine import call_later
 from commsim.metrics.collect import Latencies, latency_metrics, percentiles
 from commsim.network import Link, Message
+from commsim.network.connection import Connections
 from commsim.nodes.broker import Broker, Msg, Subscription
 from commsim.nodes.faults import FaultPlan
 from commsim.patterns.pubsub.consumer import Consumer
@@ -75,6 +76,19 @@ class PubSub:
                              confirm_link=self.confirm_link if brokered else None,
                              deliver_link=self.deliver_link if brokered else None,
                              on_stored=self.accept)
+        # Connections to the broker (network.handshake; direct refuses it):
+        # the one connection module over each side's own links, TLS CPU on
+        # the broker's CPU.  None: not modelled (the default), nothing changes.
+        self.pub_conns = self.sub_conns = None
+        if brokered and net["handshake"] != "none":
+            b = self.broker
+            self.pub_conns = Connections(sim, _Hops(self.publish_link, self.confirm_link), b.cpu,
+                                         server="broker")
+            self.sub_conns = Connections(sim, _Hops(self.control_link, self.deliver_link), b.cpu,
+                                         server="broker")
+            self.sub_conns.on_idle_close = _consumer_idle_closed
+            b.connections = (self.pub_conns, self.sub_conns)
+            b.consumer_conns = self.sub_conns
         if self.mode == "pull":
             self.broker.setup_partitions(topics, partitions)
         self.subs: list[Subscription] = []
@@ -129,6 +143,8 @@ class PubSub:
 
         # Consumers start.
         for c in self.consumers:
+            if self.mode == "push" and self.sub_conns is not None:
+                c.connect()
             if self.mode == "pull":
                 c.send_fetch()
                 if not self.commit_per_batch:
@@ -197,6 +213,13 @@ class PubSub:
         the link ledger's ``dropped``)."""
         kind = wire.kind
         data = wire.data
+        if kind == "handshake":
+            if data is not None:
+                data.resend()  # a handshake flight: its sender sends it again
+            return
+        if kind in ("fetch", "fetch_response") and self.sub_conns is not None:
+            c = data.consumer if kind == "fetch" else data[0].consumer
+            self.sub_conns.done(c)  # that exchange is over
         if kind == "publish":
             data.publisher.refused(data)  # resent (idempotent publishing)
         elif kind == "confirm":
@@ -326,7 +349,26 @@ class PubSub:
         out["empty_fetches"] = self.empty_fetches
         out["fetch_latency_mean"] = self.fetch_latency_sum / fc if fc else nan
         out["fetch_hold_mean"] = self.fetch_hold_sum / fc if fc else nan
+        if self.pub_conns is not None:
+            both = (self.pub_conns, self.sub_conns)
+            out["connections_opened"] = sum(c.opened for c in both)
+            out["handshakes"] = sum(c.handshakes for c in both)
+            out.update(self.sub_conns.metrics())  # one recorder counter for both sides
         return out
 
     def in_flight(self) -> int:
         return sum(link.pending() for link in self.links)
+
+
+class _Hops:
+    """The two links one side's connections run over (``up``: to the broker)."""
+
+    __slots__ = ("up", "down")
+
+    def __init__(self, up: Link, down: Link):
+        self.up = up
+        self.down = down
+
+
+def _consumer_idle_closed(consumer) -> None:
+    consumer.idle_closed()

@@ -68,6 +68,10 @@ loopback latency) + the mTLS CPU to the mean call time
 (:func:`commsim.theory.sidecar_added_latency`).
 
 Package layout: ``config`` (the ``sidecar`` section), ``parts``, ``model``.
+The retry policy, the circuit breaker and mutual TLS (handshake, pooled
+connections) are the shared mesh parts of :mod:`commsim.nodes.mesh`, the
+proxy is :class:`commsim.nodes.proxy.SidecarProxy` (both also used by
+``topology.sidecar``).
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from commsim.errors import ConfigError
+from commsim.network.connection import check_idle_timeout
 from commsim.patterns.base import WIRE_COUNTED, Pattern
 from commsim.patterns.sidecar.config import SECTION  # noqa: F401  (registers the section)
 from commsim.patterns.sidecar.model import SidecarModel
@@ -88,6 +93,7 @@ def figures(result, out_dir) -> list:
 
 def _check_network(cfg: dict) -> None:
     net = cfg["network"]
+    check_idle_timeout(cfg, _IDLE_REFUSED)
     if net["handshake"] != "none":
         raise ConfigError("network.handshake", f"got {net['handshake']!r}; the sidecar pattern sets "
                           "up its connections with sidecar.mtls (a TLS 1.3 handshake between the "
@@ -96,6 +102,9 @@ def _check_network(cfg: dict) -> None:
         raise ConfigError("network.keepalive", "got false; in the sidecar pattern a new connection "
                           "per request is sidecar.requests_per_connection: 1 (with sidecar.mtls)")
 
+
+_IDLE_REFUSED = ("the meshes' connections are sidecar.mtls and sidecar.requests_per_connection; "
+                 "an idle close is not modelled there")
 
 PATTERN = Pattern(
     name="sidecar",
@@ -112,4 +121,5 @@ PATTERN = Pattern(
                 "its try (the retry policy decides); a dropped handshake flight is resent",
         "connections": "refused: connections are sidecar.mtls (TLS 1.3 between meshes) and "
                        "sidecar.requests_per_connection",
+        "idle_close": "refused: " + _IDLE_REFUSED,
         "wire": WIRE_COUNTED})

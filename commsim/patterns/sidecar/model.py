@@ -12,8 +12,9 @@ from commsim.network import Link, Message
 from commsim.network.connection import FlightExchange
 from commsim.nodes import Cpu
 from commsim.nodes.load_balancer import LoadBalancer
+from commsim.nodes.mesh import CircuitBreaker, ConnectionPool, RetryPolicy
 from commsim.nodes.proxy import SidecarProxy
-from commsim.patterns.sidecar.parts import _Attempt, _Call, _Conn, _cpu_then, _Handshake, _Node
+from commsim.patterns.sidecar.parts import _Attempt, _Call, _cpu_then, _Handshake, _Node
 
 
 class SidecarModel:
@@ -37,13 +38,13 @@ class SidecarModel:
         self.resp_size = int(sc["response_size"])
         self.mtls = self.mesh and sc["mtls"]
         self.mtls_leg = sc["mtls_cpu"] / 2 if self.mtls else 0.0
-        self.retries = sc["retries"] if self.mesh else 0
         self.timeout = sc["timeout"] if self.mesh else None
         self.breaker = sc["breaker_errors"] if self.mesh else None
         self._links: dict = {}
         self._service = sim.sampler(cfg["server"]["service_time"], "server/service")
         self._uniform = sim.sampler({"dist": "uniform", "low": 0, "high": 1}, "sidecar/faults", "number")
-        self._jitter = sim.sampler({"dist": "uniform", "low": 0, "high": 1}, "sidecar/backoff", "number")
+        self.retry = RetryPolicy(sim, sc["retries"] if self.mesh else 0, self.timeout,
+                                 sc["backoff"], "sidecar/backoff")
         if self.mode == "library":
             self._library = sim.sampler(sc["library_cpu"], "sidecar/library_cpu")
         self.services: list[list[_Node]] = []
@@ -65,6 +66,14 @@ class SidecarModel:
         self.attempts = rec.counter("sidecar/attempts")
         self.ejections = rec.counter("sidecar/ejections")
         self.timeouts = rec.counter("sidecar/timeouts")
+        for node in self.nodes():
+            if self.breaker is not None:
+                node.breaker = CircuitBreaker(self.env, self.breaker, sc["breaker_open"],
+                                              self.ejections)
+            if self.mtls:
+                node.pool = ConnectionPool(sc["requests_per_connection"],
+                                           lambda up, conn, node=node: _Handshake(
+                                               self, node, up, conn).start(), self._send)
         self.clients = ClientPopulation(sim, self.start_op)
 
     def _node(self, name, service, index, cores) -> _Node:
@@ -160,13 +169,7 @@ class SidecarModel:
                                        f"sidecar/lb/{caller.name}", "number")
             lb = caller.lbs[call.service] = LoadBalancer(self.cfg["lb_policy"], self.services[call.service],
                                                          uniform=uniform)
-        node = None
-        if self.breaker is not None:
-            now = self.env.now
-            br = caller.breakers
-            node = lb.pick(ok=lambda b: b not in br or br[b][1] <= now)
-        if node is None:
-            node = lb.pick()
+        node = caller.breaker.pick(lb) if caller.breaker is not None else lb.pick()
         att = _Attempt(call, node)
         call.attempt = att
         call.tries += 1
@@ -175,7 +178,7 @@ class SidecarModel:
         if self.timeout is not None:
             call_later(self.env, self.timeout, self._timed_out, att)
         if self.mtls:
-            self._ensure_conn(caller, node, att)
+            caller.pool.ensure(node, att)
         else:
             self._send(att)
 
@@ -186,27 +189,6 @@ class SidecarModel:
         self._link(call.caller, att.node).send(msg, self._arrive)
 
     # --------------------------------------------------------- connections --
-    def _ensure_conn(self, caller: _Node, node: _Node, att: _Attempt) -> None:
-        conn = caller.conns.get(node)
-        limit = self.cfg["requests_per_connection"]
-        if conn is not None and conn.open and (limit is None or conn.used < limit):
-            conn.used += 1
-            self._send(att)
-            return
-        if conn is not None and not conn.open:
-            conn.waiters.append(att)
-            return
-        conn = caller.conns[node] = _Conn()
-        conn.waiters.append(att)
-        _Handshake(self, caller, node, conn).start()
-
-    def _conn_open(self, conn: _Conn) -> None:
-        conn.open = True
-        waiters, conn.waiters = conn.waiters, []
-        for att in waiters:
-            conn.used += 1
-            self._send(att)
-
     def _handshake_cpu(self, node: _Node, then, token) -> None:
         cpu = node.proxy.cpu if node.proxy is not None else node.app
         cpu.submit(self.cfg["mtls_handshake_cpu"], "handshake", _cpu_then, (then, token))
@@ -289,23 +271,12 @@ class SidecarModel:
 
     def _outcome(self, att: _Attempt, ok: bool) -> None:
         call = att.call
-        if self.breaker is not None:
-            br = call.caller.breakers.get(att.node)
-            if br is None:
-                br = call.caller.breakers[att.node] = [0, 0.0]
-            if ok:
-                br[0] = 0
-            else:
-                br[0] += 1
-                if br[0] >= self.breaker and br[1] <= self.env.now:
-                    br[1] = self.env.now + self.cfg["breaker_open"]
-                    self.ejections.add()
-        if ok or call.tries > self.retries:
+        if call.caller.breaker is not None:
+            call.caller.breaker.record(att.node, ok)
+        if ok or self.retry.exhausted(call.tries):
             self._finish(call, att, ok)
             return
-        k = call.tries - 1
-        wait = self._jitter() * self.cfg["backoff"] * (2 ** k)
-        call_later(self.env, wait, lambda _e: self._try(call))
+        call_later(self.env, self.retry.wait(call.tries), lambda _e: self._try(call))
 
     def _finish(self, call: _Call, att: _Attempt, ok: bool) -> None:
         call.finished = True

@@ -1,16 +1,21 @@
-"""Parts of the sidecar model: nodes, connections, calls, tries and the mTLS handshake."""
+"""Parts of the sidecar model: nodes, calls, tries and the mTLS handshake's hops.
+
+The mesh features themselves (retry policy, circuit breaker, mTLS handshake
+and connection pool) are :mod:`commsim.nodes.mesh`'s, shared with
+``topology.sidecar``.
+"""
 
 from __future__ import annotations
 
 from commsim.network import Message
-from commsim.network.connection import HANDSHAKES, FlightExchange, hello_index
+from commsim.nodes.mesh import MtlsHandshake
 
 
 class _Node:
     """An instance (or the client node): application CPU, optional proxy."""
 
     __slots__ = ("name", "service", "index", "app", "proxy", "routable", "active", "error_rate",
-                 "slowdown", "lbs", "breakers", "conns")
+                 "slowdown", "lbs", "breaker", "pool")
 
     def __init__(self, name, service, index, app, proxy):
         self.name = name
@@ -23,17 +28,8 @@ class _Node:
         self.error_rate = 0.0
         self.slowdown = 1.0
         self.lbs: dict = {}       # upstream service -> LoadBalancer
-        self.breakers: dict = {}  # upstream node -> [consecutive failures, open until]
-        self.conns: dict = {}     # upstream node -> _Conn
-
-
-class _Conn:
-    __slots__ = ("used", "open", "waiters")
-
-    def __init__(self):
-        self.used = 0
-        self.open = False
-        self.waiters: list = []
+        self.breaker = None       # commsim.nodes.mesh.CircuitBreaker (mesh modes)
+        self.pool = None          # commsim.nodes.mesh.ConnectionPool (mTLS)
 
 
 class _Call:
@@ -68,24 +64,23 @@ def _cpu_then(pair, _wait) -> None:
 
 
 class _Handshake:
-    """Mutual TLS between a caller and an upstream instance: the TCP + TLS 1.3
-    flights of :mod:`commsim.network.connection` (its
-    :class:`~commsim.network.connection.FlightExchange`) on the hops between
-    them, with handshake CPU at the caller before its first flight and at the
-    callee when it reads the ClientHello (both ends do key exchange and sign)."""
+    """Mutual TLS between a caller and an upstream instance: the mesh's
+    :class:`~commsim.nodes.mesh.MtlsHandshake` on the hops between them, with
+    handshake CPU at the caller's and the callee's mesh layer."""
 
-    __slots__ = ("model", "caller", "node", "conn", "exchange")
+    __slots__ = ("model", "caller", "node", "conn", "exchange", "start")
 
     def __init__(self, model, caller, node, conn):
         self.model = model
         self.caller = caller
         self.node = node
         self.conn = conn
-        self.exchange = FlightExchange(HANDSHAKES["tls1.3"][0], 0, self._send, self._open,
-                                       hello=hello_index("tls1.3"), server_work=self._server_cpu)
+        hs = MtlsHandshake(self._send, self._open, self._client_cpu, self._server_cpu)
+        self.exchange = hs.exchange
+        self.start = hs.start
 
-    def start(self) -> None:
-        self.model._handshake_cpu(self.caller, self.exchange.step, None)
+    def _client_cpu(self, then) -> None:
+        self.model._handshake_cpu(self.caller, then, None)
 
     def _send(self, direction, size, label, deliver, exchange) -> None:
         m = self.model
@@ -98,4 +93,4 @@ class _Handshake:
         self.model._handshake_cpu(self.node, resume, None)
 
     def _open(self, _last) -> None:
-        self.model._conn_open(self.conn)
+        self.caller.pool.opened(self.conn)

@@ -5,11 +5,36 @@ do I lose when a server dies or when I scale out?"
 
 Model and assumptions
 ---------------------
-* Topology: clients -- ``network`` links -- a load balancer
-  (:class:`~commsim.nodes.load_balancer.LoadBalancer`) -- one link pair per
-  server (``stateful.backend_latency``) -- ``stateful.servers`` application
-  servers, each a :class:`~commsim.nodes.Cpu` with ``server.cores`` cores.
-  The balancer has no CPU and never fails.
+* Topology: clients -- ``network`` links -- a load balancer -- one link
+  pair per server (``stateful.backend_latency``) -- ``stateful.servers``
+  application servers.  It is the shared composition,
+  :class:`~commsim.nodes.cluster.Cluster`, built from the ``stateful`` keys
+  (``servers``, ``balancer``, ``crash_at``/``crash_server``,
+  ``mtbf``/``mttr``, ``scale_out_at``/``scale_out_servers``; fault streams
+  ``stateful/mtbf``, ``stateful/mttr``): each server a
+  :class:`~commsim.nodes.cluster.Server` (a :class:`~commsim.nodes.Cpu`
+  with ``server.cores`` cores that crashes and restarts) extended by
+  :class:`~commsim.patterns.stateful.servers.StatefulServer` (session
+  memory, its backend hop, the health-check delay).  The balancer has no
+  CPU and never fails.
+* Network: every hop is built by :func:`~commsim.network.network_link`.
+  Client <-> balancer applies the whole ``network`` section (latency,
+  bandwidth, loss); balancer <-> server and server <-> store are datacentre
+  hops configured explicitly (``backend_latency``, ``store_latency``; no
+  bandwidth limit, no loss).  A lost message is retransmitted after
+  ``network.rto`` (its latency and bytes grow); one the link gives up on
+  (after ``network.max_retries``) fails its operation, which the client
+  sees when its last retransmission timer expires (no retry of the
+  operation: it counts in ``failed_requests``; a login whose answer is lost
+  leaves a session behind on the server, a logout whose answer is lost
+  costs a relogin later).
+* Connections (``network.handshake`` other than ``none``): per client
+  connection through :class:`~commsim.network.connection.Connections`,
+  with an L4 balancer that picks a server per connection, TLS at the server
+  (``tls_server_cpu`` on its CPU) and every request of the connection sent
+  there; ``keepalive: false`` opens one per operation.  Details and
+  failures in :mod:`commsim.patterns.stateful.connect`.  With ``none``
+  connections are not modelled and each request is routed by the policy.
 * Clients (:class:`~commsim.clients.ClientPopulation`, sync or async) work in
   *sessions*: a login (``stateful.login_cpu`` of server CPU, e.g. checking a
   password hash), then a geometric number of requests with mean
@@ -58,14 +83,14 @@ Model and assumptions
 With no faults, zero store latency and zero store service time, the store
 round trip takes no time and both modes give identical latencies (a test).
 
-Package layout: ``config`` (the ``stateful`` section), ``servers``, ``model``.
+Package layout: ``config`` (the ``stateful`` section), ``servers``, ``connect``, ``model``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from commsim.errors import ConfigError
+from commsim.network.connection import check_idle_timeout
 from commsim.patterns.base import WIRE_COUNTED, Pattern
 from commsim.patterns.stateful.config import SECTION  # noqa: F401  (registers the section)
 from commsim.patterns.stateful.model import StatefulModel
@@ -74,26 +99,18 @@ from commsim.patterns.stateful.model import StatefulModel
 # ------------------------------------------------------------------ figures --
 def figures(result, out_dir) -> list:
     """Latency and imbalance over time through the faults of each sweep point
-    (replication 0 re-run to get its time series), and summary bars."""
+    (replication 0's time series, recorded during its run), and summary bars."""
     from commsim.figures.topology import stateful_figures
 
     return stateful_figures(result, Path(out_dir), StatefulModel)
 
 
 def _check_network(cfg: dict) -> None:
-    if cfg["network"]["loss"] > 0:
-        raise ConfigError("network.loss", f"got {cfg['network']['loss']!r}; the stateful pattern "
-                          "does not model lost messages (a request given up on by the link would "
-                          "block its client): use 0")
-    if cfg["network"]["handshake"] != "none":
-        raise ConfigError("network.handshake", f"got {cfg['network']['handshake']!r}; the stateful "
-                          "pattern's clients hold persistent connections to the load balancer "
-                          "whose set-up is not modelled: use none")
-    if not cfg["network"]["keepalive"]:
-        raise ConfigError("network.keepalive", "got false; the stateful pattern's clients hold "
-                          "persistent connections to the load balancer (a connection per request "
-                          "is not modelled): use true")
+    check_idle_timeout(cfg, _IDLE_REFUSED)
 
+
+_IDLE_REFUSED = ("stateful's connections (stateful/connect.py) do not report their activity to "
+                 "the connection module's idle timer yet, so an idle close would not be modelled")
 
 PATTERN = Pattern(
     name="stateful",
@@ -102,10 +119,17 @@ PATTERN = Pattern(
     sections=("stateful",),
     figures=figures,
     check=_check_network, network={
-        "latency": "client <-> balancer; balancer <-> server and server <-> store use "
-                   "stateful.backend_latency and stateful.store_latency",
-        "bandwidth": "the servers' access link",
-        "loss": "refused: lost requests and their retries are not modelled in this pattern",
-        "connections": "refused (handshake, keepalive: false): set-up to the balancer is not "
-                       "modelled",
+        "latency": "client <-> balancer (every message, handshake flights too); balancer <-> "
+                   "server and server <-> store are datacentre hops with stateful.backend_latency "
+                   "and stateful.store_latency (no bandwidth limit, no loss)",
+        "bandwidth": "the balancer's access link (client <-> balancer), each direction",
+        "loss": "client <-> balancer: a lost message is retransmitted after rto (latency and "
+                "bytes grow); one given up on after max_retries fails its operation (a lost "
+                "handshake flight is sent again)",
+        "connections": "client <-> balancer, L4: the balancer picks a server per connection and "
+                       "TLS terminates there (tls_server_cpu on that server); every request on "
+                       "the connection goes to it; keepalive: one connection per client, else "
+                       "one per operation; with handshake none connections are not modelled and "
+                       "every request is routed by the policy",
+        "idle_close": "refused: " + _IDLE_REFUSED,
         "wire": WIRE_COUNTED})

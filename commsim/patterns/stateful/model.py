@@ -5,15 +5,17 @@ from __future__ import annotations
 import math
 
 from commsim.clients import ClientPopulation
-from commsim.metrics.collect import latency_metrics
-from commsim.metrics.collect import percentiles
+from commsim.metrics.collect import latency_metrics, percentiles
 from commsim.metrics.topology import imbalance
-from commsim.engine.simulation import call_at, call_later
 from commsim.network import Message, Network
-from commsim.nodes.faults import FaultPlan
-from commsim.nodes.load_balancer import LoadBalancer
+from commsim.nodes.cluster import Cluster
 from commsim.nodes.store import Store
-from commsim.patterns.stateful.servers import _Server, _Op
+from commsim.patterns.stateful.connect import ClientConnections
+from commsim.patterns.stateful.servers import Op, StatefulServer
+
+#: The ``stateful`` keys that describe the cluster (as the ``topology`` keys do).
+CLUSTER_KEYS = ("servers", "balancer", "crash_server", "mtbf", "mttr", "scale_out_at",
+                "scale_out_servers")
 
 
 class StatefulModel:
@@ -35,12 +37,18 @@ class StatefulModel:
         if self.use_store:
             self.store = Store(sim, "store", st["store_cores"], st["store_service_time"],
                                st["store_latency"], request_size=100, ack_size=50)
-        self.faults = FaultPlan.from_config(sim, "stateful", mtbf=st["mtbf"], mttr=st["mttr"])
-        self.servers: list[_Server] = []
-        uniform = sim.sampler({"dist": "uniform", "low": 0, "high": 1}, "stateful/balancer", "number")
-        self.lb = LoadBalancer(st["balancer"], uniform=uniform)
-        for i in range(st["servers"]):
-            self._add_server()
+        self.detect_time = st["detect_time"]
+        self.down = 0                  # servers not alive now
+        # The servers, the balancer, crashes and the scale-out: the shared
+        # Cluster, described by the stateful keys (fault streams stateful/mtbf,
+        # stateful/mttr), its instances StatefulServer.
+        section = {k: st[k] for k in CLUSTER_KEYS}
+        section["crash_at"] = [st["crash_at"]] if st["crash_at"] is not None else None
+        self.cluster = Cluster(sim, self.crashed, section=section, fault_stream="stateful",
+                               server=self._new_server)
+        self.servers: list[StatefulServer] = self.cluster.servers
+        self.lb = self.cluster.lb
+        self.faults = self.cluster.plan
         self._service = sim.sampler(cfg["server"]["service_time"], "server/service")
         self._login_cpu = sim.sampler(st["login_cpu"], "stateful/login_cpu")
         p = 1.0 / st["requests_per_session"]
@@ -58,51 +66,38 @@ class StatefulModel:
         self.remaining = [0] * n       # requests left in the session
         self.where: list = [None] * n  # stateful: the server holding the live session
         self._next_sid = 0
-        self.down = 0                  # servers not alive now
-        # counters (window)
-        self.lat: list[float] = []
-        self.ok = 0
-        self.failed = 0
-        self.crash_ops = 0
-        self.crash_ok = 0
-        self.logins = 0
-        self.relogins = 0
-        self.sessions_lost = sim.recorder.counter("stateful/sessions_lost")
+        # The window's measurements, counted by the operation's start (t0).
+        rec = sim.recorder
+        self.lat = rec.sample("stateful/latency")
+        self.ok = rec.counter("stateful/ok")
+        self.failed = rec.counter("stateful/failed")
+        self.crash_ops = rec.counter("stateful/crash_ops")
+        self.crash_ok = rec.counter("stateful/crash_ok")
+        self.logins = rec.counter("stateful/logins")
+        self.relogins = rec.counter("stateful/relogins")
+        self.sessions_lost = rec.counter("stateful/sessions_lost")
         self.crash_log: list = []      # (time, server index, frozenset of clients)
-        self.relogin_log: list = []    # (time, client) of forced logins
+        self.relogin_log: list = []    # (time, client) of every forced login (whole run)
         self.ts_ok = [0] * self.nbins
         self.ts_fail = [0] * self.nbins
         self.ts_lat = [0.0] * self.nbins
         self.ts_relogin = [0] * self.nbins
-        self._schedule_faults()
+        # Client connections (network.handshake other than none: connect.py).
+        self.conns = ClientConnections(self) if cfg["network"]["handshake"] != "none" else None
+        # network.loss: a message the client's link gives up on (after
+        # network.max_retries retransmissions) fails its operation.
+        self.net.up.on_drop = self.net.down.on_drop = self._given_up
         self.clients = ClientPopulation(sim, self.start_op)
 
-    # ------------------------------------------------------------ topology --
-    def _add_server(self) -> _Server:
-        s = _Server(self, len(self.servers))
-        self.servers.append(s)
-        self.lb.add(s)
-        return s
-
-    def _schedule_faults(self) -> None:
-        st = self.cfg
-        if st["crash_at"] is not None:
-            self.servers[st["crash_server"]].crash_at(st["crash_at"])
-        for s in self.servers:
-            s.arm()
-        if st["scale_out_at"] is not None:
-            call_at(self.env, st["scale_out_at"], self._scale_out)
-
-    def _scale_out(self, _e) -> None:
-        for _ in range(self.cfg["scale_out_servers"]):
-            self._add_server().arm()
-
     # -------------------------------------------------------------- faults --
-    def crash(self, s: _Server) -> None:
+    def _new_server(self, *args) -> StatefulServer:
+        return StatefulServer(self, *args)
+
+    def crash(self, s: StatefulServer) -> None:
         """Kill server ``s`` now (see :meth:`crashed`)."""
         s.crash()
 
-    def crashed(self, s: _Server) -> None:
+    def crashed(self, s: StatefulServer) -> None:
         """Server ``s`` just crashed: its memory and its requests are lost."""
         now = self.sim.now
         self.down += 1
@@ -112,54 +107,60 @@ class StatefulModel:
         for cid in lost:
             self.where[cid] = None
         s.sessions.clear()
-        s.cpu.drop_queued()
+        dropped = s.cpu.drop_queued()
         for op in list(s.inflight):
             self._reply(s, op, "reset", 0)
         s.inflight.clear()
-        epoch = s.epoch
-        call_later(self.env, self.cfg["detect_time"], lambda _e: self._mark(s, epoch, False))
+        if self.conns is not None:
+            self.conns.crashed(s, dropped)
+        # (the balancer notices detect_time later: StatefulServer.on_crash)
 
-    def restarted(self, s: _Server) -> None:
+    def restarted(self, s: StatefulServer) -> None:
         self.down -= 1
-        new_epoch = s.epoch
-        call_later(self.env, self.cfg["detect_time"], lambda _e: self._mark(s, new_epoch, True))
-
-    @staticmethod
-    def _mark(s: _Server, epoch: int, up: bool) -> None:
-        if s.epoch == epoch:
-            s.routable = up
 
     # -------------------------------------------------------------- client --
     def start_op(self, cid, done) -> None:
         now = self.sim.now
-        op = _Op(cid, done, now, self._service(), self.down > 0, now >= self.sim.start)
-        if self.session[cid] is None:
-            self._send_login(op, forced=False)
+        op = Op(cid, done, now, self._service(), self.down > 0)
+        if self.conns is not None:
+            self.conns.open(op)  # then first_message
         else:
-            self._send_request(op)
+            self.first_message(op, 0)
 
-    def _send_login(self, op: _Op, forced: bool) -> None:
+    def first_message(self, op: Op, handshake: int) -> None:
+        """Send the operation's login or request (``handshake``: bytes of the
+        client's last handshake flight, which ride with it)."""
+        if self.session[op.cid] is None:
+            self._send_login(op, False, handshake)
+        else:
+            self._send_request(op, handshake)
+
+    def _given_up(self, msg) -> None:
+        if self.conns is not None and self.conns.dropped(msg):
+            return  # a handshake flight: sent again
+        self._finish(msg.data, False)  # the client's TCP gave up: the operation fails
+
+    def _send_login(self, op: Op, forced: bool, handshake: int = 0) -> None:
         op.kind = "login"
         op.forced = forced
-        if op.in_window:
-            self.logins += 1
-            if forced:
-                self.relogins += 1
-                self.relogin_log.append((self.sim.now, op.cid))
-                self.ts_relogin[int(self.sim.now / self.bin)] += 1
+        self.logins.add_if(op.t0)
+        if forced:
+            self.relogins.add_if(op.t0)
+            self.relogin_log.append((self.sim.now, op.cid))
+            self.ts_relogin[int(self.sim.now / self.bin)] += 1
         msg = Message("login", op.cid, "lb", header=self.req_header, payload=self.req_body,
-                      created=self.sim.now, data=op, label="login")
+                      handshake=handshake, created=self.sim.now, data=op, label="login")
         self.net.up.send(msg, self._lb_receive)
 
-    def _send_request(self, op: _Op) -> None:
+    def _send_request(self, op: Op, handshake: int = 0) -> None:
         op.kind = "request"
         header = self.req_header + (self.token_size if self.token else 0)
         msg = Message("request", op.cid, "lb", header=header, payload=self.req_body,
-                      created=self.sim.now, data=op, label="request")
+                      handshake=handshake, created=self.sim.now, data=op, label="request")
         self.net.up.send(msg, self._lb_receive)
 
     def _client_receive(self, msg) -> None:
-        op: _Op = msg.data
+        op: Op = msg.data
         status = msg.label
         cid = op.cid
         if op.kind == "login":
@@ -182,27 +183,32 @@ class StatefulModel:
                 self.session[cid] = None
             self._finish(op, False)
 
-    def _finish(self, op: _Op, ok: bool) -> None:
+    def _finish(self, op: Op, ok: bool) -> None:
         now = self.sim.now
-        if op.in_window:
-            b = int(now / self.bin)
-            if ok:
-                self.ok += 1
-                self.lat.append(now - op.t0)
-                self.ts_ok[b] += 1
-                self.ts_lat[b] += now - op.t0
-            else:
-                self.failed += 1
-                self.ts_fail[b] += 1
-            if op.during_crash:
-                self.crash_ops += 1
-                self.crash_ok += ok
+        t0 = op.t0
+        if ok:
+            self.ok.add_if(t0)
+            self.lat.record(t0)
+        else:
+            self.failed.add_if(t0)
+        if op.during_crash:
+            self.crash_ops.add_if(t0)
+            self.crash_ok.add_if(t0, ok)
+        b = int(now / self.bin)  # the time series cover the whole run (warm-up included)
+        if ok:
+            self.ts_ok[b] += 1
+            self.ts_lat[b] += now - t0
+        else:
+            self.ts_fail[b] += 1
+        if self.conns is not None:
+            self.conns.finished(op, ok)
         op.done()
 
     # ------------------------------------------------------------ balancer --
     def _lb_receive(self, msg) -> None:
-        op: _Op = msg.data
-        s = self.lb.pick(op.cid)
+        op: Op = msg.data
+        # The connection's server (L4: picked at connect), else by policy per request.
+        s = op.conn.server if op.conn is not None else self.lb.pick(op.cid)
         if s is None:
             self._lb_reply(op, "503", 0)
             return
@@ -211,7 +217,7 @@ class StatefulModel:
         s.link_in.send(msg, self._server_receive)
 
     def _lb_back(self, msg) -> None:
-        op: _Op = msg.data
+        op: Op = msg.data
         s = op.server
         if s is not None:
             s.active -= 1
@@ -220,7 +226,7 @@ class StatefulModel:
             self.lb.affinity.pop(op.cid, None)  # the affinity cookie ends with the session
         self._lb_reply(op, msg.label, msg.payload)
 
-    def _lb_reply(self, op: _Op, status: str, payload: int) -> None:
+    def _lb_reply(self, op: Op, status: str, payload: int) -> None:
         header = self.resp_header
         msg = Message("response" if status == "ok" else "error", "lb", op.cid, header=header,
                       payload=payload, created=self.sim.now, data=op, label=status)
@@ -228,10 +234,10 @@ class StatefulModel:
 
     # -------------------------------------------------------------- server --
     def _server_receive(self, msg) -> None:
-        op: _Op = msg.data
-        s: _Server = op.server
-        if not s.up:
-            self._reply(s, op, "reset", 0)  # connection refused
+        op: Op = msg.data
+        s: StatefulServer = op.server
+        if not s.up or (op.conn is not None and op.conn.epoch != s.epoch):
+            self._reply(s, op, "reset", 0)  # connection refused (or reset by a crash since)
             return
         op.epoch = s.epoch
         s.inflight[op] = None
@@ -248,11 +254,11 @@ class StatefulModel:
         else:
             self.store.call(s.name, "read", op.cid, self._after_read, op)
 
-    def _current(self, op: _Op) -> bool:
+    def _current(self, op: Op) -> bool:
         s = op.server
         return s is not None and op in s.inflight and s.epoch == op.epoch
 
-    def _login_done(self, op: _Op, _wait) -> None:
+    def _login_done(self, op: Op, _wait) -> None:
         if not self._current(op):
             return
         s = op.server
@@ -273,11 +279,11 @@ class StatefulModel:
         else:
             self.store.call(s.name, "write", cid, self._login_stored, op, size=self.session_size)
 
-    def _login_stored(self, op: _Op, _found) -> None:
+    def _login_stored(self, op: Op, _found) -> None:
         if self._current(op):
             self._reply(op.server, op, "ok", 0)
 
-    def _after_read(self, op: _Op, found: bool) -> None:
+    def _after_read(self, op: Op, found: bool) -> None:
         if not self._current(op):
             return
         if not found:
@@ -285,7 +291,7 @@ class StatefulModel:
             return
         op.server.cpu.submit(op.service, "request", self._served, op)
 
-    def _served(self, op: _Op, _wait) -> None:
+    def _served(self, op: Op, _wait) -> None:
         if not self._current(op):
             return
         s = op.server
@@ -301,7 +307,7 @@ class StatefulModel:
                 self.store.call(s.name, "delete", cid, _ignore, None)
         self._reply(s, op, "ok", self.resp_body)
 
-    def _reply(self, s: _Server, op: _Op, status: str, payload: int) -> None:
+    def _reply(self, s: StatefulServer, op: Op, status: str, payload: int) -> None:
         s.inflight.pop(op, None)
         kind = "response" if status == "ok" else "error"
         msg = Message(kind, s.name, "lb", header=self.resp_header, payload=payload,
@@ -337,16 +343,18 @@ class StatefulModel:
 
     def metrics(self) -> dict:
         sim = self.sim
-        out = {"throughput": self.ok / sim.duration}
-        out.update(latency_metrics(self.lat))
-        out.update(percentiles(self.lat, "latency", qs=(90,)))
-        total = self.ok + self.failed
-        out["availability"] = self.ok / total if total else math.nan
-        out["availability_crash"] = self.crash_ok / self.crash_ops if self.crash_ops else math.nan
-        out["failed_requests"] = self.failed
+        ok, failed, lat = self.ok.n, self.failed.n, self.lat.values
+        out = {"throughput": ok / sim.duration}
+        out.update(latency_metrics(lat))
+        out.update(percentiles(lat, "latency", qs=(90,)))
+        total = ok + failed
+        out["availability"] = ok / total if total else math.nan
+        crash_ops = self.crash_ops.n
+        out["availability_crash"] = self.crash_ok.n / crash_ops if crash_ops else math.nan
+        out["failed_requests"] = failed
         out["sessions_lost"] = self.sessions_lost.n
-        out["relogins"] = self.relogins
-        out["logins"] = self.logins
+        out["relogins"] = self.relogins.n
+        out["logins"] = self.logins.n
         utils = [u for u in self.server_utilizations() if not math.isnan(u)]
         out["utilization_max"] = max(utils)
         out["utilization_min"] = min(utils)
@@ -363,8 +371,12 @@ class StatefulModel:
             out["store_ops"] = 0
             out["store_utilization"] = 0.0
             out["store_wait_mean"] = math.nan
+        if self.conns is not None:
+            out.update(self.conns.metrics())
+        else:
+            out["connections_opened"] = out["handshakes"] = 0
         out["requests"] = sim.bytes.messages("request")
-        out["bytes_per_request"] = sim.bytes.total / self.ok if self.ok else math.nan
+        out["bytes_per_request"] = sim.bytes.total / ok if ok else math.nan
         return out
 
     def timeseries(self) -> dict:

@@ -1,50 +1,64 @@
-"""Parts of the stateful model: servers."""
+"""Parts of the stateful model: a cluster instance with session memory, an operation."""
 
 from __future__ import annotations
 
-from commsim.network import Link
-from commsim.nodes import Cpu
-from commsim.nodes.faults import Crashable
+from commsim.engine.events import call_later
+from commsim.network import network_link
+from commsim.nodes.cluster import Server
 
 
-class _Server(Crashable):
-    """One server instance; ``up``/``epoch`` and its crash schedule come from
-    :class:`~commsim.nodes.faults.Crashable` (the model's shared fault plan)."""
+class StatefulServer(Server):
+    """A :class:`~commsim.nodes.cluster.Server` (CPU, crashes and restarts from
+    the cluster's fault plan, what the balancer routes by) with what the
+    stateful pattern adds:
 
-    __slots__ = ("model", "index", "name", "cpu", "routable", "active", "sessions",
-                 "inflight", "link_in", "link_out", "created", "served")
+    * session memory (``sessions``: client -> session id) and the operations
+      it holds (``inflight``, ordered: lost at a crash);
+    * its own hop to the balancer (``stateful.backend_latency``, a datacentre
+      hop built by :func:`~commsim.network.network_link` with that latency
+      only: no bandwidth limit, no loss);
+    * a **health-check delay**: the balancer's view (``routable``) follows a
+      crash or a restart ``stateful.detect_time`` later, not at once, so
+      requests routed to a dead server meanwhile fail fast;
+    * requests served per time bin (figures).
+    """
 
-    def __init__(self, model, index: int):
-        sim = model.sim
+    __slots__ = ("model", "name", "sessions", "inflight", "link_in", "link_out", "created",
+                 "served")
+
+    def __init__(self, model, sim, index: int, cores: int, plan, crashed, cpu=None):
         self.model = model
-        self.index = index
         self.name = f"server{index}"
-        self.cpu = Cpu(sim, self.name, sim.config["server"]["cores"])
-        self.init_faults(model.faults, arm=False)
-        self.routable = True
-        self.active = 0
+        super().__init__(sim, index, cores, plan, crashed, cpu)
         self.sessions: dict = {}
         self.inflight: dict = {}  # ordered (a set of ops would iterate in id() order)
-        lat = sim.config["stateful"]["backend_latency"]
-        self.link_in = Link(sim, f"lb/{self.name}/in", lat)
-        self.link_out = Link(sim, f"lb/{self.name}/out", lat)
+        lat = {"latency": sim.config["stateful"]["backend_latency"]}
+        self.link_in = network_link(sim, f"lb/{self.name}/in", lat)
+        self.link_out = network_link(sim, f"lb/{self.name}/out", lat)
         self.created = sim.now
         self.served = [0] * model.nbins
 
     def on_crash(self) -> None:
-        self.model.crashed(self)
+        self._crashed(self)  # the cluster's hook, then the model's (StatefulModel.crashed)
+        call_later(self.model.env, self.model.detect_time, self._detected, (self.epoch, False))
 
     def on_restart(self) -> None:
         self.model.restarted(self)
+        call_later(self.model.env, self.model.detect_time, self._detected, (self.epoch, True))
+
+    def _detected(self, event) -> None:
+        epoch, up = event.value
+        if self.epoch == epoch:  # no crash or restart since
+            self.routable = up
 
 
-class _Op:
+class Op:
     """One client operation: optional login, then one request."""
 
     __slots__ = ("cid", "done", "t0", "service", "kind", "forced", "server", "epoch", "last",
-                 "during_crash", "in_window", "sid")
+                 "during_crash", "sid", "conn")
 
-    def __init__(self, cid, done, t0, service, during_crash, in_window):
+    def __init__(self, cid, done, t0, service, during_crash):
         self.cid = cid
         self.done = done
         self.t0 = t0
@@ -55,5 +69,5 @@ class _Op:
         self.epoch = 0
         self.last = False
         self.during_crash = during_crash
-        self.in_window = in_window
         self.sid = None
+        self.conn = None

@@ -72,15 +72,26 @@ Model and assumptions (details, closed forms and parameter table in
   retry opens a new one.  Handshakes are answered while the server process
   restarts (the kernel and TLS terminator are taken to stay up).
 
-Package layout: ``config`` (the ``sync_async`` section), ``model``.
+* Behind an active ``topology`` (``cluster``): N instances, each a whole
+  server as above (own cores, threads or loops, commit log), behind the
+  cluster's balancer; crashes are the topology's (the pattern's crash keys
+  are refused); a crash resets every request sent to the instance and not
+  yet answered and the client retries through the balancer on a survivor
+  (assumptions in ``cluster``'s docstring and docs/sync_async.md).
+
+Package layout: ``config`` (the ``sync_async`` section), ``instance`` (one
+server process), ``model`` (the plain pattern), ``cluster`` (behind a
+topology; the model factory).
 """
 
 from __future__ import annotations
 
 from commsim.clients.population import check_cycle_takes_time
-from commsim.patterns.base import WIRE_COUNTED, Pattern
+from commsim.errors import ConfigError
+from commsim.network.connection import check_idle_timeout
+from commsim.patterns.base import IDLE_CLOSE, WIRE_COUNTED, Pattern
+from commsim.patterns.sync_async.cluster import model
 from commsim.patterns.sync_async.config import SECTION  # noqa: F401  (registers the section)
-from commsim.patterns.sync_async.model import SyncAsync
 
 
 def figures(result, out_dir):
@@ -92,19 +103,28 @@ def figures(result, out_dir):
 def _check(cfg: dict) -> None:
     from commsim.nodes import cluster
 
-    cluster.refuse(cfg, "its crash injection is sync_async.crash_at on the one server; "
-                   "N instances behind a balancer are not built")
     sa = cfg["sync_async"]
+    if cluster.active(cfg):
+        cluster.check_sidecar(cfg)  # topology.sidecar: not built for sync_async (refused)
+        for key, use in (("crash_at", "topology.crash_at and topology.crash_server"),
+                         ("crash_mtbf", "topology.mtbf"), ("restart_time", "topology.mttr")):
+            if sa[key] is not None and (key != "restart_time" or sa[key] != 1.0):
+                raise ConfigError(f"sync_async.{key}", f"set with an active topology, whose "
+                                  f"instances crash and restart by the topology's keys only (one "
+                                  f"crash mechanism for the cluster): use {use} instead")
+        cluster.refuse_unused(cfg, ("timeseries_bin", "storm_window"),
+                              "it records no storm series or storm latencies")
     check_cycle_takes_time(cfg, ("sync_async.cpu_before", sa["cpu_before"]),
                            ("sync_async.io_time", sa["io_time"]),
                            ("sync_async.cpu_after", sa["cpu_after"]))
+    check_idle_timeout(cfg)  # network.idle_timeout needs a handshake and keep-alive
 
 
 PATTERN = Pattern(
     name="sync_async",
     summary="server I/O models (thread pool, event loop, io_uring, thread per call) with backend "
             "calls; synchronous vs asynchronous commit with crash injection",
-    model=SyncAsync,
+    model=model,
     sections=("sync_async", "topology"),
     figures=figures,
     check=_check, network={
@@ -114,4 +134,5 @@ PATTERN = Pattern(
                 "closes the client's connection and the request is retried on a new one",
         "connections": "one connection per client through the handshake module, tls_server_cpu "
                        "on the server CPU; keepalive: false: a handshake per request",
+        "idle_close": IDLE_CLOSE,
         "wire": WIRE_COUNTED})

@@ -47,10 +47,12 @@ SECTION = register_section(Section("sync_async", {
     "flush_interval": Field("duration", "200ms", "async commit: time between background flushes "
                             "(PostgreSQL's wal_writer_delay default)", min=0, min_exclusive=True),
     "crash_mtbf": Field("duration", None, "mean up-time between crashes (exponential); null: no "
-                        "random crashes", min=0, min_exclusive=True, nullable=True),
+                        "random crashes (behind a topology: topology.mtbf instead)", min=0, min_exclusive=True, nullable=True),
     "crash_at": Field("list:duration", None, "crash times, absolute simulated time including "
-                      "the warm-up, e.g. [10s, 25s]; null: none", min=0, nullable=True),
-    "restart_time": Field("duration", "1s", "time a crashed server takes to restart", min=0),
+                      "the warm-up, e.g. [10s, 25s]; null: none (behind a topology: "
+                      "topology.crash_at instead)", min=0, nullable=True),
+    "restart_time": Field("duration", "1s", "time a crashed server takes to restart (behind a "
+                          "topology: topology.mttr instead)", min=0),
     "retry_backoff": Field("duration", "100ms", "a client whose request was reset by a crash "
                            "retries it after this delay", min=0, min_exclusive=True),
     "request_header": Field("size", "200B", "bytes of each request", min=0),

@@ -1,9 +1,15 @@
-"""The sync_async model (assumptions in the package docstring)."""
+"""The sync_async model (assumptions in the package docstring).
+
+:class:`Instance` is one server process (its cores, thread pool or event
+loops, commit log) whose work is guarded by the epoch of a ``node`` (a
+:class:`~commsim.nodes.faults.Crashable`); :class:`SyncAsync` is the pattern
+with one instance that is its own node.  Behind a ``topology`` the pattern
+runs N instances (:mod:`commsim.patterns.sync_async.cluster`).
+"""
 
 from __future__ import annotations
 
 import math
-from collections import deque
 
 from commsim.clients import ClientPopulation
 from commsim.engine.simulation import call_later
@@ -12,9 +18,9 @@ from commsim.metrics.collect import Level, client_server_metrics
 from commsim.network import Message, Network
 from commsim.network.connection import Connections
 from commsim.nodes import Cpu
-from commsim.nodes.durable_log import DurableLog
 from commsim.nodes.faults import Crashable, FaultPlan
 from commsim.patterns.sync_async.config import RESET_BYTES
+from commsim.patterns.sync_async.instance import Instance
 
 
 # ---------------------------------------------------------------- helpers --
@@ -29,27 +35,32 @@ class _Op:
         self.resets = 0
 
 
-class _Req:
-    """One request inside the server (one attempt of an operation)."""
-
-    __slots__ = ("op", "epoch", "arrived", "lsn")
-
-    def __init__(self, op, epoch, arrived):
-        self.op = op
-        self.epoch = epoch
-        self.arrived = arrived
-        self.lsn = 0
-
-
-def _succeed(event) -> None:
-    event.succeed()
-
-
 # ------------------------------------------------------------------ model --
 class SyncAsync(Crashable):
-    """The sync/async I/O and commit model on one :class:`~commsim.engine.Simulation`."""
+    """The sync/async I/O and commit model on one :class:`~commsim.engine.Simulation`:
+    one :class:`Instance`, crashed by the pattern's own keys (``crash_at``,
+    ``crash_mtbf``, ``restart_time``)."""
 
     def __init__(self, sim):
+        self._setup(sim)
+        sa = self.cfg
+        mtbf = None
+        if sa["crash_mtbf"] is not None:
+            mtbf = sim.sampler({"dist": "exponential", "mean": sa["crash_mtbf"]},
+                               "sync_async/crash")
+        self.init_faults(FaultPlan(sim, uptime=mtbf, downtime=sa["restart_time"]), arm=False)
+        self.cpu = Cpu(sim, "server", self.cores)
+        # network.handshake / keepalive: one connection per client (the shared
+        # connection module), set up before a request when it has none.
+        self.conns = Connections(sim, self.net, self.cpu)
+        self.server = Instance(self, self.cpu, self)
+        self.wal = self.server.wal
+        self.crash_at(sa["crash_at"] or ())
+        self.arm()
+        self.clients = ClientPopulation(sim, self.start_op)
+
+    def _setup(self, sim) -> None:
+        """What every instance shares (also :class:`ClusteredSyncAsync`'s)."""
         cfg = sim.config
         sa = cfg["sync_async"]
         self.sim = sim
@@ -58,10 +69,6 @@ class SyncAsync(Crashable):
         self.net = Network(sim)
         self.net.up.on_drop = self.net.down.on_drop = self._lost
         self.cores = cfg["server"]["cores"]
-        self.cpu = Cpu(sim, "server", self.cores)
-        # network.handshake / keepalive: one connection per client (the shared
-        # connection module), set up before a request when the client has none.
-        self.conns = Connections(sim, self.net, self.cpu)
         self.io_model = sa["io_model"]
         self.pool = self.io_model == "thread_pool"
         self.per_call = self.io_model == "thread_per_call"
@@ -82,10 +89,14 @@ class SyncAsync(Crashable):
         self.req_header = int(sa["request_header"])
         self.resp_header = int(sa["response_header"])
         self.retry_backoff = sa["retry_backoff"]
+        self.commit = sa["commit"]
+        self.sync_commit = self.commit == "sync"
+        self.flush_interval = sa["flush_interval"]
+        self.fsync_time = (sim.sampler(sa["fsync_time"], "sync_async/fsync")
+                           if self.commit != "none" else None)
 
-        # Threads: a counting pool, separate from the cores.
-        self.free_threads = self.pool_size
-        self.thread_queue: deque = deque()
+        # Threads: a counting pool per instance, separate from the cores; the
+        # levels are sums over instances.
         self.loop_threads = 0 if self.pool else self.cores
         self.threads = Level(sim, self.loop_threads)
         self.blocked = Level(sim)
@@ -97,22 +108,6 @@ class SyncAsync(Crashable):
         self.spawned = rec.counter("sync_async/threads_spawned")
         self.io_calls = rec.counter("sync_async/io_calls")
         self.resets = rec.counter("sync_async/requests_reset")
-
-        mtbf = None
-        if sa["crash_mtbf"] is not None:
-            mtbf = sim.sampler({"dist": "exponential", "mean": sa["crash_mtbf"]},
-                               "sync_async/crash")
-        self.init_faults(FaultPlan(sim, uptime=mtbf, downtime=sa["restart_time"]), arm=False)
-        self.active: dict = {}  # requests inside the server, in arrival order
-        self.sync_commit = sa["commit"] == "sync"
-        self.wal = None  # the write-ahead log, a DurableLog (commit: sync or async)
-        if sa["commit"] != "none":
-            self.wal = DurableLog(sim, self, sim.sampler(sa["fsync_time"], "sync_async/fsync"),
-                                  interval=None if self.sync_commit else sa["flush_interval"])
-
-        self.crash_at(sa["crash_at"] or ())
-        self.arm()
-        self.clients = ClientPopulation(sim, self.start_op)
 
     # ----------------------------------------------------------- clients --
     def start_op(self, client, done) -> None:
@@ -165,131 +160,10 @@ class SyncAsync(Crashable):
         if not self.up:
             self._reset(msg.data)
             return
-        req = _Req(msg.data, self.epoch, self.env.now)
-        self.active[req] = None
-        self.env.process(self._handle(req))
+        self.server.receive(msg.data)
 
-    def _run(self, parts):
-        """Submit CPU pieces that run back to back on one thread; the returned
-        event succeeds when all are done."""
-        ev = self.env.event()
-        parts = [p for p in parts if p[0] > 0]
-        if not parts:
-            ev.succeed()
-            return ev
-        left = [len(parts)]
-
-        def one(_token, _wait):
-            left[0] -= 1
-            if not left[0]:
-                ev.succeed()
-
-        submit = self.cpu.submit
-        for work, purpose, wasted in parts:
-            submit(work, purpose, one, None, wasted)
-        return ev
-
-    def _handle(self, req: _Req):
-        env = self.env
-        epoch = req.epoch
-        if self.pool:
-            if self.free_threads:
-                self.free_threads -= 1
-            else:
-                ev = env.event()
-                self.thread_queue.append(ev)
-                yield ev
-                if self.epoch != epoch:
-                    return
-            if req.arrived >= self.sim.start:
-                self.thread_wait_sum += env.now - req.arrived
-                self.thread_waits += 1
-            self.threads.add(1)
-        parts = [(self._cpu_before(), "request", False)]
-        for _ in range(self.ios):
-            parts = yield from self._io(req, parts, None)
-            if parts is None:
-                return
-        parts.append((self._cpu_after(), "request", False))
-        if self.wal is not None:
-            yield self._run(parts)
-            if self.epoch != epoch:
-                return
-            parts = []
-            req.lsn = self.wal.append()
-            if self.sync_commit:
-                durable = self.env.event()
-                self.wal.when_durable(req.lsn, _succeed, durable)
-                parts = yield from self._io(req, parts, durable)
-                if parts is None:
-                    return
-        if parts:
-            yield self._run(parts)
-            if self.epoch != epoch:
-                return
-        self._respond(req)
-
-    def _io(self, req: _Req, parts: list, wait_event):
-        """One blocking call (a backend call, or with ``wait_event`` a commit
-        wait): run the pending CPU ``parts`` with the model's cost of starting
-        the call, wait, and return the CPU parts to run next (``None`` if the
-        server crashed meanwhile)."""
-        env = self.env
-        epoch = req.epoch
-        if self.pool:
-            # The request's thread runs its CPU, then blocks (a context switch).
-            parts.append((self.switch, "context_switch", True))
-            self.context_switches.add()
-        elif self.per_call:
-            # The loop creates a thread for the call; the new thread waits for a
-            # core, makes the call and blocks (a context switch).  It exists, and
-            # holds its memory, from its creation until it has been woken.
-            parts.append((self.spawn, "thread_spawn", True))
-            yield self._run(parts)
-            if self.epoch != epoch:
-                return None
-            self.threads.add(1)
-            self.spawned.add()
-            self.context_switches.add()
-            parts = [(self.switch, "context_switch", True)]
-        yield self._run(parts)
-        if self.epoch != epoch:
-            return None
-        blocking = self.pool or self.per_call
-        if blocking:
-            self.blocked.add(1)
-        if wait_event is None:
-            yield env.timeout(self._io_time())
-        else:
-            yield wait_event
-        if self.epoch != epoch:
-            return None
-        if wait_event is None:
-            self.io_calls.add()
-        if not blocking:
-            return [self.wake_part]
-        self.blocked.add(-1)
-        self.context_switches.add()
-        if self.pool:
-            return [self.wake_part]  # woken: a context switch, then the thread's next CPU
-        # thread_per_call: the woken thread hands the result to the loop and exits.
-        yield self._run([self.wake_part])
-        if self.epoch != epoch:
-            return None
-        self.threads.add(-1)
-        return []
-
-    def _respond(self, req: _Req) -> None:
-        del self.active[req]
-        if self.pool:
-            self.threads.add(-1)
-            if self.thread_queue:
-                self.thread_queue.popleft().succeed()  # hand the thread to the next request
-            else:
-                self.free_threads += 1
-        if self.wal is not None:
-            self.wal.ack(req.lsn)
-        op = req.op
+    def respond(self, _inst: Instance, op: _Op) -> None:
+        """The instance answers ``op`` (its CPU, I/O and commit are done)."""
         msg = Message("response", "server", op.client, header=self.resp_header,
                       created=self.env.now, data=op)
         self.net.down.send(msg, self._client_response)
@@ -298,19 +172,16 @@ class SyncAsync(Crashable):
     def on_crash(self) -> None:
         """The server process died (:class:`~commsim.nodes.faults.Crashable`):
         lose the log's volatile tail, reset every request inside."""
-        if self.wal is not None:
-            self.wal.crash()
-        for req in self.active:
-            self._reset(req.op)
-        self.active.clear()
-        self.thread_queue.clear()
-        self.free_threads = self.pool_size
+        for op in self.server.crash():
+            self._reset(op)
+        self.server.n_threads = self.server.n_blocked = 0
         self.threads.set(0)
         self.blocked.set(0)
         self.down.set(1)
 
     def on_restart(self) -> None:
         self.down.set(0)
+        self.server.n_threads = self.loop_threads
         self.threads.set(self.loop_threads)
 
     # ----------------------------------------------------------- metrics --
@@ -318,8 +189,10 @@ class SyncAsync(Crashable):
         return self.net.in_flight()
 
     def metrics(self) -> dict:
-        out = client_server_metrics(self.sim, self.cpu, self.clients)
-        by = self.cpu.account.by_purpose
+        return self._metrics(self.cpu, [self.server], self.cpu.account.by_purpose, self.crashes)
+
+    def _metrics(self, cpu, instances, by, crashes) -> dict:
+        out = client_server_metrics(self.sim, cpu, self.clients)
         out.update({
             "threads_mean": self.threads.mean,
             "threads_max": self.threads.peak,
@@ -331,17 +204,18 @@ class SyncAsync(Crashable):
             "io_calls": self.io_calls.n,
             "context_switches": self.context_switches.n,
             "io_overhead_cpu_s": by.get("io_readiness", 0.0) + by.get("io_completion", 0.0),
-            "crashes": self.crashes,
+            "crashes": crashes,
             "requests_reset": self.resets.n,
             "server_down_s": self.down.area,
             "connections_opened": self.conns.opened,
             "handshakes": self.conns.handshakes,
+            **self.conns.metrics(),  # connections_idle_closed with network.idle_timeout
         })
-        wal = self.wal
+        wals = [i.wal for i in instances if i.wal is not None]
         out.update({
-            "writes_acked": wal.writes_acked if wal else 0,
-            "writes_lost": wal.writes_lost if wal else 0,
-            "acked_writes_lost": wal.acked_lost if wal else 0,
-            "flushes": wal.flushes if wal else 0,
+            "writes_acked": sum(w.writes_acked for w in wals),
+            "writes_lost": sum(w.writes_lost for w in wals),
+            "acked_writes_lost": sum(w.acked_lost for w in wals),
+            "flushes": sum(w.flushes for w in wals),
         })
         return out
