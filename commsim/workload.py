@@ -35,7 +35,7 @@ from __future__ import annotations
 import heapq
 
 from commsim.config.schema import Field, Section, register_section
-from commsim.engine.simulation import call_at
+from commsim.engine import Counter, call_at
 
 SECTION = register_section(Section("workload", {
     "event_rate": Field("rate", "1/s", "updates per second for each client (Poisson); 0: none", min=0),
@@ -120,7 +120,7 @@ class EventFeed:
             call_at(self.sim.env, self.next_time, self._fire)
 
     def _fire(self, _event) -> None:
-        self.drain(self.sim.env._now, self._publish)
+        self.drain(self.sim.env.now, self._publish)
         call_at(self.sim.env, self.next_time, self._fire)
 
 
@@ -139,7 +139,7 @@ class PoissonCalendar:
     def _tick(self, _event) -> None:
         self.fire(self.n)
         self.n += 1
-        call_at(self.sim.env, self.sim.env._now + self._gap(), self._tick)
+        call_at(self.sim.env, self.sim.env.now + self._gap(), self._tick)
 
 
 class Availability:
@@ -155,7 +155,7 @@ class Availability:
         self.online = bytearray(b"\x01") * clients
         self.on_change = on_change
         self.enabled = cfg["online_time"] is not None
-        self.transitions = 0
+        self._transitions = Counter(sim)  # on/off changes inside the window
         if not self.enabled:
             return
         self._on = sim.sampler(cfg["online_time"], "workload/online")
@@ -177,8 +177,9 @@ class Availability:
 
     def _tick(self, _event) -> None:
         heap = self._heap
-        now = self.sim.env._now
+        now = self.sim.env.now
         online = self.online
+        transitions = self._transitions
         while heap and heap[0][0] <= now:
             _, c = heap[0]
             if online[c]:
@@ -189,6 +190,10 @@ class Availability:
                 online[c] = 1
                 heapq.heapreplace(heap, (now + self._on(), c))
                 self.on_change(c, True)
-            if now >= self.sim.start:
-                self.transitions += 1
+            transitions.add()
         call_at(self.sim.env, heap[0][0], self._tick)
+
+    @property
+    def transitions(self) -> int:
+        """Clients going on- or offline inside the measurement window."""
+        return self._transitions.n

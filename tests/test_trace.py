@@ -392,7 +392,7 @@ def test_a_link_may_name_the_connection():
     import types
 
     tracer = trace.Tracer(3)
-    tracer.attach(types.SimpleNamespace(env=types.SimpleNamespace(_now=0.0), tracer=None))
+    tracer.attach(types.SimpleNamespace(env=types.SimpleNamespace(now=0.0), tracer=None))
     link = types.SimpleNamespace(name="up")
     from commsim.network.message import Message
 

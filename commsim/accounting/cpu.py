@@ -25,7 +25,7 @@ class CpuAccount:
     def add(self, t0: float, t1: float, purpose: str, wasted: bool = False) -> None:
         """Account a core busy from ``t0`` to ``t1``."""
         sim = self._sim
-        if t0 >= sim.start and t1 <= sim.end:
+        if t0 >= sim.start and t1 <= sim.end:  # by hand: the CPU instrument itself (interval clip)
             used = t1 - t0  # the common case: wholly inside the window
         else:
             used = sim.overlap(t0, t1)

@@ -72,6 +72,7 @@ class ClientPopulation:
             yield ev
             since[cid] = None
             now = env.now
+            # Samples.record inlined (per request, hot), with the blocked time beside it:
             if t0 >= sim.start:  # started in the window: a latency sample, all of it blocked
                 lat.completed += 1
                 values.append(now - t0)

@@ -18,9 +18,8 @@ from __future__ import annotations
 import gc
 from typing import Any, Callable
 
-import simpy
-
 from commsim.accounting.bytes import ByteCounter
+from commsim.engine.events import Environment, events_scheduled
 from commsim.engine.events import call_at, call_later  # noqa: F401  (re-exported)
 from commsim.engine.recorder import Recorder
 from commsim.dists import make_distribution
@@ -41,7 +40,7 @@ class Simulation:
     def __init__(self, config: dict, run_seed: int):
         self.config = config
         self.seed = run_seed
-        self.env = simpy.Environment()
+        self.env = Environment()
         self.streams = Streams(run_seed)
         self.start: float = config["warmup"]
         self.duration: float = config["duration"]
@@ -55,7 +54,7 @@ class Simulation:
     # ----------------------------------------------------------- helpers --
     @property
     def now(self) -> float:
-        return self.env._now
+        return self.env.now
 
     def overlap(self, t0: float, t1: float) -> float:
         """Length of ``[t0, t1]`` inside the measurement window."""
@@ -94,5 +93,4 @@ class Simulation:
     @property
     def events_scheduled(self) -> int:
         """Events scheduled so far (SimPy's event id counter)."""
-        # _eid is an itertools.count; its repr shows the next value without consuming it.
-        return int(repr(self.env._eid)[6:-1])
+        return events_scheduled(self.env)

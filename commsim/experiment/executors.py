@@ -125,7 +125,7 @@ class Job:
 class _Watch:
     """Reports a running simulation's clock from a background thread.
 
-    Reading ``env._now`` from another thread needs no event in the
+    Reading ``env.now`` from another thread needs no event in the
     simulation, so watching never changes a run's results (nor its
     ``events`` count) and costs nothing measurable.
     """
@@ -153,7 +153,7 @@ class _Watch:
         sim = self.sim
         while not self._stop.wait(SIM_PROGRESS_INTERVAL):
             try:
-                self.sink(self.index, float(sim.env._now), float(sim.end))
+                self.sink(self.index, float(sim.env.now), float(sim.end))
             except Exception:  # progress must never break a run
                 return
 

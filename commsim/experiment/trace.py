@@ -166,7 +166,7 @@ class Tracer:
         if self.connection is not None and conn != self.connection:
             return
         sim = self.sim
-        now = sim.env._now if sim is not None else 0.0
+        now = sim.env.now if sim is not None else 0.0
         self._seq += 1
         rec = Record(index=len(self.records), t_sent=now, link=link.name, kind=msg.kind,
                      label=msg.label, src=msg.src, dst=msg.dst, header=int(msg.header),
@@ -182,7 +182,7 @@ class Tracer:
         if rec is None:
             return
         self._seq += 1
-        rec.t_arrived = self.sim.env._now
+        rec.t_arrived = self.sim.env.now
         rec.seq_arrived = self._seq
         self._closed()
 
@@ -192,7 +192,7 @@ class Tracer:
         if rec is None:
             return
         self._seq += 1
-        rec.dropped_at = self.sim.env._now
+        rec.dropped_at = self.sim.env.now
         rec.seq_arrived = self._seq
         self._closed()
 
@@ -200,7 +200,7 @@ class Tracer:
         """Optional hook: ``msg`` was put on the wire again (not called by links yet)."""
         entries = self._pending.get((id(link), id(msg)))
         if entries:
-            entries[0][1].retransmits.append(self.sim.env._now)
+            entries[0][1].retransmits.append(self.sim.env.now)
 
     # ---------------------------------------------------------- helpers --
     def _take(self, link, msg) -> Record | None:
@@ -228,7 +228,7 @@ class Tracer:
     def text(self, config: dict | None = None, seed: int | None = None) -> str:
         """The ``curl -v``-style log of the traced messages, events in time order."""
         return format_trace(self.records, config, seed, self.limit, self.complete,
-                            self.sim.env._now if self.sim is not None else None,
+                            self.sim.env.now if self.sim is not None else None,
                             client=self.client, connection=self.connection,
                             by_pair=self.connections.by_pair)
 
@@ -593,6 +593,6 @@ def trace(config: dict, limit: int, out_dir, *, client: int | None = None,
         (f" of connection #{connection}" if connection is not None else "")
     title = (f"{config.get('name', '')}: first {len(tracer.records)} messages{only} "
              f"({config['pattern']}, seed {seed})")
-    fig = sequence_figure(tracer.records, title, stopped_at=sim.env._now)
+    fig = sequence_figure(tracer.records, title, stopped_at=sim.env.now)
     path = save_figure(fig, Path(out_dir) / "trace.png")
     return text, path

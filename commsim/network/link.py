@@ -36,10 +36,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
-from simpy.core import NORMAL
-from simpy.events import Event
-
-from commsim.engine.simulation import call_at, call_later
+from commsim.engine.events import Waker, call_at, call_later
 
 
 class Link:
@@ -92,17 +89,14 @@ class Link:
         # protocol retries, e.g. the notification patterns, set it).
         self.resend_dropped = False
         self._fifo = self.constant_latency is not None and loss == 0
-        self._waker = Event(sim.env)
-        self._waker._ok = True
-        self._waker._value = None
-        self._wake_callbacks = [self._wake]
+        self._waker = Waker(sim.env, self._wake)  # the delay line's one wake-up
 
     # ------------------------------------------------------------------
     def send(self, msg, deliver: Callable) -> None:
         """Put ``msg`` on the link; ``deliver(msg)`` runs when it arrives."""
         # The hot path: _enter's work written out (one call fewer per message).
         sim = self.sim
-        now = self.env._now
+        now = self.env.now
         counter = sim.bytes
         counter.sent += 1
         counter.transmit(msg)
@@ -120,7 +114,7 @@ class Link:
             self._line.append((arrive, msg, deliver))
             if not self._armed:
                 self._armed = True
-                self._arm(arrive - now)
+                self._waker.arm(arrive - now)
             return
         if self.loss == 0:
             call_at(self.env, depart + self._latency(), self._arrive, (msg, deliver))
@@ -174,7 +168,7 @@ class Link:
         if self._fifo:
             self.send(msg, deliver)
             return
-        now = self.env._now
+        now = self.env.now
         depart = self._enter(msg, now)
         delay = self._fate(msg, deliver, stream, depart - now) if self.loss > 0 else depart - now
         if delay is None:
@@ -191,18 +185,9 @@ class Link:
         self._stream_last.pop(stream, None)
 
     # ------------------------------------------------------------------
-    def _arm(self, delay: float) -> None:
-        # The delay line's single wake-up event is reused: SimPy leaves a
-        # processed event alone, so re-arming it only resets its callbacks.
-        # Its callbacks list is never mutated by SimPy (only replaced by
-        # None once processed), so one list object serves every wake-up.
-        ev = self._waker
-        ev.callbacks = self._wake_callbacks
-        self.env.schedule(ev, NORMAL, delay if delay > 0 else 0.0)
-
     def _wake(self, _event) -> None:
         line = self._line
-        now = self.env._now
+        now = self.env.now
         counter = self.sim.bytes
         traced = self.sim.tracer is not None
         # The head is due (its wake-up was scheduled for it); deliver every
@@ -217,12 +202,12 @@ class Link:
             if not line or line[0][0] > now:
                 break
         if line:
-            self._arm(line[0][0] - now)
+            self._waker.arm(line[0][0] - now)
         else:
             self._armed = False
 
     def _arrive(self, event) -> None:
-        msg, deliver = event._value
+        msg, deliver = event.value
         self._deliver(msg, deliver)
 
     def _deliver(self, msg, deliver) -> None:
@@ -233,12 +218,12 @@ class Link:
         deliver(msg)
 
     def _retransmit(self, event) -> None:
-        self.sim.bytes.transmit(event._value, retransmission=True)
+        self.sim.bytes.transmit(event.value, retransmission=True)
         if self.sim.tracer is not None:
-            self.sim.tracer.retransmitted(self, event._value)
+            self.sim.tracer.retransmitted(self, event.value)
 
     def _drop(self, event) -> None:
-        msg, deliver, stream = event._value
+        msg, deliver, stream = event.value
         self.in_flight -= 1
         self.sim.bytes.dropped += 1
         if self.sim.tracer is not None:

@@ -240,7 +240,7 @@ class Half:
         t = self.t
         sim = t.sim
         env = t.env
-        now = env._now
+        now = env.now
         sim.bytes.transmit_part(seg.header, seg.payload, seg.framing, seg.handshake, retx,
                                 None if retx else seg.kind, seg.tr.msg.kind)
         t.transmissions += 1
@@ -272,7 +272,7 @@ class Half:
 
     # ------------------------------------------------------ loss recovery --
     def _timeout(self, event) -> None:
-        seg, tx = event._value
+        seg, tx = event.value
         if seg.lost_tx != tx:
             return  # already recovered by fast retransmit
         seg.lost_tx = -1
@@ -292,7 +292,7 @@ class Half:
         self.release()
 
     def _fast(self, event) -> None:
-        seg, tx = event._value
+        seg, tx = event.value
         if seg.lost_tx != tx:
             return  # the timeout got there first
         seg.lost_tx = -1
@@ -306,7 +306,7 @@ class Half:
         self.release()
 
     def _ack(self, event) -> None:
-        seg = event._value
+        seg = event.value
         acked = seg.size - self.t.overhead
         self.pipe -= acked
         acked -= seg.control
@@ -355,9 +355,9 @@ class Transport:
 
     # ----------------------------------------------------------- receiver --
     def _arrive(self, event) -> None:
-        seg = event._value
+        seg = event.value
         half = seg.half
-        now = self.env._now
+        now = self.env.now
         tr = seg.tr
         if now > tr.max_arrival:
             tr.max_arrival = now

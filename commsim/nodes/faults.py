@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from commsim.engine import call_at, call_later
+from commsim.engine import Counter, call_at, call_later
 
 Sampler = Callable[[], float]
 
@@ -98,17 +98,23 @@ class Crashable:
     ``self.epoch`` directly (plain attributes: no cost on hot paths).
     """
 
-    __slots__ = ("up", "epoch", "crashes", "faults")
+    __slots__ = ("up", "epoch", "_crashes", "faults")
 
     def init_faults(self, plan: FaultPlan | None, arm: bool = True) -> None:
         """Start up, epoch 0; with ``arm`` and a plan with up-times, arm the
         first random crash now."""
         self.up = True
         self.epoch = 0
-        self.crashes = 0  # crashes inside the measurement window
+        # crashes inside the measurement window (the recorder's Counter applies it)
+        self._crashes = Counter(plan.sim) if plan is not None else None
         self.faults = plan
         if arm:
             self.arm()
+
+    @property
+    def crashes(self) -> int:
+        """Crashes inside the measurement window."""
+        return self._crashes.n if self._crashes is not None else 0
 
     # ----------------------------------------------------------- hooks --
     def on_crash(self) -> None:
@@ -158,9 +164,7 @@ class Crashable:
         self.up = False
         self.epoch += 1
         plan = self.faults
-        sim = plan.sim
-        if sim.now >= sim.start:
-            self.crashes += 1
+        self._crashes.add()
         self.on_crash()
         if plan.restarts:
             call_later(plan.env, plan.downtime(), self._restart_event, self.epoch)

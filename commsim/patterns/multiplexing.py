@@ -158,7 +158,7 @@ class _Proxy:
     def _reply(self, breq: Request, _wait) -> None:
         req, t_in = breq.token
         now = self.sim.env.now
-        if t_in >= self.sim.start:
+        if t_in >= self.sim.start:  # by hand: a sum and count per request (Samples keeps values)
             # the backend exchange runs from the request being sent on a backend
             # connection to its response being delivered; the rest was added here
             self.added_sum += (now - t_in) - (breq.done_at - breq.t0)
@@ -313,7 +313,7 @@ class Multiplexing:
         done()
 
     def object_done(self, t0: float) -> None:
-        if t0 >= self.sim.start:
+        if t0 >= self.sim.start:  # by hand: per object (hot), a sum and a count
             self.object_lat_sum += self.env.now - t0
             self.object_lat_n += 1
 

@@ -173,11 +173,11 @@ class RequestResponse:
         up = self.upload_class(self, client, None, self._req_body(), self._resp_body())
         i = len(ops)
         size = up.chunks * (self.req_header + self.resp_header) + up.body + up.response_body
-        ops.record(REQUEST, self.env._now, math.nan, client, size, UNFINISHED)
+        ops.record(REQUEST, self.env.now, math.nan, client, size, UNFINISHED)
         env = self.env
 
         def finished() -> None:
-            ops.end[i] = env._now
+            ops.end[i] = env.now
             ops.outcome[i] = OK
             done()
 

@@ -75,6 +75,12 @@ NAN = float("nan")
 _WORKLOAD = ("workload",)
 STREAM_START = 1.0  # long-polling and streaming clients start at a time uniform in [0, 1 s)
 
+# Window tests stay hand-written in the notification patterns (base, polling,
+# long_polling, streaming): they guard plain int counters that the clustered
+# subclasses and metrics() read and write directly, they run per poll / frame
+# (the hot path: a Counter.add is one Python call more each), and most test an
+# update's creation time against both edges ([start, end)), not now.
+
 
 class _Base:
     """What the four patterns share: network, server CPU, workload, metrics."""
@@ -160,7 +166,7 @@ class _Base:
 
         def tick(_event) -> None:
             i = state["i"]
-            now = env._now
+            now = env.now
             while i < n and times[order[i]] <= now:
                 start(order[i])
                 i += 1
@@ -175,7 +181,7 @@ class _Base:
 
     def _conn(self, delta: int) -> None:
         self.conns += delta
-        if self.conns > self.conns_max and self.env._now >= self.sim.start:
+        if self.conns > self.conns_max and self.env.now >= self.sim.start:
             self.conns_max = self.conns
 
     def _new_uid(self, created: float) -> int:
@@ -228,7 +234,7 @@ class _Base:
             return
         polls_at = self.polls[c]
         msg = Message("request", c, SERVER, header=self.request_header, payload=self.job_request,
-                      created=self.env._now, data=(polls_at, duration), label="job submit")
+                      created=self.env.now, data=(polls_at, duration), label="job submit")
         if self.handshakes:
             self.connector.ensure(c, lambda extra: self._send_with(msg, extra, self._server_job))
         else:
@@ -246,7 +252,7 @@ class _Base:
         self.cpu.submit(self._service(), "job", self._job_handle, msg.src)
 
     def _job_handle(self, c, _wait) -> None:
-        msg = Message("response", SERVER, c, header=self.response_header, created=self.env._now,
+        msg = Message("response", SERVER, c, header=self.response_header, created=self.env.now,
                       label="job handle")
         self.down.send(msg, self._client_job_handle)
 
@@ -255,8 +261,8 @@ class _Base:
             self.connector.done(msg.dst)
 
     def _job_done(self, event) -> None:
-        c, polls_at = event._value
-        now = self.env._now
+        c, polls_at = event.value
+        now = self.env.now
         uid = self.publish(c, now, self._notice_size())
         self.jobs[uid] = (polls_at, now)
 

@@ -170,7 +170,7 @@ class ClusteredStreaming(_ClusterParts):
         self.assigned[c] = s
         self.connecting[c] = 1
         self.gen[c] += 1
-        msg = Message("request", c, SERVER, self.request_header, 0, 0, 0, self.env._now,
+        msg = Message("request", c, SERVER, self.request_header, 0, 0, 0, self.env.now,
                       data=(s, s.epoch, self.gen[c]), label="connect")
         if self.handshakes:  # every (re)connect is a new connection
             self.connector.close(c)
@@ -180,7 +180,7 @@ class ClusteredStreaming(_ClusterParts):
             self.up.send(msg, self._server_connect)
 
     def _retry(self, event) -> None:
-        c = event._value
+        c = event.value
         if self.online[c] and not self.open[c] and not self.connecting[c]:
             self.attempts_total += 1
         super()._retry(event)
@@ -236,7 +236,7 @@ class ClusteredStreaming(_ClusterParts):
     # -------------------------------------------------------------- crash --
     def _server_crashed(self, s) -> None:
         env = self.env
-        counted = env._now >= self.sim.start
+        counted = env.now >= self.sim.start
         for c in range(self.n):
             if self.assigned[c] is not s:
                 continue
@@ -253,7 +253,7 @@ class ClusteredStreaming(_ClusterParts):
                 self.connector.close(c)
             if counted:
                 self.crash_resets += 1
-            self.down.send_ordered(Message("close", SERVER, c, created=env._now, label="reset"),
+            self.down.send_ordered(Message("close", SERVER, c, created=env.now, label="reset"),
                                    self._client_reset, c)
         for token in s.cpu.drop_queued():
             if token is None:

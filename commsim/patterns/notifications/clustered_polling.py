@@ -89,7 +89,7 @@ class ClusteredPolling(_ClusterParts):
             self.pinned[c] = None
 
     def _server_crashed(self, s) -> None:
-        now = self.env._now
+        now = self.env.now
         counted = now >= self.sim.start
         conn_open = getattr(self, "conn_open", None)  # short polling's kept-alive connections
         for c in range(self.n):
@@ -135,7 +135,7 @@ class ClusteredLongPolling(ClusteredPolling):
         self._stale = False
 
     def _server_crashed(self, s) -> None:
-        now = self.env._now
+        now = self.env.now
         victims = [c for c in range(self.n) if self.pinned[c] is s and self.outstanding[c]]
         for c in victims:
             if self.held[c]:
@@ -162,9 +162,9 @@ class ClusteredLongPolling(ClusteredPolling):
             call_later(self.env, delay, self._repoll, c)
 
     def _repoll(self, event) -> None:
-        c = event._value
+        c = event.value
         if self.online[c] and not self.outstanding[c]:
-            if self.env._now >= self.sim.start:
+            if self.env.now >= self.sim.start:
                 self.reconnects += 1
             self.attempts_total += 1
             self._send_poll(c)

@@ -59,7 +59,7 @@ class LongPolling(_Polling):
         self.outstanding[c] = 1
         if self.polls is not None:
             self.polls[c] += 1
-        now = self.env._now
+        now = self.env.now
         self.poll_sent[c] = now
         if self.handshakes:
             self._poll_when_open(c, now)
@@ -76,14 +76,14 @@ class LongPolling(_Polling):
         self.held[c] = 1
         self.hold_no[c] += 1
         self._conn(+1)
-        deadline = self.env._now + self.H
+        deadline = self.env.now + self.H
         self._deadlines.append((deadline, c, self.hold_no[c]))
         if not self._armed:
             self._armed = True
             call_at(self.env, deadline, self._expire)
 
     def _expire(self, _event) -> None:
-        now = self.env._now
+        now = self.env.now
         dl = self._deadlines
         while dl and dl[0][0] <= now:
             _, c, no = dl.popleft()

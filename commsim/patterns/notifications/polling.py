@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import heapq
 
-from simpy.core import NORMAL
-from simpy.events import Event
-
+from commsim.engine.events import Waker
 from commsim.network import Message
 from commsim.patterns.notifications.base import SERVER, _Base
 
@@ -37,7 +35,7 @@ class _Polling(_Base):
         return uid
 
     def _broadcast(self, _i) -> None:
-        now = self.env._now
+        now = self.env.now
         self.bc_times.append(now)
         self.bc_sizes.append(int(self._bc_size()))
         if self.sim.start <= now < self.sim.end:
@@ -69,7 +67,7 @@ class _Polling(_Base):
     # A poll response's ``created`` is the time its poll was sent (the
     # client's clock starts before any handshake), for ``poll_rtt_mean``.
     def _send_empty(self, c, _wait) -> None:
-        now = self.env._now
+        now = self.env.now
         if now >= self.sim.start:
             self.empty += 1
             self.poll_responses += 1
@@ -78,7 +76,7 @@ class _Polling(_Base):
 
     def _send_items(self, token, _wait) -> None:
         c, items, sent = token
-        now = self.env._now
+        now = self.env.now
         if now >= self.sim.start:
             self.poll_responses += 1
         size = sum(items[1::3])
@@ -87,7 +85,7 @@ class _Polling(_Base):
 
     def _rtt(self, msg) -> None:
         if self.sim.start <= msg.created < self.sim.end:
-            self.rtt_sum += self.env._now - msg.created
+            self.rtt_sum += self.env.now - msg.created
             self.rtt_n += 1
 
     def _poll_when_open(self, c: int, now: float) -> None:
@@ -103,7 +101,7 @@ class _Polling(_Base):
             for k in range(0, len(items), 3):
                 self._lost(items[k], c, items[k + 1])
         else:
-            now = self.env._now
+            now = self.env.now
             arrived = self._arrived
             for k in range(0, len(items), 3):
                 arrived(c, items[k], items[k + 2], now, -1.0, items[k + 1])
@@ -167,31 +165,19 @@ class ShortPolling(_Polling):
             self._phase = [phase[c] for c in order]
             self._j = 0
             self._base = 0.0
-            self._tick_event = None
-            self._arm(self._phase[0], self._rotate)
+            self._tick = Waker(sim.env, self._rotate)  # one event re-armed for every tick
+            self._tick.arm_at(self._phase[0])
         else:
             self._gap = sim.sampler({"dist": "uniform", "low": T - self.jitter,
                                      "high": T + self.jitter}, "short_polling/jitter")
             self._heap = [(phase[c], c) for c in range(n)]
             heapq.heapify(self._heap)
-            self._tick_event = None
-            self._arm(self._heap[0][0], self._jittered)
+            self._tick = Waker(sim.env, self._jittered)
+            self._tick.arm_at(self._heap[0][0])
 
     # -------------------------------------------------------------- clients --
-    def _arm(self, when: float, callback) -> None:
-        # One Event object is re-armed for every tick: SimPy leaves a
-        # processed event alone, so re-scheduling it only needs fresh callbacks.
-        ev = self._tick_event
-        if ev is None:
-            ev = self._tick_event = Event(self.env)
-            ev._ok = True
-            ev._value = None
-        ev.callbacks = [callback]
-        delay = when - self.env._now
-        self.env.schedule(ev, NORMAL, delay if delay > 0 else 0.0)
-
     def _rotate(self, _event) -> None:
-        now = self.env._now
+        now = self.env.now
         order, phase, n = self._order, self._phase, self.n
         j = self._j
         base = self._base
@@ -223,10 +209,10 @@ class ShortPolling(_Polling):
                 break
         self._j = j
         self._base = base
-        self._arm(t, self._rotate)
+        self._tick.arm_at(t)
 
     def _jittered(self, _event) -> None:
-        now = self.env._now
+        now = self.env.now
         heap = self._heap
         gap = self._gap
         poll = self._poll
@@ -234,7 +220,7 @@ class ShortPolling(_Polling):
             c = heap[0][1]
             heapq.heapreplace(heap, (now + gap(), c))
             poll(c, now)
-        self._arm(heap[0][0], self._jittered)
+        self._tick.arm_at(heap[0][0])
 
     def _poll(self, c: int, now: float) -> None:
         if not self.online[c]:
@@ -252,7 +238,7 @@ class ShortPolling(_Polling):
 
     # --------------------------------------------------------------- server --
     def _server_poll(self, msg) -> None:
-        now = self.env._now
+        now = self.env.now
         feed = self.feed
         if feed.next_time <= now:
             feed.drain(now, self._store)
@@ -271,7 +257,7 @@ class ShortPolling(_Polling):
             self.cpu.submit(work, "poll", self._send_items, (c, items, msg.created))
 
     def _send_empty(self, req, _wait) -> None:
-        now = self.env._now
+        now = self.env.now
         if self.conn_open is None:
             self._conn(-1)
         if now >= self.sim.start:
@@ -285,7 +271,7 @@ class ShortPolling(_Polling):
         created = msg.created
         sim = self.sim
         if sim.start <= created < sim.end:
-            self.rtt_sum += self.env._now - created
+            self.rtt_sum += self.env.now - created
             self.rtt_n += 1
         if self.handshakes:
             self.connector.done(msg.dst)

@@ -62,7 +62,7 @@ class _Streaming(_Base):
     # ---------------------------------------------------------- connection --
     def _connect(self, c: int) -> None:
         self.connecting[c] = 1
-        msg = Message("request", c, SERVER, self.request_header, 0, 0, 0, self.env._now,
+        msg = Message("request", c, SERVER, self.request_header, 0, 0, 0, self.env.now,
                       label="connect")
         if self.handshakes:  # every (re)connect is a new connection
             self.connector.close(c)
@@ -78,7 +78,7 @@ class _Streaming(_Base):
 
     def _opened(self, token, _wait) -> None:
         c, replay = token
-        now = self.env._now
+        now = self.env.now
         # Everything the server sends on a stream goes in order on it
         # (stream key: the client), so a retransmitted frame holds back the
         # frames behind it and the close comes after the last frame.
@@ -121,13 +121,13 @@ class _Streaming(_Base):
     def _drop(self, event) -> None:
         """An intermediary drops the stream: the client learns of it after the
         frames already sent (a zero-byte close on the same FIFO link)."""
-        c, no = event._value
+        c, no = event.value
         if not self.open[c] or self.conn_no[c] != no:
             return
         self._close(c)
         if self.handshakes:
             self.connector.close(c)
-        self.down.send_ordered(Message("close", SERVER, c, created=self.env._now, label="close"),
+        self.down.send_ordered(Message("close", SERVER, c, created=self.env.now, label="close"),
                                self._client_dropped, c)
 
     def _client_dropped(self, msg) -> None:
@@ -136,16 +136,16 @@ class _Streaming(_Base):
             call_later(self.env, self.retry, self._retry, c)
 
     def _retry(self, event) -> None:
-        c = event._value
+        c = event.value
         if self.online[c] and not self.open[c] and not self.connecting[c]:
-            if self.env._now >= self.sim.start:
+            if self.env.now >= self.sim.start:
                 self.reconnects += 1
             self._connect(c)
 
     def _availability(self, c: int, online: bool) -> None:
         if online:
             if not self.open[c] and not self.connecting[c]:
-                if self.env._now >= self.sim.start:
+                if self.env.now >= self.sim.start:
                     self.reconnects += 1
                 self._connect(c)
         else:
@@ -164,7 +164,7 @@ class _Streaming(_Base):
         return uid
 
     def _broadcast(self, _i) -> None:
-        now = self.env._now
+        now = self.env.now
         size = int(self._bc_size())
         if self.sim.start <= now < self.sim.end:
             self.created += self.n
@@ -198,7 +198,7 @@ class _Streaming(_Base):
             else:
                 self._lost(msg.created, c, msg.payload)
             return
-        now = self.env._now
+        now = self.env.now
         if self.client_queue:
             # FIFO single-server client with `buffer` waiting slots (exact
             # Lindley recursion on the departure times still in the system).
