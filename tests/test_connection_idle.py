@@ -119,7 +119,6 @@ def test_meaningless_combinations_are_refused(network, why):
     ("long_polling", "never idle"), ("sse", "websocket.idle_timeout"),
     ("push", "not modelled"), ("websocket", "websocket.idle_timeout"),
     ("multiplexing", "warm_connections"), ("sidecar", "sidecar.mtls"),
-    ("stateful", "connection module"),
 ])
 def test_patterns_that_do_not_model_it_refuse_it(pattern, why):
     with pytest.raises(ConfigError) as err:

@@ -180,3 +180,35 @@ def test_everything_at_once_balances_and_is_reproducible():
     _ledger(a)
     assert a["dropped"] > 0 and a["handshakes"] > 0 and a["failed_requests"] > 0
     assert a["servers_end"] == 6
+
+
+def test_idle_timeout_closes_connections_idle_longer_than_tau():
+    """network.idle_timeout in stateful: with zero latency a sync client's
+    connection is idle for exactly its think time, so an operation pays a new
+    connection (and handshake) with probability P(think > tau) = exp(-tau/m)
+    independently.  5 replications of ~5,900 operations (binomial sd of a
+    fraction ~0.006); the 99 % Student-t interval must hold the closed form
+    and be narrower than 5 % of it.  Every close but the last per client is
+    followed by a reconnect."""
+    tau, mean = 0.5, 1.0
+    raw = {"pattern": "stateful", "duration": 60, "warmup": 5,
+           "clients": {"count": 100, "mode": "sync",
+                       "think_time": {"dist": "exponential", "mean": mean}},
+           "server": {"cores": 100, "service_time": 0},
+           "network": {"handshake": "tcp", "idle_timeout": tau},
+           "stateful": {"servers": 4, "requests_per_session": 1e9, "login_cpu": 0,
+                        "backend_latency": 0}}
+    fractions = []
+    for seed in range(1, 6):
+        m, _ = simulate(resolved(raw), seed)
+        ops = m["throughput"] * 60
+        assert ops > 5000 and m["failed_requests"] == 0
+        assert abs(m["connections_idle_closed"] - m["handshakes"]) <= 100
+        _ledger(m)
+        fractions.append(m["handshakes"] / ops)
+    within_t(fractions, math.exp(-tau / mean), 0.05)
+    # without the timeout: one connection per client, opened at its first
+    # operation (in the warm-up but for a client whose first think time
+    # exceeds 5 s: P = exp(-5) = 0.7 %)
+    m, _ = simulate(resolved(dict(raw, network={"handshake": "tcp"})), 1)
+    assert m["handshakes"] <= 5 and "connections_idle_closed" not in m

@@ -35,6 +35,9 @@ Model and assumptions
   there; ``keepalive: false`` opens one per operation.  Details and
   failures in :mod:`commsim.patterns.stateful.connect`.  With ``none``
   connections are not modelled and each request is routed by the policy.
+  ``network.idle_timeout``: the server closes a kept-alive connection idle
+  (no operation outstanding) for that long; the client's next operation
+  connects again (a new handshake and a new balancer pick).
 * Clients (:class:`~commsim.clients.ClientPopulation`, sync or async) work in
   *sessions*: a login (``stateful.login_cpu`` of server CPU, e.g. checking a
   password hash), then a geometric number of requests with mean
@@ -91,7 +94,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from commsim.network.connection import check_idle_timeout
-from commsim.patterns.base import WIRE_COUNTED, Pattern
+from commsim.patterns.base import IDLE_CLOSE, WIRE_COUNTED, Pattern
 from commsim.patterns.stateful.config import SECTION  # noqa: F401  (registers the section)
 from commsim.patterns.stateful.model import StatefulModel
 
@@ -106,11 +109,8 @@ def figures(result, out_dir) -> list:
 
 
 def _check_network(cfg: dict) -> None:
-    check_idle_timeout(cfg, _IDLE_REFUSED)
+    check_idle_timeout(cfg)  # network.idle_timeout needs a handshake and keep-alive
 
-
-_IDLE_REFUSED = ("stateful's connections (stateful/connect.py) do not report their activity to "
-                 "the connection module's idle timer yet, so an idle close would not be modelled")
 
 PATTERN = Pattern(
     name="stateful",
@@ -131,5 +131,5 @@ PATTERN = Pattern(
                        "the connection goes to it; keepalive: one connection per client, else "
                        "one per operation; with handshake none connections are not modelled and "
                        "every request is routed by the policy",
-        "idle_close": "refused: " + _IDLE_REFUSED,
+        "idle_close": IDLE_CLOSE,
         "wire": WIRE_COUNTED})

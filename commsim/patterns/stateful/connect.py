@@ -119,6 +119,7 @@ class ClientConnections:
         # server_cpu only switches the TLS work on; cpu_of names the real one.
         self.conns = Connections(model.sim, _Hops(model), model.servers[0].cpu)
         self.conns.cpu_of = self._cpu_of
+        self.conns.on_idle_close = self._idle_closed
         self.keepalive = self.conns.keepalive
         self.pin: dict = {}   # client -> its open connection (_Conn)
         self._op = None       # the operation whose connect is being started
@@ -160,6 +161,13 @@ class ClientConnections:
         if not ok or not self.keepalive:
             self.pin.pop(cid, None)
             self.conns.close(cid)
+        else:  # idle from now on: network.idle_timeout may close it
+            self.conns.done(cid)
+
+    def _idle_closed(self, cid) -> None:
+        """The server closed the client's idle connection: its next
+        operation connects again (a new handshake, a new balancer pick)."""
+        self.pin.pop(cid, None)
 
     def crashed(self, s, dropped) -> None:
         """Server ``s`` crashed: its open connections close; connects whose TLS
@@ -175,4 +183,5 @@ class ClientConnections:
         return self.conns.dropped(msg)
 
     def metrics(self) -> dict:
-        return {"connections_opened": self.conns.opened, "handshakes": self.conns.handshakes}
+        return {"connections_opened": self.conns.opened, "handshakes": self.conns.handshakes,
+                **self.conns.metrics()}
