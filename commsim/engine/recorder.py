@@ -165,6 +165,13 @@ OP_KINDS = ("request", "update")
 OUTCOMES = ("ok", "unfinished", "delivered", "missed")
 REQUEST, UPDATE = 0, 1
 OK, UNFINISHED, DELIVERED, MISSED = 0, 1, 2, 3
+# sync_async and multiplexing (issue 12 item 10): a page load of multiplexing's
+# page workload; a request answered only after it was sent again (retried),
+# and one whose acknowledged write a later crash lost (acked_lost).
+OP_KINDS += ("page",)
+OUTCOMES += ("retried", "acked_lost")
+PAGE = OP_KINDS.index("page")
+RETRIED, ACKED_LOST = OUTCOMES.index("retried"), OUTCOMES.index("acked_lost")
 
 
 class Operations:

@@ -6,6 +6,9 @@ Records are one row per operation, for users' own CDFs and analyses:
 * ``request_response``: one row per operation (a request, or a whole chunked
   upload), from the moment the client starts it to the moment it has the
   response;
+* ``sync_async``: one row per request (retries included), sent to answered;
+* ``multiplexing``: one row per page load (``page``) and one per object
+  request (``request``); with the api workload one row per request;
 * the notification patterns (``short_polling``, ``long_polling``, ``sse``,
   ``push``, ``websocket``): one row per update *delivery* to a client (a
   broadcast gives one row per client it reached) and one row per update
@@ -49,12 +52,15 @@ from commsim.errors import ConfigError
 
 #: Patterns whose models write per-operation records.
 RECORDING = ("request_response", "short_polling", "long_polling", "sse", "push", "websocket")
+RECORDING += ("sync_async", "multiplexing")  # issue 12 item 10 (r2)
 
 #: Record columns after the swept parameters: (name, unit, meaning).
 COLUMNS = (
     ("replication", "1", "replication index (0-based)"),
     ("seed", "1", "the run's random seed"),
-    ("op", "text", "operation kind: request (request_response) or update (notifications)"),
+    ("op", "text", "operation kind: request (request_response, sync_async, multiplexing's "
+                   "objects and API requests), update (notifications), page (a multiplexing "
+                   "page load)"),
     ("client", "1", "client index (0-based)"),
     ("created", "s", "simulated time the operation began: request sent by the client / update "
                      "created at the server"),
@@ -63,9 +69,14 @@ COLUMNS = (
     ("latency", "s", "completed - created; null if not completed"),
     ("bytes", "B", "application bytes of the operation (request_response: headers and bodies of "
                    "every chunk, no handshakes or retransmissions; notifications: the "
-                   "update's payload size)"),
+                   "update's payload size; sync_async: request and response bytes of the "
+                   "answered exchange; multiplexing: headers as sent (after HPACK/QPACK) and "
+                   "the response body, a page's summed over its objects, null until answered)"),
     ("outcome", "text", "ok (response received), unfinished (no response by the end of the run), "
-                        "delivered (update reached the client), missed (update lost)"),
+                        "delivered (update reached the client), missed (update lost), "
+                        "retried (sync_async: answered after the client sent it again), "
+                        "acked_lost (sync_async: answered, and its acknowledged write lost "
+                        "at a later crash)"),
     ("measured", "true/false", "created inside the measurement window [warmup, warmup + "
                                "duration): exactly the rows the run's latency metrics and "
                                "delivery counts are computed from"),
