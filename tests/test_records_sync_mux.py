@@ -157,6 +157,12 @@ def test_multiplexing_page_records_give_page_load_time_and_object_latency(protoc
     done = pages.completed.notna()
     objects = df[df.op == "request"]
     assert 8 * done.sum() <= objects.completed.notna().sum() <= len(objects) <= 8 * len(pages)
+    # (docs/multiplexing.md) A sync client's page owns the object rows of its
+    # client created while it loaded, all answered by its end.
+    for _, page in pages[done].iterrows():
+        mine = objects[(objects.client == page.client) & (objects.created >= page.created)
+                       & (objects.created < page.completed)]
+        assert len(mine) == 8 and (mine.completed <= page.completed).all()
     # Bytes: a cold page is one connection for http2/http3: the first request
     # and response carry full headers (500 + 300 B), the 7 others 15 % (75 + 45 B);
     # http1 sends them uncompressed.

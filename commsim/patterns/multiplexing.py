@@ -44,6 +44,10 @@ Model and assumptions
     client's persistent connections; concurrency comes from
     ``clients.mode: async`` (open loop) or many sync clients.
 
+Records (``--records``, only when asked for): one ``page`` row per page load
+and one ``request`` row per object (api: one ``request`` row per request),
+outcome ok or unfinished (docs/multiplexing.md).
+
 Not modelled: ACK bytes and ACK loss, receive windows and flow control,
 HTTP/2 priorities and server push, TLS record overhead, HTTP/2 preface and
 SETTINGS, connection failures (the transport retransmits until delivery),
