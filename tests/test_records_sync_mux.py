@@ -203,7 +203,13 @@ def tiny_sweep(tmp_path):
                    "clients: {count: 2, think_time: 0.2s}\nnetwork: {latency: 5ms, loss: 0.01}\n"
                    "multiplexing: {objects: 5}\n"
                    "sweep:\n  multiplexing.protocol: [http1, http2]\n")
-    return sync, mux
+    cluster = tmp_path / "sac.yaml"
+    cluster.write_text("name: sac\npattern: sync_async\nduration: 2s\nwarmup: 0.5s\n"
+                       "replications: 2\nclients: {mode: async, count: 10, rate: 30/s}\n"
+                       "topology: {servers: 2, crash_at: [1.2s], mttr: 0.3s}\n"
+                       "sync_async: {commit: async}\n"
+                       "sweep:\n  sync_async.io_model: [thread_pool, event_loop]\n")
+    return sync, mux, cluster
 
 
 def test_records_are_the_same_serially_and_with_two_processes(tiny_sweep, tmp_path):
@@ -219,9 +225,24 @@ def test_records_are_the_same_serially_and_with_two_processes(tiny_sweep, tmp_pa
         pd.testing.assert_frame_equal(df, records.read(b))
         assert len(df) > 100
         runs = pd.read_csv(a / "runs.csv")
-        key = "sync_async.io_model" if path.stem == "sa" else "multiplexing.protocol"
-        op = "request" if path.stem == "sa" else "page"
+        key = "multiplexing.protocol" if path.stem == "mx" else "sync_async.io_model"
+        op = "page" if path.stem == "mx" else "request"
         for _, row in runs.iterrows():  # each run's rows give its own latency_mean
             mine = df[(df[key] == row[key]) & (df.replication == row["replication"])
                       & df.measured & df.completed.notna() & (df.op == op)]
             assert np.isclose(mine.latency.mean(), row["latency_mean"], rtol=1e-12, atol=0)
+
+
+def test_python_api_records_for_sync_async_and_multiplexing():
+    import commsim
+
+    for cfg in ({"name": "sa", "pattern": "sync_async", "duration": 2.0, "warmup": 0.5,
+                 "clients": {"mode": "async", "count": 5, "rate": 20.0}},
+                {"name": "mx", "pattern": "multiplexing", "duration": 2.0, "warmup": 0.5,
+                 "clients": {"count": 2, "think_time": 0.2},
+                 "multiplexing": {"objects": 4}}):
+        res = commsim.run(cfg, records=True)
+        df = res.read_records()
+        op = "page" if cfg["pattern"] == "multiplexing" else "request"
+        mine = df[df.measured & df.completed.notna() & (df.op == op)]
+        assert np.isclose(mine.latency.mean(), res.runs.latency_mean[0], rtol=1e-12, atol=0)
