@@ -18,7 +18,6 @@ behind the cluster's balancer (commsim/patterns/sync_async/cluster.py).
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import yaml
