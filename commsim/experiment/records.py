@@ -48,7 +48,8 @@ from commsim.engine.recorder import OP_KINDS, OUTCOMES
 from commsim.errors import ConfigError
 
 #: Patterns whose models write per-operation records.
-RECORDING = ("request_response", "short_polling", "long_polling", "sse", "push", "websocket")
+RECORDING = ("request_response", "short_polling", "long_polling", "sse", "push", "websocket",
+             "pubsub")
 
 #: Record columns after the swept parameters: (name, unit, meaning).
 COLUMNS = (
