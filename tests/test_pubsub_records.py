@@ -91,7 +91,9 @@ def test_pubsub_records_are_the_metrics_rows(name):
     assert (delivered.completed >= sim.start).sum() / sim.duration == m["throughput"]
 
     # Publishes: one row per published message (the preloaded backlog has none).
-    assert len(pub) == m["published"] + pub.outcome.eq("unfinished").sum()
+    # (published counts stored messages: every confirmed one, and perhaps some
+    # whose confirm is still on its way at the end)
+    assert (pub.outcome == "ok").sum() <= m["published"] <= len(pub)
     ok = pub[(pub.outcome == "ok") & pub.measured]
     assert ok.latency.mean() == pytest.approx(m["publish_latency_mean"], rel=1e-12)  # sum order
     assert (pub.bytes == 1024).all() and (dl.bytes == 1024).all()  # message_size, no header
