@@ -158,3 +158,18 @@ def test_pubsub_records_are_the_same_serially_and_with_two_processes(tmp_path):
            .groupby(["pubsub.delivery", "replication"]).size())
     for _, r in runs.iterrows():
         assert got[(r["pubsub.delivery"], r["replication"])] == r["processed"]
+
+
+def test_python_api_records_for_pubsub():
+    import commsim
+
+    cfg = {"name": "ps", "pattern": "pubsub", "duration": 3.0, "warmup": 0.5,
+           "pubsub": {"delivery": "pull", "subscribers": 2}}
+    res = commsim.run(cfg, records=True)
+    df = res.read_records()
+    run = res.runs.iloc[0]
+    delivered = df[(df.op == "delivery") & (df.outcome == "delivered")]
+    assert len(delivered) == run["processed"] > 0
+    assert set(delivered.client) == {0, 1}  # one consumer per subscription
+    window = delivered[delivered.measured]
+    assert window.latency.mean() == pytest.approx(run["latency_mean"], rel=1e-12)
