@@ -63,6 +63,8 @@ from commsim.nodes.cpu import Cpu
 from commsim.nodes.durable_log import DurableLog
 from commsim.nodes.faults import Crashable, FaultPlan
 
+NAN = float("nan")
+
 
 class Msg:
     """One published message (its content is only a size)."""
@@ -360,9 +362,6 @@ class Broker(Crashable, PullLog):
                 c.reconnect()
         if self.log is not None:
             self.log.resume()
-
-
-NAN = float("nan")
 
 
 def _confirmed(wire) -> None:

@@ -18,6 +18,8 @@ from commsim.engine.recorder import OK, PUBLISH, UNFINISHED
 from commsim.network import Message
 from commsim.nodes.broker import Msg
 
+NAN = float("nan")
+
 
 class Publisher:
     """Publisher ``idx`` of one topic (its ``name`` shows in traces)."""
@@ -186,6 +188,3 @@ class RecordedPublisher(Publisher):
         ops.end[msg.row] = self.model.env.now
         ops.outcome[msg.row] = OK
         Publisher.confirmed(self, msg)
-
-
-NAN = float("nan")
