@@ -165,6 +165,12 @@ OP_KINDS = ("request", "update")
 OUTCOMES = ("ok", "unfinished", "delivered", "missed")
 REQUEST, UPDATE = 0, 1
 OK, UNFINISHED, DELIVERED, MISSED = 0, 1, 2, 3
+# pubsub: a publish (to its confirm) and a message copy's delivery to a
+# subscriber's consumer; a repeat processing of a copy is a duplicate.
+OP_KINDS += ("publish", "delivery")
+OUTCOMES += ("duplicate",)
+PUBLISH, DELIVERY = 2, 3
+DUPLICATE = 4
 
 
 class Operations:

@@ -10,7 +10,10 @@ Records are one row per operation, for users' own CDFs and analyses:
   ``push``, ``websocket``): one row per update *delivery* to a client (a
   broadcast gives one row per client it reached) and one row per update
   *lost* (``missed``: offline client, full client buffer, SSE drop without
-  resume).
+  resume);
+* ``pubsub``: one row per publish (creation to confirm) and one per message
+  copy a consumer processed (creation to the end of processing:
+  ``delivered`` the first time, ``duplicate`` again) or lost (``missed``).
 
 The models write them into the recorder's
 :class:`~commsim.engine.recorder.Operations` (compact arrays, no Python
@@ -48,24 +51,29 @@ from commsim.engine.recorder import OP_KINDS, OUTCOMES
 from commsim.errors import ConfigError
 
 #: Patterns whose models write per-operation records.
-RECORDING = ("request_response", "short_polling", "long_polling", "sse", "push", "websocket")
+RECORDING = ("request_response", "short_polling", "long_polling", "sse", "push", "websocket",
+             "pubsub")
 
 #: Record columns after the swept parameters: (name, unit, meaning).
 COLUMNS = (
     ("replication", "1", "replication index (0-based)"),
     ("seed", "1", "the run's random seed"),
-    ("op", "text", "operation kind: request (request_response) or update (notifications)"),
-    ("client", "1", "client index (0-based)"),
+    ("op", "text", "operation kind: request (request_response), update (notifications), "
+                   "publish or delivery (pubsub)"),
+    ("client", "1", "client index (0-based; pubsub: publisher for publish, consumer for "
+                    "delivery; null if none)"),
     ("created", "s", "simulated time the operation began: request sent by the client / update "
-                     "created at the server"),
+                     "created at the server / message created at the publisher"),
     ("completed", "s", "simulated time it ended: response received / update arrived at the "
-                       "client; null if it did not (unfinished, missed)"),
+                       "client / publish confirmed, copy processed by the consumer; null if it "
+                       "did not (unfinished, missed)"),
     ("latency", "s", "completed - created; null if not completed"),
     ("bytes", "B", "application bytes of the operation (request_response: headers and bodies of "
                    "every chunk, no handshakes or retransmissions; notifications: the "
-                   "update's payload size)"),
-    ("outcome", "text", "ok (response received), unfinished (no response by the end of the run), "
-                        "delivered (update reached the client), missed (update lost)"),
+                   "update's payload size; pubsub: the message size without header)"),
+    ("outcome", "text", "ok (response received, publish confirmed), unfinished (not by the end of "
+                        "the run), delivered (update reached the client, copy first processed), "
+                        "missed (update or copy lost), duplicate (copy processed again)"),
     ("measured", "true/false", "created inside the measurement window [warmup, warmup + "
                                "duration): exactly the rows the run's latency metrics and "
                                "delivery counts are computed from"),
