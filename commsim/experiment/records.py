@@ -49,6 +49,7 @@ from commsim.errors import ConfigError
 
 #: Patterns whose models write per-operation records.
 RECORDING = ("request_response", "short_polling", "long_polling", "sse", "push", "websocket")
+RECORDING += ("stateful", "sidecar")  # one row per client operation / client call
 
 #: Record columns after the swept parameters: (name, unit, meaning).
 COLUMNS = (
