@@ -10,7 +10,13 @@ Records are one row per operation, for users' own CDFs and analyses:
   ``push``, ``websocket``): one row per update *delivery* to a client (a
   broadcast gives one row per client it reached) and one row per update
   *lost* (``missed``: offline client, full client buffer, SSE drop without
-  resume).
+  resume);
+* ``stateful``: one row per client operation (an optional login, then one
+  request; kinds request, login, relogin), outcome ok or the failure that
+  ended it (reset, 503, 401, lost) (commsim.patterns.stateful.records);
+* ``sidecar``: one row per client call, end to end (kind call), and one per
+  try of any call in the mesh (kind try), outcome ok or error
+  (commsim.patterns.sidecar.records).
 
 The models write them into the recorder's
 :class:`~commsim.engine.recorder.Operations` (compact arrays, no Python
@@ -55,8 +61,9 @@ RECORDING += ("stateful", "sidecar")  # one row per client operation / client ca
 COLUMNS = (
     ("replication", "1", "replication index (0-based)"),
     ("seed", "1", "the run's random seed"),
-    ("op", "text", "operation kind: request (request_response) or update (notifications)"),
-    ("client", "1", "client index (0-based)"),
+    ("op", "text", "operation kind: request (request_response; stateful without a login), "
+                   "update (notifications), login, relogin (stateful), call, try (sidecar)"),
+    ("client", "1", "client index (0-based); null for a sidecar try between services"),
     ("created", "s", "simulated time the operation began: request sent by the client / update "
                      "created at the server"),
     ("completed", "s", "simulated time it ended: response received / update arrived at the "
@@ -64,9 +71,11 @@ COLUMNS = (
     ("latency", "s", "completed - created; null if not completed"),
     ("bytes", "B", "application bytes of the operation (request_response: headers and bodies of "
                    "every chunk, no handshakes or retransmissions; notifications: the "
-                   "update's payload size)"),
+                   "update's payload size; stateful: headers, token and bodies of its logins, "
+                   "requests and answers; sidecar: request_size + response_size)"),
     ("outcome", "text", "ok (response received), unfinished (no response by the end of the run), "
-                        "delivered (update reached the client), missed (update lost)"),
+                        "delivered (update reached the client), missed (update lost); stateful "
+                        "failures reset, 503, 401, lost; sidecar error"),
     ("measured", "true/false", "created inside the measurement window [warmup, warmup + "
                                "duration): exactly the rows the run's latency metrics and "
                                "delivery counts are computed from"),
