@@ -14,6 +14,12 @@ Records are one row per operation, for users' own CDFs and analyses:
 * ``pubsub``: one row per publish (creation to confirm) and one per message
   copy a consumer processed (creation to the end of processing:
   ``delivered`` the first time, ``duplicate`` again) or lost (``missed``).
+* ``stateful``: one row per client operation (an optional login, then one
+  request; kinds request, login, relogin), outcome ok or the failure that
+  ended it (reset, 503, 401, lost) (commsim.patterns.stateful.records);
+* ``sidecar``: one row per client call, end to end (kind call), and one per
+  try of any call in the mesh (kind try), outcome ok or error
+  (commsim.patterns.sidecar.records).
 
 The models write them into the recorder's
 :class:`~commsim.engine.recorder.Operations` (compact arrays, no Python
@@ -52,16 +58,17 @@ from commsim.errors import ConfigError
 
 #: Patterns whose models write per-operation records.
 RECORDING = ("request_response", "short_polling", "long_polling", "sse", "push", "websocket",
-             "pubsub")
+             "pubsub", "stateful", "sidecar")
 
 #: Record columns after the swept parameters: (name, unit, meaning).
 COLUMNS = (
     ("replication", "1", "replication index (0-based)"),
     ("seed", "1", "the run's random seed"),
-    ("op", "text", "operation kind: request (request_response), update (notifications), "
-                   "publish or delivery (pubsub)"),
+    ("op", "text", "operation kind: request (request_response; stateful without a login), "
+                   "update (notifications), publish or delivery (pubsub), login, relogin "
+                   "(stateful), call, try (sidecar)"),
     ("client", "1", "client index (0-based; pubsub: publisher for publish, consumer for "
-                    "delivery; null if none)"),
+                    "delivery); null if none (a sidecar try between services)"),
     ("created", "s", "simulated time the operation began: request sent by the client / update "
                      "created at the server / message created at the publisher"),
     ("completed", "s", "simulated time it ended: response received / update arrived at the "
@@ -70,10 +77,13 @@ COLUMNS = (
     ("latency", "s", "completed - created; null if not completed"),
     ("bytes", "B", "application bytes of the operation (request_response: headers and bodies of "
                    "every chunk, no handshakes or retransmissions; notifications: the "
-                   "update's payload size; pubsub: the message size without header)"),
+                   "update's payload size; pubsub: the message size without header; stateful: "
+                   "headers, token and bodies of its logins, requests and answers; sidecar: "
+                   "request_size + response_size)"),
     ("outcome", "text", "ok (response received, publish confirmed), unfinished (not by the end of "
                         "the run), delivered (update reached the client, copy first processed), "
-                        "missed (update or copy lost), duplicate (copy processed again)"),
+                        "missed (update or copy lost), duplicate (copy processed again); stateful "
+                        "failures reset, 503, 401, lost; sidecar error"),
     ("measured", "true/false", "created inside the measurement window [warmup, warmup + "
                                "duration): exactly the rows the run's latency metrics and "
                                "delivery counts are computed from"),
