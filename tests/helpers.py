@@ -34,3 +34,16 @@ def resolved(base: dict, **sections) -> dict:
         else:
             raw[name] = values
     return load(raw).points[0].config
+
+
+def balanced(m: dict) -> None:
+    """The message ledger of one run balances: every message sent was
+    delivered, dropped (given up on) or is still in flight at the end."""
+    assert m["sent"] == m["delivered"] + m["dropped"] + m["in_flight"], m
+
+
+def same(a: dict, b: dict) -> None:
+    """Two runs' metrics are identical, key by key (NaN equals NaN)."""
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        assert v == b[k] or (isinstance(v, float) and math.isnan(v) and math.isnan(b[k])), k

@@ -123,3 +123,18 @@ def test_two_folders_match_sweep_points(tmp_path):
     assert "server.service_time" in notes and "no match" in notes
     assert row(table, "latency_mean")["diff"] < 0
     assert math.isfinite(row(table, "latency_mean")["p_value"])
+
+
+def test_compare_csv_writes_whole_number_keys_as_integers(tmp_path):
+    """A size key resolves to a float (64KiB -> 65536.0, a blank where null):
+    compare.csv prints it as the user wrote it (65536), as runs.csv does."""
+    cfg = mm1("1ms", reps=2, duration="2s")
+    cfg["sweep"] = {"request_response.chunk_size": [None, "64KiB"], "clients.rate": [2, 6]}
+    folder = tmp_path / "mm1"
+    output.write_tables(commsim.run(cfg), folder)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(folder), "--key", "clients.rate", "--values", "2", "6",
+                 "--out", str(out)]) == 0
+    lines = (out / "compare.csv").read_text().splitlines()
+    col = lines[0].split(",").index("request_response.chunk_size")
+    assert {line.split(",")[col] for line in lines[1:]} == {"", "65536"}

@@ -138,7 +138,13 @@ def test_cli_writes_documented_columns_and_parquet_tables(tiny_rr, tmp_path):
     assert not list(out.glob("records-*")) and not list(out.glob("*.parquet"))
 
 
-def test_cli_refuses_records_for_a_pattern_that_does_not_record(tmp_path, capsys):
+def _not_recording(monkeypatch, pattern="pubsub"):
+    """Make ``pattern`` a pattern without records (whichever patterns record)."""
+    monkeypatch.setattr(records, "RECORDING", tuple(p for p in records.RECORDING if p != pattern))
+
+
+def test_cli_refuses_records_for_a_pattern_that_does_not_record(tmp_path, capsys, monkeypatch):
+    _not_recording(monkeypatch)
     path = tmp_path / "ps.yaml"
     path.write_text("name: ps\npattern: pubsub\nduration: 2s\n")
     out = tmp_path / "out"
@@ -195,7 +201,7 @@ def test_records_with_runs_in_the_store_compute_each_run_once(tiny_rr, tmp_path,
     assert (out / "runs.csv").read_text() == before
 
 
-def test_python_api_records_true_and_a_folder(tmp_path):
+def test_python_api_records_true_and_a_folder(tmp_path, monkeypatch):
     import commsim
     from commsim.errors import ConfigError
 
@@ -224,6 +230,7 @@ def test_python_api_records_true_and_a_folder(tmp_path):
     commsim.run(one, records=folder, force=True)
     assert sorted(p.name for p in folder.iterdir()) == ["mine.txt", "records-p0-r0.parquet",
                                                         "records-p0-r1.parquet", "records-units.csv"]
+    _not_recording(monkeypatch)
     with pytest.raises(ConfigError, match="records"):
         commsim.run({"name": "ps", "pattern": "pubsub", "duration": 2.0}, records=True)
 

@@ -18,11 +18,10 @@ behind the cluster's balancer (commsim/patterns/sync_async/cluster.py).
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import yaml
-from helpers import within_t
+from helpers import balanced, same, within_t
 from test_sync_async import independent_acked_lost
 
 from commsim.cli import main
@@ -54,14 +53,6 @@ def run(r, seed=1):
     return simulate(resolve_run(r), seed)
 
 
-def balanced(m):
-    assert m["sent"] == m["delivered"] + m["dropped"] + m["in_flight"], m
-
-
-def same(a, b):
-    assert a.keys() == b.keys()
-    for k, v in a.items():
-        assert v == b[k] or (isinstance(v, float) and math.isnan(v) and math.isnan(b[k])), k
 
 
 # --------------------------------------------------------------------------

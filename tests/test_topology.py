@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from helpers import resolved
+from helpers import balanced, resolved
 
 from commsim.errors import ConfigError
 from commsim.experiment.runner import simulate
@@ -37,9 +37,6 @@ def base(pattern="sse", clients=400, duration=20.0, **topology):
 def run(raw, seed=1, **sections):
     return simulate(resolved(raw, **sections), seed)
 
-
-def balanced(m):
-    assert m["sent"] == m["delivered"] + m["dropped"] + m["in_flight"], m
 
 
 def test_default_topology_is_the_plain_pattern_bit_for_bit():

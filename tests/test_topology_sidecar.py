@@ -12,7 +12,7 @@ and refusals."""
 from __future__ import annotations
 
 import pytest
-from helpers import resolved, within_t
+from helpers import balanced, resolved, within_t
 
 from commsim import theory
 from commsim.cli import main
@@ -45,9 +45,6 @@ def rr(sidecar="sidecar", clients=1, think=1.0, duration=10.0, warmup=0.0, cores
 def run(raw, seed=1):
     return simulate(resolved(raw), seed)
 
-
-def balanced(m):
-    assert m["sent"] == m["delivered"] + m["dropped"] + m["in_flight"], m
 
 
 def test_one_request_pays_two_proxy_legs_and_two_loopback_crossings_exactly():

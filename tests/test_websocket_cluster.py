@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from helpers import resolved
+from helpers import balanced, same, resolved
 
 from commsim.errors import ConfigError
 from commsim.experiment.runner import simulate
@@ -37,14 +37,6 @@ def run(raw, seed=1):
     return simulate(resolved(raw), seed)
 
 
-def balanced(m):
-    assert m["sent"] == m["delivered"] + m["dropped"] + m["in_flight"], m
-
-
-def same(a, b):
-    assert a.keys() == b.keys()
-    for k, v in a.items():
-        assert v == b[k] or (isinstance(v, float) and math.isnan(v) and math.isnan(b[k])), k
 
 
 def test_default_topology_is_the_plain_pattern_bit_for_bit():

@@ -165,6 +165,21 @@ OP_KINDS = ("request", "update")
 OUTCOMES = ("ok", "unfinished", "delivered", "missed")
 REQUEST, UPDATE = 0, 1
 OK, UNFINISHED, DELIVERED, MISSED = 0, 1, 2, 3
+# pubsub: a publish (to its confirm) and a message copy's delivery to a
+# subscriber's consumer; a repeat processing of a copy is a duplicate.
+OP_KINDS += ("publish", "delivery")
+OUTCOMES += ("duplicate",)
+PUBLISH, DELIVERY = 2, 3
+DUPLICATE = 4
+# stateful (login: began with a login; relogin: a forced login after a 401)
+# and sidecar (call: a client's end-to-end call; try: one try of any call in
+# the mesh); stateful's failures by the answer that ended them (reset, 503,
+# 401, lost: the link gave up), sidecar's failed calls and tries (error).
+OP_KINDS += ("login", "relogin", "call", "try")
+OUTCOMES += ("reset", "503", "401", "lost", "error")
+LOGIN, RELOGIN, CALL, TRY = (OP_KINDS.index(k) for k in ("login", "relogin", "call", "try"))
+RESET, UNAVAILABLE, UNAUTHORIZED, LOST, ERROR = (OUTCOMES.index(k) for k in
+                                                 ("reset", "503", "401", "lost", "error"))
 # sync_async and multiplexing (issue 12 item 10): a page load of multiplexing's
 # page workload; a request answered only after it was sent again (retried),
 # and one whose acknowledged write a later crash lost (acked_lost).

@@ -471,8 +471,10 @@ def write(table: pd.DataFrame, out_dir: Path, force: bool = False) -> list[Path]
                               "another --out, or pass --force to replace them")
     out_dir.mkdir(parents=True, exist_ok=True)
     csv = out_dir / "compare.csv"
+    from commsim.experiment.tables import for_writing  # integers as integers, as in runs.csv
+
     buf = io.StringIO()
-    table.to_csv(buf, index=False)
+    for_writing(table, list(table.attrs.get("keys") or [])).to_csv(buf, index=False)
     atomic_write(csv, buf.getvalue())
     atomic_write(out_dir / "compare.json", json.dumps(inputs, indent=1) + "\n")
     return [csv, figure(table, out_dir / "compare.png"), out_dir / "compare.json"]

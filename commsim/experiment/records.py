@@ -13,7 +13,16 @@ Records are one row per operation, for users' own CDFs and analyses:
   ``push``, ``websocket``): one row per update *delivery* to a client (a
   broadcast gives one row per client it reached) and one row per update
   *lost* (``missed``: offline client, full client buffer, SSE drop without
-  resume).
+  resume);
+* ``pubsub``: one row per publish (creation to confirm) and one per message
+  copy a consumer processed (creation to the end of processing:
+  ``delivered`` the first time, ``duplicate`` again) or lost (``missed``).
+* ``stateful``: one row per client operation (an optional login, then one
+  request; kinds request, login, relogin), outcome ok or the failure that
+  ended it (reset, 503, 401, lost) (commsim.patterns.stateful.records);
+* ``sidecar``: one row per client call, end to end (kind call), and one per
+  try of any call in the mesh (kind try), outcome ok or error
+  (commsim.patterns.sidecar.records).
 
 The models write them into the recorder's
 :class:`~commsim.engine.recorder.Operations` (compact arrays, no Python
@@ -51,32 +60,39 @@ from commsim.engine.recorder import OP_KINDS, OUTCOMES
 from commsim.errors import ConfigError
 
 #: Patterns whose models write per-operation records.
-RECORDING = ("request_response", "short_polling", "long_polling", "sse", "push", "websocket")
-RECORDING += ("sync_async", "multiplexing")  # issue 12 item 10 (r2)
+RECORDING = ("request_response", "short_polling", "long_polling", "sse", "push", "websocket",
+             "pubsub", "stateful", "sidecar", "sync_async", "multiplexing")
 
 #: Record columns after the swept parameters: (name, unit, meaning).
 COLUMNS = (
     ("replication", "1", "replication index (0-based)"),
     ("seed", "1", "the run's random seed"),
     ("op", "text", "operation kind: request (request_response, sync_async, multiplexing's "
-                   "objects and API requests), update (notifications), page (a multiplexing "
-                   "page load)"),
-    ("client", "1", "client index (0-based)"),
+                   "objects and API requests; stateful without a login), update "
+                   "(notifications), publish or delivery (pubsub), login, relogin (stateful), "
+                   "call, try (sidecar), page (a multiplexing page load)"),
+    ("client", "1", "client index (0-based; pubsub: publisher for publish, consumer for "
+                    "delivery); null if none (a sidecar try between services)"),
     ("created", "s", "simulated time the operation began: request sent by the client / update "
-                     "created at the server"),
+                     "created at the server / message created at the publisher"),
     ("completed", "s", "simulated time it ended: response received / update arrived at the "
-                       "client; null if it did not (unfinished, missed)"),
+                       "client / publish confirmed, copy processed by the consumer; null if it "
+                       "did not (unfinished, missed)"),
     ("latency", "s", "completed - created; null if not completed"),
     ("bytes", "B", "application bytes of the operation (request_response: headers and bodies of "
                    "every chunk, no handshakes or retransmissions; notifications: the "
-                   "update's payload size; sync_async: request and response bytes of the "
-                   "answered exchange; multiplexing: headers as sent (after HPACK/QPACK) and "
-                   "the response body, a page's summed over its objects, null until answered)"),
-    ("outcome", "text", "ok (response received), unfinished (no response by the end of the run), "
-                        "delivered (update reached the client), missed (update lost), "
-                        "retried (sync_async: answered after the client sent it again), "
-                        "acked_lost (sync_async: answered, and its acknowledged write lost "
-                        "at a later crash)"),
+                   "update's payload size; pubsub: the message size without header; stateful: "
+                   "headers, token and bodies of its logins, requests and answers; sidecar: "
+                   "request_size + response_size; sync_async: request and response bytes of "
+                   "the answered exchange; multiplexing: headers as sent (after HPACK/QPACK) "
+                   "and the response body, a page's summed over its objects, null until "
+                   "answered)"),
+    ("outcome", "text", "ok (response received, publish confirmed), unfinished (not by the end of "
+                        "the run), delivered (update reached the client, copy first processed), "
+                        "missed (update or copy lost), duplicate (copy processed again); stateful "
+                        "failures reset, 503, 401, lost; sidecar error; sync_async retried "
+                        "(answered after the client sent it again) and acked_lost (answered, "
+                        "its acknowledged write lost at a later crash)"),
     ("measured", "true/false", "created inside the measurement window [warmup, warmup + "
                                "duration): exactly the rows the run's latency metrics and "
                                "delivery counts are computed from"),

@@ -56,17 +56,22 @@ from __future__ import annotations
 
 from collections import deque
 
+from commsim.engine.recorder import DELIVERY, MISSED
 from commsim.network import Message
 from commsim.nodes.broker_log import Fetch, Partition, PullLog  # noqa: F401  (re-exported)
 from commsim.nodes.cpu import Cpu
 from commsim.nodes.durable_log import DurableLog
 from commsim.nodes.faults import Crashable, FaultPlan
 
+NAN = float("nan")
+
 
 class Msg:
     """One published message (its content is only a size)."""
 
-    __slots__ = ("mid", "topic", "size", "created", "publisher", "partition", "offset", "pending")
+    # ``row``: its publish record (set only with records on, else unset).
+    __slots__ = ("mid", "topic", "size", "created", "publisher", "partition", "offset", "pending",
+                 "row")
 
     def __init__(self, mid: int, topic: int, size: int, created: float, publisher):
         self.mid = mid
@@ -160,6 +165,7 @@ class Broker(Crashable, PullLog):
         self.missed = 0
         self.connections: tuple = ()
         self.consumer_conns = None
+        self.ops = None  # per-operation records (the model sets them with records on)
 
     def __str__(self) -> str:
         return self.name
@@ -329,11 +335,14 @@ class Broker(Crashable, PullLog):
                         c.unacked.clear()
                 if not self.persistent:
                     lost = 0
+                    ops = self.ops
                     for q in (sub.retry, sub.ready):
                         for msg in q:
                             lost += 1
                             if msg.mid not in sub.seen:
                                 self.missed += 1
+                                if ops is not None:  # no consumer holds it: client unknown
+                                    ops.record(DELIVERY, msg.created, NAN, -1, msg.size, MISSED)
                         q.clear()
                     sub.queue.add(-lost)
         else:

@@ -3,14 +3,17 @@ partition logs, long-poll fetches, committed offsets, and what a restart does
 to them (assumptions in that module's docstring).  :class:`PullLog` is a
 part of :class:`~commsim.nodes.broker.Broker`, which provides ``env``,
 ``up``, ``epoch``, ``persistent``, ``subs_by_topic``, ``consumers``,
-``deliver_link``, the fetch rules and ``_work``/``_grow``."""
+``deliver_link``, ``ops`` (records or None), the fetch rules and ``_work``/``_grow``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from commsim.engine.recorder import DELIVERY, MISSED
 from commsim.engine.simulation import call_later
 from commsim.network import Message
+
+NAN = float("nan")
 
 if TYPE_CHECKING:
     from commsim.nodes.broker import Msg
@@ -181,9 +184,13 @@ class PullLog:
                             pos = sub.committed[part.index]
                         start = max(pos, part.lost_before)
                         seen = sub.seen
+                        ops = self.ops
                         for msg in part.log[start:end]:
                             if msg.mid not in seen:
                                 self.missed += 1
+                                if ops is not None:  # the partition owner's copy
+                                    ops.record(DELIVERY, msg.created, NAN, owner.idx, msg.size,
+                                               MISSED)
                         old = sub.committed[part.index]
                         if end > old:
                             sub.committed[part.index] = end

@@ -72,6 +72,13 @@ Model and assumptions
   always-full queue without publishing them: they are counted in
   ``published`` but put no bytes on the publish link).
 
+* **Records** (``--records`` only): one ``publish`` row per created message
+  (creation to confirm: ``ok`` / ``unfinished``) and one ``delivery`` row
+  per copy processed (creation to end of processing: ``delivered`` the
+  first time, ``duplicate`` again) or lost (``missed``); copies still
+  waiting at the end have none (docs/pubsub.md).  Without records the
+  plain hooks run (the recording ones are chosen at set-up).
+
 Ledger (whole run): ``copies == processed + missed + backlog`` where
 ``backlog`` is read off the queues, logs, links and consumer buffers at the
 end; ``duplicates`` are repeat processings.  Queue depth is sampled every

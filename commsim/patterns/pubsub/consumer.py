@@ -84,18 +84,18 @@ class Consumer(Crashable):
         mode = m.mode
         if mode == "push":
             tag, msg = item
-            m.processed_copy(self.sub, msg)
+            m.processed_copy(self, msg)
             m.control_link.send(Message("ack", self, "broker", header=m.header, created=m.env.now,
                                         data=(self, epoch, tag)), m.broker.receive_ack)
         elif mode == "pull":
-            m.processed_copy(self.sub, item)
+            m.processed_copy(self, item)
             i = self.parts.index(m.broker.partitions[item.topic][item.partition]) \
                 if len(self.parts) > 1 else 0
             self.done_pos[i] = item.offset + 1
             if not self.buffer and m.commit_per_batch:
                 self.commit()
         else:
-            m.processed_copy(self.sub, item)
+            m.processed_copy(self, item)
             self.sub.queue.add(-1)
             while self.pending and len(self.buffer) + self.busy < m.direct_buffer:
                 self._accept(self.pending.popleft())
@@ -248,6 +248,8 @@ class Consumer(Crashable):
         m = self.model
         if not self.up:
             m.missed += 1
+            if m.ops is not None:
+                m.lost_row(msg, self.idx)
             m.copy_done(msg)
             return
         self.sub.queue.add(1)
@@ -303,8 +305,13 @@ class Consumer(Crashable):
             for msg in dropped:
                 if msg.offset < sub.committed[msg.partition] and msg.mid not in sub.seen:
                     m.missed += 1
+                    if m.ops is not None:
+                        m.lost_row(msg, self.idx)
         else:
             m.missed += len(dropped) + len(self.pending)
+            if m.ops is not None:
+                for msg in dropped + list(self.pending):
+                    m.lost_row(msg, self.idx)
             sub.queue.add(-(len(dropped) + len(self.pending)))
             for msg in self.pending:
                 m.copy_done(msg)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from commsim.metrics import pubsub as _pubsub_metrics  # noqa: F401  (defines the metrics)
 from commsim.engine import call_later
+from commsim.engine.recorder import DELIVERED, DELIVERY, DUPLICATE, MISSED
 from commsim.metrics.collect import Latencies, latency_metrics, percentiles
 from commsim.network import Link, Message
 from commsim.network.connection import Connections
 from commsim.nodes.broker import Broker, Msg, Subscription
 from commsim.nodes.faults import FaultPlan
 from commsim.patterns.pubsub.consumer import Consumer
-from commsim.patterns.pubsub.publisher import Publisher
+from commsim.patterns.pubsub.publisher import Publisher, RecordedPublisher
+
+NAN = float("nan")
 
 
 class PubSub:
@@ -66,6 +69,12 @@ class PubSub:
         self.latencies = Latencies(sim)
         self.publish_latencies: list[float] = []
         self.healthy_latencies: list[float] = []  # subscriptions without a faulty consumer
+        # Per-operation records (commsim run --records), None unless asked for:
+        # then processings and publishes go through recording variants (set
+        # here, so a run without records runs exactly the plain code).
+        self.ops = sim.recorder.ops("pubsub") if sim.recorder.records else None
+        if self.ops is not None:
+            self.processed_copy = self._processed_copy_recorded
 
         topics = cfg["topics"]
         group = cfg["group_size"]
@@ -76,6 +85,7 @@ class PubSub:
                              confirm_link=self.confirm_link if brokered else None,
                              deliver_link=self.deliver_link if brokered else None,
                              on_stored=self.accept)
+        self.broker.ops = self.ops
         # Connections to the broker (network.handshake; direct refuses it):
         # the one connection module over each side's own links, TLS CPU on
         # the broker's CPU.  None: not modelled (the default), nothing changes.
@@ -125,12 +135,13 @@ class PubSub:
         else:
             gap_spec = 1.0 / rate
         self.publishers: list[Publisher] = []
+        publisher_class = Publisher if self.ops is None else RecordedPublisher
         for t in range(topics):
             for _ in range(cfg["publishers"]):
                 i = len(self.publishers)
                 gap = sim.sampler(gap_spec, f"pubsub/arrivals/{i}")
                 size = sim.sampler(cfg["message_size"], f"pubsub/size/{i}", "size")
-                pub = Publisher(self, i, t, gap, size, cfg["publish_for"])
+                pub = publisher_class(self, i, t, gap, size, cfg["publish_for"])
                 self.publishers.append(pub)
                 self.broker.add_publisher(pub)
 
@@ -197,7 +208,9 @@ class PubSub:
         self.published += 1
         self.copies += len(self.subs_by_topic[msg.topic])
 
-    def processed_copy(self, sub: Subscription, msg: Msg) -> None:
+    def processed_copy(self, c: Consumer, msg: Msg) -> None:
+        """Consumer ``c`` finished processing its subscription's copy of ``msg``."""
+        sub = c.sub
         if msg.mid in sub.seen:
             self.duplicates += 1
             return
@@ -206,6 +219,18 @@ class PubSub:
         self.latencies.record(msg.created)
         if sub.healthy and msg.created >= self.sim.start and self.env.now >= self.sim.start:
             self.healthy_latencies.append(self.env.now - msg.created)
+
+    def _processed_copy_recorded(self, c: Consumer, msg: Msg) -> None:
+        """processed_copy that also records the copy's delivery row (records on only)."""
+        dup = msg.mid in c.sub.seen
+        self.ops.record(DELIVERY, msg.created, self.env.now, c.idx, msg.size,
+                        DUPLICATE if dup else DELIVERED)
+        PubSub.processed_copy(self, c, msg)
+
+    def lost_row(self, msg: Msg, client: int) -> None:
+        """Record a copy of ``msg`` lost for consumer ``client`` (-1: none);
+        callers test ``self.ops`` first, so this runs only with records on."""
+        self.ops.record(DELIVERY, msg.created, NAN, client, msg.size, MISSED)
 
     def _dropped(self, wire) -> None:
         """A link gave up on ``wire`` (loss beyond max_retries): the
@@ -227,6 +252,8 @@ class PubSub:
                 data.publisher.confirmed(data)  # a resend would be deduplicated, then confirmed
         elif kind == "deliver" and self.mode == "direct":
             self.missed += 1
+            if self.ops is not None:
+                self.lost_row(data, wire.dst.idx)
             self.copy_done(data)
         elif kind == "ack" and self.mode == "direct":
             self.copy_done(data)
@@ -260,6 +287,8 @@ class PubSub:
                     break
             if target is None:
                 self.missed += 1
+                if self.ops is not None:
+                    self.lost_row(msg, -1)  # no consumer of the subscription online
                 continue
             sent += 1
             self.deliveries += 1

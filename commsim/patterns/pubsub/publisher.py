@@ -14,8 +14,11 @@ from __future__ import annotations
 from collections import deque
 
 from commsim.engine import call_later
+from commsim.engine.recorder import OK, PUBLISH, UNFINISHED
 from commsim.network import Message
 from commsim.nodes.broker import Msg
+
+NAN = float("nan")
 
 
 class Publisher:
@@ -46,13 +49,16 @@ class Publisher:
     def __str__(self) -> str:
         return self.name
 
+    #: Makes a new message (``RecordedPublisher`` also records its publish).
+    _new = Msg
+
     def _tick(self, _event) -> None:
         m = self.model
         now = m.env.now
         if self._stop is not None and now >= self._stop:
             return
         m.next_mid += 1
-        self.outbox.append(Msg(m.next_mid, self.topic, int(self._size()), now, self))
+        self.outbox.append(self._new(m.next_mid, self.topic, int(self._size()), now, self))
         self.pump()
         call_later(m.env, self._gap(), self._tick)
 
@@ -160,3 +166,25 @@ class Publisher:
         if self.blocked_since is not None:
             self.blocked_s += self.model.sim.overlap(self.blocked_since, self.model.sim.end)
             self.blocked_since = None
+
+
+class RecordedPublisher(Publisher):
+    """A publisher that also records one row per publish (``commsim run
+    --records``; the model uses it only then): from the message's creation
+    (outbox time included, as ``publish_latency_mean``) to its confirm
+    (``ok``), or ``unfinished`` if not confirmed by the end of the run."""
+
+    __slots__ = ()
+
+    def _new(self, mid: int, topic: int, size: int, created: float, publisher) -> Msg:
+        msg = Msg(mid, topic, size, created, publisher)
+        ops = self.model.ops
+        msg.row = len(ops)
+        ops.record(PUBLISH, created, NAN, self.idx, size, UNFINISHED)
+        return msg
+
+    def confirmed(self, msg) -> None:
+        ops = self.model.ops
+        ops.end[msg.row] = self.model.env.now
+        ops.outcome[msg.row] = OK
+        Publisher.confirmed(self, msg)

@@ -67,7 +67,11 @@ At low load two proxies per call add 2 x (proxy CPU per request + 2 x
 loopback latency) + the mTLS CPU to the mean call time
 (:func:`commsim.theory.sidecar_added_latency`).
 
-Package layout: ``config`` (the ``sidecar`` section), ``parts``, ``model``.
+Records (``--records``): one row per client call, end to end (kind call),
+and one per try of any call in the mesh (kind try); outcome ok or error
+(``records``).
+
+Package layout: ``config`` (the ``sidecar`` section), ``parts``, ``model``, ``records``.
 The retry policy, the circuit breaker and mutual TLS (handshake, pooled
 connections) are the shared mesh parts of :mod:`commsim.nodes.mesh`, the
 proxy is :class:`commsim.nodes.proxy.SidecarProxy` (both also used by

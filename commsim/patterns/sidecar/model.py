@@ -74,7 +74,15 @@ class SidecarModel:
                 node.pool = ConnectionPool(sc["requests_per_connection"],
                                            lambda up, conn, node=node: _Handshake(
                                                self, node, up, conn).start(), self._send)
-        self.clients = ClientPopulation(sim, self.start_op)
+        # Per-operation records (commsim run --records) only when asked for
+        # (sidecar/records.py); otherwise the clients call start_op directly.
+        self.records = None
+        if rec.records:
+            from commsim.patterns.sidecar.records import SidecarRecords
+
+            self.records = SidecarRecords(self, rec.ops("sidecar"))
+        self.clients = ClientPopulation(sim, self.start_op if self.records is None
+                                        else self.records.start)
 
     def _node(self, name, service, index, cores) -> _Node:
         sim = self.sim

@@ -86,7 +86,11 @@ Model and assumptions
 With no faults, zero store latency and zero store service time, the store
 round trip takes no time and both modes give identical latencies (a test).
 
-Package layout: ``config`` (the ``stateful`` section), ``servers``, ``connect``, ``model``.
+Records (``--records``): one row per operation (kinds request, login,
+relogin; outcomes ok, reset, 503, 401, lost, unfinished), see ``records``.
+
+Package layout: ``config`` (the ``stateful`` section), ``servers``, ``connect``, ``model``,
+``records``.
 """
 
 from __future__ import annotations

@@ -87,7 +87,15 @@ class StatefulModel:
         # network.loss: a message the client's link gives up on (after
         # network.max_retries retransmissions) fails its operation.
         self.net.up.on_drop = self.net.down.on_drop = self._given_up
-        self.clients = ClientPopulation(sim, self.start_op)
+        # Per-operation records (commsim run --records) only when asked for
+        # (stateful/records.py); otherwise the clients call start_op directly.
+        self.records = None
+        if rec.records:
+            from commsim.patterns.stateful.records import StatefulRecords
+
+            self.records = StatefulRecords(self, rec.ops("stateful"))
+        self.clients = ClientPopulation(sim, self.start_op if self.records is None
+                                        else self.records.start)
 
     # -------------------------------------------------------------- faults --
     def _new_server(self, *args) -> StatefulServer:
@@ -138,7 +146,7 @@ class StatefulModel:
     def _given_up(self, msg) -> None:
         if self.conns is not None and self.conns.dropped(msg):
             return  # a handshake flight: sent again
-        self._finish(msg.data, False)  # the client's TCP gave up: the operation fails
+        self._finish(msg.data, "lost")  # the client's TCP gave up: the operation fails
 
     def _send_login(self, op: Op, forced: bool, handshake: int = 0) -> None:
         op.kind = "login"
@@ -165,7 +173,7 @@ class StatefulModel:
         cid = op.cid
         if op.kind == "login":
             if status != "ok":
-                self._finish(op, False)
+                self._finish(op, status)
                 return
             self.session[cid] = op.sid
             self._send_request(op)
@@ -174,16 +182,19 @@ class StatefulModel:
             self.remaining[cid] -= 1
             if op.last:
                 self.session[cid] = None
-            self._finish(op, True)
+            self._finish(op, status)
         elif status == "401" and not op.forced:
             self.session[cid] = None
             self._send_login(op, forced=True)
         else:
             if status == "401":
                 self.session[cid] = None
-            self._finish(op, False)
+            self._finish(op, status)
 
-    def _finish(self, op: Op, ok: bool) -> None:
+    def _finish(self, op: Op, status: str) -> None:
+        """``op`` ends with ``status``: ``ok``, else the failing answer's label
+        (reset, 503, 401) or ``lost`` (the link gave up on a message)."""
+        ok = status == "ok"
         now = self.sim.now
         t0 = op.t0
         if ok:
@@ -202,6 +213,8 @@ class StatefulModel:
             self.ts_fail[b] += 1
         if self.conns is not None:
             self.conns.finished(op, ok)
+        if self.records is not None:
+            self.records.finished(op, status)
         op.done()
 
     # ------------------------------------------------------------ balancer --
