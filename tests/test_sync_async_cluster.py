@@ -167,7 +167,7 @@ def test_a_crash_resets_exactly_the_outstanding_requests_and_they_retry_on_a_sur
     assert len({op.client for op in ops}) == len(ops)
     assert m["requests_reset"] == m["crash_resets"] == len(ops)
     for op in ops:
-        assert op.resets == 1 and op.attempt == 2
+        assert op.retries == 1 and op.attempt == 2
         assert answered[op] == 0          # the survivor answered the retry
         # reset (L) + retry_backoff + a new request to the survivor and back
         assert finished[op] >= t + L + backoff + 2 * L

@@ -180,6 +180,13 @@ OUTCOMES += ("reset", "503", "401", "lost", "error")
 LOGIN, RELOGIN, CALL, TRY = (OP_KINDS.index(k) for k in ("login", "relogin", "call", "try"))
 RESET, UNAVAILABLE, UNAUTHORIZED, LOST, ERROR = (OUTCOMES.index(k) for k in
                                                  ("reset", "503", "401", "lost", "error"))
+# sync_async and multiplexing (issue 12 item 10): a page load of multiplexing's
+# page workload; a request answered only after it was sent again (retried),
+# and one whose acknowledged write a later crash lost (acked_lost).
+OP_KINDS += ("page",)
+OUTCOMES += ("retried", "acked_lost")
+PAGE = OP_KINDS.index("page")
+RETRIED, ACKED_LOST = OUTCOMES.index("retried"), OUTCOMES.index("acked_lost")
 
 
 class Operations:

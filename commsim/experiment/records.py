@@ -6,6 +6,9 @@ Records are one row per operation, for users' own CDFs and analyses:
 * ``request_response``: one row per operation (a request, or a whole chunked
   upload), from the moment the client starts it to the moment it has the
   response;
+* ``sync_async``: one row per request (retries included), sent to answered;
+* ``multiplexing``: one row per page load (``page``) and one per object
+  request (``request``); with the api workload one row per request;
 * the notification patterns (``short_polling``, ``long_polling``, ``sse``,
   ``push``, ``websocket``): one row per update *delivery* to a client (a
   broadcast gives one row per client it reached) and one row per update
@@ -58,15 +61,16 @@ from commsim.errors import ConfigError
 
 #: Patterns whose models write per-operation records.
 RECORDING = ("request_response", "short_polling", "long_polling", "sse", "push", "websocket",
-             "pubsub", "stateful", "sidecar")
+             "pubsub", "stateful", "sidecar", "sync_async", "multiplexing")
 
 #: Record columns after the swept parameters: (name, unit, meaning).
 COLUMNS = (
     ("replication", "1", "replication index (0-based)"),
     ("seed", "1", "the run's random seed"),
-    ("op", "text", "operation kind: request (request_response; stateful without a login), "
-                   "update (notifications), publish or delivery (pubsub), login, relogin "
-                   "(stateful), call, try (sidecar)"),
+    ("op", "text", "operation kind: request (request_response, sync_async, multiplexing's "
+                   "objects and API requests; stateful without a login), update "
+                   "(notifications), publish or delivery (pubsub), login, relogin (stateful), "
+                   "call, try (sidecar), page (a multiplexing page load)"),
     ("client", "1", "client index (0-based; pubsub: publisher for publish, consumer for "
                     "delivery); null if none (a sidecar try between services)"),
     ("created", "s", "simulated time the operation began: request sent by the client / update "
@@ -79,11 +83,16 @@ COLUMNS = (
                    "every chunk, no handshakes or retransmissions; notifications: the "
                    "update's payload size; pubsub: the message size without header; stateful: "
                    "headers, token and bodies of its logins, requests and answers; sidecar: "
-                   "request_size + response_size)"),
+                   "request_size + response_size; sync_async: request and response bytes of "
+                   "the answered exchange; multiplexing: headers as sent (after HPACK/QPACK) "
+                   "and the response body, a page's summed over its objects, null until "
+                   "answered)"),
     ("outcome", "text", "ok (response received, publish confirmed), unfinished (not by the end of "
                         "the run), delivered (update reached the client, copy first processed), "
                         "missed (update or copy lost), duplicate (copy processed again); stateful "
-                        "failures reset, 503, 401, lost; sidecar error"),
+                        "failures reset, 503, 401, lost; sidecar error; sync_async retried "
+                        "(answered after the client sent it again) and acked_lost (answered, "
+                        "its acknowledged write lost at a later crash)"),
     ("measured", "true/false", "created inside the measurement window [warmup, warmup + "
                                "duration): exactly the rows the run's latency metrics and "
                                "delivery counts are computed from"),

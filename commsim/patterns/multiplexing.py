@@ -44,6 +44,10 @@ Model and assumptions
     client's persistent connections; concurrency comes from
     ``clients.mode: async`` (open loop) or many sync clients.
 
+Records (``--records``, only when asked for): one ``page`` row per page load
+and one ``request`` row per object (api: one ``request`` row per request),
+outcome ok or unfinished (docs/multiplexing.md).
+
 Not modelled: ACK bytes and ACK loss, receive windows and flow control,
 HTTP/2 priorities and server push, TLS record overhead, HTTP/2 preface and
 SETTINGS, connection failures (the transport retransmits until delivery),
@@ -56,6 +60,7 @@ import math
 
 from commsim.clients import ClientPopulation
 from commsim.config.schema import SECTIONS, Field, Section, register_section
+from commsim.engine.recorder import OK, PAGE, REQUEST, UNFINISHED
 from commsim.errors import ConfigError
 from commsim.metrics import multiplexing as _metrics  # noqa: F401  (defines the metrics)
 from commsim.metrics.collect import cpu_metrics, latency_metrics
@@ -180,7 +185,7 @@ class _Spread:
 
 
 class _Page:
-    __slots__ = ("model", "http", "done", "left", "children", "sizes")
+    __slots__ = ("model", "http", "done", "left", "children", "sizes", "roots")
 
     def __init__(self, model, http, done, sizes, children):
         self.model = model
@@ -207,6 +212,35 @@ class _Page:
             if not m.warm:
                 self.http.close()
             self.done()
+
+
+class _RecordedPage(_Page):
+    """A page whose load and object requests are rows of the recorder's
+    ``Operations`` (used only with records on): one ``page`` row (``row``)
+    and one ``request`` row per object, each filled when it completes, with
+    the application bytes (headers as sent, after HPACK/QPACK, and the
+    response body; summed over the objects for the page)."""
+
+    __slots__ = ("row", "nbytes")
+
+    def fetch(self, i: int) -> None:
+        m = self.model
+        ops = m.ops
+        now = m.env.now
+        r = len(ops)
+        ops.record(REQUEST, now, math.nan, ops.client[self.row], -1, UNFINISHED)
+        self.http.request(Request(self.sizes[i], self._got, (i, now, r)))
+
+    def _got(self, req: Request) -> None:
+        ops = self.model.ops
+        i, t0, r = req.token
+        size = req.req_header_sent + req.body + req.resp_header_sent
+        ops.end[r] = self.model.env.now
+        ops.size[r] = size
+        ops.outcome[r] = OK
+        self.nbytes += size
+        req.token = (i, t0)
+        _Page._got(self, req)
 
 
 class Multiplexing:
@@ -257,7 +291,12 @@ class Multiplexing:
         self.object_lat_n = 0
         self.https: list = [None] * cfg["clients"]["count"]
         self.header_tally = [0, 0]  # client tier: header bytes, requests completed in window
-        self.clients = ClientPopulation(sim, self.start_op)
+        self.api = mx["workload"] == "api"
+        # Per-operation records (commsim run --records) only when asked for:
+        # otherwise the clients call start_op, with plain pages.
+        self.ops = sim.recorder.ops("multiplexing") if sim.recorder.records else None
+        self.clients = ClientPopulation(sim, self.start_op if self.ops is None
+                                        else self._start_recorded)
 
     def _client(self, name, protocol, up, down, endpoint, tier, limit, depth, stats=None):
         mx = self.mx
@@ -283,12 +322,54 @@ class Multiplexing:
 
     # -------------------------------------------------------------- flow --
     def start_op(self, client: int, done) -> None:
-        mx = self.mx
-        size = self._size
-        if mx["workload"] == "api":
-            self.http_of(client).request(Request(int(size()), self._api_done,
+        if self.api:
+            self.http_of(client).request(Request(int(self._size()), self._api_done,
                                                  (done, self.env.now)))
             return
+        page = self._page(_Page, client, done)
+        for i in page.roots:
+            page.fetch(i)
+
+    def _start_recorded(self, client: int, done) -> None:
+        """start_op that also records the operation (``Operations``): the
+        same draws in the same order, so the run is unchanged; used only
+        with records on."""
+        ops = self.ops
+        r = len(ops)
+        ops.record(PAGE if not self.api else REQUEST, self.env.now, math.nan, client, -1,
+                   UNFINISHED)
+        if self.api:
+            self.http_of(client).request(Request(int(self._size()), self._api_recorded,
+                                                 (done, self.env.now, r)))
+            return
+        env = self.env
+
+        def finished() -> None:
+            ops.end[r] = env.now
+            ops.size[r] = page.nbytes
+            ops.outcome[r] = OK
+            done()
+
+        page = self._page(_RecordedPage, client, finished)
+        page.row = r
+        page.nbytes = 0
+        for i in page.roots:
+            page.fetch(i)
+
+    def _api_recorded(self, req: Request) -> None:
+        ops = self.ops
+        done, t0, r = req.token
+        ops.end[r] = self.env.now
+        ops.size[r] = req.req_header_sent + req.body + req.resp_header_sent
+        ops.outcome[r] = OK
+        req.token = (done, t0)
+        self._api_done(req)
+
+    def _page(self, cls, client: int, done):
+        """A page load's objects (sizes, dependencies) drawn, as ``cls``;
+        ``page.roots`` are the objects requested at once."""
+        mx = self.mx
+        size = self._size
         n = mx["objects"]
         sizes = [int(size()) for _ in range(n)]
         children: list[list[int]] = [[] for _ in range(n)]
@@ -303,9 +384,9 @@ class Multiplexing:
         # A cold page load has connections of its own (so overlapping pages of
         # an async client do not share them); a warm one uses the client's.
         http = self.http_of(client) if self.warm else self._new_http(client)
-        page = _Page(self, http, done, sizes, children)
-        for i in roots:
-            page.fetch(i)
+        page = cls(self, http, done, sizes, children)
+        page.roots = roots
+        return page
 
     def _api_done(self, req: Request) -> None:
         done, t0 = req.token

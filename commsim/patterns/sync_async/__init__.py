@@ -79,6 +79,11 @@ Model and assumptions (details, closed forms and parameter table in
   yet answered and the client retries through the balancer on a survivor
   (assumptions in ``cluster``'s docstring and docs/sync_async.md).
 
+* Records (``--records``, only when asked for): one row per request, first
+  send to answer; outcome ok, retried (sent again), acked_lost (its
+  acknowledged write lost at a later crash) or unfinished; the model never
+  fails a request (docs/sync_async.md).
+
 Package layout: ``config`` (the ``sync_async`` section), ``instance`` (one
 server process), ``model`` (the plain pattern), ``cluster`` (behind a
 topology; the model factory).

@@ -107,12 +107,13 @@ class ClusteredSyncAsync(SyncAsync):
         j = t["reconnect_jitter"]
         self.jitter = (sim.sampler({"dist": "uniform", "low": 0, "high": j},
                                    "topology/reconnect_jitter") if j > 0 else None)
-        self.clients = ClientPopulation(sim, self.start_op)
+        self.clients = ClientPopulation(sim, self.start_op if self.ops is None
+                                        else self._start_recorded)
 
     # --------------------------------------------------------- instances --
     def _adopt(self, s) -> Instance:
         s.__class__ = self._hooked
-        inst = self.instances[s] = Instance(self, s.cpu, s)
+        inst = self.instances[s] = self.instance_class(self, s.cpu, s)
         self.outstanding[s] = {}
         if len(self.instances) > 1:  # the threads level starts with one instance's loops
             self.threads.add(self.loop_threads)
@@ -130,6 +131,8 @@ class ClusteredSyncAsync(SyncAsync):
         self.threads.add(self.loop_threads)
 
     # ----------------------------------------------------------- clients --
+    op_class = _COp  # also for recorded operations (--records)
+
     def start_op(self, client, done) -> None:
         self._send(_COp(client, done))
 
@@ -163,6 +166,8 @@ class ClusteredSyncAsync(SyncAsync):
         if s is None:  # nothing up: try again later, doubling the wait
             wait = self.backoff * (1 << min(op.tries, 6))
             op.tries += 1
+            if op.attempt == 0:  # its first try failed too: it will be retried
+                op.retries += 1
             call_later(self.env, wait, lambda _e: self._send(op))
             return
         op.tries = 0
@@ -191,7 +196,7 @@ class ClusteredSyncAsync(SyncAsync):
 
     def _client_reset(self, msg) -> None:
         op = msg.data
-        op.resets += 1
+        op.retries += 1
         if self.conns.enabled:
             self.conns.open.discard(op.client)  # a reset closes the connection
         wait = self.retry_backoff + (self.jitter() if self.jitter is not None else 0.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from commsim.engine.recorder import ACKED_LOST
 from commsim.nodes.durable_log import DurableLog
 
 
@@ -205,3 +206,48 @@ class Instance:
         self.thread_queue.clear()
         self.free_threads = self.m.pool_size
         return ops
+
+
+class RecordedInstance(Instance):
+    """An :class:`Instance` that also marks, in the model's per-operation
+    records, the operations whose acknowledged write a crash lost (used only
+    with records on; ``commsim run --records``).
+
+    ``unsafe`` holds ``(lsn, op, retries)`` for every write acknowledged
+    before it was durable (asynchronous commit), pruned as flushes cover them,
+    so it is bounded by the log's volatile tail.  At a crash every entry
+    beyond the last flush is lost: the operation's row says ``acked_lost`` if
+    the client had (or still gets) that acknowledgement, that is if it was not
+    sent again after it (``retries`` unchanged)."""
+
+    __slots__ = ("unsafe",)
+
+    def __init__(self, m, cpu, node):
+        Instance.__init__(self, m, cpu, node)
+        self.unsafe: deque = deque()
+
+    def _respond(self, req: _Req) -> None:
+        wal = self.wal
+        if wal is not None and req.lsn > wal.durable:
+            unsafe = self.unsafe
+            while unsafe and unsafe[0][0] <= wal.durable:
+                unsafe.popleft()
+            op = req.op
+            unsafe.append((req.lsn, op, op.retries))
+        Instance._respond(self, req)
+
+    def crash(self) -> list:
+        wal = self.wal
+        if wal is not None:
+            ops = self.m.ops
+            for lsn, op, retries in self.unsafe:
+                if lsn <= wal.durable:
+                    continue
+                if op.retries != retries:
+                    continue  # sent again since: the client never had this acknowledgement
+                if ops.end[op.rec] == ops.end[op.rec]:  # answered already (not NaN)
+                    ops.outcome[op.rec] = ACKED_LOST
+                else:  # its response is on its way: the row says so when it arrives
+                    op.lost_at = retries
+            self.unsafe.clear()
+        return Instance.crash(self)

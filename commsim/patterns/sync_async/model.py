@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from commsim.clients import ClientPopulation
+from commsim.engine.recorder import ACKED_LOST, OK, REQUEST, RETRIED, UNFINISHED
 from commsim.engine.simulation import call_later
 from commsim.metrics import io as _io_metrics  # noqa: F401  (registers the metric definitions)
 from commsim.metrics.collect import Level, client_server_metrics
@@ -20,19 +21,22 @@ from commsim.network.connection import Connections
 from commsim.nodes import Cpu
 from commsim.nodes.faults import Crashable, FaultPlan
 from commsim.patterns.sync_async.config import RESET_BYTES
-from commsim.patterns.sync_async.instance import Instance
+from commsim.patterns.sync_async.instance import Instance, RecordedInstance
 
 
 # ---------------------------------------------------------------- helpers --
 class _Op:
-    """One client operation (retried after a reset until it succeeds)."""
+    """One client operation (sent again after a reset or a link giving up,
+    until it is answered).  ``retries`` counts those re-sends; ``rec`` (its
+    row in the recorder's ``Operations``) and ``lost_at`` are set only when
+    records are asked for."""
 
-    __slots__ = ("client", "done", "resets")
+    __slots__ = ("client", "done", "retries", "rec", "lost_at")
 
     def __init__(self, client, done):
         self.client = client
         self.done = done
-        self.resets = 0
+        self.retries = 0
 
 
 # ------------------------------------------------------------------ model --
@@ -53,11 +57,12 @@ class SyncAsync(Crashable):
         # network.handshake / keepalive: one connection per client (the shared
         # connection module), set up before a request when it has none.
         self.conns = Connections(sim, self.net, self.cpu)
-        self.server = Instance(self, self.cpu, self)
+        self.server = self.instance_class(self, self.cpu, self)
         self.wal = self.server.wal
         self.crash_at(sa["crash_at"] or ())
         self.arm()
-        self.clients = ClientPopulation(sim, self.start_op)
+        self.clients = ClientPopulation(sim, self.start_op if self.ops is None
+                                        else self._start_recorded)
 
     def _setup(self, sim) -> None:
         """What every instance shares (also :class:`ClusteredSyncAsync`'s)."""
@@ -108,10 +113,41 @@ class SyncAsync(Crashable):
         self.spawned = rec.counter("sync_async/threads_spawned")
         self.io_calls = rec.counter("sync_async/io_calls")
         self.resets = rec.counter("sync_async/requests_reset")
+        # Per-operation records (commsim run --records) only when asked for:
+        # otherwise the clients call start_op and the instances are plain.
+        self.ops = rec.ops("sync_async") if rec.records else None
+        self.instance_class = Instance if self.ops is None else RecordedInstance
+        self.op_bytes = self.req_header + self.resp_header
 
     # ----------------------------------------------------------- clients --
+    #: The operation class (the cluster's routes its attempts).
+    op_class = _Op
+
     def start_op(self, client, done) -> None:
         self._send(_Op(client, done))
+
+    def _start_recorded(self, client, done) -> None:
+        """start_op that also records the operation (sent, answered, bytes,
+        outcome); used only with records on.  ``lost_at``: the value of
+        ``retries`` when the write of the attempt a later crash lost was
+        acknowledged (-1: none lost), so the row says ``acked_lost`` only if
+        that acknowledgement is the one the client got
+        (:class:`~commsim.patterns.sync_async.instance.RecordedInstance`)."""
+        ops = self.ops
+        env = self.env
+        i = len(ops)
+        ops.record(REQUEST, env.now, math.nan, client, self.op_bytes, UNFINISHED)
+
+        def finished() -> None:
+            ops.end[i] = env.now
+            ops.outcome[i] = (ACKED_LOST if op.lost_at == op.retries
+                              else RETRIED if op.retries else OK)
+            done()
+
+        op = self.op_class(client, finished)
+        op.rec = i
+        op.lost_at = -1
+        self._send(op)
 
     def _send(self, op: _Op) -> None:
         if self.conns.enabled:
@@ -133,6 +169,7 @@ class SyncAsync(Crashable):
         if not isinstance(op, _Op):
             op.resend()
             return
+        op.retries += 1
         if self.conns.enabled:
             self.conns.open.discard(op.client)  # the connection is taken as broken
         call_later(self.env, self.retry_backoff, lambda _e: self._send(op))
@@ -144,7 +181,7 @@ class SyncAsync(Crashable):
 
     def _client_reset(self, msg) -> None:
         op = msg.data
-        op.resets += 1
+        op.retries += 1
         if self.conns.enabled:
             self.conns.open.discard(op.client)  # a reset closes the connection
         call_later(self.env, self.retry_backoff, lambda _e: self._send(op))
