@@ -9,12 +9,12 @@ import math
 import pandas as pd
 import pytest
 
-from commsim.cli import main
 from commsim.config import load
 from commsim.experiment import records
 from commsim.experiment.runner import simulate
 from commsim.metrics.collect import latency_metrics
 from commsim.patterns.pubsub import PubSub, Publisher
+from helpers import records_serial_and_parallel
 
 SEED = 5
 
@@ -142,15 +142,7 @@ TINY = ("name: ps\npattern: pubsub\nduration: 3s\nwarmup: 0.5s\nreplications: 2\
 def test_pubsub_records_are_the_same_serially_and_with_two_processes(tmp_path):
     path = tmp_path / "ps.yaml"
     path.write_text(TINY)
-    a, b = tmp_path / "serial", tmp_path / "jobs2"
-    assert main(["run", str(path), "--out", str(a), "--quiet", "--records"]) == 0
-    assert main(["run", str(path), "--out", str(b), "--quiet", "--records", "--jobs", "2"]) == 0
-    names = sorted(p.name for p in a.glob("records-*.parquet"))
-    assert names == sorted(p.name for p in b.glob("records-*.parquet")) and len(names) == 6
-    for name in names:
-        pd.testing.assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name))
-    assert (a / "runs.csv").read_text() == (b / "runs.csv").read_text()
-    df = records.read(a)
+    df, a = records_serial_and_parallel(path, tmp_path, files=6 + 1)  # 6 runs, units
     assert set(df["pubsub.delivery"]) == {"push", "pull", "direct"}
     # The runs' processed counts are the delivered rows of each run.
     runs = pd.read_csv(a / "runs.csv")

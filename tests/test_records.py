@@ -13,6 +13,7 @@ from commsim.config import load
 from commsim.experiment import records
 from commsim.experiment.runner import simulate
 from commsim.metrics.collect import percentiles
+from helpers import records_serial_and_parallel
 
 SEED = 7
 
@@ -179,16 +180,7 @@ def test_records_are_taken_during_the_run_without_a_second_simulation(tiny_rr, t
 
 
 def test_records_are_the_same_serially_and_with_two_processes(tiny_rr, tmp_path):
-    a, b = tmp_path / "serial", tmp_path / "jobs2"
-    assert main(["run", str(tiny_rr), "--out", str(a), "--quiet", "--records"]) == 0
-    assert main(["run", str(tiny_rr), "--out", str(b), "--quiet", "--records", "--jobs", "2"]) == 0
-    names = sorted(p.name for p in a.glob("records-*"))
-    assert names == sorted(p.name for p in b.glob("records-*")) and len(names) == 9
-    for name in names:
-        if name.endswith(".parquet"):
-            pd.testing.assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name))
-    assert (a / "runs.csv").read_text() == (b / "runs.csv").read_text()
-    pd.testing.assert_frame_equal(records.read(a), records.read(b))
+    records_serial_and_parallel(tiny_rr, tmp_path, files=9)
 
 
 def test_records_with_runs_in_the_store_compute_each_run_once(tiny_rr, tmp_path, monkeypatch):

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from commsim.cli import main
 from commsim.config import load
 from commsim.experiment import records
 from commsim.experiment.runner import simulate
 from commsim.metrics.collect import percentiles
+from helpers import records_serial_and_parallel
 
 SEED = 3
 FAILED = ["reset", "503", "401", "lost"]
@@ -134,14 +134,5 @@ def tiny_sweep(tmp_path):
 
 def test_records_are_the_same_serially_and_with_two_processes(tiny_sweep, tmp_path):
     for path in tiny_sweep:
-        a, b = tmp_path / f"{path.stem}-serial", tmp_path / f"{path.stem}-jobs2"
-        assert main(["run", str(path), "--out", str(a), "--quiet", "--records"]) == 0
-        assert main(["run", str(path), "--out", str(b), "--quiet", "--records", "--jobs", "2"]) == 0
-        names = sorted(p.name for p in a.glob("records-*"))
-        assert names == sorted(p.name for p in b.glob("records-*")) and len(names) == 5
-        for name in names:
-            if name.endswith(".parquet"):
-                pd.testing.assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name))
-        assert (a / "runs.csv").read_text() == (b / "runs.csv").read_text()
-        df = records.read(a)
+        df, a = records_serial_and_parallel(path, tmp_path, files=5)
         assert len(df) > 100 and np.isfinite(df.created).all()

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from commsim.cli import main
 from commsim.config import load
 from commsim.experiment import records
 from commsim.experiment.runner import simulate
 from commsim.metrics.collect import percentiles
+from helpers import records_serial_and_parallel
 
 SEED = 5
 
@@ -214,15 +214,7 @@ def tiny_sweep(tmp_path):
 
 def test_records_are_the_same_serially_and_with_two_processes(tiny_sweep, tmp_path):
     for path in tiny_sweep:
-        a, b = tmp_path / f"{path.stem}-serial", tmp_path / f"{path.stem}-jobs2"
-        assert main(["run", str(path), "--out", str(a), "--quiet", "--records"]) == 0
-        assert main(["run", str(path), "--out", str(b), "--quiet", "--records", "--jobs", "2"]) == 0
-        names = sorted(p.name for p in a.glob("records-*"))
-        assert names == sorted(p.name for p in b.glob("records-*"))
-        assert len(names) == 2 * 2 + 1  # 4 runs and the units file
-        assert (a / "runs.csv").read_text() == (b / "runs.csv").read_text()
-        df = records.read(a)
-        pd.testing.assert_frame_equal(df, records.read(b))
+        df, a = records_serial_and_parallel(path, tmp_path, files=2 * 2 + 1)  # 4 runs, units
         assert len(df) > 100
         runs = pd.read_csv(a / "runs.csv")
         key = "multiplexing.protocol" if path.stem == "mx" else "sync_async.io_model"
