@@ -10,9 +10,8 @@ where ``duplicates`` (repeat processings) are counted apart from
 ``processed`` (first processings).  Rates, latencies, utilisations and bytes
 cover the measurement window.
 
-Note for the lead: ``missed`` and ``duplicates`` are defined here with
-neutral wording because other families (notifications) may define the same
-names; reconcile them into one definition at merge time.
+``missed`` and ``duplicates`` are shared with the notification family and
+defined once, in :mod:`commsim.metrics`.
 """
 
 from __future__ import annotations
