@@ -159,3 +159,33 @@ def test_connections_on_their_own_close_exactly_tau_after_the_last_activity():
     assert closed == [("a", pytest.approx(1.1, abs=1e-12)), ("b", pytest.approx(2.0, abs=1e-12))]
     assert conns.idle_closed.n == 2 and "c" not in conns.open  # reset closed "c" (busy, kept till then)
     assert conns.handshakes == 3 and conns.opened == 4
+
+
+@pytest.mark.parametrize("pattern", ["request_response", "sync_async", "short_polling"])
+@pytest.mark.parametrize("tau", [None, 0.5])
+def test_behind_a_topology_an_idle_closed_connection_is_routed_again(pattern, tau):
+    """One client, two instances, round robin, one request (poll) a second.
+    A kept-alive connection stays pinned to its first pick: one instance does
+    all the work.  With an idle timeout below the gap every request opens a
+    new connection, which the balancer routes again: the two instances
+    alternate, so each serves half (exactly, up to one request)."""
+    network = {"latency": D, "handshake": "tcp"}
+    if tau is not None:
+        network["idle_timeout"] = tau
+    cfg = {"pattern": pattern, "duration": 40, "warmup": 2,
+           "clients": {"count": 1, "think_time": 1.0},
+           "server": {"cores": 1, "service_time": 0.01},
+           "network": network, "topology": {"servers": 2, "balancer": "round_robin"}}
+    if pattern == "sync_async":  # constant CPU per request, as server.service_time elsewhere
+        cfg["sync_async"] = {"cpu_before": 0.005, "io_time": 0.01, "cpu_after": 0.005}
+    if pattern == "short_polling":
+        cfg["short_polling"] = {"interval": 1.0}
+        cfg["workload"] = {"event_rate": 0}
+        del cfg["clients"]["think_time"]
+    m = run(cfg)
+    if tau is None:
+        assert m["utilization_min"] == 0 and m["utilization_max"] > 0
+    else:
+        assert m["connections_idle_closed"] >= 35  # ~one per second of the window
+        busy = (m["utilization_min"], m["utilization_max"])
+        assert busy[0] > 0 and (busy[1] - busy[0]) / busy[1] < 0.06, busy

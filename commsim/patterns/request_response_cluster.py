@@ -8,7 +8,8 @@ Model and assumptions (beside :mod:`commsim.nodes.cluster`'s)
 * Routing: with ``network.keepalive`` a client's connection is pinned to the
   instance the balancer picks for its first request (or handshake) and
   every later request on it goes there; without keep-alive every request
-  (chunk) picks again, on its new connection.  TLS CPU runs on the instance.
+  (chunk) picks again, on its new connection; so does the next request after
+  ``network.idle_timeout`` closed the connection.  TLS CPU runs on the instance.
 * A crash resets every connection pinned to the instance and voids every
   request (chunk) sent to it and **not yet answered** (in flight to it,
   queued or running in its CPU: the epoch guard).  The client learns of it
@@ -89,6 +90,9 @@ class ClusteredRequestResponse(RequestResponse):
         self._guards: dict = {}
         self._nocpu = NoCpu()
         self.conns.cpu_of = self._cpu_of
+        # network.idle_timeout: a connection the server closed for idleness is
+        # gone; the client's next one is routed by the balancer again
+        self.conns.on_idle_close = lambda c: self.pinned.pop(c, None)
 
     def start_op(self, client, done) -> None:
         _RoutedUpload(self, client, done, self._req_body(), self._resp_body()).next_chunk()

@@ -82,6 +82,14 @@ class ClusteredPolling(_ClusterParts):
             p = self.pending[c]
             self.pending[c] = list(items) + p if p else list(items)
 
+    def _idle_closed(self, c: int) -> None:
+        """network.idle_timeout closed the client's connection: its next poll
+        opens a new one, routed by the balancer again."""
+        super()._idle_closed(c)
+        if self.pinned[c] is not None:
+            self.pinned[c].active -= 1
+            self.pinned[c] = None
+
     def _availability(self, c: int, online: bool) -> None:
         super()._availability(c, online)
         if not online and self.pinned[c] is not None:
