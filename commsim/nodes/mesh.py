@@ -168,8 +168,9 @@ class MtlsHandshake:
     ``server_cpu(resume)`` run the handshake CPU at each end;
     ``opened(last)`` runs when the last flight arrived, with ``last`` the
     bytes of the caller's final flight that ride with its first request.
-    ``last`` defaults to 0 (``pattern: sidecar`` does not count that final
-    flight; ``topology.sidecar`` passes the mode's ``HANDSHAKES`` value).
+    ``last`` defaults to 0; both meshes (``pattern: sidecar`` and
+    ``topology.sidecar``) pass :data:`TLS13_LAST` and send those bytes on the
+    hop (nothing waits for them).
     """
 
     __slots__ = ("exchange", "_client_cpu")

@@ -110,6 +110,8 @@ class SidecarModel:
         if isinstance(data, FlightExchange):
             data.resend()
             return
+        if data is None:  # the caller's final handshake flight: nothing waits for it
+            return
         att: _Attempt = data
         att.node.active -= 1
         if att.live:

@@ -8,7 +8,7 @@ and connection pool) are :mod:`commsim.nodes.mesh`'s, shared with
 from __future__ import annotations
 
 from commsim.network import Message
-from commsim.nodes.mesh import MtlsHandshake
+from commsim.nodes.mesh import TLS13_LAST, MtlsHandshake
 
 
 class _Node:
@@ -75,7 +75,8 @@ class _Handshake:
         self.caller = caller
         self.node = node
         self.conn = conn
-        hs = MtlsHandshake(self._send, self._open, self._client_cpu, self._server_cpu)
+        hs = MtlsHandshake(self._send, self._open, self._client_cpu, self._server_cpu,
+                           last=TLS13_LAST)
         self.exchange = hs.exchange
         self.start = hs.start
 
@@ -92,5 +93,15 @@ class _Handshake:
     def _server_cpu(self, resume) -> None:
         self.model._handshake_cpu(self.node, resume, None)
 
-    def _open(self, _last) -> None:
+    def _open(self, last) -> None:
+        # The caller's final flights (TCP ACK + TLS Finished) go out with its
+        # first request: counted on the hop, nothing waits for them.
+        m = self.model
+        m._link(self.caller, self.node).send(
+            Message("handshake", self.caller.name, self.node.name, handshake=last,
+                    created=m.env.now, label="handshake last"), _arrived)
         self.caller.pool.opened(self.conn)
+
+
+def _arrived(_msg) -> None:
+    """The caller's final handshake flight reached the callee (no action)."""
