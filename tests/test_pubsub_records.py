@@ -14,7 +14,7 @@ from commsim.experiment import records
 from commsim.experiment.runner import simulate
 from commsim.metrics.collect import latency_metrics
 from commsim.patterns.pubsub import PubSub, Publisher
-from helpers import records_serial_and_parallel
+from helpers import records_serial_and_parallel, same
 
 SEED = 5
 
@@ -47,12 +47,6 @@ def _config(pubsub: dict, duration=12.0, warmup=1.0) -> dict:
                  "pubsub": pubsub}).points[0].config
 
 
-def _same_metrics(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        x, y = a[k], b[k]
-        assert x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y)), k
-
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_pubsub_records_are_the_metrics_rows(name):
@@ -60,7 +54,7 @@ def test_pubsub_records_are_the_metrics_rows(name):
     plain = simulate(cfg, SEED).metrics
     run = simulate(cfg, SEED, records=True)
     m, sim = run
-    _same_metrics(plain, m)  # recording changes nothing in the run
+    same(plain, m)  # recording changes nothing in the run
     df = records.table(sim, {}, 0, SEED).to_pandas()
     assert list(df.columns) == [c for c, _u, _m in records.COLUMNS]
     assert set(df.op.astype(str)) == {"publish", "delivery"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
@@ -13,7 +12,7 @@ from commsim.config import load
 from commsim.experiment import records
 from commsim.experiment.runner import simulate
 from commsim.metrics.collect import percentiles
-from helpers import records_serial_and_parallel
+from helpers import records_serial_and_parallel, same
 
 SEED = 7
 
@@ -21,12 +20,6 @@ SEED = 7
 def _config(raw: dict) -> dict:
     return load(raw).points[0].config
 
-
-def _same_metrics(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        x, y = a[k], b[k]
-        assert x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y)), k
 
 
 def _frame(cfg: dict, seed: int = SEED):
@@ -45,7 +38,7 @@ def test_request_response_records_reproduce_latency_mean_and_p99_exactly():
     cfg = _config(MM1)
     plain = simulate(cfg, SEED).metrics
     metrics, df = _frame(cfg)
-    _same_metrics(plain, metrics)  # recording changes nothing in the run
+    same(plain, metrics)  # recording changes nothing in the run
     assert list(df.columns) == [c for c, _u, _m in records.COLUMNS]
     assert (df.op == "request").all()
     ok = df[df.measured & (df.outcome == "ok")].sort_values("completed", kind="stable")
@@ -75,7 +68,7 @@ def test_notification_records_reproduce_latency_mean_and_counts(pattern):
     cfg = _config(raw)
     plain = simulate(cfg, SEED).metrics
     metrics, df = _frame(cfg)
-    _same_metrics(plain, metrics)
+    same(plain, metrics)
     assert (df.op == "update").all()
     got = df[df.measured & (df.outcome == "delivered")]
     assert len(got) == metrics["updates_delivered"] > 200
@@ -269,7 +262,7 @@ def test_records_behind_a_topology():
     cfg = _config(raw)
     plain = simulate(cfg, SEED).metrics
     metrics, df = _frame(cfg)
-    _same_metrics(plain, metrics)
+    same(plain, metrics)
     got = df[df.measured & (df.outcome == "delivered")]
     assert len(got) == metrics["updates_delivered"] > 50
 

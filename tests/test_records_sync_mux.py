@@ -15,7 +15,7 @@ from commsim.config import load
 from commsim.experiment import records
 from commsim.experiment.runner import simulate
 from commsim.metrics.collect import percentiles
-from helpers import records_serial_and_parallel
+from helpers import records_serial_and_parallel, same
 
 SEED = 5
 
@@ -24,19 +24,13 @@ def _config(raw: dict) -> dict:
     return load(raw).points[0].config
 
 
-def _same_metrics(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        x, y = a[k], b[k]
-        assert x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y)), k
-
 
 def _run(raw: dict):
     """Metrics without records, metrics with records, the records, the sim."""
     cfg = _config(raw)
     plain = simulate(cfg, SEED).metrics
     metrics, sim = simulate(cfg, SEED, records=True)
-    _same_metrics(plain, metrics)  # recording changes nothing in the run
+    same(plain, metrics)  # recording changes nothing in the run
     df = records.table(sim, {}, 0, SEED).to_pandas()
     assert list(df.columns) == [c for c, _u, _m in records.COLUMNS]
     return metrics, df, sim
