@@ -51,11 +51,12 @@ def _rss_now() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _cores(clients: int) -> int:
-    return max(1, math.ceil(clients * SERVICE_MEAN / INTERVAL / 0.25))
+def _cores(clients: int, service: float = SERVICE_MEAN) -> int:
+    """Cores that put the server at ~25 % utilisation."""
+    return max(1, math.ceil(clients * service / INTERVAL / 0.25))
 
 
-def run_commsim(clients: int, duration: float, event_rate: float) -> dict:
+def run_commsim(clients: int, duration: float, event_rate: float, service: float, cores: int) -> dict:
     sys.path.insert(0, ROOT)
     from commsim.config import load
     from commsim.engine import Simulation
@@ -65,7 +66,7 @@ def run_commsim(clients: int, duration: float, event_rate: float) -> dict:
         "pattern": "short_polling", "duration": duration, "seed": 1,
         "clients": {"count": clients},
         "network": {"latency": LATENCY},
-        "server": {"cores": _cores(clients), "service_time": {"dist": "exponential", "mean": SERVICE_MEAN}},
+        "server": {"cores": cores, "service_time": {"dist": "exponential", "mean": service}},
         "short_polling": {"interval": INTERVAL},
         "workload": {"event_rate": event_rate},
     }
@@ -86,7 +87,7 @@ def run_commsim(clients: int, duration: float, event_rate: float) -> dict:
             "utilization": metrics["server_utilization"], "rss0": rss0}
 
 
-def run_plain(clients: int, duration: float) -> dict:
+def run_plain(clients: int, duration: float, service: float, cores: int) -> dict:
     import gc
 
     import numpy as np
@@ -94,7 +95,7 @@ def run_plain(clients: int, duration: float) -> dict:
 
     rng = np.random.default_rng(1)
     phases = rng.uniform(0.0, INTERVAL, clients).tolist()
-    service = rng.exponential(SERVICE_MEAN, 4096).tolist()
+    service = rng.exponential(service, 4096).tolist()
     state = {"polls": 0, "bytes": 0, "k": 0}
 
     def svc() -> float:
@@ -121,7 +122,7 @@ def run_plain(clients: int, duration: float) -> dict:
     c0 = time.process_time()
     t0 = time.perf_counter()
     env = simpy.Environment()
-    server = simpy.Resource(env, capacity=_cores(clients))
+    server = simpy.Resource(env, capacity=cores)
     for c in range(clients):
         env.process(client(env, server, phases[c]))
     t_built = time.perf_counter()
@@ -138,9 +139,9 @@ def run_plain(clients: int, duration: float) -> dict:
 
 def _child(args) -> None:
     if args.child == "commsim":
-        out = run_commsim(args.clients, args.duration, args.event_rate)
+        out = run_commsim(args.clients, args.duration, args.event_rate, args.service, args.cores)
     else:
-        out = run_plain(args.clients, args.duration)
+        out = run_plain(args.clients, args.duration, args.service, args.cores)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out["peak_rss"] = peak
     out["bytes_per_client"] = (peak - out.pop("rss0")) / args.clients
@@ -154,9 +155,15 @@ def main(argv=None) -> int:
     p.add_argument("--duration", type=float, default=60.0)
     p.add_argument("--event-rate", type=float, default=0.0,
                    help="updates per second per client for commsim (the plain model has none)")
+    p.add_argument("--service", type=float, default=SERVICE_MEAN,
+                   help="mean server service time in seconds (exponential)")
+    p.add_argument("--cores", type=int, default=None,
+                   help="server cores (default: ~25 %% utilisation)")
     p.add_argument("--only", choices=("commsim", "plain"), default=None)
     p.add_argument("--child", choices=("commsim", "plain"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.cores is None:
+        args.cores = _cores(args.clients, args.service)
     if args.child:
         _child(args)
         return 0
@@ -165,15 +172,16 @@ def main(argv=None) -> int:
     for name in which:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", name,
                "--clients", str(args.clients), "--duration", str(args.duration),
-               "--event-rate", str(args.event_rate)]
+               "--event-rate", str(args.event_rate), "--service", repr(args.service),
+               "--cores", str(args.cores)]
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if res.returncode != 0:
             print(res.stderr, file=sys.stderr)
             return 1
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
     print(f"{args.clients} clients polling every {INTERVAL:g}s for {args.duration:g} simulated s "
-          f"(latency {LATENCY * 1e3:g} ms, service exp {SERVICE_MEAN * 1e3:g} ms, "
-          f"{_cores(args.clients)} cores)")
+          f"(latency {LATENCY * 1e3:g} ms, service exp {args.service * 1e6:g} µs, "
+          f"{args.cores} cores, {args.event_rate:g} updates/s per client)")
     print("rates are per second of process CPU time (the machine is shared: wall time "
           "includes waiting for a core)")
     print(f"{'model':12} {'wall s':>8} {'cpu s':>8} {'setup s':>8} {'events':>11} {'events/s':>10} "

@@ -96,6 +96,24 @@ class ByteCounter:
         else:
             stats[0] += 1
 
+    def transmit_many(self, kind: str, count: int, header: int, payload: int = 0) -> None:
+        """Count ``count`` first transmissions, all started inside the window,
+        of messages of ``kind`` with these header and payload bytes each
+        (``payload`` may be a total over the ``count`` messages): one call for
+        a batch of messages a model sends without :class:`Link` objects of
+        their own (short polling's run-ahead mode).  Not with
+        ``network.segment_overhead`` (segments are counted per message)."""
+        if self._seg:
+            raise RuntimeError("transmit_many: segments are counted per message")
+        head = count * header
+        self.header += head
+        self.payload += payload
+        stats = self._kinds.get(kind)
+        if stats is None:
+            stats = self._kinds[kind] = [0, 0]
+        stats[0] += count
+        stats[1] += head + payload
+
     def transmit_part(self, header: int = 0, payload: int = 0, framing: int = 0,
                       handshake: int = 0, retransmission: bool = False,
                       kind: str | None = None, message_kind: str | None = None) -> None:

@@ -4,10 +4,32 @@ polling (long polling, built on the same base, is in :mod:`.long_polling`)."""
 from __future__ import annotations
 
 import heapq
+from heapq import heappop, heappush
 
 from commsim.engine.events import Waker
 from commsim.network import Message
 from commsim.patterns.notifications.base import SERVER, _Base
+
+
+def runs_ahead(cfg: dict) -> bool:
+    """Does a resolved short-polling run config take the run-ahead mode
+    (:meth:`ShortPolling._run_ahead`)?  Its configuration side: strictly
+    periodic polls on kept-alive connections without handshakes or idle
+    closes, hops of constant latency without loss, bandwidth or segment
+    counting, no topology, and nothing but polls touching the server (no
+    jobs, broadcasts or offline periods).  (A trace or ``--records`` also
+    keep the event-driven path.)"""
+    from commsim.dists import make_distribution
+    from commsim.nodes import cluster
+
+    net, wl = cfg["network"], cfg["workload"]
+    constant = make_distribution(net["latency"], "duration", "network.latency").is_constant
+    return (cfg["pattern"] == "short_polling" and not cluster.active(cfg)
+            and cfg["short_polling"]["jitter"] == 0 and net["keepalive"]
+            and net.get("handshake", "none") == "none" and net.get("idle_timeout") is None
+            and constant and not net.get("loss") and net.get("bandwidth") is None
+            and not net.get("segment_overhead")
+            and wl["job_rate"] == 0 and wl["broadcast_rate"] == 0 and wl["online_time"] is None)
 
 
 class _Polling(_Base):
@@ -157,9 +179,27 @@ class ShortPolling(_Polling):
         self._client_empty_cb = self._client_empty_short
         # The feed is drained lazily; at the end, draw the rest of the window's
         # updates so that updates_created counts them (they stay pending).
-        sim.at_end(lambda: self.feed.drain(sim.end, self._store))
+        sim.at_end(lambda: self.feed.drain(sim.end, self._store_at if self.ahead else self._store))
         phase = sim.streams.generator("short_polling/phase").uniform(0.0, T, n).tolist()
-        if self.jitter == 0:
+        self.ahead = self._can_run_ahead()
+        self._ahead_in_flight = 0
+        if self.ahead:
+            self._arrivals: list = []  # (arrival, client, items) of responses with updates
+            sim.at_end(lambda: self._receive(sim.end))
+            order = sorted(range(n), key=phase.__getitem__)
+            self._order = order
+            self._phase = [phase[c] for c in order]
+            # Run ahead, ``pending`` is indexed by rotation position (the
+            # rotation then walks it in memory order): client c is at _pos[c].
+            pos = [0] * n
+            for j, c in enumerate(order):
+                pos[c] = j
+            self._pos = pos
+            self._j = 0
+            self._base = 0.0
+            self._tick = Waker(sim.env, self._run_ahead)
+            self._tick.arm_at(self._phase[0])
+        elif self.jitter == 0:
             order = sorted(range(n), key=phase.__getitem__)
             self._order = order
             self._phase = [phase[c] for c in order]
@@ -174,6 +214,181 @@ class ShortPolling(_Polling):
             heapq.heapify(self._heap)
             self._tick = Waker(sim.env, self._jittered)
             self._tick.arm_at(self._heap[0][0])
+
+    # ------------------------------------------------------------ run ahead --
+    #: Polls handled per wake-up in run-ahead mode: those sent within this
+    #: many seconds of the first (the count of wake-ups is the only thing it
+    #: changes).
+    AHEAD_BATCH = 0.001
+
+    def _can_run_ahead(self) -> bool:
+        """Run-ahead mode applies (see :meth:`_run_ahead`): nothing but the
+        polls themselves touches the server, and every hop keeps order."""
+        ok = (type(self) is ShortPolling and runs_ahead(self.sim.config)
+              and self.sim.tracer is None and self.ops is None)
+        if ok:  # what the config promises, as built
+            assert not self.handshakes and self.connector.idle is None and not self.avail.enabled
+            assert all(link._fifo and link.bandwidth is None for link in (self.up, self.down))
+        return ok
+
+    def _run_ahead(self, _event) -> None:
+        """Every poll sent from now to ``AHEAD_BATCH`` later (and before the
+        run ends), with its whole round trip, at once.
+
+        Exact for the configurations :meth:`_can_run_ahead` admits: each
+        hop has a constant latency ``d`` and keeps order, the server's CPU
+        is FIFO (:meth:`Cpu.admit` computes start and finish at arrival), and
+        nothing but polls reads or writes the server's state (no jobs,
+        broadcasts, offline periods, handshakes), so handling a poll sent at
+        ``t`` as arriving at ``t + d``, answered at its CPU finish ``f`` and
+        received at ``f + d`` gives the times, bytes, CPU and update
+        bookkeeping the event-driven path gives.  What the run's end cuts
+        off stays cut off: a poll arriving at or after the end is in flight,
+        a response finishing at or after it is never sent, one arriving at
+        or after it is in flight.  Sums of times (latency, RTT, CPU wait and
+        sojourn, jobs present) are added per poll in the order polls are
+        sent rather than as responses arrive, so they can differ from the
+        event-driven path's in the last bits; counts are equal.
+        """
+        sim = self.sim
+        now = self.env.now
+        lo, hi = sim.start, sim.end
+        until = now + self.AHEAD_BATCH
+        if until > hi:
+            until = hi
+        order, phase, n, T = self._order, self._phase, self.n, self.T
+        j, base = self._j, self._base
+        d_up = self.up.constant_latency
+        d_down = self.down.constant_latency
+        pending = self.pending  # by rotation position
+        feed = self.feed
+        feed_next = feed.next_time
+        store = self._store_at
+        service = self._service
+        costs = self.costs if self.costs.any else None
+        # 1. The polls: sent at t, at the server at a = t + d (before the end).
+        sent_at, at, works, empty_at, taken, where = [], [], [], [], [], []
+        t = base + phase[j]
+        sent = in_flight = requests = 0
+        while True:
+            if base == 0.0:  # the first round: each client's first poll opens its connection
+                self.conn_open[order[j]] = 1
+                self._conn(+1)
+            sent += 1
+            if t >= lo:
+                requests += 1
+            a = t + d_up
+            if a < hi:
+                if feed_next <= a:
+                    feed.drain(a, store)
+                    feed_next = feed.next_time
+                items = pending[j]
+                work = service()
+                sent_at.append(t)
+                at.append(a)
+                if items is None:
+                    if costs is not None:
+                        work += costs.poll(None)
+                    empty_at.append(True)
+                else:
+                    pending[j] = None
+                    if costs is not None:
+                        work += costs.poll(items)
+                    empty_at.append(False)
+                    taken.append(items)
+                    where.append((len(at) - 1, order[j]))
+                works.append(work)
+            else:
+                in_flight += 1
+            j += 1
+            if j == n:
+                j = 0
+                base += T
+            t = base + phase[j]
+            if t >= until:
+                break
+        self._j, self._base = j, base
+        delivered = len(at)
+        # 2. Their CPU jobs, FIFO on the server's cores.
+        finish = self.cpu.admit_many(at, works, empty_at, "poll") if at else []
+        # 3. The responses: sent at f (before the end), at the client at f + d.
+        responses = empty = rtt_n = 0
+        rtt_sum = 0.0
+        for i, f in enumerate(finish):
+            if f < hi:
+                sent += 1
+                r = f + d_down
+                if f >= lo:
+                    responses += 1
+                    if empty_at[i]:
+                        empty += 1
+                if r < hi:
+                    delivered += 1
+                    t = sent_at[i]
+                    if t >= lo:
+                        rtt_sum += r - t
+                        rtt_n += 1
+                else:
+                    in_flight += 1
+        arrivals = self._arrivals
+        payload = 0
+        for (i, c), items in zip(where, taken):
+            f = finish[i]
+            if f < hi:
+                if f >= lo:
+                    payload += sum(items[1::3])
+                r = f + d_down
+                if r < hi:
+                    heappush(arrivals, (r, c, items))
+        # Every response of a later batch reaches its client after this one's
+        # next poll has gone up and come back down: deliver what arrives before.
+        t_next = base + phase[j]
+        self._receive(t_next + d_up + d_down)
+        counter = sim.bytes
+        counter.sent += sent
+        counter.delivered += delivered
+        self._ahead_in_flight += in_flight
+        if requests:
+            counter.transmit_many("request", requests, self.request_header)
+        if responses:
+            counter.transmit_many("response", responses, self.response_header, payload)
+        self.empty += empty
+        self.poll_responses += responses
+        self.rtt_sum += rtt_sum
+        self.rtt_n += rtt_n
+        if t_next < hi:
+            self._tick.arm_at(t_next)
+
+    def _store_at(self, c: int, created: float, size: int) -> int:
+        """:meth:`_store`, run ahead: the pending list at ``c``'s rotation position."""
+        uid = self._new_uid(created)
+        j = self._pos[c]
+        p = self.pending[j]
+        if p is None:
+            self.pending[j] = [created, size, uid]
+        else:
+            p.append(created)
+            p.append(size)
+            p.append(uid)
+        return uid
+
+    def _receive(self, until: float) -> None:
+        """Run ahead: the responses with updates that reach their clients by
+        ``until``, in order of arrival (a poll reaching the server at ``a``
+        is answered no earlier than ``a + d`` at its client, so every
+        response arriving by then is already known)."""
+        arrivals = self._arrivals
+        arrived = self._arrived
+        while arrivals and arrivals[0][0] <= until:
+            r, c, items = heappop(arrivals)
+            for k in range(0, len(items), 3):
+                arrived(c, items[k], items[k + 2], r, -1.0, items[k + 1])
+
+    def metrics(self) -> dict:
+        out = super().metrics()
+        if self._ahead_in_flight:
+            out["in_flight"] += self._ahead_in_flight
+        return out
 
     # -------------------------------------------------------------- clients --
     def _rotate(self, _event) -> None:

@@ -1,0 +1,113 @@
+"""Short polling's run-ahead mode (ShortPolling._run_ahead) against the
+event-driven path it replaces where it applies: every metric equal (counts,
+bytes, CPU time, latency samples in order), except the event count (the
+point of the mode) and three sums of times that are added in a different
+order (relative difference below 1e-12: the last bits of a double)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from commsim.config import load
+from commsim.experiment.runner import simulate
+from commsim.patterns.notifications.polling import ShortPolling
+
+#: Sums of times added per poll in send order (run ahead) instead of in
+#: arrival or finish order (events): equal up to rounding.
+REORDERED = {"poll_rtt_mean", "server_jobs_mean", "server_sojourn_mean"}
+
+
+def _run(cfg: dict, ahead: bool, monkeypatch, seed: int = 7):
+    with monkeypatch.context() as m:
+        if not ahead:
+            m.setattr(ShortPolling, "_can_run_ahead", lambda self: False)
+        r = simulate(load(cfg).points[0].config, seed)
+    assert r.model.ahead is ahead
+    return r.metrics
+
+
+def _base(**over) -> dict:
+    cfg = {"pattern": "short_polling", "duration": 12, "warmup": 2, "clients": {"count": 400},
+           "network": {"latency": "20ms"},
+           "server": {"cores": 2, "service_time": {"dist": "exponential", "mean": "1ms"}},
+           "workload": {"event_rate": 0.3}}
+    for key, value in over.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    return cfg
+
+
+CASES = {
+    "stable, two cores": _base(),
+    "overloaded (1.2x), one core": _base(server={"cores": 1, "service_time": {"dist": "exponential",
+                                                                              "mean": "3ms"}}),
+    "no warm-up, long latency, several updates per poll": _base(
+        warmup=0, clients={"count": 60}, short_polling={"interval": "0.5s"},
+        network={"latency": "150ms"}, workload={"event_rate": 3, "event_size": {
+            "dist": "exponential", "mean": "300B"}}),
+    "constant service, per-update CPU": _base(server={"cores": 3, "service_time": "2ms",
+                                                      "cpu_per_update": "100us"}),
+    "zero latency": _base(network={"latency": "0s"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_run_ahead_equals_the_event_driven_path(name, monkeypatch):
+    cfg = CASES[name]
+    ahead, events = _run(cfg, True, monkeypatch), _run(cfg, False, monkeypatch)
+    assert set(ahead) == set(events)
+    assert ahead["requests"] > 1000 and ahead["updates_delivered"] > 100
+    assert ahead["events"] < events["events"] / 3
+    for key in sorted(ahead):
+        a, e = ahead[key], events[key]
+        if key == "events":
+            continue
+        if isinstance(e, float) and math.isnan(e):
+            assert math.isnan(a), key
+        elif key in REORDERED:
+            assert a == pytest.approx(e, rel=1e-12, abs=0), key
+        else:
+            assert a == e, key
+
+
+@pytest.mark.parametrize("over", [
+    {"short_polling": {"jitter": "0.1s"}},
+    {"network": {"keepalive": False}},
+    {"network": {"handshake": "tcp"}},
+    {"network": {"loss": 0.01}},
+    {"network": {"bandwidth": "100Mbps"}},
+    {"network": {"latency": {"dist": "uniform", "low": "10ms", "high": "30ms"}}},
+    {"network": {"segment_overhead": "40B"}},
+    {"network": {"idle_timeout": "0.5s", "handshake": "tcp"}},
+    {"workload": {"job_rate": 0.01}},
+    {"workload": {"broadcast_rate": 1}},
+    {"workload": {"online_time": "5s", "offline_time": "1s"}},
+    {"topology": {"servers": 2}},
+], ids=lambda o: ".".join([*o, *next(iter(o.values()))]))
+def test_run_ahead_only_where_exact(over, monkeypatch):
+    """Anything that reads or writes the server's state between polls, or
+    reorders a hop, keeps the event-driven path."""
+    cfg = _base(duration=2, warmup=0, clients={"count": 20}, **over)
+    r = simulate(load(cfg).points[0].config, 3)
+    assert getattr(r.model, "ahead", False) is False
+
+
+def test_records_keep_the_event_driven_path():
+    cfg = _base(duration=2, warmup=0, clients={"count": 20})
+    r = simulate(load(cfg).points[0].config, 3, records=True)
+    assert r.model.ahead is False
+
+
+def test_run_ahead_overload_ends_quickly_and_is_flagged(monkeypatch):
+    """2.5x the server's capacity: the run ahead keeps no queue (only each
+    core's next free time), so it ends as fast as a stable one, and the
+    stability checks flag it."""
+    from commsim.experiment.stability import reasons
+
+    cfg = _base(duration=10, warmup=1, clients={"count": 2000},
+                server={"cores": 1, "service_time": {"dist": "exponential", "mean": "1.25ms"}})
+    m = _run(cfg, True, monkeypatch)
+    why = " ".join(reasons(m, load(cfg).points[0].config))
+    assert "queue growing" in why and "server saturated" in why
+    assert m["responses"] < 0.5 * m["requests"]
