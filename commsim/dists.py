@@ -124,6 +124,32 @@ class Distribution:
 
         return draw
 
+    def block_sampler(self, rng: np.random.Generator, block: int = BLOCK) -> Callable[[int], list]:
+        """Return ``take(k)``: the next ``k`` values as a list, the same
+        sequence :meth:`sampler` yields on the same generator (the same
+        blocks of ``block`` values, in order).  Use one or the other on a
+        stream, not both."""
+        sample = self.sample
+        state = {"cur": [], "pos": 0}
+
+        def take(k: int) -> list:
+            cur, pos = state["cur"], state["pos"]
+            if pos + k <= len(cur):
+                state["pos"] = pos + k
+                return cur[pos:pos + k]
+            out = cur[pos:]
+            k -= len(out)
+            while True:
+                cur = sample(rng, block).tolist()
+                if k <= len(cur):
+                    out += cur[:k]
+                    state["cur"], state["pos"] = cur, k
+                    return out
+                out += cur
+                k -= len(cur)
+
+        return take
+
     def __repr__(self) -> str:
         cfg = self.to_config()
         if not isinstance(cfg, dict):
@@ -151,6 +177,10 @@ class Constant(Distribution):
     def sampler(self, rng: np.random.Generator, block: int = BLOCK) -> Callable[[], float]:
         value = self.value
         return lambda: value
+
+    def block_sampler(self, rng: np.random.Generator, block: int = BLOCK) -> Callable[[int], list]:
+        value = self.value
+        return lambda k: [value] * k
 
     def __repr__(self) -> str:
         return f"Constant(value={self.value!r})"

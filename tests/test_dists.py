@@ -372,3 +372,23 @@ def test_dist_names():
     assert DIST_NAMES == (
         "constant", "exponential", "uniform", "lognormal", "normal", "pareto", "empirical"
     )
+
+
+@pytest.mark.parametrize("spec", [{"dist": "exponential", "mean": 1.0}, 0.5,
+                                  {"dist": "uniform", "low": 0, "high": 2},
+                                  {"dist": "lognormal", "mean": 1.0, "cv": 0.5}])
+def test_block_sampler_yields_the_samplers_sequence(spec):
+    """take(k) in chunks of any size (0 to 3 blocks) gives the values one
+    sampler() call each gives, on the same stream."""
+    import random
+
+    import numpy as np
+
+    d = make_distribution(spec, "duration", "x")
+    one = d.sampler(np.random.default_rng(5), block=7)
+    take = d.block_sampler(np.random.default_rng(5), block=7)
+    want = [one() for _ in range(200)]
+    got, pick = [], random.Random(1)
+    while len(got) < 200:
+        got += take(pick.randint(0, 21))
+    assert got[:200] == want

@@ -1,12 +1,16 @@
 """Short polling's run-ahead mode (ShortPolling._run_ahead) against the
 event-driven path it replaces where it applies: every metric equal (counts,
 bytes, CPU time, latency samples in order), except the event count (the
-point of the mode) and three sums of times that are added in a different
-order (relative difference below 1e-12: the last bits of a double)."""
+point of the mode) and sums of times: three are added in a different order,
+and the CPU's are added per batch with ``sum()`` (sequential on CPython
+3.11, compensated from 3.12), so floats may differ in the last bits of a
+double (relative 1e-12; a reordered latency sample moves latency_trend by
+~0.4 %, a changed service time moves everything far more)."""
 
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 
@@ -65,7 +69,7 @@ def test_run_ahead_equals_the_event_driven_path(name, monkeypatch):
             continue
         if isinstance(e, float) and math.isnan(e):
             assert math.isnan(a), key
-        elif key in REORDERED:
+        elif isinstance(e, float) and (key in REORDERED or sys.version_info >= (3, 12)):
             assert a == pytest.approx(e, rel=1e-12, abs=0), key
         else:
             assert a == e, key

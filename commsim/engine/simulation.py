@@ -69,6 +69,10 @@ class Simulation:
         """A fast sampler of a resolved distribution spec on a named stream."""
         return make_distribution(spec, kind, stream).sampler(self.streams.generator(stream))
 
+    def block_sampler(self, spec, stream: str, kind: str = "duration") -> Callable[[int], list]:
+        """:meth:`sampler`'s values ``k`` at a time (``take(k)`` -> list)."""
+        return make_distribution(spec, kind, stream).block_sampler(self.streams.generator(stream))
+
     def at_end(self, fn: Callable[[], None]) -> None:
         """Register ``fn`` to run once when the measured window closes
         (to account intervals still open, e.g. a core still busy)."""

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from collections import deque
 from heapq import heapreplace
+from itertools import compress
+from operator import sub
 from typing import Any, Callable
 
 from commsim.accounting.cpu import CpuAccount
@@ -154,55 +156,47 @@ class Cpu:
     def admit_many(self, arrivals: list, works: list, wasted: list, purpose: str) -> list:
         """:meth:`admit` for a batch of jobs of one purpose, in order of
         arrival (``wasted[i]``: job i is wasted work); returns their finish
-        times.  The same arithmetic in the same order as one :meth:`admit`
-        per job (every sum is added to job by job), without a call per job."""
+        times.  The recursion runs job by job; the accounting of a batch
+        wholly inside the window (the common case: every job arrives, starts
+        and finishes in it) is added in bulk, in job order."""
         free_at = self._free_at if self._free_at is not None else self._run_ahead()
-        lo = self.sim.start
-        hi = self.sim.end
-        account = self.account
-        by_purpose = account.by_purpose
-        busy = by_purpose.get(purpose, 0.0)
-        lost = account.wasted
-        wait_sum, waits = self.wait_sum, self.waits
-        sojourn_sum, completed = self.sojourn_sum, self.completed
-        present = self.present
-        area = present.area
-        touched = False
-        out = []
-        append = out.append
-        for at, work, waste in zip(arrivals, works, wasted):
+        starts: list = []
+        out: list = []
+        put_start, put_finish = starts.append, out.append
+        for at, work in zip(arrivals, works):
             first = free_at[0]
             start = first if first > at else at
             finish = start + work
             heapreplace(free_at, finish)
-            append(finish)
-            if start < hi:
+            put_start(start)
+            put_finish(finish)
+        lo = self.sim.start
+        hi = self.sim.end
+        account = self.account
+        if arrivals[0] >= lo and max(out) < hi:
+            used = list(map(sub, out, starts))
+            account.by_purpose[purpose] = sum(used, account.by_purpose.get(purpose, 0.0))
+            account.wasted = sum(compress(used, wasted), account.wasted)
+            self.wait_sum = sum(map(sub, starts, arrivals), self.wait_sum)
+            self.waits += len(out)
+            present = list(map(sub, out, arrivals))
+            self.sojourn_sum = sum(present, self.sojourn_sum)
+            self.completed += len(out)
+            self.present.area = sum(present, self.present.area)
+            return out
+        for at, start, finish, waste in zip(arrivals, starts, out, wasted):
+            if start < hi:  # the job starts inside the run (the event-driven CPU starts it)
                 if at >= lo:
-                    wait_sum += start - at
-                    waits += 1
-                # CpuAccount.add, written out (its clip of [start, finish] to the window)
-                if start >= lo and finish <= hi:
-                    used = finish - start
-                else:
-                    used = self.sim.overlap(start, finish)
-                if used > 0.0 or (start >= lo and finish <= hi):
-                    busy += used
-                    touched = True
-                    if waste:
-                        lost += used
+                    self.wait_sum += start - at
+                    self.waits += 1
+                account.add(start, finish, purpose, waste)
                 if finish < hi and at >= lo:
-                    sojourn_sum += finish - at
-                    completed += 1
+                    self.sojourn_sum += finish - at
+                    self.completed += 1
             t0 = at if at > lo else lo
             t1 = finish if finish < hi else hi
             if t1 > t0:
-                area += t1 - t0
-        if touched:
-            by_purpose[purpose] = busy
-        account.wasted = lost
-        self.wait_sum, self.waits = wait_sum, waits
-        self.sojourn_sum, self.completed = sojourn_sum, completed
-        present.area = area
+                self.present.area += t1 - t0
         return out
 
     def drop_queued(self) -> list:

@@ -4,6 +4,8 @@ polling (long polling, built on the same base, is in :mod:`.long_polling`)."""
 from __future__ import annotations
 
 import heapq
+from functools import partial
+from operator import add, sub
 from array import array
 from heapq import heappop, heappush
 
@@ -209,6 +211,8 @@ class ShortPolling(_Polling):
             self._pos = pos
             self._j = 0
             self._base = 0.0
+            self._service_take = sim.block_sampler(sim.config["server"]["service_time"],
+                                                   "server/service")
             self._tick = Waker(sim.env, self._run_ahead)
             self._tick.arm_at(self._phase[0])
         elif self.jitter == 0:
@@ -276,10 +280,9 @@ class ShortPolling(_Polling):
         feed = self.feed
         feed_next = feed.next_time
         store = self._store_at
-        service = self._service
         costs = self.costs if self.costs.any else None
         # 1. The polls: sent at t, at the server at a = t + d (before the end).
-        sent_at, at, works, empty_at, taken, where = [], [], [], [], [], []
+        sent_at, at, empty_at, taken, where = [], [], [], [], []
         t = base + phase[j]
         sent = in_flight = requests = 0
         while True:
@@ -295,21 +298,15 @@ class ShortPolling(_Polling):
                     feed.drain(a, store)
                     feed_next = feed.next_time
                 items = pending[j]
-                work = service()
                 sent_at.append(t)
                 at.append(a)
                 if items is None:
-                    if costs is not None:
-                        work += costs.poll(None)
                     empty_at.append(True)
                 else:
                     pending[j] = None
-                    if costs is not None:
-                        work += costs.poll(items)
                     empty_at.append(False)
                     taken.append(items)
                     where.append((len(at) - 1, order[j]))
-                works.append(work)
             else:
                 in_flight += 1
             j += 1
@@ -321,12 +318,35 @@ class ShortPolling(_Polling):
                 break
         self._j, self._base = j, base
         delivered = len(at)
-        # 2. Their CPU jobs, FIFO on the server's cores.
-        finish = self.cpu.admit_many(at, works, empty_at, "poll") if at else []
+        # 2. Their CPU jobs, FIFO on the server's cores: service times in poll
+        # order (the stream's values in the event-driven path's order).
+        finish = []
+        if at:
+            works = self._service_take(len(at))
+            if costs is not None:
+                poll_cost = costs.poll
+                empty_cost = poll_cost(None)
+                for i, is_empty in enumerate(empty_at):
+                    if is_empty:
+                        works[i] += empty_cost
+                for (i, _c), items in zip(where, taken):
+                    works[i] += poll_cost(items)
+            finish = self.cpu.admit_many(at, works, empty_at, "poll")
         # 3. The responses: sent at f (before the end), at the client at f + d.
         responses = empty = rtt_n = 0
         rtt_sum = 0.0
-        for f, t, is_empty in zip(finish, sent_at, empty_at):
+        if finish and sent_at[0] >= lo and max(finish) + d_down < hi:
+            # The common case, in bulk: every response leaves and arrives inside the window.
+            k = len(finish)
+            sent += k
+            responses = rtt_n = k
+            delivered += k
+            empty = empty_at.count(True)
+            rtt_sum = sum(map(sub, map(partial(add, d_down), finish), sent_at), 0.0)
+            finish_all = ()
+        else:
+            finish_all = finish
+        for f, t, is_empty in zip(finish_all, sent_at, empty_at):
             if f < hi:
                 sent += 1
                 r = f + d_down
