@@ -15,8 +15,10 @@ the client has its response.  The population decides *when* operations start:
   ``clients.rate`` whatever the responses.  The superposition of ``count``
   independent Poisson streams is one Poisson stream of rate
   ``count * rate`` whose operations belong to a uniformly chosen client, so
-  one process generates them all (one pending event instead of ``count``).
-  Async clients never block.
+  one source generates them all (one pending event instead of ``count``).
+  The source is a callback on one re-armed wake-up (no generator, no
+  allocation per arrival): one heap event per operation.  Async clients
+  never block.
 
 Latency is recorded for operations started inside the window; throughput
 counts operations completed inside it.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from commsim.engine.events import Waker
 from commsim.metrics.collect import Latencies
 
 
@@ -50,7 +53,8 @@ class ClientPopulation:
             self._gap = sim.sampler({"dist": "exponential", "mean": 1.0 / rate}, "clients/arrivals")
             self._pick = sim.sampler({"dist": "uniform", "low": 0, "high": self.count},
                                      "clients/pick", kind="number")
-            self.env.process(self._open_loop())
+            self._arrival = Waker(self.env, self._arrive)
+            self._arrival.arm(self._gap())
 
     # ---------------------------------------------------------------- sync --
     def _sync_client(self, cid: int):
@@ -88,18 +92,14 @@ class ClientPopulation:
                 self.blocked_s += self.sim.overlap(t0, self.sim.end)
 
     # --------------------------------------------------------------- async --
-    def _open_loop(self):
-        env = self.env
-        gap = self._gap
-        pick = self._pick
-        count = self.count
-        start_op = self.start_op
+    def _arrive(self, _event) -> None:
+        """One open-loop arrival: start its operation, then arm the next
+        arrival (in this order, as the generator source did: events the
+        operation schedules now come before the next arrival's)."""
+        t0 = self.env.now
         record = self.latencies.record
-        while True:
-            yield env.timeout(gap())
-            t0 = env.now
-            cid = min(int(pick()), count - 1)
-            start_op(cid, lambda t0=t0: record(t0))
+        self.start_op(min(int(self._pick()), self.count - 1), lambda: record(t0))
+        self._arrival.arm(self._gap())
 
 
 def check_cycle_takes_time(cfg: dict, *parts: tuple[str, object]) -> None:

@@ -117,6 +117,13 @@ class RequestResponse:
 
     #: The operation class (a composed model's own, e.g. routed by a cluster).
     upload_class = _Upload
+    #: Zero-time hops deliver inside ``send`` (:meth:`Link.deliver_at_once`;
+    #: no wake-up event per message).  Checked re-entrant-safe here: every
+    #: sender calls ``send`` as its last step with its state already updated
+    #: (``_Upload._send``, ``_respond`` as the last step of ``Cpu._finish``,
+    #: the handshake's flight walker, which advances before it sends).  A
+    #: composed model whose senders do more after a send turns it off.
+    sync_hops = True
 
     def __init__(self, sim):
         cfg = sim.config
@@ -141,6 +148,9 @@ class RequestResponse:
         self.ops = sim.recorder.ops("request_response") if sim.recorder.records else None
         self.clients = ClientPopulation(sim, self.start_op if self.ops is None else self._start_recorded)
         self.net.up.on_drop = self.net.down.on_drop = self._lost
+        if self.sync_hops:
+            self.net.up.deliver_at_once()
+            self.net.down.deliver_at_once()
 
     def _lost(self, msg) -> None:
         """A message the link gave up on (loss beyond ``network.max_retries``):
