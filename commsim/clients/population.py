@@ -26,6 +26,7 @@ counts operations completed inside it.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 from commsim.engine.events import Waker
@@ -96,9 +97,10 @@ class ClientPopulation:
         """One open-loop arrival: start its operation, then arm the next
         arrival (in this order, as the generator source did: events the
         operation schedules now come before the next arrival's)."""
-        t0 = self.env.now
-        record = self.latencies.record
-        self.start_op(min(int(self._pick()), self.count - 1), lambda: record(t0))
+        cid = int(self._pick())  # uniform on [0, count): count itself only by rounding
+        # partial: a C-level callable (no Python frame of its own per operation)
+        self.start_op(cid if cid < self.count else self.count - 1,
+                      partial(self.latencies.record, self.env.now))
         self._arrival.arm(self._gap())
 
 

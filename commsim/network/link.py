@@ -116,7 +116,6 @@ class Link:
         """Put ``msg`` on the link; ``deliver(msg)`` runs when it arrives."""
         # The hot path: _enter's work written out (one call fewer per message).
         sim = self.sim
-        now = self.env.now
         counter = sim.bytes
         counter.sent += 1
         counter.transmit(msg)
@@ -128,6 +127,7 @@ class Link:
                 sim.tracer.arrived(self, msg)
             deliver(msg)
             return
+        now = self.env.now
         self.in_flight += 1
         if self.bandwidth is None:
             depart = now
