@@ -62,6 +62,24 @@ def test_mm1_two_events_per_customer():
     # timeout resuming a generator, the CPU completion)
 
 
+def test_closed_loop_two_events_per_operation():
+    """Sync clients are callbacks too: an operation costs its think-time
+    wake-up and its CPU completion (before: also a process resumed by the
+    operation's done event, and one Initialize event per client)."""
+    cfg = resolved(BASE, clients={"mode": "sync", "count": 50,
+                                  "think_time": {"dist": "exponential", "mean": "60ms"}})
+    sim, model = built(cfg)
+    sim.run()
+    cpu, pop = model.cpu, model.clients
+    present = cpu.present.value
+    requests = (sim.bytes.sent + present) // 2
+    responses = requests - present
+    blocked = sum(t is not None for t in pop._blocked_since)
+    assert blocked == present and responses > 1000
+    thinks = requests + (pop.count - blocked)  # one per operation, plus those pending now
+    assert sim.events_scheduled == thinks + (responses + cpu.cores - cpu.free) + 2
+
+
 def _both(cfg: dict, attr: str, monkeypatch, seed: int = 5):
     fast = simulate(cfg, seed)
     with monkeypatch.context() as mp:

@@ -6,11 +6,15 @@ A pattern supplies ``start_op(client, done)``: begin one *operation* (a
 request, or a whole chunked upload) for ``client`` and call ``done()`` when
 the client has its response.  The population decides *when* operations start:
 
-* ``sync`` (closed loop): each client is a SimPy process that starts an
-  operation, blocks until it is done, thinks for ``clients.think_time`` and
-  repeats.  Clients start after an initial think time, so they do not all
-  fire at t = 0.  Blocked time is measured (clipped to the window; a client
-  still blocked at the end counts up to the end).
+* ``sync`` (closed loop): each client starts an operation, blocks until it
+  is done, thinks for ``clients.think_time`` and repeats.  Clients start
+  after an initial think time, so they do not all fire at t = 0.  Blocked
+  time is measured (clipped to the window; a client still blocked at the end
+  counts up to the end).  Each client is a callback on its own re-armed
+  wake-up, not a process: one event per think time; ``done`` records the
+  operation and arms the next think time at once (no event to resume a
+  process).  Think times are drawn in the order operations finish, as the
+  process version drew them.
 * ``async`` (open loop): each client issues operations as a Poisson stream at
   ``clients.rate`` whatever the responses.  The superposition of ``count``
   independent Poisson streams is one Poisson stream of rate
@@ -46,8 +50,10 @@ class ClientPopulation:
         if self.mode == "sync":
             self._think = sim.sampler(cfg["think_time"], "clients/think")
             self._blocked_since: list = [None] * self.count
-            for cid in range(self.count):
-                self.env.process(self._sync_client(cid))
+            # one re-armed wake-up per client (its think time), no process
+            self._clients = [_SyncClient(self, cid) for cid in range(self.count)]
+            for client in self._clients:
+                client.arm(self._think())
             sim.at_end(self._close)
         else:
             rate = self.count * cfg["rate"]
@@ -58,34 +64,22 @@ class ClientPopulation:
             self._arrival.arm(self._gap())
 
     # ---------------------------------------------------------------- sync --
-    def _sync_client(self, cid: int):
-        env = self.env
-        think = self._think
-        lat = self.latencies
-        values = lat.values
-        since = self._blocked_since
+    def _sync_done(self, cid: int, t0: float) -> None:
+        """Client ``cid``'s operation started at ``t0`` is done (now): record
+        its latency and blocked time, then think before the next one."""
+        self._blocked_since[cid] = None
         sim = self.sim
-        start_op = self.start_op
-        event = env.event
-        timeout = env.timeout
-        yield timeout(think())
-        while True:
-            t0 = env.now
-            since[cid] = t0
-            ev = event()
-            start_op(cid, ev.succeed)
-            yield ev
-            since[cid] = None
-            now = env.now
-            # Samples.record inlined (per request, hot), with the blocked time beside it:
-            if t0 >= sim.start:  # started in the window: a latency sample, all of it blocked
-                lat.completed += 1
-                values.append(now - t0)
-                self.blocked_s += now - t0
-            else:
-                lat.record(t0)
-                self.blocked_s += sim.overlap(t0, now)
-            yield timeout(think())
+        now = self.env.now
+        # Samples.record inlined (per request, hot), with the blocked time beside it:
+        if t0 >= sim.start:  # started in the window: a latency sample, all of it blocked
+            lat = self.latencies
+            lat.completed += 1
+            lat.values.append(now - t0)
+            self.blocked_s += now - t0
+        else:
+            self.latencies.record(t0)
+            self.blocked_s += sim.overlap(t0, now)
+        self._clients[cid].arm(self._think())
 
     def _close(self) -> None:
         for t0 in self._blocked_since:
@@ -102,6 +96,29 @@ class ClientPopulation:
         self.start_op(cid if cid < self.count else self.count - 1,
                       partial(self.latencies.record, self.env.now))
         self._arrival.arm(self._gap())
+
+
+class _SyncClient:
+    """One closed-loop client: its wake-up ends a think time and starts an
+    operation, whose ``done`` records it and arms the next think time."""
+
+    __slots__ = ("pop", "cid", "t0", "arm")
+
+    def __init__(self, pop: ClientPopulation, cid: int):
+        self.pop = pop
+        self.cid = cid
+        self.t0 = 0.0
+        self.arm = Waker(pop.env, self._go).arm
+
+    def _go(self, _event) -> None:
+        pop = self.pop
+        self.t0 = t0 = pop.env.now
+        pop._blocked_since[self.cid] = t0
+        pop.start_op(self.cid, self.done)
+
+    def done(self, _value=None) -> None:
+        """The operation is done (the pattern calls it once per operation)."""
+        self.pop._sync_done(self.cid, self.t0)
 
 
 def check_cycle_takes_time(cfg: dict, *parts: tuple[str, object]) -> None:
