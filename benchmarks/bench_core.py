@@ -8,6 +8,14 @@ number of pending events is comparable) and prints both event rates and
 their ratio.  Model and bare runs alternate ``--repeat`` times; the ratio is the median
 of the pairwise ratios, which holds when the machine's speed drifts.
 
+CPU time (``time.process_time``) of the simulation alone: the model's
+``Simulation.run()`` (not building it, collecting metrics or the garbage
+collection after a run) against the bare loop's ``env.run()``.  Each of the
+model's events carries model work (bytes, CPU accounting, latency samples)
+that the bare loop's do not, so a ratio below 1 is expected; the model's
+own cost per action is benchmarks/bench_mm1.py's business.  /proc/loadavg is
+printed before and after.
+
     python benchmarks/bench_core.py [--clients 2000] [--duration 30] [--repeat 3]
 
 This is a benchmark, not a test: numbers depend on the machine and its load.
@@ -18,12 +26,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import simpy
 
 from commsim.config import load
-from commsim.experiment.runner import simulate
+from commsim.engine import Simulation
+from commsim.patterns import registry
 
 
 def workload(clients: int, duration: float) -> dict:
@@ -36,10 +46,20 @@ def workload(clients: int, duration: float) -> dict:
     }).points[0].config
 
 
-def run_model(cfg: dict) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    _, sim = simulate(cfg, 12345)
-    return time.perf_counter() - t0, sim.events_scheduled
+def loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return "n/a"
+
+
+def run_model(cfg: dict) -> tuple[float, int, int]:
+    """(CPU seconds of sim.run(), events scheduled, exchanges: messages sent / 2)."""
+    sim = Simulation(cfg, 12345)
+    registry()[cfg["pattern"]].model(sim)
+    t0 = time.process_time()
+    sim.run()
+    return time.process_time() - t0, sim.events_scheduled, sim.bytes.sent / 2
 
 
 def run_bare(processes: int, events: int) -> tuple[float, int]:
@@ -52,11 +72,11 @@ def run_bare(processes: int, events: int) -> tuple[float, int]:
         for d in ds:
             yield env.timeout(d)
 
-    t0 = time.perf_counter()
     for ds in delays:
         env.process(proc(ds))
+    t0 = time.process_time()
     env.run()
-    return time.perf_counter() - t0, int(repr(env._eid)[6:-1])
+    return time.process_time() - t0, int(repr(env._eid)[6:-1])
 
 
 def main() -> None:
@@ -66,18 +86,22 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     cfg = workload(args.clients, args.duration)
-    events = run_model(cfg)[1]  # warm-up run, and the event count to match
+    print(f"loadavg before: {loadavg()}")
+    _, events, requests = run_model(cfg)  # warm-up run, and the event count to match
     model, bare, ratios = [], [], []
     for _ in range(args.repeat):  # interleaved, so drift in machine speed hits both sides
-        m_t, _ = run_model(cfg)
+        m_t, _, _ = run_model(cfg)
         b_t, b_events = run_bare(args.clients, events)
         model.append(m_t)
         bare.append(b_t)
         ratios.append((events / m_t) / (b_events / b_t))
     m_t, b_t = statistics.median(model), statistics.median(bare)
+    print(f"loadavg after : {loadavg()}")
     print(f"workload: request_response, {args.clients} sync clients, {args.duration:g} s simulated")
-    print(f"commsim model : {events:>10,d} events, median {m_t:7.3f} s = {events / m_t / 1e3:8.1f} k events/s")
-    print(f"bare SimPy    : {b_events:>10,d} events, median {b_t:7.3f} s = {b_events / b_t / 1e3:8.1f} k events/s")
+    print(f"commsim model : {events:>10,d} events, median {m_t:7.3f} s CPU = "
+          f"{events / m_t / 1e3:8.1f} k events/s ({events / requests:.2f} events and "
+          f"{m_t / requests * 1e6:.2f} us CPU per request-response)")
+    print(f"bare SimPy    : {b_events:>10,d} events, median {b_t:7.3f} s CPU = {b_events / b_t / 1e3:8.1f} k events/s")
     print(f"ratio (model / bare events per second), median of {args.repeat} interleaved pairs: "
           f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
 

@@ -6,17 +6,23 @@ A pattern supplies ``start_op(client, done)``: begin one *operation* (a
 request, or a whole chunked upload) for ``client`` and call ``done()`` when
 the client has its response.  The population decides *when* operations start:
 
-* ``sync`` (closed loop): each client is a SimPy process that starts an
-  operation, blocks until it is done, thinks for ``clients.think_time`` and
-  repeats.  Clients start after an initial think time, so they do not all
-  fire at t = 0.  Blocked time is measured (clipped to the window; a client
-  still blocked at the end counts up to the end).
+* ``sync`` (closed loop): each client starts an operation, blocks until it
+  is done, thinks for ``clients.think_time`` and repeats.  Clients start
+  after an initial think time, so they do not all fire at t = 0.  Blocked
+  time is measured (clipped to the window; a client still blocked at the end
+  counts up to the end).  Each client is a callback on its own re-armed
+  wake-up, not a process: one event per think time; ``done`` records the
+  operation and arms the next think time at once (no event to resume a
+  process).  Think times are drawn in the order operations finish, as the
+  process version drew them.
 * ``async`` (open loop): each client issues operations as a Poisson stream at
   ``clients.rate`` whatever the responses.  The superposition of ``count``
   independent Poisson streams is one Poisson stream of rate
   ``count * rate`` whose operations belong to a uniformly chosen client, so
-  one process generates them all (one pending event instead of ``count``).
-  Async clients never block.
+  one source generates them all (one pending event instead of ``count``).
+  The source is a callback on one re-armed wake-up (no generator, no
+  allocation per arrival): one heap event per operation.  Async clients
+  never block.
 
 Latency is recorded for operations started inside the window; throughput
 counts operations completed inside it.
@@ -24,8 +30,10 @@ counts operations completed inside it.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
+from commsim.engine.events import Waker
 from commsim.metrics.collect import Latencies
 
 
@@ -42,45 +50,36 @@ class ClientPopulation:
         if self.mode == "sync":
             self._think = sim.sampler(cfg["think_time"], "clients/think")
             self._blocked_since: list = [None] * self.count
-            for cid in range(self.count):
-                self.env.process(self._sync_client(cid))
+            # one re-armed wake-up per client (its think time), no process
+            self._clients = [_SyncClient(self, cid) for cid in range(self.count)]
+            for client in self._clients:
+                client.arm(self._think())
             sim.at_end(self._close)
         else:
             rate = self.count * cfg["rate"]
             self._gap = sim.sampler({"dist": "exponential", "mean": 1.0 / rate}, "clients/arrivals")
             self._pick = sim.sampler({"dist": "uniform", "low": 0, "high": self.count},
                                      "clients/pick", kind="number")
-            self.env.process(self._open_loop())
+            self._arrival = Waker(self.env, self._arrive)
+            self._arrival.arm(self._gap())
 
     # ---------------------------------------------------------------- sync --
-    def _sync_client(self, cid: int):
-        env = self.env
-        think = self._think
-        lat = self.latencies
-        values = lat.values
-        since = self._blocked_since
+    def _sync_done(self, cid: int, t0: float) -> None:
+        """Client ``cid``'s operation started at ``t0`` is done (now): record
+        its latency and blocked time, then think before the next one."""
+        self._blocked_since[cid] = None
         sim = self.sim
-        start_op = self.start_op
-        event = env.event
-        timeout = env.timeout
-        yield timeout(think())
-        while True:
-            t0 = env.now
-            since[cid] = t0
-            ev = event()
-            start_op(cid, ev.succeed)
-            yield ev
-            since[cid] = None
-            now = env.now
-            # Samples.record inlined (per request, hot), with the blocked time beside it:
-            if t0 >= sim.start:  # started in the window: a latency sample, all of it blocked
-                lat.completed += 1
-                values.append(now - t0)
-                self.blocked_s += now - t0
-            else:
-                lat.record(t0)
-                self.blocked_s += sim.overlap(t0, now)
-            yield timeout(think())
+        now = self.env.now
+        # Samples.record inlined (per request, hot), with the blocked time beside it:
+        if t0 >= sim.start:  # started in the window: a latency sample, all of it blocked
+            lat = self.latencies
+            lat.completed += 1
+            lat.values.append(now - t0)
+            self.blocked_s += now - t0
+        else:
+            self.latencies.record(t0)
+            self.blocked_s += sim.overlap(t0, now)
+        self._clients[cid].arm(self._think())
 
     def _close(self) -> None:
         for t0 in self._blocked_since:
@@ -88,18 +87,38 @@ class ClientPopulation:
                 self.blocked_s += self.sim.overlap(t0, self.sim.end)
 
     # --------------------------------------------------------------- async --
-    def _open_loop(self):
-        env = self.env
-        gap = self._gap
-        pick = self._pick
-        count = self.count
-        start_op = self.start_op
-        record = self.latencies.record
-        while True:
-            yield env.timeout(gap())
-            t0 = env.now
-            cid = min(int(pick()), count - 1)
-            start_op(cid, lambda t0=t0: record(t0))
+    def _arrive(self, _event) -> None:
+        """One open-loop arrival: start its operation, then arm the next
+        arrival (in this order, as the generator source did: events the
+        operation schedules now come before the next arrival's)."""
+        cid = int(self._pick())  # uniform on [0, count): count itself only by rounding
+        # partial: a C-level callable (no Python frame of its own per operation)
+        self.start_op(cid if cid < self.count else self.count - 1,
+                      partial(self.latencies.record, self.env.now))
+        self._arrival.arm(self._gap())
+
+
+class _SyncClient:
+    """One closed-loop client: its wake-up ends a think time and starts an
+    operation, whose ``done`` records it and arms the next think time."""
+
+    __slots__ = ("pop", "cid", "t0", "arm")
+
+    def __init__(self, pop: ClientPopulation, cid: int):
+        self.pop = pop
+        self.cid = cid
+        self.t0 = 0.0
+        self.arm = Waker(pop.env, self._go).arm
+
+    def _go(self, _event) -> None:
+        pop = self.pop
+        self.t0 = t0 = pop.env.now
+        pop._blocked_since[self.cid] = t0
+        pop.start_op(self.cid, self.done)
+
+    def done(self, _value=None) -> None:
+        """The operation is done (the pattern calls it once per operation)."""
+        self.pop._sync_done(self.cid, self.t0)
 
 
 def check_cycle_takes_time(cfg: dict, *parts: tuple[str, object]) -> None:

@@ -29,6 +29,15 @@ Speed: when the latency is constant and there is no loss, arrivals leave in
 the order they were sent, so the link is a FIFO delay line with a single
 pending wake-up however many messages are in flight.  Otherwise each message
 has its own scheduled arrival.
+
+Zero-time hops (opt-in, :meth:`Link.deliver_at_once`): a hop with a constant
+zero latency, no bandwidth limit and no loss can deliver inside
+:meth:`Link.send` itself, with no wake-up event.  Arrival times are the same
+(now); what changes is the order among events of the same instant: the
+receiver runs before ``send`` returns, not after the events already due now.
+So the sender's code after ``send`` runs *after* the whole receiving chain
+(re-entrancy): a model opts in only for hops whose every sender calls
+``send`` last, with its own state already consistent.
 """
 
 from __future__ import annotations
@@ -89,19 +98,36 @@ class Link:
         # protocol retries, e.g. the notification patterns, set it).
         self.resend_dropped = False
         self._fifo = self.constant_latency is not None and loss == 0
+        self._immediate = False  # deliver inside send() (deliver_at_once)
         self._waker = Waker(sim.env, self._wake)  # the delay line's one wake-up
+
+    def deliver_at_once(self) -> bool:
+        """Opt in to synchronous delivery where the hop takes no time at all
+        (constant zero latency, no bandwidth, no loss): :meth:`send` then
+        counts the message sent and delivered and calls ``deliver(msg)``
+        before it returns, with no event.  Only for hops whose senders call
+        ``send`` as their last step (see the module docstring).  Returns
+        whether it applies (else the hop stays as it was)."""
+        self._immediate = self._fifo and self.constant_latency == 0 and self.bandwidth is None
+        return self._immediate
 
     # ------------------------------------------------------------------
     def send(self, msg, deliver: Callable) -> None:
         """Put ``msg`` on the link; ``deliver(msg)`` runs when it arrives."""
         # The hot path: _enter's work written out (one call fewer per message).
         sim = self.sim
-        now = self.env.now
         counter = sim.bytes
         counter.sent += 1
         counter.transmit(msg)
         if sim.tracer is not None:
             sim.tracer.sent(self, msg)
+        if self._immediate:  # a zero-time hop (deliver_at_once): no event, never in flight
+            counter.delivered += 1
+            if sim.tracer is not None:
+                sim.tracer.arrived(self, msg)
+            deliver(msg)
+            return
+        now = self.env.now
         self.in_flight += 1
         if self.bandwidth is None:
             depart = now

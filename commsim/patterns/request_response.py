@@ -28,6 +28,7 @@ an M/G/c queue (M/M/c with exponential service) fed by the clients.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from commsim.accounting.work import WorkCosts
@@ -117,6 +118,16 @@ class RequestResponse:
 
     #: The operation class (a composed model's own, e.g. routed by a cluster).
     upload_class = _Upload
+    #: Zero-time hops deliver inside ``send`` (:meth:`Link.deliver_at_once`;
+    #: no wake-up event per message).  Checked re-entrant-safe here: every
+    #: sender calls ``send`` as its last step with its state already updated
+    #: (``_Upload._send``, ``_respond`` as the last step of ``Cpu._finish``,
+    #: the handshake's flight walker, which advances before it sends).  A
+    #: composed model whose senders do more after a send turns it off.
+    sync_hops = True
+    #: The plain exchange's fast path (:meth:`_start_plain`) where it applies;
+    #: False runs the general path (the tests compare the two metric by metric).
+    fast_plain = True
 
     def __init__(self, sim):
         cfg = sim.config
@@ -139,8 +150,22 @@ class RequestResponse:
         # Per-operation records (commsim run --records) only when asked for:
         # otherwise the clients call start_op directly, at no cost.
         self.ops = sim.recorder.ops("request_response") if sim.recorder.records else None
-        self.clients = ClientPopulation(sim, self.start_op if self.ops is None else self._start_recorded)
+        # The plain exchange (see _start_plain): one message each way, no state per operation.
+        self.plain = (self.fast_plain and type(self) is RequestResponse and self.ops is None
+                      and self.chunk_size is None and not self.encoded and not self.costs.any
+                      and not self.conns.enabled and self.net.up.loss == 0
+                      and self.net.down.loss == 0)
+        if self.plain:
+            self._send_up, self._send_down = self.net.up.send, self.net.down.send
+            self._plain_in, self._plain_out = self._receive_plain, self._respond_plain
+            start = self._start_plain
+        else:
+            start = self.start_op if self.ops is None else self._start_recorded
+        self.clients = ClientPopulation(sim, start)
         self.net.up.on_drop = self.net.down.on_drop = self._lost
+        if self.sync_hops:
+            self.net.up.deliver_at_once()
+            self.net.down.deliver_at_once()
 
     def _lost(self, msg) -> None:
         """A message the link gave up on (loss beyond ``network.max_retries``):
@@ -157,14 +182,39 @@ class RequestResponse:
     def _body_sampler(self, spec, stream):
         enc = self.encoding
         if not isinstance(spec, dict):  # constant size: computed once
-            size = enc.encoded_size(spec)
-            return lambda: size
+            # (a C-level callable: no Python frame per request)
+            return itertools.repeat(enc.encoded_size(spec)).__next__
         draw = self.sim.sampler(spec, stream, "size")
         return lambda: enc.encoded_size(draw())
 
     # -------------------------------------------------------------- flow --
     def start_op(self, client, done) -> None:
-        _Upload(self, client, done, self._req_body(), self._resp_body()).next_chunk()
+        up = _Upload(self, client, done, self._req_body(), self._resp_body())
+        if self.conns.enabled:  # next_chunk's work written out (per request, hot)
+            self.conns.ensure(client, up._send)
+        else:
+            up._send(0)
+
+    # The plain exchange: the general path's work where a request is one
+    # chunk, bodies are not encoded, no connection is set up, the server has
+    # no per-kind costs, the hops lose nothing and no records are kept.  The
+    # same draws in the same order and the same messages, so the same
+    # metrics; what it saves is the _Upload (the request carries ``(done,
+    # response body)``) and the general path's branches.  Assumes the plain
+    # model (not a composed subclass) and lossless hops (``_lost`` never
+    # sees its messages).
+    def _start_plain(self, client, done) -> None:
+        # argument order = draw order: request body, then response body (as _Upload(...))
+        self._send_up(Message("request", client, "server", self.req_header, self._req_body(), 0, 0,
+                              self.env.now, (done, self._resp_body()), "request"), self._plain_in)
+
+    def _receive_plain(self, msg) -> None:
+        self.cpu.submit(self._service(), "request", self._plain_out, msg)
+
+    def _respond_plain(self, req, _wait) -> None:
+        data = req.data
+        self._send_down(Message("response", "server", req.src, self.resp_header, data[1], 0, 0,
+                                self.env.now, data, "response"), _answered)
 
     def _start_recorded(self, client, done) -> None:
         """start_op that also records the operation (``Operations``: sent,
@@ -212,6 +262,11 @@ class RequestResponse:
         out["handshakes"] = self.conns.handshakes
         out.update(self.conns.metrics())  # connections_idle_closed with network.idle_timeout
         return out
+
+
+def _answered(msg) -> None:
+    """The plain exchange's response reached its client."""
+    msg.data[0]()
 
 
 def figures(result, out_dir):

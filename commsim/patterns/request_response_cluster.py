@@ -73,6 +73,7 @@ class ClusteredRequestResponse(RequestResponse):
     """:class:`RequestResponse` behind a :class:`~commsim.nodes.cluster.Cluster`."""
 
     upload_class = _RoutedUpload  # also for recorded operations (--records)
+    sync_hops = False  # _crashed sends resets in a loop, then drops the queue: not re-entrant
 
     def __init__(self, sim):
         super().__init__(sim)

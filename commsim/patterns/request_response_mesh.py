@@ -127,6 +127,7 @@ class MeshRequestResponse(RequestResponse):
     """:class:`RequestResponse` behind a cluster whose instances have sidecars."""
 
     upload_class = _MeshUpload  # also for recorded operations (--records)
+    sync_hops = False  # the ingress's senders are not checked re-entrant-safe: keep the wake-ups
 
     def __init__(self, sim):
         super().__init__(sim)
