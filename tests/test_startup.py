@@ -1,0 +1,83 @@
+"""A lean start-up (issue 14): what `import commsim` and a one-run config
+import, checked in a fresh interpreter (deterministic: module names, never
+times).
+
+pandas (with pyarrow) and matplotlib cost most of a short run's start-up;
+they are imported where tables are built and figures drawn, so `import
+commsim`, loading a config and simulating it need neither.  The CLI run,
+which writes the tables and draws the figures, does import them: the last
+test pins that the check is not vacuous."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import commsim
+
+HEAVY = ("pandas", "pyarrow", "matplotlib", "scipy")
+
+MM1 = {"pattern": "request_response", "duration": "0.5s", "warmup": "0s", "seed": 1,
+       "clients": {"count": 10, "mode": "async", "rate": "20/s"},
+       "server": {"cores": 1, "service_time": {"dist": "exponential", "mean": "1ms"}},
+       "request_response": {"request_header": "0B", "response_header": "0B", "response_body": "0B"}}
+
+
+def _loaded(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; the heavy modules it left in
+    sys.modules, and what it printed last (JSON)."""
+    probe = textwrap.dedent(code) + textwrap.dedent(f"""
+        import json, sys
+        print(json.dumps({{"heavy": [m for m in {HEAVY!r} if m in sys.modules],
+                           "out": globals().get("OUT")}}))
+    """)
+    # The same commsim as this test process, whatever the working directory.
+    src = str(Path(commsim.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=os.path.dirname(src))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_import_commsim_is_lean():
+    got = _loaded("import commsim")
+    assert got["heavy"] == []
+
+
+def test_load_and_simulate_one_run_is_lean():
+    got = _loaded(f"""
+        import commsim
+        exp = commsim.load({MM1!r})
+        metrics, sim = commsim.simulate(exp.points[0].config, 1)
+        OUT = metrics["requests"]
+    """)
+    assert got["heavy"] == []
+    assert got["out"] > 0  # it really simulated
+
+
+def test_cli_modules_and_parser_are_lean():
+    got = _loaded("""
+        from commsim import cli
+        cli._parser()  # every sub-command registered (compare, capacity, testbed ...)
+    """)
+    assert got["heavy"] == []
+
+
+def test_tables_still_import_pandas_when_built(tmp_path):
+    # The run path of the API builds DataFrames (Result.runs, .summary), so
+    # pandas comes in there, not before; matplotlib only when figures are drawn.
+    got = _loaded(f"""
+        import sys
+        import commsim
+        exp = commsim.load({MM1!r})
+        before = "pandas" in sys.modules
+        result = commsim.run_experiment(exp)
+        OUT = [before, type(result.summary).__module__.split(".")[0], len(result.runs)]
+    """)
+    assert got["out"] == [False, "pandas", 1]
+    assert "pandas" in got["heavy"] and "matplotlib" not in got["heavy"]
