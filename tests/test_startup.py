@@ -96,3 +96,21 @@ def test_tables_still_import_pandas_when_built(tmp_path):
     """)
     assert got["out"] == [False, "pandas", 1]
     assert "pandas" in got["heavy"] and "matplotlib" not in got["heavy"]
+
+
+def test_cli_run_draws_without_pyplot(tmp_path):
+    # The CLI writes the tables (pandas) and draws bare matplotlib Figures:
+    # pyplot's state machine is never needed for them.
+    cfg = tmp_path / "mm1.yaml"
+    import yaml
+
+    cfg.write_text(yaml.safe_dump({**MM1, "name": "mm1"}))
+    got = _loaded(f"""
+        import sys
+        from commsim import cli
+        status = cli.main(["run", {str(cfg)!r}, "--out", {str(tmp_path / "out")!r}, "--quiet"])
+        OUT = [status, "matplotlib.pyplot" in sys.modules]
+    """)
+    assert got["out"] == [0, False]
+    assert "pandas" in got["heavy"] and "matplotlib" in got["heavy"]
+    assert (tmp_path / "out" / "bytes_by_category.png").stat().st_size > 0
