@@ -114,3 +114,29 @@ def test_cli_run_draws_without_pyplot(tmp_path):
     assert got["out"] == [0, False]
     assert "pandas" in got["heavy"] and "matplotlib" in got["heavy"]
     assert (tmp_path / "out" / "bytes_by_category.png").stat().st_size > 0
+
+
+def test_program_exit_freezes_the_collector_and_keeps_the_status(tmp_path):
+    # `commsim` (console script and `python -m commsim`) is cli.entry: main(),
+    # then gc.freeze() so the interpreter's final collections skip pandas'
+    # and matplotlib's objects (~0.2 s CPU); the exit status is main()'s.
+    cfg = tmp_path / "mm1.yaml"
+    import yaml
+
+    cfg.write_text(yaml.safe_dump({**MM1, "name": "mm1"}))
+    src = str(Path(commsim.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src}
+    probe = ("import atexit, gc, sys\n"
+             "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+             "from commsim.cli import entry\n"
+             "entry()\n")
+    ok = subprocess.run([sys.executable, "-c", probe, "run", str(cfg), "--out", str(tmp_path / "out"),
+                         "--quiet"], capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.split()[-2:] == ["frozen", "True"]
+    assert (tmp_path / "out" / "summary.csv").is_file()
+    bad = subprocess.run([sys.executable, "-m", "commsim", "run", str(cfg), "--set", "clients.count=-1",
+                          "--out", str(tmp_path / "bad")], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert bad.returncode == 2 and "clients.count" in bad.stderr
+    assert not (tmp_path / "bad").exists()
