@@ -30,6 +30,16 @@ at ``--rate`` each, one core, exponential service of mean 1 ms; default
 100 x 8/s = 800/s, rho = 0.8, for 320 s (the issue's 320 simulated
 seconds), no warm-up, one replication.
 
+Bytecode: Python normally caches compiled modules in ``__pycache__``; some
+environments set ``PYTHONDONTWRITEBYTECODE=1`` (this sandbox does), and a
+checkout without ``__pycache__`` then compiles every commsim module in every
+process (about 0.1 s of CPU for import + load, more for the CLI).
+``--bytecode cached`` (default) first writes each checkout's cache (one
+untimed CLI run with writing allowed), as any normal install has it;
+``--bytecode none`` removes the checkouts' ``commsim/**/__pycache__`` and
+runs every child with ``PYTHONDONTWRITEBYTECODE=1`` (installed libraries keep
+their caches either way).
+
 ``--old DIR`` also measures another checkout (e.g. ``git worktree add
 --detach ../old main``) the same way, interleaved with this one, for
 before/after numbers.
@@ -121,9 +131,17 @@ def loadavg() -> str:
         return " ".join(fh.read().split()[:3])
 
 
-def child_cpu(argv: list[str], src: str | None = None, cwd: str | None = None) -> tuple[float, str]:
+BYTECODE = {"mode": "cached"}
+
+
+def child_cpu(argv: list[str], src: str | None = None, cwd: str | None = None,
+              write_bytecode: bool = False) -> tuple[float, str]:
     """(user + system CPU seconds of the child process, its stdout)."""
     env = dict(os.environ)
+    if write_bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    elif BYTECODE["mode"] == "none":
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     if src is not None:  # which checkout's commsim the child imports
         env["PYTHONPATH"] = src
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -137,12 +155,24 @@ def child_cpu(argv: list[str], src: str | None = None, cwd: str | None = None) -
     return cpu, proc.stdout
 
 
-def cli_run(src: str, yaml_path: str, work: str, tag: str, extra=()) -> float:
+def cli_run(src: str, yaml_path: str, work: str, tag: str, extra=(), write_bytecode=False) -> float:
     out = os.path.join(work, f"out-{tag}")
     shutil.rmtree(out, ignore_errors=True)  # a fresh folder: nothing reused from the store
     cpu, _ = child_cpu([sys.executable, "-m", "commsim", "run", yaml_path, "--out", out, *extra],
-                       src=src, cwd=work)
+                       src=src, cwd=work, write_bytecode=write_bytecode)
     return cpu
+
+
+def prepare_bytecode(sources: dict, mode: str, yaml_path: str, work: str) -> None:
+    """cached: write every checkout's __pycache__ (an untimed CLI run and a
+    simulate, writing allowed); none: remove it."""
+    for name, src in sources.items():
+        if mode == "none":
+            for dirpath, dirnames, _ in os.walk(os.path.join(src, "commsim")):
+                if "__pycache__" in dirnames:
+                    shutil.rmtree(os.path.join(dirpath, "__pycache__"), ignore_errors=True)
+        else:
+            cli_run(src, yaml_path, work, f"{name}-prime", ("--quiet",), write_bytecode=True)
 
 
 def med(xs) -> float:
@@ -166,13 +196,28 @@ def main() -> None:
     ap.add_argument("--quiet", action="store_true", help="pass --quiet to commsim run")
     ap.add_argument("--old", metavar="DIR", help="another checkout to measure the same way")
     ap.add_argument("--skip-cli", action="store_true", help="only the import measurements")
+    ap.add_argument("--bytecode", choices=("cached", "none"), default="cached",
+                    help="commsim's compiled-module cache: written first (default), or none")
     args = ap.parse_args()
+    BYTECODE["mode"] = args.bytecode
 
     sources = {"this": ROOT}
     if args.old:
         sources["old"] = os.path.abspath(args.old)
     lam, mu = args.clients * args.rate, 1000.0
     print(f"load before: {loadavg()}  (python {sys.version.split()[0]}, {sys.executable})")
+    print(f"bytecode: {args.bytecode} (PYTHONDONTWRITEBYTECODE in this environment: "
+          f"{os.environ.get('PYTHONDONTWRITEBYTECODE', 'unset')})")
+    work = tempfile.mkdtemp(prefix="bench-startup-")
+    import yaml
+
+    cfg_file = os.path.join(work, "mm1.yaml")
+    fixed_file = os.path.join(work, "mm1-fixed.yaml")
+    with open(cfg_file, "w") as fh:
+        yaml.safe_dump(mm1_config(args.clients, args.rate, args.duration), fh)
+    with open(fixed_file, "w") as fh:
+        yaml.safe_dump(mm1_config(args.clients, args.rate, args.fixed_duration), fh)
+    prepare_bytecode(sources, args.bytecode, fixed_file, work)
     print(f"M/M/1: {args.clients} async clients x {args.rate:g}/s = {lam:g}/s, service 1 ms "
           f"(rho = {lam / mu:.2f}), {args.duration:g} simulated s; {args.pairs} interleaved pairs")
 
@@ -205,17 +250,8 @@ def main() -> None:
         print(f"  import + load + run_experiment (tables), whole process: {fmt(r['api_proc'])}  "
               f"heavy modules: {heavy[(name, 'api')] or 'none'}")
 
-    if not args.skip_cli:
-        work = tempfile.mkdtemp(prefix="bench-startup-")
-        try:
-            cfg_file = os.path.join(work, "mm1.yaml")
-            fixed_file = os.path.join(work, "mm1-fixed.yaml")
-            import yaml
-
-            with open(cfg_file, "w") as fh:
-                yaml.safe_dump(mm1_config(args.clients, args.rate, args.duration), fh)
-            with open(fixed_file, "w") as fh:
-                yaml.safe_dump(mm1_config(args.clients, args.rate, args.fixed_duration), fh)
+    try:
+        if not args.skip_cli:
             extra = ("--quiet",) if args.quiet else ()
             bare_argv = [sys.executable, "-c", BARE, str(args.duration), str(lam), str(mu), "1"]
             cli = {name: [] for name in sources}
@@ -240,8 +276,8 @@ def main() -> None:
                 print(f"  ratio CLI / bare SimPy, median of {args.pairs} interleaved pairs: "
                       f"{med(ratios[name]):.3f} (min {min(ratios[name]):.3f}, "
                       f"max {max(ratios[name]):.3f})")
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print(f"\nload after: {loadavg()}")
 
 
