@@ -5,8 +5,8 @@ times).
 pandas (with pyarrow) and matplotlib cost most of a short run's start-up;
 they are imported where tables are built and figures drawn, so `import
 commsim`, loading a config and simulating it need neither.  The CLI run,
-which writes the tables and draws the figures, does import them: the last
-test pins that the check is not vacuous."""
+which writes the tables and draws the figures, does import them (pinned by
+two tests below, so the checks are not vacuous)."""
 
 from __future__ import annotations
 
