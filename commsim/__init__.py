@@ -14,9 +14,26 @@ Python API::
 
 from commsim.config import load
 from commsim.experiment.runner import Result, run, run_experiment, simulate
-from commsim.experiment.capacity import capacity  # issue 12: `commsim capacity`
-from commsim.experiment.compare import compare  # issue 12: `commsim compare`
 
 __version__ = "0.1.0"
 __all__ = ["load", "run", "run_experiment", "simulate", "Result", "compare", "capacity",
            "__version__"]
+
+# Imported on first use (issue 14: a lean `import commsim`); `commsim.compare`
+# and `from commsim import capacity` work as before.
+_LAZY = {"capacity": "commsim.experiment.capacity",  # issue 12: `commsim capacity`
+         "compare": "commsim.experiment.compare"}  # issue 12: `commsim compare`
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'commsim' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY})

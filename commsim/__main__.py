@@ -1,5 +1,3 @@
-import sys
+from commsim.cli import entry
 
-from commsim.cli import main
-
-sys.exit(main())
+entry()

@@ -66,13 +66,15 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from commsim.errors import ConfigError
 from commsim.experiment import stability
+
+if TYPE_CHECKING:  # pandas is imported where tables are built: `import commsim` stays lean (issue 14)
+    import pandas as pd
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
@@ -356,6 +358,8 @@ def capacity(source, key: str = "clients.count", slos: Sequence[str] = ("latency
                     g.done, g.status = True, f"stopped after {max_waves} waves"
     finally:
         ex.close()
+    import pandas as pd
+
     probe_df = pd.DataFrame(probes)
     rows = []
     for g in groups:

@@ -52,13 +52,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pandas as pd
 
 from commsim.errors import ConfigError
 from commsim.experiment.stats import t_cdf, t_quantile
+
+if TYPE_CHECKING:  # pandas is imported where tables are built: `import commsim` stays lean (issue 14)
+    import pandas as pd
 
 #: Columns of the comparison table (after the matched sweep keys).
 COLUMNS = ["metric", "unit", "a_mean", "b_mean", "diff", "diff_ci95_low", "diff_ci95_high",
@@ -80,6 +82,8 @@ class _Side:
 
 def _load_side(source: Any, what: str) -> _Side:
     """A results folder, a Result, or a runs DataFrame."""
+    import pandas as pd
+
     if isinstance(source, (str, Path)):
         import yaml
 
@@ -102,6 +106,8 @@ def _load_side(source: Any, what: str) -> _Side:
 def _match_value(column: pd.Series, text: Any, key: str) -> Any:
     """The value of ``column`` that ``text`` names (exactly, or as a number
     with units of the key's kind, e.g. ``0.1/s`` or ``16KiB``)."""
+    import pandas as pd
+
     values = list(pd.unique(column))
     for v in values:
         if str(v) == str(text):
@@ -228,6 +234,8 @@ def _welch(a: np.ndarray, b: np.ndarray) -> tuple:
 
 
 def _metrics(ra: pd.DataFrame, rb: pd.DataFrame, only: Sequence[str] | None) -> list[str]:
+    import pandas as pd
+
     from commsim.metrics import METRICS
     from commsim.patterns import registry
 
@@ -270,6 +278,8 @@ def compare(a, b=None, *, key: str | None = None, values: Sequence | None = None
     >>> commsim.compare("results/notifications", key="pattern",
     ...                 values=["short_polling", "sse"])          # doctest: +SKIP
     """
+    import pandas as pd
+
     sa, sb, keys, notes = _sides(a, b, key, values)
     names = _metrics(sa.runs, sb.runs, metrics)
     on = [*keys, "replication"]
@@ -407,6 +417,7 @@ def figure(table: pd.DataFrame, path: Path, max_points: int = 6) -> Path:
     """Relative difference B vs A of every metric with its 95% CI (one panel
     per matched sweep point, at most ``max_points``); metrics whose A mean is
     zero have no relative difference and are left out of the figure."""
+    import pandas as pd
     from matplotlib.figure import Figure
 
     from commsim.experiment.output import save_figure

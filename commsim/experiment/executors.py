@@ -37,14 +37,15 @@ before).  A collection costs ~15-40 ms, so very small runs (~1 ms) pay up to
 from __future__ import annotations
 
 import gc
-import multiprocessing as mp
 import os
 import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+if TYPE_CHECKING:  # multiprocessing is imported by the process pool only: a serial run needs none (issue 14)
+    from concurrent.futures import ProcessPoolExecutor
 
 #: Where a worker sends simulated-time progress: fn(job_index, now, end) or None.
 _SIM_PROGRESS: Callable[[int, float, float], None] | None = None
@@ -253,6 +254,8 @@ def _init_worker(queue) -> None:
 
 
 def _context():
+    import multiprocessing as mp
+
     methods = mp.get_all_start_methods()
     # fork: workers start at once with commsim already imported (Linux).
     return mp.get_context("fork" if "fork" in methods else "spawn")
@@ -275,6 +278,8 @@ class ProcessExecutor:
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            from concurrent.futures import ProcessPoolExecutor
+
             ctx = _context()
             if self.sim_progress is not None:
                 self._queue = ctx.Queue()
@@ -298,6 +303,7 @@ class ProcessExecutor:
                 pass
 
     def run(self, jobs: Iterable[Job], fn: Callable[[Job], dict] = None) -> Iterator[dict]:
+        from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
         pool = self._start()

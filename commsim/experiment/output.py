@@ -373,8 +373,7 @@ def save_figure(fig, path: Path, meta: dict | None = None) -> Path:
     recorded with ``meta`` (what it shows: x, y, parameters, seed).
     """
     import io
-
-    import matplotlib.pyplot as plt
+    import sys
 
     path = Path(path)
     main_fmt = path.suffix.lstrip(".") or "png"
@@ -386,7 +385,9 @@ def save_figure(fig, path: Path, meta: dict | None = None) -> Path:
             kwargs = {"metadata": {"Date": None}}
         fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight", **kwargs)
         atomic_write(path.with_suffix(f".{fmt}"), buf.getvalue())
-    plt.close(fig)
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:  # a figure made with pyplot: release it (bare Figures need no pyplot, issue 14)
+        plt.close(fig)
     if _MANIFEST is not None:
         _MANIFEST.append({"file": path.name, "formats": formats, **(meta or {})})
     return path

@@ -41,15 +41,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable
 
 from commsim.config import Experiment
 from commsim.engine import Simulation
 from commsim.metrics import METRICS
 from commsim.patterns import registry
 from commsim.rng import derive_run_seed
+
+if TYPE_CHECKING:  # pandas is imported where tables are built: `import commsim` stays lean (issue 14)
+    import pandas as pd
 
 
 @dataclass
@@ -443,6 +444,8 @@ class _State:
             timing_rows.append({**params, "replication": r, "wall_s": wall, "reused": reused})
         result = make_result(self.exp, rows)
         result.failures = [self.failed[k] for k in sorted(self.failed)]
+        import pandas as pd
+
         result.timings = pd.DataFrame(timing_rows)
         result.computed = self.computed
         result.reused = self.reused
@@ -454,6 +457,8 @@ class _State:
 def make_result(exp: Experiment, rows: list[dict]) -> Result:
     """Build a :class:`Result` from ``runs.csv`` rows (a ``wall_s`` column,
     as the executors add, goes to ``timings``)."""
+    import pandas as pd
+
     from commsim.experiment.stats import summarize
 
     runs = pd.DataFrame(rows)

@@ -16,10 +16,12 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from statistics import NormalDist
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where tables are built: `import commsim` stays lean (issue 14)
+    import pandas as pd
 
 __all__ = ["t_quantile", "t_cdf", "mean_ci", "batch_means", "summarize"]
 
@@ -239,6 +241,8 @@ def summarize(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFra
     single row.  Metrics whose column is not numeric (or boolean) are
     skipped; a metric missing from ``df`` raises ``KeyError``.
     """
+    import pandas as pd
+
     by = list(by)
     missing = [c for c in [*by, *metrics] if c not in df.columns]
     if missing:
