@@ -218,7 +218,9 @@ def resolve_run(raw: dict, base_dir: Path | None = None) -> dict:
     for name, f in TOP_LEVEL.items():
         if name == "pattern":
             f = Field("choice", None, f.doc, choices=tuple(patterns), required=True)
-        if name in raw and (raw[name] is not None or not f.nullable):
+        if name in raw and raw[name] is None and f.nullable and f.default is not None:
+            out[name] = None  # null switches the default off (max_run_queue: null)
+        elif name in raw and (raw[name] is not None or not f.nullable):
             out[name] = resolve_value(f, raw[name], name, base_dir)  # null: an error, not the default
         elif f.required:
             raise ConfigError(name, f"missing; expected {f.describe_allowed()}")

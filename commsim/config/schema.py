@@ -110,6 +110,10 @@ TOP_LEVEL: dict[str, Field] = {
     "warmup": Field("duration", "0s", "simulated time run before measuring starts (discarded)", min=0),
     "replications": Field("int", 1, "independent replications per sweep point", min=1),
     "pattern": Field("choice", None, "the communication pattern to simulate", required=True),
+    "max_run_queue": Field("int", 1_000_000, "jobs waiting in one CPU's run queue (any node: "
+                           "server, broker, proxy, store) at which the run stops and is "
+                           "flagged unstable (its load exceeds capacity and its memory would "
+                           "grow without bound); null: never", min=1, nullable=True),
 }
 
 #: Sections shared by the patterns.

@@ -26,6 +26,12 @@ from commsim.dists import make_distribution
 from commsim.rng import Streams
 
 
+class Overloaded(Exception):
+    """Raised by a node whose queue reached the run's ``max_run_queue``:
+    :meth:`Simulation.run` ends the run there (``stopped_at``), the metrics
+    are collected as usual and the stability check flags the run."""
+
+
 class Simulation:
     """One run: environment, random streams, window and accounting.
 
@@ -50,6 +56,11 @@ class Simulation:
         self.tracer = None  # set by commsim.experiment.trace
         self._finalizers: list[Callable[[], None]] = []
         self._ran = False
+        # Overload guard (max_run_queue): a CPU whose run queue reaches it stops the run.
+        limit = config.get("max_run_queue")
+        self.max_run_queue: float = float("inf") if limit is None else limit
+        self.stopped_at = float("nan")  # simulated time of an overload stop
+        self.stop_reason = ""
 
     # ----------------------------------------------------------- helpers --
     @property
@@ -89,6 +100,14 @@ class Simulation:
         gc.freeze()
         try:
             self.env.run(until=self.end)
+        except Overloaded as stop:
+            # The window ends here: rates are per second of the run that
+            # happened, and what is closed at the end is closed now.
+            self.stopped_at = now = self.env.now
+            self.stop_reason = str(stop)
+            if now > self.start:
+                self.end = now
+                self.duration = now - self.start
         finally:
             gc.unfreeze()
         for fn in self._finalizers:

@@ -146,6 +146,7 @@ def collect(sim: Simulation, model) -> dict:
     if hasattr(model, "in_flight"):
         for key, value in sim.recorder.standard_metrics(model.in_flight()).items():
             metrics.setdefault(key, value)
+    metrics["stopped_at"] = sim.stopped_at  # max_run_queue (NaN: the run reached its end)
     unknown = [k for k in metrics if k not in METRICS]
     if unknown:
         raise RuntimeError(f"pattern {sim.config['pattern']!r} reported undefined metrics "

@@ -58,6 +58,14 @@ The checks use metrics every run already reports (means over replications):
    a response carries everything pending, so a busier server sends fewer,
    fuller responses; its latency, not its queue, grows with the load).
 
+5. **Stopped for overload** (``stopped_at``): a CPU's run queue reached
+   ``max_run_queue`` jobs (default 1,000,000), so the run was stopped there
+   rather than left to grow its queue, and its memory, without bound
+   (a short-polling server offered 2.5x its capacity held 3.4 GB after 10
+   minutes).  The window ends at the stop: its metrics are rates and counts of
+   the run up to there (CPU busy time counts the jobs in service at the stop
+   up to their finish), and they are not a result.
+
 The capacity search (:mod:`commsim.experiment.capacity`) calls
 :func:`reasons` on each probe's mean row with the probe's config: a probe
 is stable exactly when its summary.csv row would be.
@@ -126,6 +134,10 @@ def reasons(row, config: dict | None = None) -> list[str]:
     tr = _num(row, "latency_trend")
     if tr > TREND_LIMIT:
         out.append(f"latency rising: the later half of the window's samples average {tr:.2f}x the earlier half")
+    stopped = _num(row, "stopped_at")
+    if not math.isnan(stopped):
+        out.append(f"run stopped at {stopped:.3g} s: a CPU run queue reached max_run_queue "
+                   "jobs (the offered load exceeds capacity)")
     util = _num(row, "server_utilization")
     if util >= SATURATED and open_loop(config):
         out.append(f"server saturated: CPU busy {100 * util:.1f}% of the window with open-loop load")

@@ -41,7 +41,7 @@ from operator import sub
 from typing import Any, Callable
 
 from commsim.accounting.cpu import CpuAccount
-from commsim.engine.simulation import call_later
+from commsim.engine.simulation import Overloaded, call_later
 from commsim.metrics.collect import Level
 
 
@@ -93,6 +93,9 @@ class Cpu:
             self._start(job, now)
         else:
             self.queue.append(job)
+            if len(self.queue) >= self.sim.max_run_queue:
+                raise Overloaded(f"the run queue of cpu {self.name!r} reached "
+                                 f"{len(self.queue):,} jobs (max_run_queue)")
 
     # ------------------------------------------------------------------
     def _start(self, job: _Job, now: float) -> None:

@@ -1,0 +1,69 @@
+"""max_run_queue: a CPU whose run queue reaches it stops the run (an
+overloaded open-loop run would otherwise grow its queue, and memory, for as
+long as it runs); the run is flagged unstable and its window ends there."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from commsim.config import load
+from commsim.errors import ConfigError
+from commsim.experiment.runner import simulate
+from commsim.experiment.stability import reasons
+
+
+def _polling(**top) -> dict:
+    # jitter keeps short polling on its event-driven path (a real run queue)
+    return {"pattern": "short_polling", "duration": 20, "warmup": 1, "clients": {"count": 2000},
+            "server": {"cores": 1, "service_time": {"dist": "exponential", "mean": "1.25ms"}},
+            "short_polling": {"jitter": "0.1s"}, "workload": {"event_rate": 0.1}, **top}
+
+
+def _run(cfg: dict):
+    config = load(cfg).points[0].config
+    r = simulate(config, 5)
+    return r, config
+
+
+def test_an_overloaded_run_stops_when_a_run_queue_reaches_the_limit():
+    # 2,000 polls/s against 800/s of capacity: the queue grows by ~1,200 a second
+    r, config = _run(_polling(max_run_queue=3000))
+    m, sim = r.metrics, r.sim
+    assert 1.0 < m["stopped_at"] < 5.0            # 3,000 queued after ~2.5 s of 20
+    assert len(r.model.cpu.queue) == 3000
+    assert "cpu 'server'" in sim.stop_reason and "3,000 jobs" in sim.stop_reason
+    # The window ends at the stop: rates are per second of the run that happened.
+    assert sim.end == m["stopped_at"] and sim.duration == pytest.approx(m["stopped_at"] - 1.0)
+    # Busy time counts the job in service at the stop up to its finish (CPU time is
+    # accounted when a job starts): at most one service time per core beyond 1.
+    assert 0.98 < m["server_utilization"] < 1.0 + 0.02 / sim.duration
+    why = " ".join(reasons(m, config))
+    assert "run stopped at" in why and "max_run_queue" in why
+
+
+def test_null_switches_the_guard_off_and_a_stable_run_never_stops():
+    r, _ = _run(_polling(max_run_queue=None, duration=4))
+    assert math.isnan(r.metrics["stopped_at"]) and len(r.model.cpu.queue) > 3000
+    stable = _polling(max_run_queue=50, duration=4)
+    stable["server"] = {"cores": 4, "service_time": "0.1ms"}
+    r, config = _run(stable)
+    assert math.isnan(r.metrics["stopped_at"])
+    assert not any("stopped" in x for x in reasons(r.metrics, config))
+
+
+def test_the_default_is_a_million_and_any_cpu_node_stops_the_run():
+    assert load({"pattern": "request_response"}).points[0].config["max_run_queue"] == 1_000_000
+    # An open-loop request-response server at 2x its capacity.
+    r, config = _run({"pattern": "request_response", "duration": 10, "max_run_queue": 500,
+                      "clients": {"count": 100, "mode": "async", "rate": 20},
+                      "server": {"cores": 1, "service_time": {"dist": "exponential", "mean": "1ms"}}})
+    assert r.metrics["stopped_at"] < 1.0
+    assert any("max_run_queue" in x for x in reasons(r.metrics, config))
+
+
+@pytest.mark.parametrize("bad", [0, -3, "many", 1.5])
+def test_bad_values_are_refused_naming_the_key(bad):
+    with pytest.raises(ConfigError, match="^max_run_queue"):
+        load({"pattern": "request_response", "max_run_queue": bad})
