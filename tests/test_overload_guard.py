@@ -4,8 +4,6 @@ long as it runs); the run is flagged unstable and its window ends there."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from commsim.config import load
@@ -31,7 +29,7 @@ def test_an_overloaded_run_stops_when_a_run_queue_reaches_the_limit():
     # 2,000 polls/s against 800/s of capacity: the queue grows by ~1,200 a second
     r, config = _run(_polling(max_run_queue=3000))
     m, sim = r.metrics, r.sim
-    assert 1.0 < m["stopped_at"] < 5.0            # 3,000 queued after ~2.5 s of 20
+    assert m["stopped"] == 1 and 1.0 < m["stopped_at"] < 5.0   # 3,000 queued after ~2.5 s of 20
     assert len(r.model.cpu.queue) == 3000
     assert "cpu 'server'" in sim.stop_reason and "3,000 jobs" in sim.stop_reason
     # The window ends at the stop: rates are per second of the run that happened.
@@ -45,11 +43,12 @@ def test_an_overloaded_run_stops_when_a_run_queue_reaches_the_limit():
 
 def test_null_switches_the_guard_off_and_a_stable_run_never_stops():
     r, _ = _run(_polling(max_run_queue=None, duration=4))
-    assert math.isnan(r.metrics["stopped_at"]) and len(r.model.cpu.queue) > 3000
+    assert r.metrics["stopped"] == 0 and r.metrics["stopped_at"] == 5.0
+    assert len(r.model.cpu.queue) > 3000
     stable = _polling(max_run_queue=50, duration=4)
     stable["server"] = {"cores": 4, "service_time": "0.1ms"}
     r, config = _run(stable)
-    assert math.isnan(r.metrics["stopped_at"])
+    assert r.metrics["stopped"] == 0 and r.metrics["stopped_at"] == 5.0
     assert not any("stopped" in x for x in reasons(r.metrics, config))
 
 
@@ -59,7 +58,7 @@ def test_the_default_is_a_million_and_any_cpu_node_stops_the_run():
     r, config = _run({"pattern": "request_response", "duration": 10, "max_run_queue": 500,
                       "clients": {"count": 100, "mode": "async", "rate": 20},
                       "server": {"cores": 1, "service_time": {"dist": "exponential", "mean": "1ms"}}})
-    assert r.metrics["stopped_at"] < 1.0
+    assert r.metrics["stopped"] == 1 and r.metrics["stopped_at"] < 1.0
     assert any("max_run_queue" in x for x in reasons(r.metrics, config))
 
 

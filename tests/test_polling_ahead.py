@@ -115,3 +115,11 @@ def test_run_ahead_overload_ends_quickly_and_is_flagged(monkeypatch):
     why = " ".join(reasons(m, load(cfg).points[0].config))
     assert "queue growing" in why and "server saturated" in why
     assert m["responses"] < 0.5 * m["requests"]
+
+
+def test_a_run_continued_past_its_window_fails_instead_of_standing_still():
+    cfg = _base(duration=2, warmup=0, clients={"count": 20})
+    r = simulate(load(cfg).points[0].config, 3)
+    assert r.model.ahead
+    with pytest.raises(RuntimeError, match="ran ahead to the end of the window"):
+        r.sim.env.run(until=r.sim.end + 1)

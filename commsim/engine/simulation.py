@@ -59,7 +59,7 @@ class Simulation:
         # Overload guard (max_run_queue): a CPU whose run queue reaches it stops the run.
         limit = config.get("max_run_queue")
         self.max_run_queue: float = float("inf") if limit is None else limit
-        self.stopped_at = float("nan")  # simulated time of an overload stop
+        self.stopped = False  # a queue reached max_run_queue: the run ended there
         self.stop_reason = ""
 
     # ----------------------------------------------------------- helpers --
@@ -103,8 +103,9 @@ class Simulation:
         except Overloaded as stop:
             # The window ends here: rates are per second of the run that
             # happened, and what is closed at the end is closed now.
-            self.stopped_at = now = self.env.now
+            self.stopped = True
             self.stop_reason = str(stop)
+            now = self.env.now
             if now > self.start:
                 self.end = now
                 self.duration = now - self.start

@@ -146,7 +146,9 @@ def collect(sim: Simulation, model) -> dict:
     if hasattr(model, "in_flight"):
         for key, value in sim.recorder.standard_metrics(model.in_flight()).items():
             metrics.setdefault(key, value)
-    metrics["stopped_at"] = sim.stopped_at  # max_run_queue (NaN: the run reached its end)
+    # max_run_queue: 1 and the time when a run queue stopped the run, else 0 and the window's end
+    metrics["stopped"] = int(sim.stopped)
+    metrics["stopped_at"] = sim.env.now
     unknown = [k for k in metrics if k not in METRICS]
     if unknown:
         raise RuntimeError(f"pattern {sim.config['pattern']!r} reported undefined metrics "

@@ -58,7 +58,7 @@ The checks use metrics every run already reports (means over replications):
    a response carries everything pending, so a busier server sends fewer,
    fuller responses; its latency, not its queue, grows with the load).
 
-5. **Stopped for overload** (``stopped_at``): a CPU's run queue reached
+5. **Stopped for overload** (``stopped``, at ``stopped_at``): a CPU's run queue reached
    ``max_run_queue`` jobs (default 1,000,000), so the run was stopped there
    rather than left to grow its queue, and its memory, without bound
    (a short-polling server offered 2.5x its capacity held 3.4 GB after 10
@@ -134,10 +134,11 @@ def reasons(row, config: dict | None = None) -> list[str]:
     tr = _num(row, "latency_trend")
     if tr > TREND_LIMIT:
         out.append(f"latency rising: the later half of the window's samples average {tr:.2f}x the earlier half")
-    stopped = _num(row, "stopped_at")
-    if not math.isnan(stopped):
-        out.append(f"run stopped at {stopped:.3g} s: a CPU run queue reached max_run_queue "
-                   "jobs (the offered load exceeds capacity)")
+    stopped = _num(row, "stopped")
+    if stopped > 0:
+        share = "" if stopped >= 1 else f" in {100 * stopped:.0f}% of the replications"
+        out.append(f"run stopped at {_num(row, 'stopped_at'):.3g} s{share}: a CPU run queue "
+                   "reached max_run_queue jobs (the offered load exceeds capacity)")
     util = _num(row, "server_utilization")
     if util >= SATURATED and open_loop(config):
         out.append(f"server saturated: CPU busy {100 * util:.1f}% of the window with open-loop load")

@@ -80,5 +80,7 @@ define("duplicates", "1", "messages a receiver got (or processed) more than once
        "after a crash, replays from the last committed offset. Window as for `missed`")
 define("proxy_cpu_s", "s", "CPU-seconds spent by proxies (sidecars, reverse proxies) in the window")
 define("events", "1", "simulation events scheduled (engine work, for speed reports)")
-define("stopped_at", "s", "simulated time at which the run was stopped because a CPU run queue "
-       "reached max_run_queue jobs (its load exceeds capacity); NaN: it ran to the end")
+define("stopped", "1", "1 when a CPU run queue reached max_run_queue jobs and the run was "
+       "stopped there (its load exceeds capacity), else 0; over replications, the share stopped")
+define("stopped_at", "s", "simulated time at which the run ended: warmup + duration, or earlier "
+       "when it was stopped (stopped = 1)")
