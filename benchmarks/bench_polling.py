@@ -185,11 +185,12 @@ def main(argv=None) -> int:
     print("rates are per second of process CPU time (the machine is shared: wall time "
           "includes waiting for a core)")
     print(f"{'model':12} {'wall s':>8} {'cpu s':>8} {'setup s':>8} {'events':>11} {'events/s':>10} "
-          f"{'polls':>10} {'polls/s':>9} {'B/client':>9}")
+          f"{'polls':>10} {'polls/s':>9} {'B/client':>9} {'peak MB':>8}")
     for r in rows:
         print(f"{r['model']:12} {r['wall_s']:8.1f} {r['cpu_s']:8.1f} {r['setup_s']:8.2f} "
               f"{r['events']:11,d} {r['events'] / r['cpu_s']:10,.0f} {r['polls']:10,d} "
-              f"{r['polls'] / r['cpu_s']:9,.0f} {r['bytes_per_client']:9,.0f}")
+              f"{r['polls'] / r['cpu_s']:9,.0f} {r['bytes_per_client']:9,.0f} "
+              f"{r['peak_rss'] / 1e6:8,.0f}")
     if len(rows) == 2:
         print(f"speed-up of commsim over plain SimPy: {rows[1]['cpu_s'] / rows[0]['cpu_s']:.2f}x (CPU), "
               f"{rows[1]['wall_s'] / rows[0]['wall_s']:.2f}x (wall)")

@@ -199,12 +199,13 @@ class ShortPolling(_Polling):
         if self.ahead:
             self._arrivals: list = []  # (arrival, client, items) of responses with updates
             sim.at_end(lambda: self._receive(sim.end))
-            order = sorted(range(n), key=phase.__getitem__)
+            # Flat arrays in rotation order (the rotation walks them in
+            # memory order; 8 bytes a client each instead of a list's 32-36):
+            # ``pending`` is indexed by rotation position (client c at _pos[c]).
+            order = array("l", sorted(range(n), key=phase.__getitem__))
             self._order = order
-            # Memory order is rotation order (the rotation walks 1M-long
-            # lists): fresh float objects made in that order, ``pending``
-            # indexed by rotation position (client c is at _pos[c]).
-            self._phase = array("d", [phase[c] for c in order]).tolist()
+            self._phase = array("d", [phase[c] for c in order])
+            del phase
             pos = array("l", bytes(8 * n))
             for j, c in enumerate(order):
                 pos[c] = j
