@@ -35,7 +35,7 @@ from __future__ import annotations
 import heapq
 
 from commsim.config.schema import Field, Section, register_section
-from commsim.engine import Counter, call_at
+from commsim.engine import Counter, Waker, call_at
 
 SECTION = register_section(Section("workload", {
     "event_rate": Field("rate", "1/s", "updates per second for each client (Poisson); 0: none", min=0),
@@ -117,11 +117,14 @@ class EventFeed:
     def start(self, publish) -> None:
         self._publish = publish
         if self.rate > 0:
-            call_at(self.sim.env, self.next_time, self._fire)
+            # One event object re-armed for every update (no allocation per
+            # update; the same event order as a call_at chain).
+            self._waker = Waker(self.sim.env, self._fire)
+            self._waker.arm_at(self.next_time)
 
     def _fire(self, _event) -> None:
         self.drain(self.sim.env.now, self._publish)
-        call_at(self.sim.env, self.next_time, self._fire)
+        self._waker.arm_at(self.next_time)
 
 
 class PoissonCalendar:
