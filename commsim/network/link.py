@@ -238,7 +238,70 @@ class Link:
 
     def pending(self) -> int:
         """Messages on the link now (read off the delay line or the counter)."""
-        return len(self._line) if self._fifo else self.in_flight
+        n = len(self._line) if self._fifo else self.in_flight
+        return n + self._posted_pending() if self._posted else n
+
+    # -- issue 14 (p-stream): a send whose arrival nobody waits for ---------
+    _posted: deque | None = None  # arrival times of posted messages, in order
+
+    def can_post(self) -> bool:
+        """Whether :meth:`post` is allowed: a FIFO delay line (constant
+        latency, no loss) without a bandwidth limit and without a tracer."""
+        return self._fifo and self.bandwidth is None and self.sim.tracer is None
+
+    def post(self, msg, delay: float = 0.0) -> float:
+        """Send ``msg`` whose arrival no model acts on; return its arrival time.
+
+        Counted as :meth:`send` counts it (ledger ``sent`` and the bytes, now),
+        but no event is scheduled: its delivery is counted in the ledger once
+        its arrival time has passed (read off a FIFO of arrival times, settled
+        here and in :meth:`pending`), so ``sent == delivered + dropped +
+        in_flight`` holds whenever the in-flight count is read through
+        :meth:`pending`.  Only where :meth:`can_post`.
+
+        * The arrival time is ``now + latency``: the time a :meth:`send` of
+          the same message is delivered at whenever ``now >= latency`` (its
+          wake-up's arming arithmetic is then exact); one arriving exactly at
+          the end of the run is, as with :meth:`send`, still in flight.
+        * ``delay`` > 0: the message leaves ``delay`` from now (a reply its
+          receiver sends at once on getting a posted message), arrives at
+          ``(now + delay) + latency``, and is counted now: allowed only when
+          the measurement window's start does not fall in ``(now, now +
+          delay]`` (bytes count by which side of it a message leaves on).
+        * Arrival times must not decrease from one post to the next on a link
+          (true when every post on it uses the same delay).
+        * ``msg`` is not kept (a caller may reuse one object).
+        """
+        now = self.env.now
+        sim = self.sim
+        counter = sim.bytes
+        if delay:
+            if (now < sim.start) != (now + delay < sim.start):
+                raise ValueError("Link.post: the window starts before the delayed send")
+            arrive = (now + delay) + self.constant_latency
+        else:
+            arrive = now + self.constant_latency
+        counter.sent += 1
+        counter.transmit(msg)
+        posted = self._posted
+        if posted is None:
+            posted = self._posted = deque()
+        elif posted and arrive < posted[-1]:
+            raise ValueError("Link.post: arrival times must not decrease")
+        while posted and posted[0] < now:
+            posted.popleft()
+            counter.delivered += 1
+        posted.append(arrive)
+        return arrive
+
+    def _posted_pending(self) -> int:
+        posted = self._posted
+        now = self.env.now
+        counter = self.sim.bytes
+        while posted and posted[0] < now:
+            posted.popleft()
+            counter.delivered += 1
+        return len(posted)
 
 
 #: The ``network`` keys a hop is built from.

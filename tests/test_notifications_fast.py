@@ -1,0 +1,113 @@
+"""The notification patterns' fast paths (issue 14) against their general paths.
+
+Where nothing can happen to a message between its send and its arrival (the
+receiver is always online, keeps no queue, no records, a FIFO constant-latency
+link), SSE and push post their frames (``Link.post``: counted, no arrival
+event) and do the client's bookkeeping when the frame leaves; long polling
+does a response's arrival and the client's re-poll in one step.  Each test
+runs the same small config both ways and requires every metric to be equal
+(bit for bit) except ``events``, which must be smaller on the fast path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import commsim
+from commsim.engine import Simulation
+from commsim.patterns import registry
+from commsim.patterns.notifications import long_polling, streaming
+
+
+def _run(cfg: dict, fast: bool, monkeypatch, drain: float = 0.0, seed: int = 3):
+    monkeypatch.setattr(streaming, "FAST_FRAMES", fast)
+    monkeypatch.setattr(long_polling, "FAST_REPOLL", fast, raising=False)
+    config = commsim.load(cfg).points[0].config
+    sim = Simulation(config, seed)
+    model = registry()[config["pattern"]].model(sim)
+    sim.run()
+    if drain:
+        sim.env.run(until=sim.end + drain)
+    return model, model.metrics()
+
+
+def _equal_but_events(fast: dict, general: dict) -> None:
+    assert fast.keys() == general.keys()
+    diffs = [k for k in fast if k != "events" and not (
+        fast[k] == general[k] or (isinstance(fast[k], float) and math.isnan(fast[k])
+                                  and math.isnan(general[k])))]
+    assert not diffs, {k: (fast[k], general[k]) for k in diffs}
+    assert fast["sent"] == fast["delivered"] + fast["dropped"] + fast["in_flight"]
+
+
+def _cfg(pattern: str, count=60, rate=2.0, latency=0.02, duration=8.0, warmup=1.0, **sections):
+    cfg = {"pattern": pattern, "duration": duration, "warmup": warmup,
+           "clients": {"count": count},
+           "network": {"latency": latency},
+           "server": {"cores": 2, "service_time": {"dist": "exponential", "mean": "2ms"}},
+           "workload": {"event_rate": rate}}
+    for k, v in sections.items():
+        cfg.setdefault(k, {}).update(v)
+    return cfg
+
+
+STREAMING_CASES = {
+    "sse": _cfg("sse"),
+    "sse_broadcasts_jobs": _cfg("sse", workload={"broadcast_rate": 3.0, "job_rate": 0.2,
+                                                 "job_duration": "300ms"}),
+    "sse_drops_resume": _cfg("sse", sse={"connection_lifetime": {"dist": "exponential",
+                                                                 "mean": "1s"},
+                                         "retry": "100ms"}),
+    "sse_drops_no_resume": _cfg("sse", sse={"connection_lifetime": "700ms", "retry": "50ms",
+                                            "resume": False}),
+    "sse_frame_cpu": _cfg("sse", server={"cpu_per_frame": "1ms", "cpu_per_kib": "100us", "cores": 1}),
+    "push": _cfg("push", rate=5.0, workload={"event_size": {"dist": "exponential",
+                                                            "mean": "300B"}}),
+    "push_segments": _cfg("push", network={"segment_overhead": "40B", "mss": "100B"},
+                          workload={"event_size": "250B"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STREAMING_CASES))
+def test_streaming_fast_path_equals_general(name, monkeypatch):
+    cfg = STREAMING_CASES[name]
+    fast_model, fast = _run(cfg, True, monkeypatch)
+    general_model, general = _run(cfg, False, monkeypatch)
+    assert fast_model.fast and not general_model.fast
+    _equal_but_events(fast, general)
+    assert fast["updates_delivered"] > 0
+    assert fast["events"] < general["events"]
+
+
+@pytest.mark.parametrize("pattern", ["sse", "push"])
+def test_streaming_fast_path_equals_general_when_drained(pattern, monkeypatch):
+    """A run continued past the end delivers what was in flight the same way."""
+    cfg = _cfg(pattern, duration=4.0)
+    _, fast = _run(cfg, True, monkeypatch, drain=1.0)
+    _, general = _run(cfg, False, monkeypatch, drain=1.0)
+    _equal_but_events(fast, general)
+    assert fast["updates_pending"] == 0  # everything created in the window arrived
+
+
+@pytest.mark.parametrize("sections", [
+    {"workload": {"online_time": "2s"}},            # availability: arrivals may find it offline
+    {"clients": {"service_time": "10ms", "buffer": 2}},  # a client queue
+    {"network": {"loss": 0.01}},                     # not a FIFO delay line
+    {"network": {"latency": {"dist": "exponential", "mean": "20ms"}}},
+])
+def test_streaming_fast_path_off_where_arrivals_matter(sections, monkeypatch):
+    model, _ = _run(_cfg("push", duration=2.0, **sections), True, monkeypatch)
+    assert not model.fast
+
+
+def test_streaming_fast_path_events_per_update(monkeypatch):
+    """SSE at a steady state: 3 events per update on the general path (the
+    feed's, the CPU completion, the frame's arrival), 2 on the fast path."""
+    cfg = _cfg("sse", count=200, rate=5.0, duration=20.0, warmup=0.0)
+    _, fast = _run(cfg, True, monkeypatch)
+    _, general = _run(cfg, False, monkeypatch)
+    n = fast["updates_created"]
+    assert 2.0 <= fast["events"] / n < 2.1
+    assert 3.0 <= general["events"] / n < 3.1
