@@ -111,3 +111,57 @@ def test_streaming_fast_path_events_per_update(monkeypatch):
     n = fast["updates_created"]
     assert 2.0 <= fast["events"] / n < 2.1
     assert 3.0 <= general["events"] / n < 3.1
+
+
+LONG_CASES = {
+    "long_polling": _cfg("long_polling"),
+    "long_polling_timeouts": _cfg("long_polling", rate=0.5, long_polling={"timeout": "300ms"}),
+    "long_polling_no_warmup": _cfg("long_polling", warmup=0.0, long_polling={"timeout": "1s"}),
+    "long_polling_broadcasts_costs": _cfg(
+        "long_polling", workload={"broadcast_rate": 2.0},
+        server={"cpu_per_update": "200us", "cpu_per_kib": "100us", "cores": 1}),
+    "long_polling_constant_service": _cfg("long_polling", server={"service_time": "1ms"},
+                                          workload={"broadcast_rate": 1.0}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LONG_CASES))
+def test_long_polling_fast_path_equals_general(name, monkeypatch):
+    cfg = LONG_CASES[name]
+    fast_model, fast = _run(cfg, True, monkeypatch)
+    general_model, general = _run(cfg, False, monkeypatch)
+    assert fast_model.fast and not general_model.fast
+    _equal_but_events(fast, general)
+    assert fast["updates_delivered"] > 0
+    assert fast["events"] < general["events"]
+
+
+def test_long_polling_fast_path_equals_general_when_drained(monkeypatch):
+    cfg = _cfg("long_polling", duration=4.0, long_polling={"timeout": "500ms"})
+    _, fast = _run(cfg, True, monkeypatch, drain=1.0)
+    _, general = _run(cfg, False, monkeypatch, drain=1.0)
+    _equal_but_events(fast, general)
+
+
+@pytest.mark.parametrize("sections", [
+    {"workload": {"online_time": "2s"}},
+    {"workload": {"job_rate": 0.1}},
+    {"network": {"handshake": "tcp"}},
+    {"network": {"bandwidth": "100Mbps"}},
+])
+def test_long_polling_fast_path_off_where_arrivals_matter(sections, monkeypatch):
+    model, _ = _run(_cfg("long_polling", duration=2.0, **sections), True, monkeypatch)
+    assert not model.fast
+
+
+def test_long_polling_fast_path_events_per_update(monkeypatch):
+    """Long polling, polls answered by updates (long timeout): per response
+    the general path has the CPU completion, the response's arrival and the
+    re-poll's arrival, the fast path one event fewer (the response's
+    arrival); each update has the feed's event on both."""
+    cfg = _cfg("long_polling", count=200, rate=5.0, duration=20.0, warmup=0.0)
+    _, fast = _run(cfg, True, monkeypatch)
+    _, general = _run(cfg, False, monkeypatch)
+    n, u = fast["responses"], fast["updates_created"]
+    assert abs((general["events"] - fast["events"]) - n) < 0.01 * n
+    assert abs(fast["events"] - (u + 2 * n)) < 0.03 * n

@@ -249,7 +249,7 @@ class Link:
         latency, no loss) without a bandwidth limit and without a tracer."""
         return self._fifo and self.bandwidth is None and self.sim.tracer is None
 
-    def post(self, msg, delay: float = 0.0) -> float:
+    def post(self, msg, leaves: float | None = None) -> float:
         """Send ``msg`` whose arrival no model acts on; return its arrival time.
 
         Counted as :meth:`send` counts it (ledger ``sent`` and the bytes, now),
@@ -263,24 +263,24 @@ class Link:
           the same message is delivered at whenever ``now >= latency`` (its
           wake-up's arming arithmetic is then exact); one arriving exactly at
           the end of the run is, as with :meth:`send`, still in flight.
-        * ``delay`` > 0: the message leaves ``delay`` from now (a reply its
-          receiver sends at once on getting a posted message), arrives at
-          ``(now + delay) + latency``, and is counted now: allowed only when
-          the measurement window's start does not fall in ``(now, now +
-          delay]`` (bytes count by which side of it a message leaves on).
+        * ``leaves`` (> now): the message leaves then (a reply its receiver
+          sends at once on getting a posted message) and arrives at ``leaves
+          + latency``; it is counted now, so the measurement window's start
+          must not fall in ``(now, leaves]`` (bytes count by which side of it
+          a message leaves on): ``ValueError`` if it does.
         * Arrival times must not decrease from one post to the next on a link
-          (true when every post on it uses the same delay).
+          (true when every post on it is made the same way).
         * ``msg`` is not kept (a caller may reuse one object).
         """
         now = self.env.now
         sim = self.sim
         counter = sim.bytes
-        if delay:
-            if (now < sim.start) != (now + delay < sim.start):
-                raise ValueError("Link.post: the window starts before the delayed send")
-            arrive = (now + delay) + self.constant_latency
-        else:
+        if leaves is None:
             arrive = now + self.constant_latency
+        else:
+            if (now < sim.start) != (leaves < sim.start):
+                raise ValueError("Link.post: the window starts before the message leaves")
+            arrive = leaves + self.constant_latency
         counter.sent += 1
         counter.transmit(msg)
         posted = self._posted
