@@ -8,7 +8,7 @@ from array import array
 from collections import deque
 
 from commsim.engine.events import Waker
-from commsim.engine.simulation import call_at
+from commsim.engine.simulation import call_at, call_later
 from commsim.network import Message
 from commsim.patterns.notifications.base import SERVER, STREAM_START
 from commsim.patterns.notifications.polling import _Polling
@@ -38,7 +38,8 @@ class LongPolling(_Polling):
 
     Speed: the timeout is a constant, so holds expire in the order they
     started: one FIFO of (deadline, client, hold number) and one pending
-    event, instead of a timer per client; answered holds are skipped.
+    event, instead of a timer per client; answered holds are skipped without
+    a wake-up of their own.
 
     Fast path (issue 14): where a response's arrival can change nothing (the
     client is always online, no handshakes, jobs or records, both links FIFO
@@ -79,6 +80,19 @@ class LongPolling(_Polling):
             # _Polling's methods, which stay the general path).
             self._send_empty = self._send_empty_fast
             self._send_items = self._send_items_fast
+        # Lazy re-polls (the fast path without broadcasts): a re-poll whose
+        # client has nothing pending when it arrives only starts a hold, which
+        # no one looks at before the next callback of this model; so it gets
+        # no event: every callback first catches up with the re-polls due by
+        # then (_catch_up), and only a re-poll that will find an update (one
+        # came for its client while it was in flight) gets an event at its
+        # arrival.  With broadcasts every re-poll may find one: eager (one
+        # event per arrival time, _repolls_arrive).
+        self.lazy = self.fast and self.bc_cursor is None
+        if self.lazy:
+            self._due = array("d", bytes(8 * n))  # arrival of c's re-poll in flight (0: none)
+            self._needy = bytearray(n)              # ... which will find an update pending
+            self.repoll_events = 0                  # re-polls that got an event (needy)
         self.feed.start(self._publish_feed)
         self._staggered_start(STREAM_START, self._first_poll)
 
@@ -99,6 +113,8 @@ class LongPolling(_Polling):
                      self._server_poll)
 
     def _server_poll(self, msg) -> None:
+        if self.lazy:
+            self._catch_up(self.env.now)
         self._poll_arrived(msg.src)
 
     def _poll_arrived(self, c: int) -> None:
@@ -117,13 +133,25 @@ class LongPolling(_Polling):
 
     def _expire(self, _event) -> None:
         now = self.env.now
+        if self.lazy:
+            self._catch_up(now)
         dl = self._deadlines
+        held, hold_no = self.held, self.hold_no
         while dl and dl[0][0] <= now:
             _, c, no = dl.popleft()
-            if self.held[c] and self.hold_no[c] == no:
-                self.held[c] = 0
+            if held[c] and hold_no[c] == no:
+                held[c] = 0
                 self._conn(-1)
                 self._respond(c, None)
+        # Answered holds can never time out: drop them from the head, so the
+        # next wake-up is for a hold still open (not one per hold).  Exact:
+        # every wake-up here is at >= timeout, so arming at a deadline from
+        # now is exact arithmetic whichever entry armed it.
+        while dl:
+            _, c, no = dl[0]
+            if held[c] and hold_no[c] == no:
+                break
+            dl.popleft()
         if dl:
             call_at(self.env, dl[0][0], self._expire)
         else:
@@ -139,6 +167,8 @@ class LongPolling(_Polling):
         self.publish(c, created, size)
 
     def publish(self, c: int, created: float, size: int) -> int:
+        if self.lazy:
+            return self._publish_lazy(c, created, size)
         uid = self._store(c, created, size)
         self._release(c)
         return uid
@@ -209,18 +239,14 @@ class LongPolling(_Polling):
         t2 = self.up.post(self._poll_msg, t1)
         repolls = self._repolls
         repolls.append((t2, c))
-        if len(repolls) == 1:
-            self._arm_repolls(t2, now)
-
-    def _arm_repolls(self, when: float, now: float) -> None:
-        # Wake at exactly ``when`` (the link's own wake-up for this arrival
-        # would come at exactly that time: now + (when - now) may round).
-        delay = when - now
-        while now + delay < when:
-            delay = math.nextafter(delay, math.inf)
-        while now + delay > when:
-            delay = math.nextafter(delay, -math.inf)
-        self._repoll_waker.arm(delay)
+        if self.lazy:
+            self._due[c] = t2
+            if self.pending[c] is not None:  # came while the response was being prepared
+                self._needy[c] = 1
+                self.repoll_events += 1
+                call_later(self.env, _delay_to(now, t2), self._needy_arrives)
+        elif len(repolls) == 1:
+            self._repoll_waker.arm(_delay_to(now, t2))
 
     def _repolls_arrive(self, _event) -> None:
         repolls = self._repolls
@@ -232,4 +258,78 @@ class LongPolling(_Polling):
             if not repolls or repolls[0][0] > now:
                 break
         if repolls:
-            self._arm_repolls(repolls[0][0], now)
+            self._repoll_waker.arm(_delay_to(now, repolls[0][0]))
+
+    # ------------------------------------------------------- lazy re-polls --
+    def _catch_up(self, now: float, strict: bool = False) -> None:
+        """Let the re-polls due by ``now`` (before it, if ``strict``) arrive,
+        in order, each at its own time."""
+        repolls = self._repolls
+        due, needy = self._due, self._needy
+        while repolls and (repolls[0][0] < now if strict else repolls[0][0] <= now):
+            t2, c = repolls.popleft()
+            due[c] = 0.0
+            if needy[c]:  # its own event is at t2: this is t2
+                needy[c] = 0
+                self._poll_arrived(c)
+            else:
+                self._hold_at(c, t2)
+
+    def _hold_at(self, c: int, t: float) -> None:
+        """``_poll_arrived`` for a re-poll that arrived at ``t`` (<= now) and
+        found nothing pending: the hold starts at ``t``."""
+        if self.pending[c] is not None:
+            raise RuntimeError(f"long polling: a lazy re-poll of client {c} found updates")
+        self.held[c] = 1
+        no = self.hold_no[c] = self.hold_no[c] + 1
+        self.conns += 1  # _conn(+1) at t
+        if self.conns > self.conns_max and t >= self.sim.start:
+            self.conns_max = self.conns
+        deadline = t + self.H
+        self._deadlines.append((deadline, c, no))
+        if not self._armed:
+            self._armed = True
+            delay = deadline - t  # call_at(env, deadline) at t, armed from now
+            call_later(self.env, _delay_to(self.env.now, t + (delay if delay > 0 else 0.0)),
+                       self._expire)
+
+    def _publish_lazy(self, c: int, created: float, size: int) -> int:
+        now = self.env.now
+        repolls = self._repolls
+        if repolls and repolls[0][0] <= now:
+            self._catch_up(now)
+        uid = self._store(c, created, size)
+        if self.held[c]:
+            self._release(c)
+        elif self._due[c] and not self._needy[c]:
+            # Its re-poll is in flight: it will find this update on arrival.
+            self._needy[c] = 1
+            self.repoll_events += 1
+            call_later(self.env, _delay_to(now, self._due[c]), self._needy_arrives)
+        return uid
+
+    def _needy_arrives(self, _event) -> None:
+        self._catch_up(self.env.now)
+
+    def _window_opens(self, event) -> None:
+        if self.lazy:
+            self._catch_up(self.env.now, strict=True)  # the window's event comes first
+        super()._window_opens(event)
+
+    def metrics(self) -> dict:
+        if self.lazy:
+            self._catch_up(self.env.now, strict=True)  # what arrived before the end
+        return super().metrics()
+
+
+def _delay_to(now: float, when: float) -> float:
+    """The delay that schedules an event at exactly ``when`` from ``now``
+    (``now + (when - now)`` may round to a neighbour of ``when``)."""
+    delay = when - now
+    if delay <= 0:
+        return 0.0
+    while now + delay < when:
+        delay = math.nextafter(delay, math.inf)
+    while now + delay > when:
+        delay = math.nextafter(delay, -math.inf)
+    return delay
