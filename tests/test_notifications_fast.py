@@ -171,3 +171,18 @@ def test_long_polling_fast_path_events_per_update(monkeypatch):
     first = 2 * 200  # each client's start tick and first poll's arrival
     assert abs(general["events"] - (u + 3 * n + first)) < 0.01 * n
     assert abs(fast["events"] - (u + n + needy + first)) < 0.01 * n
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_long_polling_timeout_fifo_compaction_changes_nothing(fast, monkeypatch):
+    """The timeout FIFO's arrays are compacted as their head is consumed:
+    compacting every few entries gives exactly the metrics of never doing so."""
+    cfg = _cfg("long_polling", rate=0.5, duration=10.0, long_polling={"timeout": "400ms"})
+    monkeypatch.setattr(long_polling, "COMPACT", 10 ** 9)
+    _, never = _run(cfg, fast, monkeypatch)
+    monkeypatch.setattr(long_polling, "COMPACT", 8)
+    model, often = _run(cfg, fast, monkeypatch)
+    assert len(model._dl_t) < 200 < never["responses"]
+    assert often == never or all(often[k] == never[k] or (
+        isinstance(often[k], float) and math.isnan(often[k]) and math.isnan(never[k]))
+        for k in often)
