@@ -101,7 +101,7 @@ class LongPolling(_Polling):
             self._due = array("d", bytes(8 * n))  # arrival of c's re-poll in flight (0: none)
             self._needy = bytearray(n)              # ... which will find an update pending
             self.repoll_events = 0                  # re-polls that got an event (needy)
-        self.feed.start(self._publish_feed)
+        self.feed.start(self._publish_lazy if self.lazy else self._publish_feed)
         self._staggered_start(STREAM_START, self._first_poll)
 
     def _first_poll(self, c: int) -> None:
@@ -245,9 +245,26 @@ class LongPolling(_Polling):
         if sim.start <= sent < sim.end:  # _client_items at t1: round trip, then each update
             self.rtt_sum += t1 - sent
             self.rtt_n += 1
-        arrived = self._arrived
+        # _arrived(c, created, uid, t1, -1.0, size) for each update, written
+        # out for the fast path (no records, no jobs; t1 < end).
+        seen = self.seen
+        start, end = sim.start, sim.end
+        lat = self.lat
+        counted = t1 >= start
         for k in range(0, len(items), 3):
-            arrived(c, items[k], items[k + 2], t1, -1.0, items[k + 1])
+            created = items[k]
+            uid = items[k + 2]
+            if uid >= 0:
+                if seen[uid]:
+                    if start <= created < end:
+                        self.duplicates += 1
+                    continue
+                seen[uid] = 1
+            if counted:
+                self.resolved += 1
+            if start <= created < end:
+                self.delivered += 1
+                lat.append(t1 - created)
         self._repoll(c, now, t1)
 
     def _repoll(self, c: int, now: float, t1: float) -> None:

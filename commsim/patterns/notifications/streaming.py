@@ -239,7 +239,25 @@ class _Streaming(_Base):
         msg = self._frame_msg
         msg.payload = size
         arrive = self.down.post(msg)
-        self._arrived(c, created, uid, arrive, arrive, size)
+        if self.jobs:
+            self._arrived(c, created, uid, arrive, arrive, size)
+            return
+        # _arrived(c, created, uid, arrive, arrive, size) written out for the
+        # fast path (no records, no job notices pending; arrive < end).
+        sim = self.sim
+        if uid >= 0:
+            seen = self.seen
+            if seen[uid]:
+                if sim.start <= created < sim.end:
+                    self.duplicates += 1
+                return
+            seen[uid] = 1
+        if sim.start <= arrive:
+            self.resolved += 1
+        if sim.start <= created < sim.end:
+            self.delivered += 1
+            self.lat.append(arrive - created)
+            self.proc.append(arrive - created)
 
     def _frame_ready(self, token, _wait) -> None:
         c, created, size, uid = token
