@@ -68,7 +68,7 @@ class EventFeed:
       at all; used by short polling, which only needs the updates when a
       poll arrives);
     * ``start(publish)``: call ``publish`` at each update's creation time
-      (one pending simulation event at a time).
+      (one re-armed simulation event; ``publish`` must not drain the feed).
     """
 
     def __init__(self, sim, clients: int, cfg: dict):
@@ -123,8 +123,25 @@ class EventFeed:
             self._waker.arm_at(self.next_time)
 
     def _fire(self, _event) -> None:
-        self.drain(self.sim.env.now, self._publish)
-        self._waker.arm_at(self.next_time)
+        # drain(now, publish) written out: the head is due (its wake-up was
+        # armed for it), then every other update due by now.
+        now = self.sim.env.now
+        publish = self._publish
+        times = self._times
+        i = self._i
+        while True:
+            publish(self._who[i], times[i], self._sizes[i])
+            i += 1
+            if i == BLOCK:
+                self._refill()
+                times = self._times
+                i = 0
+            t = times[i]
+            if t > now:
+                break
+        self._i = i
+        self.next_time = t
+        self._waker.arm_at(t)
 
 
 class PoissonCalendar:
