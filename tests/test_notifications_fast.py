@@ -120,6 +120,10 @@ LONG_CASES = {
     "long_polling_broadcasts_costs": _cfg(
         "long_polling", workload={"broadcast_rate": 2.0},
         server={"cpu_per_update": "200us", "cpu_per_kib": "100us", "cores": 1}),
+    # Few clients, rare updates, short timeout: long gaps without any callback
+    # (a lazy re-poll's hold must still time out on time).
+    "long_polling_sparse": _cfg("long_polling", count=1, rate=0.1, duration=40.0,
+                                long_polling={"timeout": "400ms"}),
     "long_polling_constant_service": _cfg("long_polling", server={"service_time": "1ms"},
                                           workload={"broadcast_rate": 1.0}),
 }

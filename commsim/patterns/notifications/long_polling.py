@@ -101,6 +101,7 @@ class LongPolling(_Polling):
             self._due = array("d", bytes(8 * n))  # arrival of c's re-poll in flight (0: none)
             self._needy = bytearray(n)              # ... which will find an update pending
             self.repoll_events = 0                  # re-polls that got an event (needy)
+            self._kick = False                      # a catch-up event is pending (_ensure_kick)
         self.feed.start(self._publish_lazy if self.lazy else self._publish_feed)
         self._staggered_start(STREAM_START, self._first_poll)
 
@@ -174,6 +175,8 @@ class LongPolling(_Polling):
             call_at(self.env, dl_t[i], self._expire)
         else:
             self._armed = False
+            if self.lazy:
+                self._ensure_kick(now)
 
     def _release(self, c: int) -> None:
         if self.held[c]:
@@ -280,6 +283,8 @@ class LongPolling(_Polling):
                 self._needy[c] = 1
                 self.repoll_events += 1
                 call_later(self.env, _delay_to(now, t2), self._needy_arrives)
+            elif not self._armed and not self._kick:
+                self._ensure_kick(now)
         elif len(repolls) == 1:
             self._repoll_waker.arm(_delay_to(now, t2))
 
@@ -309,6 +314,24 @@ class LongPolling(_Polling):
                 self._poll_arrived(c)
             else:
                 self._hold_at(c, t2)
+        if not self._armed and repolls and not self._kick:
+            self._ensure_kick(now)
+
+    def _ensure_kick(self, now: float) -> None:
+        """Keep lazy holds from missing their timeout: while the timeout FIFO
+        has no wake-up pending, the first re-poll in flight gets an event at
+        its arrival (its hold then arms the FIFO at exactly the time the
+        general path arms it).  While the FIFO is armed its next wake-up
+        precedes every lazy hold's deadline (they start later), and that
+        wake-up catches up first."""
+        repolls = self._repolls
+        if repolls and not self._kick:
+            self._kick = True
+            call_later(self.env, _delay_to(now, repolls[0][0]), self._kicked)
+
+    def _kicked(self, _event) -> None:
+        self._kick = False
+        self._catch_up(self.env.now)
 
     def _hold_at(self, c: int, t: float) -> None:
         """``_poll_arrived`` for a re-poll that arrived at ``t`` (<= now) and
