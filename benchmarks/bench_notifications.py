@@ -31,7 +31,10 @@ A/B against an older commit::
     git worktree remove /work/wt/p-stream-old
 
 ``--ab`` interleaves old/new runs (old first in each pair) and prints the
-median of the pairs' CPU ratios.
+median of the pairs' CPU ratios.  ``--identical OLD_ROOT`` times nothing: it
+runs the small configs of tests/test_notifications_fast.py (and a few longer
+ones) with both checkouts and lists every metric other than ``events`` that
+differs (exit status 1 if any).
 
 Usage::
 
@@ -109,6 +112,62 @@ def run_child(args) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def _identical_child(root: str) -> None:
+    """Print the metrics of every small config of tests/test_notifications_fast.py
+    (plus longer ones) run with the commsim of ``root``, as JSON."""
+    import math
+
+    sys.path.insert(0, root)
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import test_notifications_fast as t
+
+    import commsim
+    from commsim.engine import Simulation
+    from commsim.patterns import registry
+
+    cases = dict(t.STREAMING_CASES)
+    cases.update(t.LONG_CASES)
+    cases["lp_long"] = t._cfg("long_polling", count=300, rate=0.7, duration=40.0, warmup=3.0,
+                              long_polling={"timeout": "2s"})
+    cases["lp_long_broadcasts"] = t._cfg("long_polling", count=100, rate=0.3, duration=30.0,
+                                         warmup=0.0, long_polling={"timeout": "1s"},
+                                         workload={"broadcast_rate": 0.5})
+    cases["lp_sparse"] = t._cfg("long_polling", count=2, rate=0.03, duration=60.0, warmup=0.0,
+                                long_polling={"timeout": "300ms"})
+    cases["sse_long"] = t._cfg("sse", count=300, rate=1.0, duration=30.0, warmup=2.0)
+    out = {}
+    for name, cfg in cases.items():
+        config = commsim.load(cfg).points[0].config
+        sim = Simulation(config, 5)
+        model = registry()[config["pattern"]].model(sim)
+        sim.run()
+        out[name] = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                     for k, v in model.metrics().items()}
+    print(json.dumps(out), flush=True)
+
+
+def identical(old_root: str, new_root: str) -> int:
+    """Run the same configs with two checkouts; report every metric but
+    ``events`` that differs (0 if none)."""
+    got = []
+    for root in (old_root, new_root):
+        res = subprocess.run([sys.executable, os.path.abspath(__file__), "--identical-child", root],
+                             capture_output=True, text=True, cwd=ROOT)
+        if res.returncode != 0:
+            sys.stderr.write(res.stderr)
+            return 1
+        got.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    old, new = got
+    bad = 0
+    for name in old:
+        diff = [k for k in old[name] if k != "events" and old[name][k] != new[name].get(k)]
+        bad += bool(diff)
+        print(f"{name:32} events {old[name]['events']:>7,} -> {new[name]['events']:>7,}  "
+              + (f"DIFFERS: {', '.join(diff[:6])}" if diff else "every other metric identical"))
+    print(f"{bad} of {len(old)} configs differ in a metric other than events")
+    return 1 if bad else 0
+
+
 def _run(args, root: str) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--root", root,
            "--pattern", args.pattern, "--clients", str(args.clients),
@@ -145,8 +204,18 @@ def main(argv=None) -> int:
                    help="also run an older checkout, interleaved, and compare")
     p.add_argument("--pairs", type=int, default=3, help="A/B pairs (with --ab)")
     p.add_argument("--json", action="store_true", help="print each run as JSON too")
+    p.add_argument("--identical", metavar="OLD_ROOT", default=None,
+                   help="instead of timing: run the small configs of "
+                        "tests/test_notifications_fast.py with OLD_ROOT and --root and "
+                        "report any metric but events that differs")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--identical-child", metavar="ROOT", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.identical_child:
+        _identical_child(args.identical_child)
+        os._exit(0)
+    if args.identical:
+        return identical(os.path.abspath(args.identical), os.path.abspath(args.root))
     if args.child:
         out = run_child(args)
         print(json.dumps(out), flush=True)
