@@ -190,3 +190,46 @@ def test_long_polling_timeout_fifo_compaction_changes_nothing(fast, monkeypatch)
     assert often == never or all(often[k] == never[k] or (
         isinstance(often[k], float) and math.isnan(often[k]) and math.isnan(never[k]))
         for k in often)
+
+
+def test_link_post_counts_like_send_and_settles_deliveries():
+    """Link.post: sent and bytes at once, no event, delivered once the
+    arrival time has passed; a message due exactly at the end is in flight;
+    a delayed reply across the window's start and decreasing arrivals are
+    refused."""
+    from commsim.engine import call_at
+    from commsim.network import Message, network_link
+
+    config = commsim.load(_cfg("push", duration=1.0, warmup=0.5)).points[0].config
+    sim = Simulation(config, 1)
+    link = network_link(sim, "probe")  # latency 20 ms, constant
+    assert link.can_post()
+    seen = {}
+
+    def at(t, fn):
+        call_at(sim.env, t, lambda _e: fn())
+
+    def first():
+        events = sim.events_scheduled
+        seen["arrive"] = link.post(Message("event", 0, 1, 0, 100, 4))
+        seen["events"] = sim.events_scheduled - events
+        seen["pending"] = link.pending()
+        with pytest.raises(ValueError, match="window starts"):
+            link.post(Message("request", 1, 0, 50), leaves=0.55)
+
+    def second():
+        seen["pending_later"] = link.pending()
+        link.post(Message("event", 0, 1, 0, 10), leaves=0.9)   # arrives 0.92
+        with pytest.raises(ValueError, match="must not decrease"):
+            link.post(Message("event", 0, 1, 0, 10))           # would arrive 0.62
+
+    at(0.49, first)
+    at(0.6, second)
+    at(sim.end - 0.02, lambda: link.post(Message("event", 0, 1, 0, 7)))  # due at the end
+    sim.run()
+    assert seen["arrive"] == 0.49 + 0.02 and seen["events"] == 0 and seen["pending"] == 1
+    assert seen["pending_later"] == 0
+    b = sim.bytes
+    assert link.pending() == 1  # the one due exactly at the end
+    assert (b.sent, b.delivered) == (3, 2)
+    assert b.payload == 10 + 7 and b.framing == 0  # the first one left before the window

@@ -281,13 +281,13 @@ class Link:
             if (now < sim.start) != (leaves < sim.start):
                 raise ValueError("Link.post: the window starts before the message leaves")
             arrive = leaves + self.constant_latency
-        counter.sent += 1
-        counter.transmit(msg)
         posted = self._posted
         if posted is None:
             posted = self._posted = deque()
         elif posted and arrive < posted[-1]:
             raise ValueError("Link.post: arrival times must not decrease")
+        counter.sent += 1
+        counter.transmit(msg)
         while posted and posted[0] < now:
             posted.popleft()
             counter.delivered += 1
