@@ -35,7 +35,7 @@ from __future__ import annotations
 import heapq
 
 from commsim.config.schema import Field, Section, register_section
-from commsim.engine import Counter, call_at
+from commsim.engine import Counter, Waker, call_at
 
 SECTION = register_section(Section("workload", {
     "event_rate": Field("rate", "1/s", "updates per second for each client (Poisson); 0: none", min=0),
@@ -68,7 +68,7 @@ class EventFeed:
       at all; used by short polling, which only needs the updates when a
       poll arrives);
     * ``start(publish)``: call ``publish`` at each update's creation time
-      (one pending simulation event at a time).
+      (one re-armed simulation event; ``publish`` must not drain the feed).
     """
 
     def __init__(self, sim, clients: int, cfg: dict):
@@ -117,11 +117,31 @@ class EventFeed:
     def start(self, publish) -> None:
         self._publish = publish
         if self.rate > 0:
-            call_at(self.sim.env, self.next_time, self._fire)
+            # One event object re-armed for every update (no allocation per
+            # update; the same event order as a call_at chain).
+            self._waker = Waker(self.sim.env, self._fire)
+            self._waker.arm_at(self.next_time)
 
     def _fire(self, _event) -> None:
-        self.drain(self.sim.env.now, self._publish)
-        call_at(self.sim.env, self.next_time, self._fire)
+        # drain(now, publish) written out: the head is due (its wake-up was
+        # armed for it), then every other update due by now.
+        now = self.sim.env.now
+        publish = self._publish
+        times = self._times
+        i = self._i
+        while True:
+            publish(self._who[i], times[i], self._sizes[i])
+            i += 1
+            if i == BLOCK:
+                self._refill()
+                times = self._times
+                i = 0
+            t = times[i]
+            if t > now:
+                break
+        self._i = i
+        self.next_time = t
+        self._waker.arm_at(t)
 
 
 class PoissonCalendar:

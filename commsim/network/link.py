@@ -264,7 +264,70 @@ class Link:
 
     def pending(self) -> int:
         """Messages on the link now (read off the delay line or the counter)."""
-        return len(self._line) if self._fifo else self.in_flight
+        n = len(self._line) if self._fifo else self.in_flight
+        return n + self._posted_pending() if self._posted else n
+
+    # -- issue 14 (p-stream): a send whose arrival nobody waits for ---------
+    _posted: deque | None = None  # arrival times of posted messages, in order
+
+    def can_post(self) -> bool:
+        """Whether :meth:`post` is allowed: a FIFO delay line (constant
+        latency, no loss) without a bandwidth limit and without a tracer."""
+        return self._fifo and self.bandwidth is None and self.sim.tracer is None
+
+    def post(self, msg, leaves: float | None = None) -> float:
+        """Send ``msg`` whose arrival no model acts on; return its arrival time.
+
+        Counted as :meth:`send` counts it (ledger ``sent`` and the bytes, now),
+        but no event is scheduled: its delivery is counted in the ledger once
+        its arrival time has passed (read off a FIFO of arrival times, settled
+        here and in :meth:`pending`), so ``sent == delivered + dropped +
+        in_flight`` holds whenever the in-flight count is read through
+        :meth:`pending`.  Only where :meth:`can_post`.
+
+        * The arrival time is ``now + latency``: the time a :meth:`send` of
+          the same message is delivered at whenever ``now >= latency`` (its
+          wake-up's arming arithmetic is then exact); one arriving exactly at
+          the end of the run is, as with :meth:`send`, still in flight.
+        * ``leaves`` (> now): the message leaves then (a reply its receiver
+          sends at once on getting a posted message) and arrives at ``leaves
+          + latency``; it is counted now, so the measurement window's start
+          must not fall in ``(now, leaves]`` (bytes count by which side of it
+          a message leaves on): ``ValueError`` if it does.
+        * Arrival times must not decrease from one post to the next on a link
+          (true when every post on it is made the same way).
+        * ``msg`` is not kept (a caller may reuse one object).
+        """
+        now = self.env.now
+        sim = self.sim
+        counter = sim.bytes
+        if leaves is None:
+            arrive = now + self.constant_latency
+        else:
+            if (now < sim.start) != (leaves < sim.start):
+                raise ValueError("Link.post: the window starts before the message leaves")
+            arrive = leaves + self.constant_latency
+        posted = self._posted
+        if posted is None:
+            posted = self._posted = deque()
+        elif posted and arrive < posted[-1]:
+            raise ValueError("Link.post: arrival times must not decrease")
+        counter.sent += 1
+        counter.transmit(msg)
+        while posted and posted[0] < now:
+            posted.popleft()
+            counter.delivered += 1
+        posted.append(arrive)
+        return arrive
+
+    def _posted_pending(self) -> int:
+        posted = self._posted
+        now = self.env.now
+        counter = self.sim.bytes
+        while posted and posted[0] < now:
+            posted.popleft()
+            counter.delivered += 1
+        return len(posted)
 
 
 #: The ``network`` keys a hop is built from.

@@ -8,6 +8,10 @@ from commsim.engine.simulation import call_later
 from commsim.network import Message
 from commsim.patterns.notifications.base import SERVER, STREAM_START, _Base
 
+#: The streaming fast path (see ``_Streaming.__init__``); tests turn it off to
+#: compare it with the general path.
+FAST_FRAMES = True
+
 
 class _Streaming(_Base):
     """A connection per client over which the server sends event frames.
@@ -52,7 +56,26 @@ class _Streaming(_Base):
             self._in_system: dict = {}   # client -> deque of departure times
             self.client_arrivals = 0
             self.client_drops = 0
-        self.feed.start(self._publish_feed)
+        # The fast path (issue 14): where nothing can happen to a frame
+        # between the server sending it and the client getting it, the
+        # client's bookkeeping is done when it is sent and the frame is posted
+        # (Link.post: bytes and ledger counted, no arrival event).  Only the
+        # plain classes (a subclass may act on arrivals) and only where the
+        # client is always online, keeps no queue, no records are taken and
+        # the down link is a FIFO delay line (constant latency, no loss or
+        # bandwidth, no tracer).  tests/test_notifications_fast.py runs both
+        # paths and compares every metric.
+        self.fast = (FAST_FRAMES and type(self) in (ServerSentEvents, Push)
+                     and self.down.can_post() and self.ops is None
+                     and not self.avail.enabled and not self.client_queue)
+        if self.fast:
+            self._frame_msg = Message("event", SERVER, -1, 0, 0, self.frame)  # reused by post
+            self._latency = self.down.constant_latency
+            self._frame_cb = self._frame_posted
+            self.feed.start(self._publish_fast)
+        else:
+            self._frame_cb = self._frame_ready
+            self.feed.start(self._publish_feed)
         self._staggered_start(STREAM_START, self._first_connect)
 
     def _first_connect(self, c: int) -> None:
@@ -181,7 +204,60 @@ class _Streaming(_Base):
 
     def _send_frame(self, c, created, size, uid) -> None:
         work = self._service() + (self.costs.frame(size) if self.costs.any else 0.0)
-        self.cpu.submit(work, "event", self._frame_ready, (c, created, size, uid))
+        self.cpu.submit(work, "event", self._frame_cb, (c, created, size, uid))
+
+    def _publish_fast(self, c: int, created: float, size: int) -> None:
+        """The feed's updates on the fast path: :meth:`publish`,
+        ``_new_uid``, :meth:`_deliver` and :meth:`_send_frame` written out
+        (one call per update instead of five)."""
+        uid = self.next_uid
+        self.next_uid = uid + 1
+        self.seen.append(0)
+        sim = self.sim
+        if sim.start <= created < sim.end:
+            self.created += 1
+        if self.open[c]:
+            work = self._service() + (self.costs.frame(size) if self.costs.any else 0.0)
+            self.cpu.submit(work, "event", self._frame_posted, (c, created, size, uid))
+        elif self.resume:
+            self.backlog.setdefault(c, []).extend((created, size, uid))
+        else:
+            self._lost(created, c, size)
+
+    def _frame_posted(self, token, _wait) -> None:
+        """:meth:`_frame_ready` and, at the frame's arrival time,
+        :meth:`_client_frame`, on the fast path: the client is online and has
+        no queue, so what it records is known when the frame leaves; the
+        frame's arrival schedules nothing.  A frame that would arrive at or
+        after the window's end takes the general path (its arrival event
+        does not run unless the caller runs the simulation on past the end,
+        as some tests do to drain what is in flight)."""
+        if self.env.now + self._latency >= self.sim.end:
+            self._frame_ready(token, _wait)
+            return
+        c, created, size, uid = token
+        msg = self._frame_msg
+        msg.payload = size
+        arrive = self.down.post(msg)
+        if self.jobs:
+            self._arrived(c, created, uid, arrive, arrive, size)
+            return
+        # _arrived(c, created, uid, arrive, arrive, size) written out for the
+        # fast path (no records, no job notices pending; arrive < end).
+        sim = self.sim
+        if uid >= 0:
+            seen = self.seen
+            if seen[uid]:
+                if sim.start <= created < sim.end:
+                    self.duplicates += 1
+                return
+            seen[uid] = 1
+        if sim.start <= arrive:
+            self.resolved += 1
+        if sim.start <= created < sim.end:
+            self.delivered += 1
+            self.lat.append(arrive - created)
+            self.proc.append(arrive - created)
 
     def _frame_ready(self, token, _wait) -> None:
         c, created, size, uid = token
