@@ -46,10 +46,12 @@ from commsim.errors import ConfigError
 # that the estimates fell within 0.4x-1.7x of the events counted, 0.55x-1.9x of
 # the CPU time and 0.9x-2.3x of the peak memory (docs/experiments.md):
 #: SimPy events per operation, by pattern (websocket: the constants of push,
-#: checked on experiments/websocket.yaml: 1.3x-1.6x the events counted).
+#: checked on experiments/websocket.yaml: 1.3x-1.6x the events counted; SSE
+#: and push: 2.07 per update since their frames are posted (issue 14);
+#: short polling: the event-driven path's, run ahead has its own below).
 EVENTS_PER_OP: dict[str, float] = {
     "request_response": 2.0, "sync_async": 12.0, "stateful": 7.0, "sidecar": 2.0,
-    "multiplexing": 3.0, "short_polling": 4.0, "long_polling": 1.0, "sse": 4.1, "push": 4.1,
+    "multiplexing": 3.0, "short_polling": 4.0, "long_polling": 1.0, "sse": 2.1, "push": 2.1,
     "pubsub": 3.0, "websocket": 4.1,
 }
 #: SimPy events per client that do not grow with time (connects, set-up).
