@@ -66,3 +66,48 @@ def test_the_default_is_a_million_and_any_cpu_node_stops_the_run():
 def test_bad_values_are_refused_naming_the_key(bad):
     with pytest.raises(ConfigError, match="^max_run_queue"):
         load({"pattern": "request_response", "max_run_queue": bad})
+
+
+@pytest.mark.parametrize("cores,mean", [(1, 0.8e-3), (3, 2.5e-3), (4, 5e-3)])
+def test_run_ahead_cpu_gives_the_event_driven_cpus_times_and_accounting(cores, mean):
+    """Cpu.admit_many (FIFO G/G/c recursion, no events) against Cpu.submit
+    (one completion event per job) on the same Poisson jobs, across the
+    window's edges and the run's end (loads 0.8 to 1.25 per core)."""
+    import numpy as np
+
+    from commsim.engine import Simulation
+    from commsim.engine.events import call_at
+    from commsim.nodes import Cpu
+
+    config = load({"pattern": "request_response", "duration": 3, "warmup": 1}).points[0].config
+    rng = np.random.default_rng(cores)
+    arrivals = np.cumsum(rng.exponential(1e-3, 4500)).tolist()    # past the run's end (4 s)
+    works = rng.exponential(mean * cores, 4500).tolist()
+    wasted = (rng.random(4500) < 0.3).tolist()
+
+    ev = Simulation(config, 1)
+    cpu_e = Cpu(ev, "server", cores)
+    finished = {}
+    for i, (t, w, x) in enumerate(zip(arrivals, works, wasted)):
+        if t < ev.end:
+            call_at(ev.env, t, lambda _e, i=i, w=w, x=x: cpu_e.submit(
+                w, "poll", lambda tok, _wait: finished.__setitem__(tok, ev.env.now), i, x))
+    ev.run()
+
+    ah = Simulation(config, 1)
+    cpu_a = Cpu(ah, "server", cores)
+    inside = [i for i, t in enumerate(arrivals) if t < ah.end]
+    finish = []
+    for k in range(0, len(inside), 700):       # batches of any size give the same
+        part = inside[k:k + 700]
+        finish += cpu_a.admit_many([arrivals[i] for i in part], [works[i] for i in part],
+                                   [wasted[i] for i in part], "poll")
+    ah.run()
+    assert {i: f for i, f in zip(inside, finish) if f < ah.end} == finished
+    assert cpu_a.account.by_purpose == pytest.approx(cpu_e.account.by_purpose, rel=1e-12)
+    assert cpu_a.account.wasted == pytest.approx(cpu_e.account.wasted, rel=1e-12)
+    assert (cpu_a.waits, cpu_a.completed) == (cpu_e.waits, cpu_e.completed)
+    for attr in ("wait_sum", "sojourn_sum", "jobs_mean"):
+        assert getattr(cpu_a, attr) == pytest.approx(getattr(cpu_e, attr), rel=1e-12), attr
+    with pytest.raises(RuntimeError, match="a CPU runs one way"):
+        cpu_a.submit(1e-3, "poll", lambda *_: None)

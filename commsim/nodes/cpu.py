@@ -134,27 +134,7 @@ class Cpu:
         """Run ahead: a job arriving at ``at`` (not earlier than the previous
         admitted job's arrival) asking ``work`` seconds; returns the time it
         finishes.  No event is scheduled: the caller handles what follows."""
-        free_at = self._free_at if self._free_at is not None else self._run_ahead()
-        first = free_at[0]
-        start = first if first > at else at
-        finish = start + work
-        heapreplace(free_at, finish)
-        lo = self.sim.start
-        hi = self.sim.end
-        if start < hi:  # the job starts inside the run (the event-driven CPU starts it)
-            if at >= lo:
-                self.wait_sum += start - at
-                self.waits += 1
-            self.account.add(start, finish, purpose, wasted)
-            if finish < hi and at >= lo:
-                self.sojourn_sum += finish - at
-                self.completed += 1
-        # Jobs present: this job's presence [at, finish) clipped to the window.
-        t0 = at if at > lo else lo
-        t1 = finish if finish < hi else hi
-        if t1 > t0:
-            self.present.area += t1 - t0
-        return finish
+        return self.admit_many([at], [work], [wasted], purpose)[0]
 
     def admit_many(self, arrivals: list, works: list, wasted: list, purpose: str) -> list:
         """:meth:`admit` for a batch of jobs of one purpose, in order of

@@ -403,20 +403,7 @@ class ShortPolling(_Polling):
 
     def _store_at(self, c: int, created: float, size: int) -> int:
         """:meth:`_store`, run ahead: the pending list at ``c``'s rotation position."""
-        uid = self.next_uid  # _new_uid written out (one call per update)
-        self.next_uid = uid + 1
-        self.seen.append(0)
-        if self.sim.start <= created < self.sim.end:
-            self.created += 1
-        j = self._pos[c]
-        p = self.pending[j]
-        if p is None:
-            self.pending[j] = [created, size, uid]
-        else:
-            p.append(created)
-            p.append(size)
-            p.append(uid)
-        return uid
+        return self._store(self._pos[c], created, size)
 
     def _receive(self, until: float) -> None:
         """Run ahead: the responses with updates that reach their clients by
