@@ -219,6 +219,17 @@ class SerialExecutor:
         pass
 
 
+def _preload() -> None:
+    """While the workers run the first jobs, load what this process needs
+    once they are done (the tables' pandas, the figures' matplotlib): the
+    import then overlaps the runs instead of following them."""
+    try:
+        import matplotlib.figure  # noqa: F401
+        import pandas  # noqa: F401
+    except ImportError:  # pragma: no cover - both are dependencies
+        pass
+
+
 def _die_with_parent() -> None:
     """If the parent is killed outright (SIGKILL), end this worker too
     instead of leaving it blocked forever on the task pipe (Linux
@@ -308,6 +319,7 @@ class ProcessExecutor:
 
         pool = self._start()
         pending = {pool.submit(fn or execute, job) for job in jobs}
+        _preload()
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
