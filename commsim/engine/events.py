@@ -22,7 +22,7 @@ the number of pending events small.
 from __future__ import annotations
 
 import operator
-from heapq import heappop
+from heapq import heappop, heappush
 from typing import Any, Callable
 
 import simpy
@@ -159,7 +159,9 @@ def call_later(env: simpy.Environment, delay: float, callback: Callable[[Event],
     ev.callbacks = [callback]
     ev._ok = True  # an instance attribute reads faster in the run loop than the class's
     ev.value = value
-    env.schedule(ev, NORMAL, delay)
+    # Environment.schedule written out (SimPy 4.1's: the same heap entry and
+    # event id), one Python call fewer per scheduled callback.
+    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), ev))
     return ev
 
 
@@ -194,10 +196,12 @@ class Waker(_Call):
     def arm(self, delay: float) -> None:
         """Wake up after ``delay`` (a negative delay counts as 0)."""
         self.callbacks = self._callbacks
-        self.env.schedule(self, NORMAL, delay if delay > 0 else 0.0)
+        env = self.env  # Environment.schedule written out, as in call_later
+        heappush(env._queue, (env._now + (delay if delay > 0 else 0.0), NORMAL, next(env._eid), self))
 
     def arm_at(self, when: float) -> None:
         """Wake up at absolute time ``when`` (now if ``when`` has passed)."""
         self.callbacks = self._callbacks
-        delay = when - self.env._now
-        self.env.schedule(self, NORMAL, delay if delay > 0 else 0.0)
+        env = self.env
+        delay = when - env._now
+        heappush(env._queue, (env._now + (delay if delay > 0 else 0.0), NORMAL, next(env._eid), self))
