@@ -41,6 +41,25 @@ def test_an_overloaded_run_stops_when_a_run_queue_reaches_the_limit():
     assert "run stopped at" in why and "max_run_queue" in why
 
 
+def test_run_ahead_stops_at_the_same_run_queue_length():
+    """Short polling's run-ahead CPU holds the jobs that wait (admitted, not
+    started; each is accounted when it starts) and stops the run at the limit,
+    within one batch (1 ms) of when the event-driven path stops."""
+    cfg = _polling(max_run_queue=3000)
+    cfg["short_polling"] = {"jitter": "0s"}
+    ahead, config = _run(cfg)
+    assert ahead.model.ahead and ahead.metrics["stopped"] == 1
+    assert "cpu 'server'" in ahead.sim.stop_reason and "3,000 jobs" in ahead.sim.stop_reason
+    with pytest.MonkeyPatch.context() as m:
+        from commsim.patterns.notifications.polling import ShortPolling
+
+        m.setattr(ShortPolling, "_can_run_ahead", lambda self: False)
+        events, _ = _run(cfg)
+    assert not events.model.ahead and events.metrics["stopped"] == 1
+    assert abs(ahead.metrics["stopped_at"] - events.metrics["stopped_at"]) < 0.0011 + 0.02
+    assert any("max_run_queue" in x for x in reasons(ahead.metrics, config))
+
+
 def test_null_switches_the_guard_off_and_a_stable_run_never_stops():
     r, _ = _run(_polling(max_run_queue=None, duration=4))
     assert r.metrics["stopped"] == 0 and r.metrics["stopped_at"] == 5.0

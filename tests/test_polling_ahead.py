@@ -104,9 +104,8 @@ def test_records_keep_the_event_driven_path():
 
 
 def test_run_ahead_overload_ends_quickly_and_is_flagged(monkeypatch):
-    """2.5x the server's capacity: the run ahead keeps no queue (only each
-    core's next free time), so it ends as fast as a stable one, and the
-    stability checks flag it."""
+    """2.5x the server's capacity (its queue stays below max_run_queue here):
+    the run ends, and the stability checks flag it."""
     from commsim.experiment.stability import reasons
 
     cfg = _base(duration=10, warmup=1, clients={"count": 2000},

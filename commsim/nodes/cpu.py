@@ -24,7 +24,10 @@ with FIFO order, non-preemptive service and jobs admitted in order of
 arrival, job *n* starts at ``max(arrival_n, earliest time a core is free)``
 and takes that core until ``start + work`` (the recursion of the G/G/c FIFO
 queue, exact: the same start and finish times the event-driven CPU
-produces).  Its accounting is the same: busy time clipped to the window,
+produces).  A job that has to wait is held until a later arrival or the
+run's end passes its start and accounted then, so jobs are accounted in
+start order as the event-driven CPU accounts them, and the held jobs are
+its run queue (``max_run_queue`` counts them).  Its accounting is the same: busy time clipped to the window,
 the wait counted when the job starts inside the run, the sojourn when it
 finishes inside the run, and the time-average of jobs present from each
 job's presence clipped to the window (Little's law: the same integral,
@@ -128,6 +131,8 @@ class Cpu:
         if self.free != self.cores or self.queue:
             raise RuntimeError(f"cpu {self.name}: admit() after submit(); a CPU runs one way")
         self._free_at = [0.0] * self.cores
+        self._waiting: deque = deque()  # queued jobs, accounted when they start
+        self.sim.at_end(self._close_ahead)
         return self._free_at
 
     def admit(self, at: float, work: float, purpose: str, wasted: bool = False) -> float:
@@ -139,24 +144,33 @@ class Cpu:
     def admit_many(self, arrivals: list, works: list, wasted: list, purpose: str) -> list:
         """:meth:`admit` for a batch of jobs of one purpose, in order of
         arrival (``wasted[i]``: job i is wasted work); returns their finish
-        times.  The recursion runs job by job; the accounting of a batch
-        wholly inside the window (the common case: every job arrives, starts
-        and finishes in it) is added in bulk, in job order."""
+        times.  The recursion runs job by job.  Each job is accounted when it
+        starts, in start order as the event-driven CPU does: a job that has
+        to wait is held (start, finish, arrival) until a later arrival or the
+        end of the run passes its start, and those held are the run queue
+        ``max_run_queue`` counts.  A batch wholly inside the window in which
+        no job waits (the common case) is accounted in bulk, in job order."""
         free_at = self._free_at if self._free_at is not None else self._run_ahead()
         starts: list = []
         out: list = []
         put_start, put_finish = starts.append, out.append
+        queued = False
         for at, work in zip(arrivals, works):
             first = free_at[0]
-            start = first if first > at else at
+            if first > at:
+                start = first
+                queued = True
+            else:
+                start = at
             finish = start + work
             heapreplace(free_at, finish)
             put_start(start)
             put_finish(finish)
         lo = self.sim.start
         hi = self.sim.end
-        account = self.account
-        if arrivals[0] >= lo and max(out) < hi:
+        waiting = self._waiting
+        if not queued and not waiting and arrivals[0] >= lo and max(out) < hi:
+            account = self.account
             used = list(map(sub, out, starts))
             account.by_purpose[purpose] = sum(used, account.by_purpose.get(purpose, 0.0))
             account.wasted = sum(compress(used, wasted), account.wasted)
@@ -167,20 +181,47 @@ class Cpu:
             self.completed += len(out)
             self.present.area = sum(present, self.present.area)
             return out
+        limit = self.sim.max_run_queue
+        account_job = self._account_job
         for at, start, finish, waste in zip(arrivals, starts, out, wasted):
-            if start < hi:  # the job starts inside the run (the event-driven CPU starts it)
-                if at >= lo:
-                    self.wait_sum += start - at
-                    self.waits += 1
-                account.add(start, finish, purpose, waste)
-                if finish < hi and at >= lo:
-                    self.sojourn_sum += finish - at
-                    self.completed += 1
-            t0 = at if at > lo else lo
-            t1 = finish if finish < hi else hi
-            if t1 > t0:
-                self.present.area += t1 - t0
+            while waiting and waiting[0][0] <= at:  # started by now (FIFO: in order)
+                account_job(*waiting.popleft())
+            if start > at:
+                waiting.append((start, finish, at, waste, purpose))
+                if len(waiting) >= limit:
+                    raise Overloaded(f"the run queue of cpu {self.name!r} reached "
+                                     f"{len(waiting):,} jobs (max_run_queue)")
+            else:
+                account_job(start, finish, at, waste, purpose)
         return out
+
+    def _account_job(self, start: float, finish: float, at: float, waste: bool,
+                     purpose: str) -> None:
+        """Run ahead: one job's accounting, as the event-driven CPU's (busy
+        time and wait if it starts inside the run, sojourn if it finishes
+        inside it, presence clipped to the window)."""
+        lo = self.sim.start
+        hi = self.sim.end
+        if start < hi:
+            if at >= lo:
+                self.wait_sum += start - at
+                self.waits += 1
+            self.account.add(start, finish, purpose, waste)
+            if finish < hi and at >= lo:
+                self.sojourn_sum += finish - at
+                self.completed += 1
+        t0 = at if at > lo else lo
+        t1 = finish if finish < hi else hi
+        if t1 > t0:
+            self.present.area += t1 - t0
+
+    def _close_ahead(self) -> None:
+        """At the end of the run (or its overload stop): the jobs still
+        queued; those starting before the end count as the event-driven CPU
+        counts them, the others are present until the end."""
+        waiting = self._waiting
+        while waiting:
+            self._account_job(*waiting.popleft())
 
     def drop_queued(self) -> list:
         """Remove every job still waiting in the run queue (a node crash);

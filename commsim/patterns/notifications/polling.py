@@ -173,7 +173,7 @@ class ShortPolling(_Polling):
     (:meth:`Cpu.admit_many`), bytes are counted per batch
     (:meth:`ByteCounter.transmit_many`).  Same results as the event path
     (tests/test_polling_ahead.py), about 1 event per 1,000 polls instead of
-    4 per poll, and an overloaded server keeps no queue in memory.
+    4 per poll.
     """
 
     pattern = "short_polling"
