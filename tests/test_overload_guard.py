@@ -130,3 +130,15 @@ def test_run_ahead_cpu_gives_the_event_driven_cpus_times_and_accounting(cores, m
         assert getattr(cpu_a, attr) == pytest.approx(getattr(cpu_e, attr), rel=1e-12), attr
     with pytest.raises(RuntimeError, match="a CPU runs one way"):
         cpu_a.submit(1e-3, "poll", lambda *_: None)
+
+
+def test_a_trace_that_overloads_a_cpu_ends_with_a_line_not_a_traceback(tmp_path):
+    from commsim.experiment.trace import trace
+
+    config = load({"pattern": "request_response", "duration": 5, "max_run_queue": 20,
+                   "clients": {"count": 100, "mode": "async", "rate": 20},
+                   "server": {"cores": 1, "service_time": {"dist": "exponential", "mean": "1ms"}}}
+                  ).points[0].config
+    text, path = trace(config, 100_000, tmp_path)
+    assert "run stopped: the run queue of cpu 'server' reached 20 jobs" in text
+    assert path.exists()

@@ -559,6 +559,7 @@ def run_traced(config: dict, limit: int, seed: int | None = None, *, client: int
     """Run ``config`` until its first ``limit`` messages have arrived (or the
     window ends); returns ``(tracer, sim, seed)``.  See the module docstring."""
     from commsim.engine import Simulation
+    from commsim.engine.simulation import Overloaded
     from commsim.patterns import registry
     from commsim.rng import derive_run_seed
 
@@ -573,8 +574,12 @@ def run_traced(config: dict, limit: int, seed: int | None = None, *, client: int
     end = sim.end
     step = env.step
     peek = env.peek
-    while not tracer.complete and peek() < end:
-        step()
+    try:
+        while not tracer.complete and peek() < end:
+            step()
+    except Overloaded as stop:  # max_run_queue: the trace ends there, as a run does
+        sim.stopped = True
+        sim.stop_reason = str(stop)
     return tracer, sim, seed
 
 
@@ -589,6 +594,9 @@ def trace(config: dict, limit: int, out_dir, *, client: int | None = None,
 
     tracer, sim, seed = run_traced(config, limit, client=client, connection=connection)
     text = tracer.text(config, seed)
+    if sim.stopped:
+        text += (f"\n[{sim.env.now:11.6f} s] run stopped: {sim.stop_reason}; the offered load "
+                 "exceeds capacity\n")
     only = (f" of client {client}" if client is not None else "") + \
         (f" of connection #{connection}" if connection is not None else "")
     title = (f"{config.get('name', '')}: first {len(tracer.records)} messages{only} "
