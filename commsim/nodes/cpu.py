@@ -17,7 +17,7 @@ Model and assumptions
 Implementation: callback-driven (one scheduled event per job: its
 completion), with a deque as run queue so that long queues stay O(1).
 
-Run ahead (:meth:`Cpu.admit`): a caller that needs no callback at a job's
+Run ahead (:meth:`Cpu.admit_many`): a caller that needs no callback at a job's
 completion (it works out what follows from the completion time itself) can
 have the CPU compute the job's start and finish at once, without any event:
 with FIFO order, non-preemptive service and jobs admitted in order of
@@ -32,7 +32,7 @@ the wait counted when the job starts inside the run, the sojourn when it
 finishes inside the run, and the time-average of jobs present from each
 job's presence clipped to the window (Little's law: the same integral,
 summed per job, so it may differ from the event-driven sum in the last
-bits).  A CPU used with :meth:`admit` is used with nothing else.
+bits).  A CPU used with :meth:`admit_many` is used with nothing else.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Cpu:
                token: Any = None, wasted: bool = False) -> None:
         now = self.env.now
         if self._free_at is not None:
-            raise RuntimeError(f"cpu {self.name}: submit() after admit(); a CPU runs one way")
+            raise RuntimeError(f"cpu {self.name}: submit() after admit_many(); a CPU runs one way")
         self.present.add(1)
         job = _Job(work, purpose, wasted, done, token, now)
         if self.free:
@@ -129,22 +129,17 @@ class Cpu:
     def _run_ahead(self) -> list:
         """Switch to run-ahead mode: every core free from time 0."""
         if self.free != self.cores or self.queue:
-            raise RuntimeError(f"cpu {self.name}: admit() after submit(); a CPU runs one way")
+            raise RuntimeError(f"cpu {self.name}: admit_many() after submit(); a CPU runs one way")
         self._free_at = [0.0] * self.cores
         self._waiting: deque = deque()  # queued jobs, accounted when they start
         self.sim.at_end(self._close_ahead)
         return self._free_at
 
-    def admit(self, at: float, work: float, purpose: str, wasted: bool = False) -> float:
-        """Run ahead: a job arriving at ``at`` (not earlier than the previous
-        admitted job's arrival) asking ``work`` seconds; returns the time it
-        finishes.  No event is scheduled: the caller handles what follows."""
-        return self.admit_many([at], [work], [wasted], purpose)[0]
-
     def admit_many(self, arrivals: list, works: list, wasted: list, purpose: str) -> list:
-        """:meth:`admit` for a batch of jobs of one purpose, in order of
-        arrival (``wasted[i]``: job i is wasted work); returns their finish
-        times.  The recursion runs job by job.  Each job is accounted when it
+        """Run ahead: jobs of one purpose arriving at ``arrivals`` (in order,
+        none earlier than the previous batch's) asking ``works`` seconds
+        (``wasted[i]``: job i is wasted work); returns their finish times.
+        No event is scheduled: the caller handles what follows.  The recursion runs job by job.  Each job is accounted when it
         starts, in start order as the event-driven CPU does: a job that has
         to wait is held (start, finish, arrival) until a later arrival or the
         end of the run passes its start, and those held are the run queue

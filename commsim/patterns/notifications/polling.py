@@ -259,7 +259,7 @@ class ShortPolling(_Polling):
 
         Exact for the configurations :meth:`_can_run_ahead` admits: each
         hop has a constant latency ``d`` and keeps order, the server's CPU
-        is FIFO (:meth:`Cpu.admit` computes start and finish at arrival), and
+        is FIFO (:meth:`Cpu.admit_many` computes start and finish at arrival), and
         nothing but polls reads or writes the server's state (no jobs,
         broadcasts, offline periods, handshakes), so handling a poll sent at
         ``t`` as arriving at ``t + d``, answered at its CPU finish ``f`` and
