@@ -3,6 +3,7 @@
 
 import copy
 import math
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -73,3 +74,22 @@ def records_serial_and_parallel(config_path, tmp_path, files: int):
     df = records.read(a)
     pd.testing.assert_frame_equal(df, records.read(b))
     return df, a
+
+
+@contextmanager
+def event_driven():
+    """Models built inside take their event-driven paths: the run-ahead modes
+    (short polling, SSE and push) end at the window's end and refuse to go on,
+    so a run continued past its window (a "drain") is built here.  Their
+    metrics at the end equal run-ahead's (tests/test_polling_ahead.py,
+    tests/test_streaming_ahead.py)."""
+    from commsim.patterns.notifications import streaming
+    from commsim.patterns.notifications.polling import ShortPolling
+
+    can, ahead = ShortPolling._can_run_ahead, streaming.RUN_AHEAD
+    ShortPolling._can_run_ahead = lambda self: False
+    streaming.RUN_AHEAD = False
+    try:
+        yield
+    finally:
+        ShortPolling._can_run_ahead, streaming.RUN_AHEAD = can, ahead

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from helpers import resolved
+from helpers import event_driven, resolved
 
 from commsim.experiment.runner import simulate
 
@@ -41,18 +41,11 @@ def config(pattern: str, servers: int = 1, offline: bool = False, clients: int =
 
 def run_and_drain(raw: dict, grace: float):
     """The metrics at the end of the window, then the model's counts of the
-    window's updates after running ``grace`` seconds longer.  (Short
-    polling's run-ahead mode ends at the window's end and refuses to go on:
-    it is the event-driven path here, which gives the same metrics at the end,
-    tests/test_polling_ahead.py.)"""
-    from commsim.patterns.notifications.polling import ShortPolling
-
-    can = ShortPolling._can_run_ahead
-    ShortPolling._can_run_ahead = lambda self: False
-    try:
+    window's updates after running ``grace`` seconds longer.  (The run-ahead
+    modes end at the window's end and refuse to go on: the event-driven path
+    here, which gives the same metrics at the end.)"""
+    with event_driven():
         r = simulate(resolved(raw), 1)
-    finally:
-        ShortPolling._can_run_ahead = can
     m, sim, model = r.metrics, r.sim, r.model
     sim.env.run(until=sim.end + grace)
     return m, {"created": model.created, "delivered": model.delivered, "missed": model.missed}

@@ -30,7 +30,7 @@ from commsim import theory
 from commsim.engine import Simulation
 from commsim.errors import ConfigError
 from commsim.patterns import registry
-from helpers import within_t
+from helpers import event_driven, within_t
 
 
 def build(cfg: dict, seed: int = 1):
@@ -43,18 +43,13 @@ def build(cfg: dict, seed: int = 1):
 def run(cfg: dict, seed: int = 1, drain: float = 0.0) -> dict:
     """Metrics of one run; with ``drain`` the run goes on that long past its
     window (the window's updates still on their way arrive and count).
-    Short polling's run-ahead mode ends at the window's end, so a drained
-    short-polling run takes the event-driven path (its metrics at the end
-    equal run-ahead's: tests/test_polling_ahead.py)."""
-    from commsim.patterns.notifications.polling import ShortPolling
-
-    can = ShortPolling._can_run_ahead
+    The run-ahead modes end at the window's end, so a drained run takes the
+    event-driven path (helpers.event_driven)."""
     if drain:
-        ShortPolling._can_run_ahead = lambda self: False
-    try:
+        with event_driven():
+            sim, model = build(cfg, seed)
+    else:
         sim, model = build(cfg, seed)
-    finally:
-        ShortPolling._can_run_ahead = can
     sim.run()
     if drain:
         sim.env.run(until=sim.end + drain)

@@ -23,6 +23,9 @@ from commsim.patterns.notifications import long_polling, streaming
 
 def _run(cfg: dict, fast: bool, monkeypatch, drain: float = 0.0, seed: int = 3):
     monkeypatch.setattr(streaming, "FAST_FRAMES", fast)
+    # These tests are about the posting fast path: the run-ahead mode, which
+    # takes over where it applies, has its own (tests/test_streaming_ahead.py).
+    monkeypatch.setattr(streaming, "RUN_AHEAD", False)
     monkeypatch.setattr(long_polling, "FAST_REPOLL", fast, raising=False)
     config = commsim.load(cfg).points[0].config
     sim = Simulation(config, seed)

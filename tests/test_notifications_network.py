@@ -25,14 +25,21 @@ import commsim
 from commsim.engine import Simulation
 from commsim.network.connection import handshake_bytes, round_trips
 from commsim.patterns import registry
+from helpers import event_driven
 
 D_ONE_WAY = 0.02
 
 
 def run(cfg: dict, seed: int = 1, drain: float = 0.0) -> dict:
+    """Metrics of one run; with ``drain`` it goes on that long past its
+    window, on the event-driven path (helpers.event_driven)."""
     config = commsim.load(cfg).points[0].config
     sim = Simulation(config, seed)
-    model = registry()[config["pattern"]].model(sim)
+    if drain:
+        with event_driven():
+            model = registry()[config["pattern"]].model(sim)
+    else:
+        model = registry()[config["pattern"]].model(sim)
     sim.run()
     if drain:
         sim.env.run(until=sim.end + drain)

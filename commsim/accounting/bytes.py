@@ -96,23 +96,27 @@ class ByteCounter:
         else:
             stats[0] += 1
 
-    def transmit_many(self, kind: str, count: int, header: int, payload: int = 0) -> None:
+    def transmit_many(self, kind: str, count: int, header: int, payload: int = 0,
+                      framing: int = 0) -> None:
         """Count ``count`` first transmissions, all started inside the window,
-        of messages of ``kind`` with these header and payload bytes each
-        (``payload`` may be a total over the ``count`` messages): one call for
-        a batch of messages a model sends without :class:`Link` objects of
-        their own (short polling's run-ahead mode).  Not with
-        ``network.segment_overhead`` (segments are counted per message)."""
+        of messages of ``kind`` with these header and framing bytes each and
+        ``payload`` bytes in all (a total over the ``count`` messages): one
+        call for a batch of messages a model sends without :class:`Link`
+        objects of their own (the run-ahead modes of short polling and the
+        streaming patterns).  Not with ``network.segment_overhead``
+        (segments are counted per message)."""
         if self._seg:
             raise RuntimeError("transmit_many: segments are counted per message")
         head = count * header
+        frames = count * framing
         self.header += head
         self.payload += payload
+        self.framing += frames
         stats = self._kinds.get(kind)
         if stats is None:
             stats = self._kinds[kind] = [0, 0]
         stats[0] += count
-        stats[1] += head + payload
+        stats[1] += head + payload + frames
 
     def transmit_part(self, header: int = 0, payload: int = 0, framing: int = 0,
                       handshake: int = 0, retransmission: bool = False,

@@ -158,9 +158,7 @@ class _Base:
         (stream ``clients/start``), walking the sorted times with one pending
         event: clients that all started at t = 0 would stay synchronised."""
         n = self.n
-        times = self.sim.streams.generator("clients/start").uniform(0.0, span, n).tolist() \
-            if span > 0 else [0.0] * n
-        order = sorted(range(n), key=times.__getitem__)
+        times, order = self._start_times(span)
         state = {"i": 0}
         env = self.env
 
@@ -175,6 +173,14 @@ class _Base:
                 call_at(env, times[order[i]], tick)
 
         call_at(env, times[order[0]], tick)
+
+    def _start_times(self, span: float) -> tuple[list, list]:
+        """Each client's start time, uniform in [0, span) (stream
+        ``clients/start``), and the clients in order of it."""
+        n = self.n
+        times = self.sim.streams.generator("clients/start").uniform(0.0, span, n).tolist() \
+            if span > 0 else [0.0] * n
+        return times, sorted(range(n), key=times.__getitem__)
 
     def _window_opens(self, _event) -> None:
         self.conns_max = self.conns

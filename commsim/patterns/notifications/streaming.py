@@ -2,15 +2,51 @@
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections import deque
+from functools import partial
+from heapq import heappop, heappush
+from itertools import repeat
+from operator import add, sub
 
-from commsim.engine.simulation import call_later
+import numpy as np
+
+from commsim.engine.events import Waker
+from commsim.engine.simulation import call_at, call_later
 from commsim.network import Message
 from commsim.patterns.notifications.base import SERVER, STREAM_START, _Base
 
 #: The streaming fast path (see ``_Streaming.__init__``); tests turn it off to
 #: compare it with the general path.
 FAST_FRAMES = True
+#: The run-ahead mode (see ``_Streaming._run_ahead``); tests turn it off to
+#: compare it with the event-driven paths.
+RUN_AHEAD = True
+
+
+def streams_ahead(cfg: dict) -> bool:
+    """Does a resolved SSE or push run config take the run-ahead mode
+    (:meth:`_Streaming._run_ahead`)?  Its configuration side: one server
+    (no topology), hops of constant latency without loss, bandwidth or
+    segment counting, no handshakes, clients always online that keep no
+    queue, streams that intermediaries never drop, and nothing but updates
+    reaching the server after the connects (no jobs or broadcasts).  (A
+    trace or ``--records`` also keep the event-driven path.)"""
+    from commsim.dists import make_distribution
+    from commsim.nodes import cluster
+
+    pattern = cfg["pattern"]
+    if pattern not in ("sse", "push") or cluster.active(cfg):
+        return False
+    net, wl, cl = cfg["network"], cfg["workload"], cfg["clients"]
+    constant = make_distribution(net["latency"], "duration", "network.latency").is_constant
+    work = make_distribution(cl["service_time"], "duration", "clients.service_time")
+    return (constant and not net.get("loss") and net.get("bandwidth") is None
+            and not net.get("segment_overhead") and net.get("handshake", "none") == "none"
+            and wl["job_rate"] == 0 and wl["broadcast_rate"] == 0 and wl["online_time"] is None
+            and (pattern != "sse" or cfg["sse"]["connection_lifetime"] is None)
+            and (cl["buffer"] is None or (work.is_constant and work.mean == 0)))
 
 
 class _Streaming(_Base):
@@ -68,6 +104,10 @@ class _Streaming(_Base):
         self.fast = (FAST_FRAMES and type(self) in (ServerSentEvents, Push)
                      and self.down.can_post() and self.ops is None
                      and not self.avail.enabled and not self.client_queue)
+        self.ahead = self.fast and self._can_run_ahead()
+        if self.ahead:
+            self._start_ahead()
+            return
         if self.fast:
             self._frame_msg = Message("event", SERVER, -1, 0, 0, self.frame)  # reused by post
             self._latency = self.down.constant_latency
@@ -298,8 +338,374 @@ class _Streaming(_Base):
             return
         self._arrived(c, msg.created, msg.data, now, now, msg.payload)
 
+    # ----------------------------------------------------------- run ahead --
+    #: CPU arrivals handled per wake-up in run-ahead mode, in simulated
+    #: seconds (it changes the number of wake-ups only).
+    AHEAD_BATCH = 0.005
+
+    def _can_run_ahead(self) -> bool:
+        """Run-ahead mode applies (see :meth:`_run_ahead`); called where the
+        fast path applies (the plain classes, no records, always online, no
+        client queue, a FIFO down link without tracer)."""
+        return (RUN_AHEAD and streams_ahead(self.sim.config) and self.up.can_post() and self.down.can_post()
+                and self.lifetime is None and not self.handshakes and self.ops is None)
+
+    def _start_ahead(self) -> None:
+        sim = self.sim
+        n = self.n
+        times, order = self._start_times(STREAM_START)
+        self._c_order = array("l", order)            # clients by first-connect time
+        self._c_time = array("d", [times[c] for c in order])
+        del times, order
+        self._ci = 0                                  # connects handled so far
+        self._open_at = array("d", [math.inf]) * n  # when each client's stream opens
+        self._replays: list = []   # heap of (f, client): a stream opens at f (resume)
+        self._late: dict = {}      # client -> [created, size, ...] waiting for its stream
+        # Frames and opening responses are counted once the clock has passed
+        # their arrival (or at the end), so that a run stopped early
+        # (max_run_queue) counts none that leave after its stop:
+        self._batches: list = []   # frames: [first arrival, last arrival, finish, created, size]
+        self._opens: list = []     # CPU finish of each opening response not yet counted
+        self._pend_r: list = []    # counted frames' arrivals not yet in self.lat, and latency
+        self._pend_lat: list = []
+        self._take = sim.block_sampler(sim.config["server"]["service_time"], "server/service")
+        self._ahead_in_flight = 0
+        self._d_up = self.up.constant_latency
+        self._d_down = self.down.constant_latency
+        self._tick = Waker(sim.env, self._run_ahead)
+        first = self._next_arrival()
+        if first < sim.end:
+            self._tick.arm_at(first)
+        sim.at_end(self._ahead_end)
+        # As in short polling's run-ahead mode: a run continued past its
+        # window with env.run would silently stand still, so it fails.
+        call_at(sim.env, sim.end, self._ran_past_end)
+
+    def _next_arrival(self) -> float:
+        """The next job's arrival at the server: an update, a connect or a
+        stream opening with a backlog to replay."""
+        t = self.feed.next_time
+        if self._ci < self.n:
+            t = min(t, self._c_time[self._ci] + self._d_up)
+        if self._replays:
+            t = min(t, self._replays[0][0])
+        return t
+
+    def _run_ahead(self, _event) -> None:
+        """Every job reaching the server from now to ``AHEAD_BATCH`` later
+        (and before the run ends), with what follows it, at once.
+
+        Exact for the configurations :meth:`_can_run_ahead` admits: each
+        hop has a constant latency ``d`` and keeps order, the server's CPU
+        is FIFO (:meth:`Cpu.admit_many` computes start and finish at
+        arrival), every client is always online and keeps no queue, and the
+        server's jobs are known from the past alone: a client's connect
+        (sent at its start time, at the server ``d`` later), the update
+        frames (at their creation, if the client's stream is open by then)
+        and, with resume, the replay of the updates that came before the
+        stream opened (when its opening response leaves).  So the frame of
+        an update created at ``t`` is sent at its CPU finish ``f`` and
+        reaches the client at ``f + d``, with the times, bytes, CPU and
+        update bookkeeping of the event-driven path; latency samples are
+        kept in order of arrival (sorted by arrival, ties in order of
+        admission).  What the run's end cuts off stays cut off, as in the
+        event-driven path.  Sums of times (latency mean, the CPU's wait,
+        sojourn and jobs present) are added in another order, so they can
+        differ in the last bits; counts are equal.
+        """
+        hi = self.sim.end
+        now = self.env.now
+        self._settle(now)
+        until = now + self.AHEAD_BATCH
+        if until > hi:
+            until = hi
+        if ((self._ci < self.n and self._c_time[self._ci] + self._d_up < hi)
+                or (self._replays and self._replays[0][0] < hi)):
+            self._ahead_mixed(until)
+        else:
+            self._ahead_updates(until)
+        # A job arriving from ``until`` on reaches its client no earlier than
+        # ``until + d``, and no frame still to be counted arrives before the
+        # first arrival of its batch: every latency before both is known.
+        horizon = until + self._d_down
+        for batch in self._batches:
+            if batch[0] < horizon:
+                horizon = batch[0]
+        self._emit(horizon)
+        nxt = self._next_arrival()
+        if nxt < hi:
+            self._tick.arm_at(nxt if nxt > until else until)
+
+    def _ahead_mixed(self, until: float) -> None:
+        """Run ahead while connects or replays are due: job by job, in order
+        of arrival at the server."""
+        sim = self.sim
+        lo, hi = sim.start, sim.end
+        d_up, d_down = self._d_up, self._d_down
+        times, who, sizes = self.feed.take_before(until)
+        nf = len(times)
+        fi = 0
+        c_time, c_order, n = self._c_time, self._c_order, self.n
+        ci = self._ci
+        replays, late, open_at = self._replays, self._late, self._open_at
+        admit, take = self.cpu.admit_many, self._take
+        costs = self.costs if self.costs.any else None
+        resume = self.resume
+        inf = math.inf
+        f_at, f_created, f_size = [], [], []   # frames: CPU finish, created, size
+        sent = delivered = requests = 0
+        created = missed = 0
+        opens = self._opens
+        while True:
+            tf = times[fi] if fi < nf else inf
+            tc = c_time[ci] + d_up if ci < n else inf
+            tr = replays[0][0] if replays else inf
+            if tc <= tf and tc <= tr:
+                if tc >= until:
+                    break
+                # A connect (sent at c_time, before the end) reaches the server.
+                c = c_order[ci]
+                if c_time[ci] >= lo:
+                    requests += 1
+                ci += 1
+                sent += 1
+                delivered += 1
+                work = take(1)[0] + (costs.stream_open() if costs is not None else 0.0)
+                f = admit((tc,), (work,), (c not in late,), "connect")[0]
+                if f < hi:  # the opening response leaves; the stream is open
+                    opens.append(f)
+                    open_at[c] = f
+                    if resume:
+                        heappush(replays, (f, c))
+            elif tr <= tf:
+                if tr >= until:
+                    break
+                # A stream opens: what waited for it is replayed, in order.
+                c = heappop(replays)[1]
+                items = late.pop(c, None)
+                if items:
+                    for k in range(0, len(items), 2):
+                        size = items[k + 1]
+                        work = take(1)[0] + (costs.frame(size) if costs is not None else 0.0)
+                        f_at.append(admit((tr,), (work,), (False,), "event")[0])
+                        f_created.append(items[k])
+                        f_size.append(size)
+            else:
+                # An update (taken before ``until``).
+                c = who[fi]
+                size = sizes[fi]
+                fi += 1
+                if lo <= tf < hi:
+                    created += 1
+                if open_at[c] <= tf:
+                    work = take(1)[0] + (costs.frame(size) if costs is not None else 0.0)
+                    f_at.append(admit((tf,), (work,), (False,), "event")[0])
+                    f_created.append(tf)
+                    f_size.append(size)
+                elif resume:
+                    late.setdefault(c, []).extend((tf, size))
+                elif lo <= tf < hi:  # lost (_lost at its creation)
+                    missed += 1
+        self._ci = ci
+        self.next_uid += nf
+        self.created += created
+        self.missed += missed
+        self.resolved += missed
+        counter = sim.bytes
+        counter.sent += sent
+        counter.delivered += delivered
+        if requests:
+            counter.transmit_many("request", requests, self.request_header)
+        if f_at:
+            self._frames(f_at, f_created, f_size)
+
+    def _ahead_updates(self, until: float) -> None:
+        """Run ahead once every connect and replay is done: the updates
+        created before ``until``, in bulk."""
+        sim = self.sim
+        lo, hi = sim.start, sim.end
+        times, who, sizes = self.feed.take_before(until)
+        if not times:
+            return
+        k = len(times)
+        self.next_uid += k
+        if times[0] >= lo and times[-1] < hi:
+            self.created += k
+        else:
+            self.created += sum(1 for t in times if lo <= t < hi)
+        open_at = self._open_at
+        if max(map(open_at.__getitem__, who)) > times[0]:  # some stream is not open
+            keep = [open_at[c] <= t for t, c in zip(times, who)]
+            if not self.resume:  # lost (_lost at creation); with resume they wait for ever
+                lost = sum(1 for t, ok in zip(times, keep) if not ok and lo <= t < hi)
+                self.missed += lost
+                self.resolved += lost
+            times = [t for t, ok in zip(times, keep) if ok]
+            sizes = [s for s, ok in zip(sizes, keep) if ok]
+            if not times:
+                return
+        works = self._take(len(times))
+        if self.costs.any:
+            frame_cost = self.costs.frame
+            works = [w + frame_cost(s) for w, s in zip(works, sizes)]
+        finish = self.cpu.admit_many(times, works, repeat(False), "event")
+        self._frames(finish, times, sizes)
+
+    def _frames(self, finish: list, created: list, sizes: list) -> None:
+        """Run ahead: frames whose CPU jobs finish at ``finish`` leave then
+        (if before the end) and reach their clients ``d`` later: kept as one
+        batch until the clock has passed its last arrival (:meth:`_settle`)."""
+        d = self._d_down
+        self._batches.append([min(finish) + d, max(finish) + d, finish, created, sizes])
+
+    def _settle(self, now: float) -> None:
+        """Run ahead: count the frames and opening responses that have
+        arrived before ``now`` (so before the end, wherever the run stops)."""
+        batches = self._batches
+        if batches and min(b[1] for b in batches) < now:
+            keep = []
+            for batch in batches:
+                if batch[1] < now:
+                    self._count_frames(*batch[2:])
+                else:
+                    keep.append(batch)
+            self._batches = keep
+        opens = self._opens
+        if opens and opens[0] + self._d_down < now:  # in order of arrival at the server
+            d = self._d_down
+            lo = self.sim.start
+            cut = 0
+            counted = 0
+            for f in opens:
+                if f + d >= now:
+                    break
+                cut += 1
+                if f >= lo:
+                    counted += 1
+            del opens[:cut]
+            counter = self.sim.bytes
+            counter.sent += cut
+            counter.delivered += cut
+            if counted:
+                counter.transmit_many("response", counted, self.response_header)
+
+    def _count_frames(self, finish: list, created: list, sizes: list) -> None:
+        """Run ahead: the frames of one batch, counted against the end of
+        the run (sent if they leave before it, delivered if they arrive
+        before it)."""
+        sim = self.sim
+        lo, hi = sim.start, sim.end
+        d = self._d_down
+        counter = sim.bytes
+        k = len(finish)
+        if min(created) >= lo and max(finish) + d < hi:
+            # The common case, in bulk: all created in the window, all arrive in it.
+            counter.sent += k
+            counter.delivered += k
+            counter.transmit_many("event", k, 0, sum(sizes), self.frame)
+            self.resolved += k
+            self.delivered += k
+            r = list(map(partial(add, d), finish))
+            self._pend_r += r
+            self._pend_lat += map(sub, r, created)
+            return
+        sent = delivered = in_flight = frames = payload = resolved = got = 0
+        pend_r, pend_lat = self._pend_r, self._pend_lat
+        for f, t, size in zip(finish, created, sizes):
+            if f >= hi:
+                continue  # never sent: the update stays pending
+            sent += 1
+            if f >= lo:
+                frames += 1
+                payload += size
+            r = f + d
+            if r < hi:
+                delivered += 1
+                if r >= lo:
+                    resolved += 1
+                if lo <= t < hi:
+                    got += 1
+                    pend_r.append(r)
+                    pend_lat.append(r - t)
+            else:
+                in_flight += 1
+        counter.sent += sent
+        counter.delivered += delivered
+        self._ahead_in_flight += in_flight
+        if frames:
+            counter.transmit_many("event", frames, 0, payload, self.frame)
+        self.resolved += resolved
+        self.delivered += got
+
+    def _emit(self, horizon: float) -> None:
+        """Run ahead: move the latencies of frames arriving before
+        ``horizon`` to the samples, in order of arrival."""
+        pend_r = self._pend_r
+        if not pend_r:
+            return
+        r = np.array(pend_r)
+        lat = np.array(self._pend_lat)
+        order = np.argsort(r, kind="stable")
+        r = r[order]
+        lat = lat[order]
+        cut = int(np.searchsorted(r, horizon, "left"))
+        if cut:
+            out = lat[:cut].tobytes()
+            self.lat.frombytes(out)
+            self.proc.frombytes(out)  # no client queue: processed on arrival
+        self._pend_r = r[cut:].tolist()
+        self._pend_lat = lat[cut:].tolist()
+
+    def _ahead_end(self) -> None:
+        """At the end of the run: connects sent but not yet at the server are
+        in flight; every latency left is in; the connections held."""
+        sim = self.sim
+        lo, hi = sim.start, sim.end
+        c_time, ci, n = self._c_time, self._ci, self.n
+        requests = 0
+        counter = sim.bytes
+        while ci < n and c_time[ci] < hi:
+            counter.sent += 1
+            self._ahead_in_flight += 1
+            if c_time[ci] >= lo:
+                requests += 1
+            ci += 1
+        self._ci = ci
+        if requests:
+            counter.transmit_many("request", requests, self.request_header)
+        for batch in self._batches:
+            self._count_frames(*batch[2:])
+        self._batches = []
+        d = self._d_down
+        responses = 0
+        for f in self._opens:
+            if f < hi:
+                counter.sent += 1
+                if f >= lo:
+                    responses += 1
+                if f + d < hi:
+                    counter.delivered += 1
+                else:
+                    self._ahead_in_flight += 1
+        self._opens = []
+        if responses:
+            counter.transmit_many("response", responses, self.response_header)
+        self._emit(math.inf)
+        # Streams only open in this mode: the most held is every one opened
+        # before the end.
+        self.conns = self.conns_max = int(np.count_nonzero(
+            np.frombuffer(self._open_at, dtype=np.float64) < hi))
+
+    def _ran_past_end(self, _event) -> None:
+        raise RuntimeError(f"{self.pattern} ran ahead to the end of the window, so it cannot "
+                           "go on past it; to continue a run past its window, keep the "
+                           "event-driven path (_can_run_ahead returning False)")
+
     def metrics(self) -> dict:
-        return super().metrics()
+        out = super().metrics()
+        if self.ahead and self._ahead_in_flight:
+            out["in_flight"] += self._ahead_in_flight
+        return out
 
 
 class ServerSentEvents(_Streaming):
