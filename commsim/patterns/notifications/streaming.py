@@ -13,9 +13,9 @@ from operator import add, sub
 import numpy as np
 
 from commsim.engine.events import Waker
-from commsim.engine.simulation import call_at, call_later
+from commsim.engine.simulation import call_later
 from commsim.network import Message
-from commsim.patterns.notifications.base import SERVER, STREAM_START, _Base
+from commsim.patterns.notifications.base import SERVER, STREAM_START, ArrivalOrder, _Base
 
 #: The streaming fast path (see ``_Streaming.__init__``); tests turn it off to
 #: compare it with the general path.
@@ -366,8 +366,7 @@ class _Streaming(_Base):
         # (max_run_queue) counts none that leave after its stop:
         self._batches: list = []   # frames: [first arrival, last arrival, finish, created, size]
         self._opens: list = []     # CPU finish of each opening response not yet counted
-        self._pend_r: list = []    # counted frames' arrivals not yet in self.lat, and latency
-        self._pend_lat: list = []
+        self._samples = ArrivalOrder(self.lat, self.proc)  # no client queue: processed on arrival
         self._take = sim.block_sampler(sim.config["server"]["service_time"], "server/service")
         self._ahead_in_flight = 0
         self._d_up = self.up.constant_latency
@@ -377,9 +376,7 @@ class _Streaming(_Base):
         if first < sim.end:
             self._tick.arm_at(first)
         sim.at_end(self._ahead_end)
-        # As in short polling's run-ahead mode: a run continued past its
-        # window with env.run would silently stand still, so it fails.
-        call_at(sim.env, sim.end, self._ran_past_end)
+        self._ends_at_the_window()
 
     def _next_arrival(self) -> float:
         """The next job's arrival at the server: an update, a connect or a
@@ -431,7 +428,7 @@ class _Streaming(_Base):
         for batch in self._batches:
             if batch[0] < horizon:
                 horizon = batch[0]
-        self._emit(horizon)
+        self._samples.emit(horizon)
         nxt = self._next_arrival()
         if nxt < hi:
             self._tick.arm_at(nxt if nxt > until else until)
@@ -441,7 +438,7 @@ class _Streaming(_Base):
         of arrival at the server."""
         sim = self.sim
         lo, hi = sim.start, sim.end
-        d_up, d_down = self._d_up, self._d_down
+        d_up = self._d_up
         times, who, sizes = self.feed.take_before(until)
         nf = len(times)
         fi = 0
@@ -606,11 +603,10 @@ class _Streaming(_Base):
             self.resolved += k
             self.delivered += k
             r = list(map(partial(add, d), finish))
-            self._pend_r += r
-            self._pend_lat += map(sub, r, created)
+            self._samples.add(r, map(sub, r, created))
             return
         sent = delivered = in_flight = frames = payload = resolved = got = 0
-        pend_r, pend_lat = self._pend_r, self._pend_lat
+        pend_r, pend_lat = [], []
         for f, t, size in zip(finish, created, sizes):
             if f >= hi:
                 continue  # never sent: the update stays pending
@@ -636,25 +632,8 @@ class _Streaming(_Base):
             counter.transmit_many("event", frames, 0, payload, self.frame)
         self.resolved += resolved
         self.delivered += got
-
-    def _emit(self, horizon: float) -> None:
-        """Run ahead: move the latencies of frames arriving before
-        ``horizon`` to the samples, in order of arrival."""
-        pend_r = self._pend_r
-        if not pend_r:
-            return
-        r = np.array(pend_r)
-        lat = np.array(self._pend_lat)
-        order = np.argsort(r, kind="stable")
-        r = r[order]
-        lat = lat[order]
-        cut = int(np.searchsorted(r, horizon, "left"))
-        if cut:
-            out = lat[:cut].tobytes()
-            self.lat.frombytes(out)
-            self.proc.frombytes(out)  # no client queue: processed on arrival
-        self._pend_r = r[cut:].tolist()
-        self._pend_lat = lat[cut:].tolist()
+        if pend_r:
+            self._samples.add(pend_r, pend_lat)
 
     def _ahead_end(self) -> None:
         """At the end of the run: connects sent but not yet at the server are
@@ -690,16 +669,11 @@ class _Streaming(_Base):
         self._opens = []
         if responses:
             counter.transmit_many("response", responses, self.response_header)
-        self._emit(math.inf)
+        self._samples.emit(math.inf)
         # Streams only open in this mode: the most held is every one opened
         # before the end.
         self.conns = self.conns_max = int(np.count_nonzero(
             np.frombuffer(self._open_at, dtype=np.float64) < hi))
-
-    def _ran_past_end(self, _event) -> None:
-        raise RuntimeError(f"{self.pattern} ran ahead to the end of the window, so it cannot "
-                           "go on past it; to continue a run past its window, keep the "
-                           "event-driven path (_can_run_ahead returning False)")
 
     def metrics(self) -> dict:
         out = super().metrics()
