@@ -79,17 +79,17 @@ def records_serial_and_parallel(config_path, tmp_path, files: int):
 @contextmanager
 def event_driven():
     """Models built inside take their event-driven paths: the run-ahead modes
-    (short polling, SSE and push) end at the window's end and refuse to go on,
+    (short polling, long polling, SSE and push) end at the window's end and refuse to go on,
     so a run continued past its window (a "drain") is built here.  Their
     metrics at the end equal run-ahead's (tests/test_polling_ahead.py,
-    tests/test_streaming_ahead.py)."""
-    from commsim.patterns.notifications import streaming
+    tests/test_streaming_ahead.py, tests/test_long_polling_ahead.py)."""
+    from commsim.patterns.notifications import long_polling, streaming
     from commsim.patterns.notifications.polling import ShortPolling
 
-    can, ahead = ShortPolling._can_run_ahead, streaming.RUN_AHEAD
+    can, ahead, lp = ShortPolling._can_run_ahead, streaming.RUN_AHEAD, long_polling.RUN_AHEAD
     ShortPolling._can_run_ahead = lambda self: False
-    streaming.RUN_AHEAD = False
+    streaming.RUN_AHEAD = long_polling.RUN_AHEAD = False
     try:
         yield
     finally:
-        ShortPolling._can_run_ahead, streaming.RUN_AHEAD = can, ahead
+        ShortPolling._can_run_ahead, streaming.RUN_AHEAD, long_polling.RUN_AHEAD = can, ahead, lp

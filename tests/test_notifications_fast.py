@@ -23,9 +23,10 @@ from commsim.patterns.notifications import long_polling, streaming
 
 def _run(cfg: dict, fast: bool, monkeypatch, drain: float = 0.0, seed: int = 3):
     monkeypatch.setattr(streaming, "FAST_FRAMES", fast)
-    # These tests are about the posting fast path: the run-ahead mode, which
-    # takes over where it applies, has its own (tests/test_streaming_ahead.py).
+    # These tests are about the posting fast path: the run-ahead modes, which
+    # take over where they apply, have their own (tests/test_*_ahead.py).
     monkeypatch.setattr(streaming, "RUN_AHEAD", False)
+    monkeypatch.setattr(long_polling, "RUN_AHEAD", False)
     monkeypatch.setattr(long_polling, "FAST_REPOLL", fast, raising=False)
     config = commsim.load(cfg).points[0].config
     sim = Simulation(config, seed)

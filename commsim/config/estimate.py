@@ -302,21 +302,22 @@ def _ahead_cost(cfg: dict, span: float, clients: float) -> tuple[float, float, f
     return events, ops * AHEAD_SECONDS_PER_OP, memory
 
 
-#: SSE's and push's run-ahead mode (commsim/patterns/notifications/streaming.py):
-#: CPU seconds per update (measured at 100,000 clients x 10 s, 1 update/s:
-#: 1.4 us for SSE, 1.0 us for push on a quiet machine; 2 us errs on the safe
-#: side), per client (its connect, handled one by one: about 3 us) and one
-#: event per batch of 5 ms at most.
-STREAM_AHEAD_SECONDS_PER_OP = 2.0e-6
-STREAM_AHEAD_SECONDS_PER_CLIENT = 5.0e-6
-STREAM_AHEAD_EVENTS_PER_S = 200.0
+#: The run-ahead modes of SSE, push (commsim/patterns/notifications/streaming.py)
+#: and long polling (long_polling.py): CPU seconds per operation (measured at
+#: 100,000 clients x 10 s, 1 update/s, quiet machine: 1.4 us per update for
+#: SSE, 1.0 us for push, 3.7 us per update for long polling, i.e. 1.8 us per
+#: operation (an update and a poll); 2.5 us errs on the safe side), per client
+#: (its connect or first poll, handled one by one: about 3 us) and one event
+#: per batch of 5 ms at most.
+BATCHED_SECONDS_PER_OP = 2.5e-6
+BATCHED_SECONDS_PER_CLIENT = 5.0e-6
+BATCHED_EVENTS_PER_S = 200.0
 
 
-def _stream_ahead_cost(cfg: dict, span: float, clients: float) -> tuple[float, float, float]:
-    updates = _updates(cfg) * span
-    events = min(updates + clients, span * STREAM_AHEAD_EVENTS_PER_S) + 10.0
-    cpu = updates * STREAM_AHEAD_SECONDS_PER_OP + clients * STREAM_AHEAD_SECONDS_PER_CLIENT
-    memory = BASE_BYTES + clients * BYTES_PER_CLIENT[cfg["pattern"]] + updates * BYTES_PER_OP
+def _batched_cost(cfg: dict, span: float, clients: float, ops: float) -> tuple[float, float, float]:
+    events = min(ops + clients, span * BATCHED_EVENTS_PER_S) + 10.0
+    cpu = ops * BATCHED_SECONDS_PER_OP + clients * BATCHED_SECONDS_PER_CLIENT
+    memory = BASE_BYTES + clients * BYTES_PER_CLIENT[cfg["pattern"]] + ops * BYTES_PER_OP
     return events, cpu, memory
 
 
@@ -330,13 +331,15 @@ def run_cost(cfg: dict) -> tuple[float, float, float]:
         if _safe(runs_ahead, cfg, False):
             with _no_overflow():
                 return tuple(_finite(x) for x in _ahead_cost(cfg, span, float(cfg["clients"]["count"])))
-    if p in ("sse", "push"):
+    if p in ("sse", "push", "long_polling"):
+        from commsim.patterns.notifications.long_polling import polls_ahead
         from commsim.patterns.notifications.streaming import streams_ahead
 
-        if _safe(streams_ahead, cfg, False):
+        if _safe(polls_ahead if p == "long_polling" else streams_ahead, cfg, False):
             with _no_overflow():
-                return tuple(_finite(x) for x in _stream_ahead_cost(
-                    cfg, span, float(cfg["clients"]["count"])))
+                ops = (ops_rate(cfg) if p == "long_polling" else _updates(cfg)) * span
+                return tuple(_finite(x) for x in _batched_cost(
+                    cfg, span, float(cfg["clients"]["count"]), ops))
     with _no_overflow():
         clients = _safe(_clients, cfg, lambda c: float(c["clients"]["count"]))
         ops = _safe(ops_rate, cfg, lambda c: _safe(_client_rate, c, clients)) * span

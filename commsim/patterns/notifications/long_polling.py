@@ -6,16 +6,41 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
+from heapq import heappop, heappush
 
 from commsim.engine.events import Waker
 from commsim.engine.simulation import call_at, call_later
 from commsim.network import Message
-from commsim.patterns.notifications.base import SERVER, STREAM_START
+from commsim.patterns.notifications.base import SERVER, STREAM_START, ArrivalOrder
 from commsim.patterns.notifications.polling import _Polling
 
 #: The long-polling fast path (see ``LongPolling.__init__``); tests turn it off
 #: to compare it with the general path.
 FAST_REPOLL = True
+#: The run-ahead mode (see ``LongPolling._run_ahead``); tests turn it off to
+#: compare it with the event-driven paths.
+RUN_AHEAD = True
+
+
+def polls_ahead(cfg: dict) -> bool:
+    """Does a resolved long-polling run config take the run-ahead mode
+    (:meth:`LongPolling._run_ahead`)?  Its configuration side: one server
+    (no topology), hops of a constant latency above zero (a round trip
+    bounds each batch) without loss, bandwidth or segment counting, no
+    handshakes, clients always online, and nothing but polls and updates
+    reaching the server (no jobs or broadcasts).  (A trace or ``--records``
+    also keep the event-driven path.)"""
+    from commsim.dists import make_distribution
+    from commsim.nodes import cluster
+
+    if cfg["pattern"] != "long_polling" or cluster.active(cfg):
+        return False
+    net, wl = cfg["network"], cfg["workload"]
+    latency = make_distribution(net["latency"], "duration", "network.latency")
+    return (latency.is_constant and latency.mean > 0 and not net.get("loss")
+            and net.get("bandwidth") is None and not net.get("segment_overhead")
+            and net.get("handshake", "none") == "none"
+            and wl["job_rate"] == 0 and wl["broadcast_rate"] == 0 and wl["online_time"] is None)
 #: Consumed timeout-FIFO entries kept before the arrays are compacted.
 COMPACT = 65536
 
@@ -96,6 +121,11 @@ class LongPolling(_Polling):
         # came for its client while it was in flight) gets an event at its
         # arrival.  With broadcasts every re-poll may find one: eager (one
         # event per arrival time, _repolls_arrive).
+        self.ahead = self.fast and self._can_run_ahead()
+        if self.ahead:
+            self.lazy = False
+            self._start_ahead()
+            return
         self.lazy = self.fast and self.bc_cursor is None
         if self.lazy:
             self._due = array("d", bytes(8 * n))  # arrival of c's re-poll in flight (0: none)
@@ -372,6 +402,8 @@ class LongPolling(_Polling):
         self._catch_up(self.env.now)
 
     def _window_opens(self, event) -> None:
+        if self.ahead:
+            return  # the run-ahead loop notes the connections held when it passes the start
         if self.lazy:
             self._catch_up(self.env.now, strict=True)  # the window's event comes first
         super()._window_opens(event)
@@ -379,7 +411,342 @@ class LongPolling(_Polling):
     def metrics(self) -> dict:
         if self.lazy:
             self._catch_up(self.env.now, strict=True)  # what arrived before the end
-        return super().metrics()
+        out = super().metrics()
+        if self.ahead and self._ahead_in_flight:
+            out["in_flight"] += self._ahead_in_flight
+        return out
+
+    # ------------------------------------------------------------ run ahead --
+    #: Server events handled per wake-up in run-ahead mode, in simulated
+    #: seconds, at most (a round trip bounds it too); it changes the number
+    #: of wake-ups only.
+    AHEAD_BATCH = 0.005
+
+    def _can_run_ahead(self) -> bool:
+        """Run-ahead mode applies (see :meth:`_run_ahead`); called where the
+        fast path applies (the plain class, no records, handshakes or jobs,
+        always online, FIFO links without tracer)."""
+        return RUN_AHEAD and polls_ahead(self.sim.config) and self.bc_cursor is None
+
+    def _start_ahead(self) -> None:
+        sim = self.sim
+        times, order = self._start_times(STREAM_START)
+        self._p_order = array("l", order)            # clients by first-poll time
+        self._p_time = array("d", [times[c] for c in order])
+        del times, order
+        self._pi = 0                                  # first polls handled so far
+        self._repoll_heap: list = []                  # (arrival at the server, client)
+        # Responses not yet counted (see _settle): [first arrival at a client,
+        # last re-poll arrival at the server, finish, poll sent, items].
+        self._batches: list = []
+        self._samples = ArrivalOrder(self.lat)
+        self._take_service = sim.block_sampler(sim.config["server"]["service_time"],
+                                               "server/service")
+        self._ahead_in_flight = 0
+        self._window_seen = False
+        self._d_up = self.up.constant_latency
+        self._d_down = self.down.constant_latency
+        self._tick = Waker(sim.env, self._run_ahead)
+        first = self._next_event()
+        if first < sim.end:
+            self._tick.arm_at(first)
+        sim.at_end(self._ahead_end)
+        self._ends_at_the_window()
+
+    def _next_event(self) -> float:
+        """The next thing to happen at the server: an update, a poll's
+        arrival or a hold's timeout (its deadline, if still held)."""
+        t = self.feed.next_time
+        if self._pi < self.n:
+            t = min(t, self._p_time[self._pi] + self._d_up)
+        if self._repoll_heap:
+            t = min(t, self._repoll_heap[0][0])
+        dl_t, dl_c, dl_no = self._dl_t, self._dl_c, self._dl_no
+        held, hold_no = self.held, self.hold_no
+        i = self._dl_head
+        while i < len(dl_t) and not (held[dl_c[i]] and hold_no[dl_c[i]] == dl_no[i]):
+            i += 1  # answered holds never time out
+        self._dl_head = i
+        if i < len(dl_t):
+            t = min(t, dl_t[i])
+        return t
+
+    def _run_ahead(self, _event) -> None:
+        """Everything that happens at the server from now to a batch later
+        (``AHEAD_BATCH``, at most one round trip, and before the run ends),
+        with the responses it causes, at once.
+
+        Exact for the configurations :meth:`_can_run_ahead` admits: each
+        hop has a constant latency ``d > 0`` and keeps order, the server's
+        CPU is FIFO (:meth:`Cpu.admit_many` computes start and finish at
+        arrival), every client is always online and nothing but polls and
+        updates reach the server.  The server's events (updates, poll
+        arrivals, timeouts) are taken in time order, as the event-driven
+        path takes them: a poll finding updates pending is answered at
+        once, else held (a connection) until an update for its client or
+        its timeout; an answer is a CPU job at that moment.  A response
+        leaving at its job's finish ``f`` reaches the client at ``f + d``,
+        whose re-poll reaches the server at ``f + 2d``: after the batch (it
+        is at most a round trip long), so every server event of a batch is
+        known when it starts.  Responses are counted once the clock has
+        passed their re-poll's arrival (a run stopped early by
+        ``max_run_queue`` counts none that leave after its stop), and
+        latency samples are kept in order of arrival.  What the run's end
+        cuts off stays cut off.  Sums of times (latency, round trip, the
+        CPU's wait, sojourn and jobs present) are added in another order, so
+        they can differ in the last bits; counts are equal.
+        """
+        sim = self.sim
+        lo, hi = sim.start, sim.end
+        now = self.env.now
+        self._settle(now)
+        until = now + min(self.AHEAD_BATCH, self._d_up + self._d_down)
+        if until > hi:
+            until = hi
+        jobs = ([], [], [], [])  # arrival, client, items (None: empty), its poll's send time
+        if not self._window_seen and until > lo:
+            if now < lo:
+                self._serve(lo, jobs)
+            self._window_seen = True
+            self.conns_max = self.conns
+        self._serve(until, jobs)
+        at, who, items, sent = jobs
+        if at:
+            works = self._take_service(len(at))
+            if self.costs.any:
+                poll_cost = self.costs.poll
+                works = [w + poll_cost(x) for w, x in zip(works, items)]
+            finish = self.cpu.admit_many(at, works, [x is None for x in items], "poll")
+            d_down, d_up = self._d_down, self._d_up
+            heap = self._repoll_heap
+            poll_sent = self.poll_sent
+            for f, c in zip(finish, who):
+                t1 = f + d_down
+                if t1 < hi:  # the client gets it and re-polls at once
+                    poll_sent[c] = t1
+                    heappush(heap, (t1 + d_up, c))
+            self._batches.append([min(finish) + d_down, max(finish) + d_down + d_up, finish,
+                                  sent, items])
+        horizon = until + self._d_down  # a job from ``until`` on is answered after that
+        for batch in self._batches:  # [first response arrival, last re-poll arrival, ...]
+            if batch[0] < horizon:
+                horizon = batch[0]
+        self._samples.emit(horizon)
+        nxt = self._next_event()
+        if nxt < hi:
+            self._tick.arm_at(nxt if nxt > until else until)
+
+    def _serve(self, until: float, jobs: tuple) -> None:
+        """Run ahead: the server's events before ``until``, in time order;
+        the answers they start are appended to ``jobs``."""
+        sim = self.sim
+        lo, hi = sim.start, sim.end
+        times, who, sizes = self.feed.take_before(until)
+        nf = len(times)
+        fi = 0
+        p_time, p_order, n = self._p_time, self._p_order, self.n
+        pi = self._pi
+        d_up = self._d_up
+        heap = self._repoll_heap
+        dl_t, dl_c, dl_no = self._dl_t, self._dl_c, self._dl_no
+        di = self._dl_head
+        held, hold_no, pending, poll_sent = self.held, self.hold_no, self.pending, self.poll_sent
+        H = self.H
+        at, jc, ji, js = jobs
+        inf = math.inf
+        conns, conns_max = self.conns, self.conns_max
+        sent = delivered = requests = created = 0
+        while True:
+            tf = times[fi] if fi < nf else inf
+            tp = p_time[pi] + d_up if pi < n else inf
+            tr = heap[0][0] if heap else inf
+            td = dl_t[di] if di < len(dl_t) else inf
+            if tf <= tp and tf <= tr and tf <= td:
+                if tf >= until:
+                    break
+                # An update for client c.
+                c = who[fi]
+                fi += 1
+                if lo <= tf < hi:
+                    created += 1
+                p = pending[c]
+                if p is None:
+                    pending[c] = [tf, sizes[fi - 1], -1]
+                else:
+                    p += (tf, sizes[fi - 1], -1)
+                if held[c]:  # its held poll is answered
+                    held[c] = 0
+                    conns -= 1
+                    at.append(tf)
+                    jc.append(c)
+                    ji.append(pending[c])
+                    js.append(poll_sent[c])
+                    pending[c] = None
+                continue
+            if td <= tp and td <= tr:
+                if td >= until:
+                    break
+                c = dl_c[di]
+                if held[c] and hold_no[c] == dl_no[di]:  # the hold times out: empty answer
+                    held[c] = 0
+                    conns -= 1
+                    at.append(td)
+                    jc.append(c)
+                    ji.append(None)
+                    js.append(poll_sent[c])
+                di += 1
+                continue
+            if tp <= tr:
+                if tp >= until:
+                    break
+                # A client's first poll (sent at p_time) reaches the server.
+                c = p_order[pi]
+                t = p_time[pi]
+                pi += 1
+                sent += 1
+                delivered += 1
+                if t >= lo:
+                    requests += 1
+                poll_sent[c] = t
+                a = tp
+            else:
+                if tr >= until:
+                    break
+                # A re-poll (sent when the response arrived: poll_sent) reaches the server.
+                a, c = heappop(heap)
+            # A poll arrives at ``a``: answered at once, or held.
+            if pending[c] is not None:
+                at.append(a)
+                jc.append(c)
+                ji.append(pending[c])
+                js.append(poll_sent[c])
+                pending[c] = None
+            else:
+                held[c] = 1
+                no = hold_no[c] = hold_no[c] + 1
+                conns += 1
+                if conns > conns_max and a >= lo:
+                    conns_max = conns
+                dl_t.append(a + H)
+                dl_c.append(c)
+                dl_no.append(no)
+        self.conns, self.conns_max = conns, conns_max
+        self._pi = pi
+        if di > COMPACT and 2 * di > len(dl_t):  # compact the consumed head
+            del dl_t[:di], dl_c[:di], dl_no[:di]
+            di = 0
+        self._dl_head = di
+        self.next_uid += nf
+        self.created += created
+        counter = sim.bytes
+        counter.sent += sent
+        counter.delivered += delivered
+        if requests:
+            counter.transmit_many("request", requests, self.request_header)
+
+    def _settle(self, now: float) -> None:
+        """Run ahead: count the responses (and their re-polls) whose round
+        trip ended before ``now`` (so before the end, wherever the run
+        stops)."""
+        batches = self._batches
+        if batches and min(b[1] for b in batches) < now:
+            keep = []
+            for batch in batches:
+                if batch[1] < now:
+                    self._count_responses(*batch[2:])
+                else:
+                    keep.append(batch)
+            self._batches = keep
+
+    def _count_responses(self, finish: list, sent: list, items: list) -> None:
+        """Run ahead: the responses of one batch, counted against the end of
+        the run as the fast path counts them: sent if they leave before it,
+        then the round trip and the updates (latency samples) if they
+        arrive before it, then the client's re-poll (sent on arrival, in
+        flight if it arrives at or after the end)."""
+        sim = self.sim
+        lo, hi = sim.start, sim.end
+        d_down, d_up = self._d_down, self._d_up
+        msgs = delivered = in_flight = responses = empty = payload = requests = 0
+        rtt_sum = 0.0
+        rtt_n = resolved = got = 0
+        arrive: list = []
+        lat: list = []
+        for f, s, x in zip(finish, sent, items):
+            if f >= hi:
+                continue  # never sent: its updates stay pending, its poll outstanding
+            msgs += 1
+            if f >= lo:
+                responses += 1
+                if x is None:
+                    empty += 1
+                else:
+                    payload += sum(x[1::3])
+            t1 = f + d_down
+            if t1 >= hi:
+                in_flight += 1
+                continue
+            delivered += 1
+            if lo <= s < hi:
+                rtt_sum += t1 - s
+                rtt_n += 1
+            if x is not None:
+                counted = t1 >= lo
+                for k in range(0, len(x), 3):
+                    created = x[k]
+                    if counted:
+                        resolved += 1
+                    if lo <= created < hi:
+                        got += 1
+                        arrive.append(t1)
+                        lat.append(t1 - created)
+            msgs += 1  # the re-poll, sent at t1
+            if t1 >= lo:
+                requests += 1
+            if t1 + d_up < hi:
+                delivered += 1
+            else:
+                in_flight += 1
+        counter = sim.bytes
+        counter.sent += msgs
+        counter.delivered += delivered
+        self._ahead_in_flight += in_flight
+        if responses:
+            counter.transmit_many("response", responses, self.response_header, payload)
+        if requests:
+            counter.transmit_many("request", requests, self.request_header)
+        self.poll_responses += responses
+        self.empty += empty
+        self.rtt_sum += rtt_sum
+        self.rtt_n += rtt_n
+        self.resolved += resolved
+        self.delivered += got
+        if arrive:
+            self._samples.add(arrive, lat)
+
+    def _ahead_end(self) -> None:
+        """At the end of the run: first polls sent but not yet at the server
+        are in flight; every response left is counted; every latency is in."""
+        sim = self.sim
+        lo, hi = sim.start, sim.end
+        p_time, pi, n = self._p_time, self._pi, self.n
+        requests = 0
+        counter = sim.bytes
+        while pi < n and p_time[pi] < hi:
+            counter.sent += 1
+            self._ahead_in_flight += 1
+            if p_time[pi] >= lo:
+                requests += 1
+            pi += 1
+        self._pi = pi
+        if requests:
+            counter.transmit_many("request", requests, self.request_header)
+        for batch in self._batches:
+            self._count_responses(*batch[2:])
+        self._batches = []
+        self._samples.emit(math.inf)
+        if not self._window_seen:  # the window opened after the last server event
+            self.conns_max = self.conns
 
 
 def _delay_to(now: float, when: float) -> float:
