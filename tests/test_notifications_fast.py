@@ -19,6 +19,7 @@ import commsim
 from commsim.engine import Simulation
 from commsim.patterns import registry
 from commsim.patterns.notifications import long_polling, streaming
+from helpers import notification_cfg, same_but_events
 
 
 def _run(cfg: dict, fast: bool, monkeypatch, drain: float = 0.0, seed: int = 3):
@@ -37,24 +38,8 @@ def _run(cfg: dict, fast: bool, monkeypatch, drain: float = 0.0, seed: int = 3):
     return model, model.metrics()
 
 
-def _equal_but_events(fast: dict, general: dict) -> None:
-    assert fast.keys() == general.keys()
-    diffs = [k for k in fast if k != "events" and not (
-        fast[k] == general[k] or (isinstance(fast[k], float) and math.isnan(fast[k])
-                                  and math.isnan(general[k])))]
-    assert not diffs, {k: (fast[k], general[k]) for k in diffs}
-    assert fast["sent"] == fast["delivered"] + fast["dropped"] + fast["in_flight"]
-
-
-def _cfg(pattern: str, count=60, rate=2.0, latency=0.02, duration=8.0, warmup=1.0, **sections):
-    cfg = {"pattern": pattern, "duration": duration, "warmup": warmup,
-           "clients": {"count": count},
-           "network": {"latency": latency},
-           "server": {"cores": 2, "service_time": {"dist": "exponential", "mean": "2ms"}},
-           "workload": {"event_rate": rate}}
-    for k, v in sections.items():
-        cfg.setdefault(k, {}).update(v)
-    return cfg
+_equal_but_events = same_but_events
+_cfg = notification_cfg
 
 
 STREAMING_CASES = {

@@ -9,8 +9,6 @@ more: latency_trend by ~0.4 %)."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 import commsim
@@ -19,6 +17,7 @@ from commsim.engine import Simulation
 from commsim.experiment.runner import simulate
 from commsim.patterns import registry
 from commsim.patterns.notifications import streaming
+from helpers import notification_cfg, same_but_events, stops_alike
 
 #: Sums of times added in admission order (run ahead) instead of in finish
 #: order (events): equal up to rounding.
@@ -37,15 +36,7 @@ def _run(cfg: dict, ahead: bool, monkeypatch, seed: int = 3, fast: bool = True):
     return model.metrics()
 
 
-def _cfg(pattern: str, count=60, rate=2.0, latency=0.02, duration=8.0, warmup=1.0, **sections):
-    cfg = {"pattern": pattern, "duration": duration, "warmup": warmup,
-           "clients": {"count": count},
-           "network": {"latency": latency},
-           "server": {"cores": 2, "service_time": {"dist": "exponential", "mean": "2ms"}},
-           "workload": {"event_rate": rate}}
-    for k, v in sections.items():
-        cfg.setdefault(k, {}).update(v)
-    return cfg
+_cfg = notification_cfg
 
 
 CASES = {
@@ -67,21 +58,6 @@ CASES = {
 }
 
 
-def _compare(ahead: dict, events: dict) -> None:
-    assert set(ahead) == set(events)
-    for key in sorted(ahead):
-        a, e = ahead[key], events[key]
-        if key == "events":
-            continue
-        if isinstance(e, float) and math.isnan(e):
-            assert math.isnan(a), key
-        elif key in REORDERED:
-            assert a == pytest.approx(e, rel=1e-12, abs=0), key
-        else:
-            assert a == e, key
-    assert ahead["sent"] == ahead["delivered"] + ahead["dropped"] + ahead["in_flight"]
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_run_ahead_equals_the_event_driven_paths(name, monkeypatch):
     cfg = CASES[name]
@@ -90,8 +66,8 @@ def test_run_ahead_equals_the_event_driven_paths(name, monkeypatch):
     general = _run(cfg, False, monkeypatch, fast=False)    # every frame an arrival event
     assert ahead["updates_delivered"] > 10
     assert ahead["events"] < posted["events"] / 3
-    _compare(ahead, posted)
-    _compare(ahead, general)
+    same_but_events(ahead, posted, REORDERED)
+    same_but_events(ahead, general, REORDERED)
 
 
 def test_a_case_where_updates_wait_for_their_stream(monkeypatch):
@@ -160,13 +136,10 @@ def test_run_ahead_overload_stops_at_max_run_queue(monkeypatch):
     monkeypatch.setattr(streaming, "RUN_AHEAD", False)
     monkeypatch.setattr(streaming, "FAST_FRAMES", False)
     posted = simulate(config, 3).metrics
-    assert ahead["stopped"] == posted["stopped"] == 1
-    # The same queue length stops both, within one batch (AHEAD_BATCH, 5 ms:
-    # 15 updates at 3,000/s).  Only what left before the stop is counted:
-    # frames of jobs still queued (2,000 jobs of 1 ms: 2 s behind) are not.
-    assert ahead["stopped_at"] == pytest.approx(posted["stopped_at"], abs=0.005)
-    for key in ("sent", "delivered", "updates_delivered", "bytes_total"):
-        assert ahead[key] == pytest.approx(posted[key], rel=0.03), key
+    # Frames of jobs still queued at the stop (2,000 jobs of 1 ms: 2 s
+    # behind) are not counted.
+    stops_alike(ahead, posted, streaming._Streaming.AHEAD_BATCH,
+                ("sent", "delivered", "updates_delivered", "bytes_total"))
     assert "stopped" in " ".join(reasons(ahead, config))
 
 

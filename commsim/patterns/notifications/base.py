@@ -8,6 +8,7 @@ from array import array
 from commsim.accounting.work import WorkCosts
 from commsim.config.schema import Field, Section, register_section
 from commsim.engine.recorder import DELIVERED, MISSED, UPDATE
+from commsim.engine.events import Waker
 from commsim.engine.simulation import call_at, call_later
 from commsim.errors import ConfigError
 from commsim.metrics import notifications as _defs  # noqa: F401  (defines the metrics)
@@ -219,6 +220,70 @@ class _Base:
         times = self.sim.streams.generator("clients/start").uniform(0.0, span, n).tolist() \
             if span > 0 else [0.0] * n
         return times, sorted(range(n), key=times.__getitem__)
+
+    # -- what the run-ahead modes share (long polling, SSE, push) ----------
+    def _begin_run_ahead(self) -> None:
+        """Run ahead: the state every mode keeps (first requests, service
+        times drawn in blocks, batches not yet counted, messages in flight
+        at the end), and one wake-up, first at ``_next_time()``, calling
+        ``_run_ahead``; ``_ahead_end`` runs when the run ends."""
+        sim = self.sim
+        self._first_requests()
+        self._take_service = sim.block_sampler(sim.config["server"]["service_time"],
+                                               "server/service")
+        self._batches: list = []
+        self._ahead_in_flight = 0
+        self._d_up = self.up.constant_latency
+        self._d_down = self.down.constant_latency
+        self._tick = Waker(sim.env, self._run_ahead)
+        first = self._next_time()
+        if first < sim.end:
+            self._tick.arm_at(first)
+        sim.at_end(self._ahead_end)
+        self._ends_at_the_window()
+
+    def _first_requests(self) -> None:
+        """Run ahead: each client's first request (a poll or a connect), sent
+        at its start time (:meth:`_start_times`), in order of sending:
+        ``_first_order`` (clients), ``_first_time``, and ``_first_i`` (the
+        number handled so far)."""
+        times, order = self._start_times(STREAM_START)
+        self._first_order = array("l", order)
+        self._first_time = array("d", [times[c] for c in order])
+        self._first_i = 0
+
+    def _first_requests_in_flight(self) -> None:
+        """Run ahead, at the end: first requests sent before the end that had
+        not reached the server are in flight."""
+        sim = self.sim
+        lo, hi = sim.start, sim.end
+        times, i, n = self._first_time, self._first_i, self.n
+        counter = sim.bytes
+        requests = 0
+        while i < n and times[i] < hi:
+            counter.sent += 1
+            self._ahead_in_flight += 1
+            if times[i] >= lo:
+                requests += 1
+            i += 1
+        self._first_i = i
+        if requests:
+            counter.transmit_many("request", requests, self.request_header)
+
+    def _settle_batches(self, now: float, count) -> None:
+        """Run ahead: ``count(*batch[2:])`` for every kept batch whose last
+        message arrived before ``now`` (``batch[1]``), and drop them: what a
+        batch sent is counted once the clock has passed it, so a run
+        stopped early (max_run_queue) counts nothing past its stop."""
+        batches = self._batches
+        if batches and min(b[1] for b in batches) < now:
+            keep = []
+            for batch in batches:
+                if batch[1] < now:
+                    count(*batch[2:])
+                else:
+                    keep.append(batch)
+            self._batches = keep
 
     def _ends_at_the_window(self) -> None:
         """A run-ahead mode stops at the end of the window (what it cuts off

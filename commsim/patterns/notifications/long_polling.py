@@ -429,36 +429,20 @@ class LongPolling(_Polling):
         return RUN_AHEAD and polls_ahead(self.sim.config) and self.bc_cursor is None
 
     def _start_ahead(self) -> None:
-        sim = self.sim
-        times, order = self._start_times(STREAM_START)
-        self._p_order = array("l", order)            # clients by first-poll time
-        self._p_time = array("d", [times[c] for c in order])
-        del times, order
-        self._pi = 0                                  # first polls handled so far
+        # _batches holds responses not yet counted (see _settle): [first
+        # arrival at a client, last re-poll arrival at the server, finish,
+        # poll sent, items].
         self._repoll_heap: list = []                  # (arrival at the server, client)
-        # Responses not yet counted (see _settle): [first arrival at a client,
-        # last re-poll arrival at the server, finish, poll sent, items].
-        self._batches: list = []
         self._samples = ArrivalOrder(self.lat)
-        self._take_service = sim.block_sampler(sim.config["server"]["service_time"],
-                                               "server/service")
-        self._ahead_in_flight = 0
         self._window_seen = False
-        self._d_up = self.up.constant_latency
-        self._d_down = self.down.constant_latency
-        self._tick = Waker(sim.env, self._run_ahead)
-        first = self._next_event()
-        if first < sim.end:
-            self._tick.arm_at(first)
-        sim.at_end(self._ahead_end)
-        self._ends_at_the_window()
+        self._begin_run_ahead()                       # the first polls are the first requests
 
-    def _next_event(self) -> float:
+    def _next_time(self) -> float:
         """The next thing to happen at the server: an update, a poll's
         arrival or a hold's timeout (its deadline, if still held)."""
         t = self.feed.next_time
-        if self._pi < self.n:
-            t = min(t, self._p_time[self._pi] + self._d_up)
+        if self._first_i < self.n:
+            t = min(t, self._first_time[self._first_i] + self._d_up)
         if self._repoll_heap:
             t = min(t, self._repoll_heap[0][0])
         dl_t, dl_c, dl_no = self._dl_t, self._dl_c, self._dl_no
@@ -532,7 +516,7 @@ class LongPolling(_Polling):
             if batch[0] < horizon:
                 horizon = batch[0]
         self._samples.emit(horizon)
-        nxt = self._next_event()
+        nxt = self._next_time()
         if nxt < hi:
             self._tick.arm_at(nxt if nxt > until else until)
 
@@ -544,8 +528,8 @@ class LongPolling(_Polling):
         times, who, sizes = self.feed.take_before(until)
         nf = len(times)
         fi = 0
-        p_time, p_order, n = self._p_time, self._p_order, self.n
-        pi = self._pi
+        p_time, p_order, n = self._first_time, self._first_order, self.n
+        pi = self._first_i
         d_up = self._d_up
         heap = self._repoll_heap
         dl_t, dl_c, dl_no = self._dl_t, self._dl_c, self._dl_no
@@ -631,7 +615,7 @@ class LongPolling(_Polling):
                 dl_c.append(c)
                 dl_no.append(no)
         self.conns, self.conns_max = conns, conns_max
-        self._pi = pi
+        self._first_i = pi
         if di > COMPACT and 2 * di > len(dl_t):  # compact the consumed head
             del dl_t[:di], dl_c[:di], dl_no[:di]
             di = 0
@@ -648,15 +632,7 @@ class LongPolling(_Polling):
         """Run ahead: count the responses (and their re-polls) whose round
         trip ended before ``now`` (so before the end, wherever the run
         stops)."""
-        batches = self._batches
-        if batches and min(b[1] for b in batches) < now:
-            keep = []
-            for batch in batches:
-                if batch[1] < now:
-                    self._count_responses(*batch[2:])
-                else:
-                    keep.append(batch)
-            self._batches = keep
+        self._settle_batches(now, self._count_responses)
 
     def _count_responses(self, finish: list, sent: list, items: list) -> None:
         """Run ahead: the responses of one batch, counted against the end of
@@ -727,20 +703,7 @@ class LongPolling(_Polling):
     def _ahead_end(self) -> None:
         """At the end of the run: first polls sent but not yet at the server
         are in flight; every response left is counted; every latency is in."""
-        sim = self.sim
-        lo, hi = sim.start, sim.end
-        p_time, pi, n = self._p_time, self._pi, self.n
-        requests = 0
-        counter = sim.bytes
-        while pi < n and p_time[pi] < hi:
-            counter.sent += 1
-            self._ahead_in_flight += 1
-            if p_time[pi] >= lo:
-                requests += 1
-            pi += 1
-        self._pi = pi
-        if requests:
-            counter.transmit_many("request", requests, self.request_header)
+        self._first_requests_in_flight()
         for batch in self._batches:
             self._count_responses(*batch[2:])
         self._batches = []

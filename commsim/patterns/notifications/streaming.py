@@ -12,7 +12,6 @@ from operator import add, sub
 
 import numpy as np
 
-from commsim.engine.events import Waker
 from commsim.engine.simulation import call_later
 from commsim.network import Message
 from commsim.patterns.notifications.base import SERVER, STREAM_START, ArrivalOrder, _Base
@@ -351,39 +350,23 @@ class _Streaming(_Base):
                 and self.lifetime is None and not self.handshakes and self.ops is None)
 
     def _start_ahead(self) -> None:
-        sim = self.sim
-        n = self.n
-        times, order = self._start_times(STREAM_START)
-        self._c_order = array("l", order)            # clients by first-connect time
-        self._c_time = array("d", [times[c] for c in order])
-        del times, order
-        self._ci = 0                                  # connects handled so far
-        self._open_at = array("d", [math.inf]) * n  # when each client's stream opens
-        self._replays: list = []   # heap of (f, client): a stream opens at f (resume)
-        self._late: dict = {}      # client -> [created, size, ...] waiting for its stream
         # Frames and opening responses are counted once the clock has passed
         # their arrival (or at the end), so that a run stopped early
-        # (max_run_queue) counts none that leave after its stop:
-        self._batches: list = []   # frames: [first arrival, last arrival, finish, created, size]
+        # (max_run_queue) counts none that leave after its stop; _batches
+        # holds frames: [first arrival, last arrival, finish, created, size].
+        self._open_at = array("d", [math.inf]) * self.n  # when each client's stream opens
+        self._replays: list = []   # heap of (f, client): a stream opens at f (resume)
+        self._late: dict = {}      # client -> [created, size, ...] waiting for its stream
         self._opens: list = []     # CPU finish of each opening response not yet counted
         self._samples = ArrivalOrder(self.lat, self.proc)  # no client queue: processed on arrival
-        self._take = sim.block_sampler(sim.config["server"]["service_time"], "server/service")
-        self._ahead_in_flight = 0
-        self._d_up = self.up.constant_latency
-        self._d_down = self.down.constant_latency
-        self._tick = Waker(sim.env, self._run_ahead)
-        first = self._next_arrival()
-        if first < sim.end:
-            self._tick.arm_at(first)
-        sim.at_end(self._ahead_end)
-        self._ends_at_the_window()
+        self._begin_run_ahead()                            # the connects are the first requests
 
-    def _next_arrival(self) -> float:
+    def _next_time(self) -> float:
         """The next job's arrival at the server: an update, a connect or a
         stream opening with a backlog to replay."""
         t = self.feed.next_time
-        if self._ci < self.n:
-            t = min(t, self._c_time[self._ci] + self._d_up)
+        if self._first_i < self.n:
+            t = min(t, self._first_time[self._first_i] + self._d_up)
         if self._replays:
             t = min(t, self._replays[0][0])
         return t
@@ -416,7 +399,7 @@ class _Streaming(_Base):
         until = now + self.AHEAD_BATCH
         if until > hi:
             until = hi
-        if ((self._ci < self.n and self._c_time[self._ci] + self._d_up < hi)
+        if ((self._first_i < self.n and self._first_time[self._first_i] + self._d_up < hi)
                 or (self._replays and self._replays[0][0] < hi)):
             self._ahead_mixed(until)
         else:
@@ -429,7 +412,7 @@ class _Streaming(_Base):
             if batch[0] < horizon:
                 horizon = batch[0]
         self._samples.emit(horizon)
-        nxt = self._next_arrival()
+        nxt = self._next_time()
         if nxt < hi:
             self._tick.arm_at(nxt if nxt > until else until)
 
@@ -442,10 +425,10 @@ class _Streaming(_Base):
         times, who, sizes = self.feed.take_before(until)
         nf = len(times)
         fi = 0
-        c_time, c_order, n = self._c_time, self._c_order, self.n
-        ci = self._ci
+        c_time, c_order, n = self._first_time, self._first_order, self.n
+        ci = self._first_i
         replays, late, open_at = self._replays, self._late, self._open_at
-        admit, take = self.cpu.admit_many, self._take
+        admit, take = self.cpu.admit_many, self._take_service
         costs = self.costs if self.costs.any else None
         resume = self.resume
         inf = math.inf
@@ -503,7 +486,7 @@ class _Streaming(_Base):
                     late.setdefault(c, []).extend((tf, size))
                 elif lo <= tf < hi:  # lost (_lost at its creation)
                     missed += 1
-        self._ci = ci
+        self._first_i = ci
         self.next_uid += nf
         self.created += created
         self.missed += missed
@@ -541,7 +524,7 @@ class _Streaming(_Base):
             sizes = [s for s, ok in zip(sizes, keep) if ok]
             if not times:
                 return
-        works = self._take(len(times))
+        works = self._take_service(len(times))
         if self.costs.any:
             frame_cost = self.costs.frame
             works = [w + frame_cost(s) for w, s in zip(works, sizes)]
@@ -558,15 +541,7 @@ class _Streaming(_Base):
     def _settle(self, now: float) -> None:
         """Run ahead: count the frames and opening responses that have
         arrived before ``now`` (so before the end, wherever the run stops)."""
-        batches = self._batches
-        if batches and min(b[1] for b in batches) < now:
-            keep = []
-            for batch in batches:
-                if batch[1] < now:
-                    self._count_frames(*batch[2:])
-                else:
-                    keep.append(batch)
-            self._batches = keep
+        self._settle_batches(now, self._count_frames)
         opens = self._opens
         if opens and opens[0] + self._d_down < now:  # in order of arrival at the server
             d = self._d_down
@@ -640,18 +615,8 @@ class _Streaming(_Base):
         in flight; every latency left is in; the connections held."""
         sim = self.sim
         lo, hi = sim.start, sim.end
-        c_time, ci, n = self._c_time, self._ci, self.n
-        requests = 0
         counter = sim.bytes
-        while ci < n and c_time[ci] < hi:
-            counter.sent += 1
-            self._ahead_in_flight += 1
-            if c_time[ci] >= lo:
-                requests += 1
-            ci += 1
-        self._ci = ci
-        if requests:
-            counter.transmit_many("request", requests, self.request_header)
+        self._first_requests_in_flight()
         for batch in self._batches:
             self._count_frames(*batch[2:])
         self._batches = []
