@@ -83,44 +83,6 @@ STREAM_START = 1.0  # long-polling and streaming clients start at a time uniform
 # update's creation time against both edges ([start, end)), not now.
 
 
-class ArrivalOrder:
-    """Latency samples found ahead of the clock (the run-ahead modes), put
-    into the samples in order of arrival, as the event-driven paths record
-    them.
-
-    ``add(r, lat)`` (lists) holds samples arriving at ``r``; ``emit(horizon)``
-    moves those arriving before ``horizon`` to every target array, sorted by
-    arrival, ties in the order added (a stable sort): the caller guarantees
-    that nothing added later arrives before ``horizon``."""
-
-    def __init__(self, *targets):
-        self.targets = targets
-        self.r: list = []
-        self.lat: list = []
-
-    def add(self, r, lat) -> None:
-        self.r += r
-        self.lat += lat
-
-    def emit(self, horizon: float) -> None:
-        if not self.r:
-            return
-        import numpy as np
-
-        r = np.array(self.r)
-        lat = np.array(self.lat)
-        order = np.argsort(r, kind="stable")
-        r = r[order]
-        lat = lat[order]
-        cut = int(np.searchsorted(r, horizon, "left"))
-        if cut:
-            out = lat[:cut].tobytes()
-            for target in self.targets:
-                target.frombytes(out)
-        self.r = r[cut:].tolist()
-        self.lat = lat[cut:].tolist()
-
-
 class _Base:
     """What the four patterns share: network, server CPU, workload, metrics."""
 

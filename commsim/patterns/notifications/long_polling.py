@@ -11,7 +11,8 @@ from heapq import heappop, heappush
 from commsim.engine.events import Waker
 from commsim.engine.simulation import call_at, call_later
 from commsim.network import Message
-from commsim.patterns.notifications.base import SERVER, STREAM_START, ArrivalOrder
+from commsim.engine.recorder import ArrivalOrder
+from commsim.patterns.notifications.base import SERVER, STREAM_START
 from commsim.patterns.notifications.polling import _Polling
 
 #: The long-polling fast path (see ``LongPolling.__init__``); tests turn it off

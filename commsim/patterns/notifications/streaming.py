@@ -14,7 +14,8 @@ import numpy as np
 
 from commsim.engine.simulation import call_later
 from commsim.network import Message
-from commsim.patterns.notifications.base import SERVER, STREAM_START, ArrivalOrder, _Base
+from commsim.engine.recorder import ArrivalOrder
+from commsim.patterns.notifications.base import SERVER, STREAM_START, _Base
 
 #: The streaming fast path (see ``_Streaming.__init__``); tests turn it off to
 #: compare it with the general path.
