@@ -22,7 +22,9 @@ the client has its response.  The population decides *when* operations start:
   one source generates them all (one pending event instead of ``count``).
   The source is a callback on one re-armed wake-up (no generator, no
   allocation per arrival): one heap event per operation.  Async clients
-  never block.
+  never block.  A model that runs ahead of the clock takes the start times
+  instead (``ahead=True``, :meth:`ClientPopulation.arrivals_before`): the same
+  times from the same stream, no event.
 
 Latency is recorded for operations started inside the window; throughput
 counts operations completed inside it.
@@ -30,7 +32,9 @@ counts operations completed inside it.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from functools import partial
+from itertools import accumulate
 from typing import Callable
 
 from commsim.engine.events import Waker
@@ -38,7 +42,7 @@ from commsim.metrics.collect import Latencies
 
 
 class ClientPopulation:
-    def __init__(self, sim, start_op: Callable, section: dict | None = None):
+    def __init__(self, sim, start_op: Callable, section: dict | None = None, ahead: bool = False):
         cfg = section if section is not None else sim.config["clients"]
         self.sim = sim
         self.env = sim.env
@@ -55,6 +59,11 @@ class ClientPopulation:
             for client in self._clients:
                 client.arm(self._think())
             sim.at_end(self._close)
+        elif ahead:  # the start times are taken (arrivals_before), no source event
+            gap = {"dist": "exponential", "mean": 1.0 / (self.count * cfg["rate"])}
+            self._gaps = sim.block_sampler(gap, "clients/arrivals")
+            self._times: list = []  # drawn start times; from _times[_i] on not yet taken
+            self._i = 0
         else:
             rate = self.count * cfg["rate"]
             self._gap = sim.sampler({"dist": "exponential", "mean": 1.0 / rate}, "clients/arrivals")
@@ -87,6 +96,26 @@ class ClientPopulation:
                 self.blocked_s += self.sim.overlap(t0, self.sim.end)
 
     # --------------------------------------------------------------- async --
+    #: Start times drawn at a time by arrivals_before.
+    AHEAD_BLOCK = 4096
+
+    def arrivals_before(self, until: float) -> list:
+        """Run ahead (async clients built with ``ahead=True``): the start
+        times of the operations before ``until`` not taken yet, in order.
+        They are the event-driven source's: the same gaps from the same
+        stream, added one after another from 0 as its wake-up adds them."""
+        out: list = []
+        while True:
+            times, i = self._times, self._i
+            j = bisect_left(times, until, i)
+            out += times[i:j]
+            self._i = j
+            if j < len(times):
+                return out
+            last = times[-1] if times else 0.0
+            self._times = list(accumulate(self._gaps(self.AHEAD_BLOCK), initial=last))[1:]
+            self._i = 0
+
     def _arrive(self, _event) -> None:
         """One open-loop arrival: start its operation, then arm the next
         arrival (in this order, as the generator source did: events the

@@ -140,48 +140,6 @@ class Samples:
         self.values.append(value)
 
 
-class ArrivalOrder:
-    """Samples found ahead of the clock (the run-ahead modes), put into the
-    samples in order of arrival, as the event-driven paths record them.
-
-    ``add(r, values)`` holds samples arriving at ``r`` (sequences of equal
-    length); ``emit(horizon)`` moves those arriving before ``horizon`` to
-    every target (an ``array("d")`` or a list), sorted by arrival, ties in
-    the order added (a stable sort): the caller guarantees that nothing
-    added later arrives before ``horizon``."""
-
-    def __init__(self, *targets):
-        self.targets = targets
-        self.r: list = []
-        self.values: list = []
-
-    def add(self, r, values) -> None:
-        self.r += r
-        self.values += values
-
-    def emit(self, horizon: float) -> None:
-        if not self.r:
-            return
-        import numpy as np
-
-        r = np.array(self.r)
-        values = np.array(self.values, dtype=np.float64)
-        order = np.argsort(r, kind="stable")
-        r = r[order]
-        values = values[order]
-        cut = int(np.searchsorted(r, horizon, "left"))
-        if cut:
-            out = values[:cut]
-            raw = out.tobytes()
-            for target in self.targets:
-                if isinstance(target, array):
-                    target.frombytes(raw)
-                else:
-                    target += out.tolist()
-        self.r = r[cut:].tolist()
-        self.values = values[cut:].tolist()
-
-
 class Series:
     """``fn()`` sampled every ``every`` seconds from time 0 (``t``, ``values``)."""
 

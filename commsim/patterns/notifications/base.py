@@ -186,14 +186,13 @@ class _Base:
     # -- what the run-ahead modes share (long polling, SSE, push) ----------
     def _begin_run_ahead(self) -> None:
         """Run ahead: the state every mode keeps (first requests, service
-        times drawn in blocks, batches not yet counted, messages in flight
-        at the end), and one wake-up, first at ``_next_time()``, calling
+        times drawn in blocks, messages in flight at the end), and one
+        wake-up, first at ``_next_time()``, calling
         ``_run_ahead``; ``_ahead_end`` runs when the run ends."""
         sim = self.sim
         self._first_requests()
         self._take_service = sim.block_sampler(sim.config["server"]["service_time"],
                                                "server/service")
-        self._batches: list = []
         self._ahead_in_flight = 0
         self._d_up = self.up.constant_latency
         self._d_down = self.down.constant_latency
@@ -231,21 +230,6 @@ class _Base:
         self._first_i = i
         if requests:
             counter.transmit_many("request", requests, self.request_header)
-
-    def _settle_batches(self, now: float, count) -> None:
-        """Run ahead: ``count(*batch[2:])`` for every kept batch whose last
-        message arrived before ``now`` (``batch[1]``), and drop them: what a
-        batch sent is counted once the clock has passed it, so a run
-        stopped early (max_run_queue) counts nothing past its stop."""
-        batches = self._batches
-        if batches and min(b[1] for b in batches) < now:
-            keep = []
-            for batch in batches:
-                if batch[1] < now:
-                    count(*batch[2:])
-                else:
-                    keep.append(batch)
-            self._batches = keep
 
     def _ends_at_the_window(self) -> None:
         """A run-ahead mode stops at the end of the window (what it cuts off

@@ -11,7 +11,7 @@ from heapq import heappop, heappush
 from commsim.engine.events import Waker
 from commsim.engine.simulation import call_at, call_later
 from commsim.network import Message
-from commsim.engine.recorder import ArrivalOrder
+from commsim.engine.ahead import ArrivalOrder, Unsettled
 from commsim.patterns.notifications.base import SERVER, STREAM_START
 from commsim.patterns.notifications.polling import _Polling
 
@@ -430,9 +430,11 @@ class LongPolling(_Polling):
         return RUN_AHEAD and polls_ahead(self.sim.config) and self.bc_cursor is None
 
     def _start_ahead(self) -> None:
-        # _batches holds responses not yet counted (see _settle): [first
-        # arrival at a client, last re-poll arrival at the server, finish,
-        # poll sent, items].
+        # Responses are counted once their round trip is past (or at the
+        # end), so that a run stopped early counts none after its stop:
+        # batches of (finish, poll sent, items), from their first arrival at a
+        # client to their last re-poll's arrival at the server.
+        self._unsettled = Unsettled(self._count_responses)
         self._repoll_heap: list = []                  # (arrival at the server, client)
         self._samples = ArrivalOrder(self.lat)
         self._window_seen = False
@@ -484,7 +486,7 @@ class LongPolling(_Polling):
         sim = self.sim
         lo, hi = sim.start, sim.end
         now = self.env.now
-        self._settle(now)
+        self._unsettled.settle(now)
         until = now + min(self.AHEAD_BATCH, self._d_up + self._d_down)
         if until > hi:
             until = hi
@@ -510,13 +512,10 @@ class LongPolling(_Polling):
                 if t1 < hi:  # the client gets it and re-polls at once
                     poll_sent[c] = t1
                     heappush(heap, (t1 + d_up, c))
-            self._batches.append([min(finish) + d_down, max(finish) + d_down + d_up, finish,
-                                  sent, items])
-        horizon = until + self._d_down  # a job from ``until`` on is answered after that
-        for batch in self._batches:  # [first response arrival, last re-poll arrival, ...]
-            if batch[0] < horizon:
-                horizon = batch[0]
-        self._samples.emit(horizon)
+            self._unsettled.add(min(finish) + d_down, max(finish) + d_down + d_up, finish,
+                                sent, items)
+        # A job from ``until`` on is answered after ``until + d``.
+        self._samples.emit(min(until + self._d_down, self._unsettled.first()))
         nxt = self._next_time()
         if nxt < hi:
             self._tick.arm_at(nxt if nxt > until else until)
@@ -629,12 +628,6 @@ class LongPolling(_Polling):
         if requests:
             counter.transmit_many("request", requests, self.request_header)
 
-    def _settle(self, now: float) -> None:
-        """Run ahead: count the responses (and their re-polls) whose round
-        trip ended before ``now`` (so before the end, wherever the run
-        stops)."""
-        self._settle_batches(now, self._count_responses)
-
     def _count_responses(self, finish: list, sent: list, items: list) -> None:
         """Run ahead: the responses of one batch, counted against the end of
         the run as the fast path counts them: sent if they leave before it,
@@ -705,9 +698,7 @@ class LongPolling(_Polling):
         """At the end of the run: first polls sent but not yet at the server
         are in flight; every response left is counted; every latency is in."""
         self._first_requests_in_flight()
-        for batch in self._batches:
-            self._count_responses(*batch[2:])
-        self._batches = []
+        self._unsettled.settle_all()
         self._samples.emit(math.inf)
         if not self._window_seen:  # the window opened after the last server event
             self.conns_max = self.conns

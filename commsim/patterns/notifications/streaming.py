@@ -14,7 +14,7 @@ import numpy as np
 
 from commsim.engine.simulation import call_later
 from commsim.network import Message
-from commsim.engine.recorder import ArrivalOrder
+from commsim.engine.ahead import ArrivalOrder, Unsettled
 from commsim.patterns.notifications.base import SERVER, STREAM_START, _Base
 
 #: The streaming fast path (see ``_Streaming.__init__``); tests turn it off to
@@ -353,8 +353,8 @@ class _Streaming(_Base):
     def _start_ahead(self) -> None:
         # Frames and opening responses are counted once the clock has passed
         # their arrival (or at the end), so that a run stopped early
-        # (max_run_queue) counts none that leave after its stop; _batches
-        # holds frames: [first arrival, last arrival, finish, created, size].
+        # (max_run_queue) counts none that leave after its stop.
+        self._unsettled = Unsettled(self._count_frames)  # frames: (finish, created, size)
         self._open_at = array("d", [math.inf]) * self.n  # when each client's stream opens
         self._replays: list = []   # heap of (f, client): a stream opens at f (resume)
         self._late: dict = {}      # client -> [created, size, ...] waiting for its stream
@@ -396,7 +396,8 @@ class _Streaming(_Base):
         """
         hi = self.sim.end
         now = self.env.now
-        self._settle(now)
+        self._unsettled.settle(now)
+        self._settle_opens(now)
         until = now + self.AHEAD_BATCH
         if until > hi:
             until = hi
@@ -408,11 +409,7 @@ class _Streaming(_Base):
         # A job arriving from ``until`` on reaches its client no earlier than
         # ``until + d``, and no frame still to be counted arrives before the
         # first arrival of its batch: every latency before both is known.
-        horizon = until + self._d_down
-        for batch in self._batches:
-            if batch[0] < horizon:
-                horizon = batch[0]
-        self._samples.emit(horizon)
+        self._samples.emit(min(until + self._d_down, self._unsettled.first()))
         nxt = self._next_time()
         if nxt < hi:
             self._tick.arm_at(nxt if nxt > until else until)
@@ -535,14 +532,13 @@ class _Streaming(_Base):
     def _frames(self, finish: list, created: list, sizes: list) -> None:
         """Run ahead: frames whose CPU jobs finish at ``finish`` leave then
         (if before the end) and reach their clients ``d`` later: kept as one
-        batch until the clock has passed its last arrival (:meth:`_settle`)."""
+        batch until the clock has passed its last arrival (:class:`Unsettled`)."""
         d = self._d_down
-        self._batches.append([min(finish) + d, max(finish) + d, finish, created, sizes])
+        self._unsettled.add(min(finish) + d, max(finish) + d, finish, created, sizes)
 
-    def _settle(self, now: float) -> None:
-        """Run ahead: count the frames and opening responses that have
-        arrived before ``now`` (so before the end, wherever the run stops)."""
-        self._settle_batches(now, self._count_frames)
+    def _settle_opens(self, now: float) -> None:
+        """Run ahead: count the opening responses that have arrived before
+        ``now`` (so before the end, wherever the run stops)."""
         opens = self._opens
         if opens and opens[0] + self._d_down < now:  # in order of arrival at the server
             d = self._d_down
@@ -618,9 +614,7 @@ class _Streaming(_Base):
         lo, hi = sim.start, sim.end
         counter = sim.bytes
         self._first_requests_in_flight()
-        for batch in self._batches:
-            self._count_frames(*batch[2:])
-        self._batches = []
+        self._unsettled.settle_all()
         d = self._d_down
         responses = 0
         for f in self._opens:
