@@ -6,6 +6,8 @@ general ones giving the same metrics.
   CPU completion.  Zero-latency hops deliver inside ``Link.send``; the
   request-response server gets no wake-up per message.  The count is exact
   (deterministic), so it is pinned exactly, not as a rate.
+* (The run-ahead mode, which takes this M/M/1 over with no event per
+  customer, is off here: tests/test_request_response_ahead.py.)
 * ``RequestResponse.sync_hops`` (deliver inside send) and
   ``RequestResponse.fast_plain`` (the plain exchange) are fast paths: each
   test runs a config both ways and compares every metric (the event count
@@ -25,10 +27,19 @@ from commsim.experiment.runner import simulate
 from commsim.network.link import Link
 from commsim.network.message import Message
 from commsim.patterns import registry
+from commsim.patterns import request_response
 from commsim.patterns.request_response import RequestResponse
 from helpers import resolved, same
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def event_driven(monkeypatch):
+    """These tests are about the event-driven paths: the run-ahead mode,
+    which takes the open-loop M/M/1 over, has its own
+    (tests/test_request_response_ahead.py)."""
+    monkeypatch.setattr(request_response, "RUN_AHEAD", False)
 
 
 def precision_demo_mm1(duration: float = 20.0, rate: float = 8.0) -> dict:

@@ -99,22 +99,34 @@ class ClientPopulation:
     #: Start times drawn at a time by arrivals_before.
     AHEAD_BLOCK = 4096
 
-    def arrivals_before(self, until: float) -> list:
+    def arrivals_before(self, until: float, most: int | None = None) -> list:
         """Run ahead (async clients built with ``ahead=True``): the start
-        times of the operations before ``until`` not taken yet, in order.
-        They are the event-driven source's: the same gaps from the same
-        stream, added one after another from 0 as its wake-up adds them."""
+        times of the operations before ``until`` not taken yet (at most
+        ``most`` of them), in order.  They are the event-driven source's:
+        the same gaps from the same stream, added one after another from 0
+        as its wake-up adds them."""
         out: list = []
         while True:
             times, i = self._times, self._i
             j = bisect_left(times, until, i)
+            if most is not None and j - i > most - len(out):
+                j = i + most - len(out)
             out += times[i:j]
             self._i = j
             if j < len(times):
                 return out
-            last = times[-1] if times else 0.0
-            self._times = list(accumulate(self._gaps(self.AHEAD_BLOCK), initial=last))[1:]
-            self._i = 0
+            self._draw()
+
+    def next_arrival(self) -> float:
+        """Run ahead: the start time of the first operation not taken yet."""
+        if self._i == len(self._times):
+            self._draw()
+        return self._times[self._i]
+
+    def _draw(self) -> None:
+        last = self._times[-1] if self._times else 0.0
+        self._times = list(accumulate(self._gaps(self.AHEAD_BLOCK), initial=last))[1:]
+        self._i = 0
 
     def _arrive(self, _event) -> None:
         """One open-loop arrival: start its operation, then arm the next

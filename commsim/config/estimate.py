@@ -302,20 +302,22 @@ def _ahead_cost(cfg: dict, span: float, clients: float) -> tuple[float, float, f
     return events, ops * AHEAD_SECONDS_PER_OP, memory
 
 
-#: The run-ahead modes of SSE, push (commsim/patterns/notifications/streaming.py)
-#: and long polling (long_polling.py): CPU seconds per operation (measured at
-#: 100,000 clients x 10 s, 1 update/s, quiet machine: 1.4 us per update for
-#: SSE, 1.0 us for push, 3.7 us per update for long polling, i.e. 1.8 us per
-#: operation (an update and a poll); 2.5 us errs on the safe side), per client
+#: The run-ahead modes of SSE, push (commsim/patterns/notifications/streaming.py),
+#: long polling (long_polling.py) and request-response (request_response.py):
+#: CPU seconds per operation (measured at 100,000 clients x 10 s, 1 update/s,
+#: quiet machine: 1.4 us per update for SSE, 1.0 us for push, 3.7 us per
+#: update for long polling, i.e. 1.8 us per operation (an update and a
+#: poll); 0.8 us per M/M/1 request; 2.5 us errs on the safe side), per client
 #: (its connect or first poll, handled one by one: about 3 us) and one event
-#: per batch of 5 ms at most.
+#: per batch (5 ms at most; request-response: 2,048 requests' worth).
 BATCHED_SECONDS_PER_OP = 2.5e-6
 BATCHED_SECONDS_PER_CLIENT = 5.0e-6
 BATCHED_EVENTS_PER_S = 200.0
 
 
-def _batched_cost(cfg: dict, span: float, clients: float, ops: float) -> tuple[float, float, float]:
-    events = min(ops + clients, span * BATCHED_EVENTS_PER_S) + 10.0
+def _batched_cost(cfg: dict, span: float, clients: float, ops: float,
+                  batch: float = 1.0 / BATCHED_EVENTS_PER_S) -> tuple[float, float, float]:
+    events = min(ops + clients, span / batch) + 10.0
     cpu = ops * BATCHED_SECONDS_PER_OP + clients * BATCHED_SECONDS_PER_CLIENT
     memory = BASE_BYTES + clients * BYTES_PER_CLIENT[cfg["pattern"]] + ops * BYTES_PER_OP
     return events, cpu, memory
@@ -331,6 +333,15 @@ def run_cost(cfg: dict) -> tuple[float, float, float]:
         if _safe(runs_ahead, cfg, False):
             with _no_overflow():
                 return tuple(_finite(x) for x in _ahead_cost(cfg, span, float(cfg["clients"]["count"])))
+    if p == "request_response":
+        from commsim.patterns.request_response import RequestResponse, exchanges_ahead
+
+        if _safe(exchanges_ahead, cfg, False):
+            with _no_overflow():
+                rate = ops_rate(cfg)
+                batch = max(RequestResponse.AHEAD_BATCH,
+                            RequestResponse.AHEAD_REQUESTS / rate if rate > 0 else math.inf)
+                return tuple(_finite(x) for x in _batched_cost(cfg, span, 0.0, rate * span, batch))
     if p in ("sse", "push", "long_polling"):
         from commsim.patterns.notifications.long_polling import polls_ahead
         from commsim.patterns.notifications.streaming import streams_ahead

@@ -231,6 +231,12 @@ class Cpu:
 
     # ------------------------------------------------------------ metrics --
     @property
+    def queued(self) -> int:
+        """Jobs waiting in the run queue now (run ahead: admitted jobs not
+        yet started by the last arrival), the count ``max_run_queue`` bounds."""
+        return len(self._waiting) if self._free_at is not None else len(self.queue)
+
+    @property
     def wait_mean(self) -> float:
         return self.wait_sum / self.waits if self.waits else float("nan")
 

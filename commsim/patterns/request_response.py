@@ -30,11 +30,16 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
+from itertools import repeat
+from operator import add, sub
 
 from commsim.accounting.work import WorkCosts
 from commsim.clients import ClientPopulation
 from commsim.clients.population import check_cycle_takes_time
 from commsim.config.schema import Field, Section, register_section
+from commsim.engine.ahead import ArrivalOrder, Unsettled
+from commsim.engine.events import Waker, call_at
 from commsim.engine.recorder import OK, REQUEST, UNFINISHED
 from commsim.metrics.collect import client_server_metrics
 from commsim.network import Message, Network
@@ -58,6 +63,32 @@ SECTION = register_section(Section("request_response", {
                         "one request per chunk (null: never chunk)", min=0,
                         min_exclusive=True, nullable=True),
 }, doc="Request and response sizes, encoding and chunked uploads.", pattern="request_response"))
+
+#: The run-ahead mode (see ``RequestResponse._run_ahead``); tests turn it off
+#: to compare it with the event-driven path.
+RUN_AHEAD = True
+
+
+def exchanges_ahead(cfg: dict) -> bool:
+    """Does a resolved request-response run config take the run-ahead mode
+    (:meth:`RequestResponse._run_ahead`)?  Its configuration side: one
+    server (no topology), open-loop (``async``) clients, hops of constant
+    latency without loss, bandwidth or segment counting, no handshakes, no
+    chunked uploads, no encoding CPU and no per-kind CPU costs: each request
+    is one message each way whose times nothing but the server's FIFO CPU
+    changes.  (A trace or ``--records`` also keep the event-driven path.)"""
+    from commsim.dists import make_distribution
+    from commsim.nodes import cluster
+
+    if cfg["pattern"] != "request_response" or cluster.active(cfg):
+        return False
+    net, rr = cfg["network"], cfg["request_response"]
+    encoding = Encoding(rr["encoding"], rr["size_factor"], rr["parse_cpu_per_kb"])
+    latency = make_distribution(net["latency"], "duration", "network.latency")
+    return (cfg["clients"]["mode"] == "async" and latency.is_constant and not net.get("loss")
+            and net.get("bandwidth") is None and not net.get("segment_overhead")
+            and net.get("handshake", "none") == "none" and rr["chunk_size"] is None
+            and encoding.cpu_per_kb == 0 and not WorkCosts(cfg["server"]).any)
 
 
 class _Upload:
@@ -155,13 +186,17 @@ class RequestResponse:
                       and self.chunk_size is None and not self.encoded and not self.costs.any
                       and not self.conns.enabled and self.net.up.loss == 0
                       and self.net.down.loss == 0)
+        self.ahead = (self.plain and RUN_AHEAD and sim.tracer is None and exchanges_ahead(cfg)
+                      and self.net.up.can_post() and self.net.down.can_post())
         if self.plain:
             self._send_up, self._send_down = self.net.up.send, self.net.down.send
             self._plain_in, self._plain_out = self._receive_plain, self._respond_plain
             start = self._start_plain
         else:
             start = self.start_op if self.ops is None else self._start_recorded
-        self.clients = ClientPopulation(sim, start)
+        self.clients = ClientPopulation(sim, start, ahead=self.ahead)
+        if self.ahead:
+            self._start_ahead(rr)
         self.net.up.on_drop = self.net.down.on_drop = self._lost
         if self.sync_hops:
             self.net.up.deliver_at_once()
@@ -252,9 +287,181 @@ class RequestResponse:
                       self.env.now, upload, label)
         self.net.down.send(msg, upload.response)
 
+    # ----------------------------------------------------------- run ahead --
+    #: Arrivals handled per wake-up in run-ahead mode: those of this many
+    #: seconds, or of the time ``AHEAD_REQUESTS`` requests take on average if
+    #: longer (it changes the number of wake-ups only).
+    AHEAD_BATCH = 0.005
+    AHEAD_REQUESTS = 2048
+
+    def _start_ahead(self, rr: dict) -> None:
+        sim = self.sim
+        cl = sim.config["clients"]
+        self._batch = max(self.AHEAD_BATCH, self.AHEAD_REQUESTS / (cl["count"] * cl["rate"]))
+        self._take_service = sim.block_sampler(sim.config["server"]["service_time"],
+                                               "server/service")
+        self._req_bodies = self._body_block(rr["request_body"], "request_response/request_body")
+        self._resp_bodies = self._body_block(rr["response_body"],
+                                             "request_response/response_body")
+        self._d_up = self.net.up.constant_latency
+        self._d_down = self.net.down.constant_latency
+        # Responses are counted once the clock has passed their arrival (or at
+        # the end): batches of (finish, start time, response body).
+        self._unsettled = Unsettled(self._count_responses)
+        self._samples = ArrivalOrder(self.clients.latencies.values)
+        self._ahead_in_flight = 0
+        self._tick = Waker(sim.env, self._run_ahead)
+        self._tick.arm_at(0.0)
+        sim.at_end(self._ahead_end)
+        # A run continued past its window with env.run would stand still.
+        call_at(sim.env, sim.end, self._ran_past_end)
+
+    def _body_block(self, spec, stream: str):
+        """``_body_sampler``'s sizes, ``k`` at a time (the same sequence)."""
+        enc = self.encoding
+        if not isinstance(spec, dict):
+            size = enc.encoded_size(spec)
+            return lambda k: [size] * k
+        take = self.sim.block_sampler(spec, stream, "size")
+        return lambda k: [enc.encoded_size(x) for x in take(k)]
+
+    def _run_ahead(self, _event) -> None:
+        """Every request started from now to a batch later (and before the
+        run ends), with its whole exchange, at once.
+
+        Exact for the configurations :func:`exchanges_ahead` admits: open-loop
+        clients start requests at the times the event-driven source would
+        (:meth:`ClientPopulation.arrivals_before`), each hop has a constant
+        latency ``d`` and keeps order, and the server's CPU is FIFO
+        (:meth:`Cpu.admit_many` computes start and finish at arrival).  So a
+        request started at ``t`` reaches the server at ``t + d``, its
+        response leaves at its CPU finish ``f`` and reaches the client at
+        ``f + d``, with the event-driven path's times, bytes, CPU and latency
+        samples (kept in order of arrival).  Responses are counted once the
+        clock has passed them (a run stopped by ``max_run_queue`` counts none
+        after its stop).  What the run's end cuts off stays cut off.  Sums of
+        times (the CPU's wait, sojourn and jobs present) are added in another
+        order, so they can differ in the last bits; counts are equal.
+        """
+        sim = self.sim
+        lo, hi = sim.start, sim.end
+        now = self.env.now
+        self._unsettled.settle(now)
+        until = now + self._batch
+        if until > hi:
+            until = hi
+        # No more jobs than can join the run queue without reaching
+        # max_run_queue: near it the batches shrink to one request, whose
+        # wake-up is at its arrival at the server, so a run stops where the
+        # event-driven one stops, having counted what it counts.
+        most = sim.max_run_queue - self.cpu.queued - 1
+        clients = self.clients
+        starts = clients.arrivals_before(until, most if most > 1 else 1)
+        k = len(starts)
+        if k:
+            req, resp = self._req_bodies(k), self._resp_bodies(k)
+            counter = sim.bytes
+            counter.sent += k
+            if starts[0] >= lo:
+                counter.transmit_many("request", k, self.req_header, sum(req))
+            else:
+                inside = [i for i, t in enumerate(starts) if t >= lo]
+                if inside:
+                    counter.transmit_many("request", len(inside), self.req_header,
+                                          sum(req[i] for i in inside))
+            d_up = self._d_up
+            at = list(map(partial(add, d_up), starts)) if d_up else starts
+            if at[-1] >= hi:  # those reaching the server at or after the end are in flight
+                m = next(i for i, a in enumerate(at) if a >= hi)
+                self._ahead_in_flight += k - m
+                at, starts, resp = at[:m], starts[:m], resp[:m]
+            if at:
+                counter.delivered += len(at)
+                finish = self.cpu.admit_many(at, self._take_service(len(at)), repeat(False),
+                                             "request")
+                d = self._d_down
+                self._unsettled.add(min(finish) + d, max(finish) + d, finish, starts, resp)
+        # The next request, started at ``nxt``, is answered after ``nxt + 2d``.
+        nxt = clients.next_arrival()
+        self._samples.emit(min(nxt + self._d_up + self._d_down, self._unsettled.first()))
+        # Next: the next request's start, or if this batch was cut short
+        # (requests before ``until`` left), its arrival at the server.
+        at = nxt + self._d_up if nxt < until else nxt
+        if at < hi:
+            self._tick.arm_at(at)
+
+    def _count_responses(self, finish: list, starts: list, bodies: list) -> None:
+        """Run ahead: one batch's responses, counted against the end of the
+        run: sent if they leave before it, delivered (a latency sample for a
+        request started in the window, a completion if it arrives in it) if
+        they arrive before it."""
+        sim = self.sim
+        lo, hi = sim.start, sim.end
+        d = self._d_down
+        counter = sim.bytes
+        lat = self.clients.latencies
+        k = len(finish)
+        if starts[0] >= lo and max(finish) + d < hi:  # in bulk: all in the window
+            counter.sent += k
+            counter.delivered += k
+            counter.transmit_many("response", k, self.resp_header, sum(bodies))
+            lat.completed += k
+            r = list(map(partial(add, d), finish)) if d else finish
+            self._samples.add(r, map(sub, r, starts))
+            return
+        sent = delivered = responses = payload = completed = 0
+        arrive: list = []
+        values: list = []
+        for f, t, body in zip(finish, starts, bodies):
+            if f >= hi:
+                continue  # never answered inside the run
+            sent += 1
+            if f >= lo:
+                responses += 1
+                payload += body
+            r = f + d
+            if r >= hi:
+                self._ahead_in_flight += 1
+                continue
+            delivered += 1
+            if r >= lo:  # Samples.record at r
+                completed += 1
+                if t >= lo:
+                    arrive.append(r)
+                    values.append(r - t)
+        counter.sent += sent
+        counter.delivered += delivered
+        if responses:
+            counter.transmit_many("response", responses, self.resp_header, payload)
+        lat.completed += completed
+        if arrive:
+            self._samples.add(arrive, values)
+
+    def _ahead_end(self) -> None:
+        """At the end (or a stop): requests sent but not taken yet are in
+        flight; every response left is counted against the end."""
+        sim = self.sim
+        late = self.clients.arrivals_before(sim.end)
+        if late:
+            bodies = self._req_bodies(len(late))
+            counter = sim.bytes
+            counter.sent += len(late)
+            self._ahead_in_flight += len(late)
+            inside = [b for t, b in zip(late, bodies) if t >= sim.start]
+            if inside:
+                counter.transmit_many("request", len(inside), self.req_header, sum(inside))
+        self._unsettled.settle_all()
+        self._samples.emit(math.inf)
+
+    def _ran_past_end(self, _event) -> None:
+        raise RuntimeError("request_response ran ahead to the end of the window, so it cannot "
+                           "go on past it; to continue a run past its window, keep the "
+                           "event-driven path (request_response.RUN_AHEAD = False)")
+
     # ----------------------------------------------------------- metrics --
     def in_flight(self) -> int:
-        return self.net.in_flight()
+        n = self.net.in_flight()
+        return n + self._ahead_in_flight if self.ahead else n
 
     def metrics(self) -> dict:
         out = client_server_metrics(self.sim, self.cpu, self.clients)
