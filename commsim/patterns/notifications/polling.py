@@ -329,6 +329,7 @@ class ShortPolling(_Polling):
         store = self._store_at
         # 1. The polls: sent at t, at the server at a = t + d (before the end).
         sent_at, at, empty_at, taken, where = [], [], [], [], []
+        j0, base0 = j, base
         t = base + phase[j]
         sent = in_flight = requests = 0
         while True:
@@ -370,7 +371,7 @@ class ShortPolling(_Polling):
             counter.transmit_many("request", requests, self.request_header)
         arriving = self._arriving
         if at:
-            arriving.append((at, sent_at, empty_at, where, taken))
+            arriving.append((at, sent_at, empty_at, where, taken, j0, base0))
         # 2. The CPU jobs of the polls at the server by now (all at the last wake-up).
         t_next = base + phase[j]
         if arriving:
@@ -389,8 +390,13 @@ class ShortPolling(_Polling):
         """Run ahead: one batch of polls' CPU jobs, FIFO on the server's
         cores, service times in poll order (the stream's values in the
         event-driven path's order); their responses wait in
-        ``_unsettled`` (those carrying updates also in ``_arrivals``)."""
-        at, sent_at, empty_at, where, taken = batch
+        ``_unsettled`` (those carrying updates also in ``_arrivals``).
+
+        Kept until counted: the finish times, the empty flags, the updates
+        taken and the batch's first rotation position (the send times are
+        recomputed from it if needed); for a batch wholly inside the window as things stand, its
+        counts and RTT sum already added up (the common case)."""
+        at, sent_at, empty_at, where, taken, j0, base0 = batch
         works = self._service_take(len(at))
         if self.costs.any:
             poll_cost = self.costs.poll
@@ -401,7 +407,8 @@ class ShortPolling(_Polling):
             for (i, _c), items in zip(where, taken):
                 works[i] += poll_cost(items)
         finish = self.cpu.admit_many(at, works, empty_at, "poll")
-        hi = self.sim.end
+        sim = self.sim
+        hi = sim.end
         d_down = self.down.constant_latency
         if where:
             arrivals = self._arrivals
@@ -409,33 +416,47 @@ class ShortPolling(_Polling):
                 r = finish[i] + d_down
                 if r < hi:  # (so f < hi); a stop later cuts at its end (_ahead_end)
                     heappush(arrivals, (r, c, items))
-        self._unsettled.append((max(finish) + d_down, at, sent_at, finish, empty_at, where, taken))
+        last = max(finish) + d_down
+        if sent_at[0] >= sim.start and last < hi:
+            # Every poll and response inside the window unless the run stops
+            # before ``last``: counted in bulk, added when settled (_count).
+            payload = 0
+            for items in taken:
+                payload += sum(items[1::3])
+            bulk = (empty_at.count(True), payload,
+                    sum(map(sub, map(partial(add, d_down), finish), sent_at), 0.0))
+        else:
+            bulk = None
+        self._unsettled.append((last, j0, base0, finish, empty_at, where, taken, bulk))
 
     def _count(self, batch: tuple, hi: float) -> None:
         """Run ahead: one batch's polls delivered and its responses, counted
         against the end of the run ``hi`` (sent if they finish before it,
         delivered if they arrive before it)."""
-        last, at, sent_at, finish, empty_at, where, taken = batch
-        sim = self.sim
-        lo = sim.start
-        d_down = self.down.constant_latency
+        last, j, base, finish, empty_at, where, taken, bulk = batch
         k = len(finish)
-        if sent_at[0] >= lo and last < hi:
+        if bulk is not None and last < hi:
             # The common case, in bulk: every poll and response inside the window.
             sent = responses = rtt_n = k
             delivered = k + k
             in_flight = 0
-            empty = empty_at.count(True)
-            rtt_sum = sum(map(sub, map(partial(add, d_down), finish), sent_at), 0.0)
-            payload = 0
-            for items in taken:
-                payload += sum(items[1::3])
+            empty, payload, rtt_sum = bulk
         else:
-            sent = responses = empty = rtt_n = payload = 0
+            lo = self.sim.start
+            d_up, d_down = self.up.constant_latency, self.down.constant_latency
+            phase, n, T = self._phase, self.n, self.T
+            sent = responses = empty = rtt_n = payload = delivered = in_flight = 0
             rtt_sum = 0.0
-            delivered = sum(1 for a in at if a < hi)  # the polls
-            in_flight = k - delivered
-            for f, t, is_empty in zip(finish, sent_at, empty_at):
+            for f, is_empty in zip(finish, empty_at):
+                t = base + phase[j]  # the send time, as the rotation computed it
+                j += 1
+                if j == n:
+                    j = 0
+                    base += T
+                if t + d_up < hi:
+                    delivered += 1  # the poll
+                else:
+                    in_flight += 1
                 if f < hi:
                     sent += 1
                     r = f + d_down
@@ -454,7 +475,7 @@ class ShortPolling(_Polling):
                 f = finish[i]
                 if lo <= f < hi:
                     payload += sum(items[1::3])
-        counter = sim.bytes
+        counter = self.sim.bytes
         counter.sent += sent
         counter.delivered += delivered
         self._ahead_in_flight += in_flight
