@@ -23,10 +23,12 @@ from commsim.patterns.notifications.polling import ShortPolling
 REORDERED = {"poll_rtt_mean", "server_jobs_mean", "server_sojourn_mean"}
 
 
-def _run(cfg: dict, ahead: bool, monkeypatch, seed: int = 7):
+def _run(cfg: dict, ahead: bool, monkeypatch, seed: int = 7, held: bool = False):
     with monkeypatch.context() as m:
         if not ahead:
             m.setattr(ShortPolling, "_can_run_ahead", lambda self: False)
+        if held:  # as if a stop could come at any time: every batch admitted and counted late
+            m.setattr(ShortPolling, "_no_stop_before", lambda self: -math.inf)
         r = simulate(load(cfg).points[0].config, seed)
     assert r.model.ahead is ahead
     return r.metrics
@@ -56,10 +58,15 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["counted at once", "held"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_run_ahead_equals_the_event_driven_path(name, monkeypatch):
+def test_run_ahead_equals_the_event_driven_path(name, held, monkeypatch):
+    """Where no overload stop can come, batches are admitted and counted at
+    once; held, they are admitted once the clock reaches their arrival at
+    the server and counted once it has passed their responses: the same
+    results either way."""
     cfg = CASES[name]
-    ahead, events = _run(cfg, True, monkeypatch), _run(cfg, False, monkeypatch)
+    ahead, events = _run(cfg, True, monkeypatch, held=held), _run(cfg, False, monkeypatch)
     assert set(ahead) == set(events)
     assert ahead["requests"] > 1000 and ahead["updates_delivered"] > 100
     assert ahead["events"] < events["events"] / 3

@@ -209,6 +209,7 @@ class ShortPolling(_Polling):
             self._arrivals: list = []  # (arrival, client, items) of responses with updates
             self._arriving: deque = deque()   # polls sent, their CPU jobs not yet admitted
             self._unsettled: deque = deque()  # admitted batches, responses not yet counted
+            self._safe = -math.inf  # no overload stop can come before (_no_stop_before)
             sim.at_end(self._ahead_end)
             # Flat arrays in rotation order (the rotation walks them in
             # memory order; 8 bytes a client each instead of a list's 32-36):
@@ -372,21 +373,27 @@ class ShortPolling(_Polling):
         arriving = self._arriving
         if at:
             arriving.append((at, sent_at, empty_at, where, taken, j0, base0))
-        # 2. The CPU jobs of the polls at the server by now (all at the last wake-up).
+        # 2. The CPU jobs of the polls at the server by now (all at the last
+        # wake-up, and all while no stop can come yet).
         t_next = base + phase[j]
         if arriving:
-            last = t_next >= hi
+            if now >= self._safe:
+                self._safe = self._no_stop_before()
+            last = t_next >= hi or now < self._safe
             while arriving and (last or arriving[0][0][0] <= now):
-                self._admit(arriving[0])
+                self._admit(*arriving[0])
                 arriving.popleft()  # only once admitted: a stop leaves it to _ahead_end
-        # 4. Every response not yet admitted reaches its client after now:
-        # deliver the updates of those that arrived by now.
+        # 4. Every response not yet admitted reaches its client after now, and
+        # every one of a poll still to be sent after its round trip: deliver
+        # the updates arriving before both (and before any stop can come).
         if self._arrivals:
-            self._receive(now)
+            horizon = t_next + d_up + self.down.constant_latency
+            self._receive(horizon if not arriving and horizon < self._safe else now)
         if t_next < hi:
             self._tick.arm_at(t_next)
 
-    def _admit(self, batch: tuple) -> None:
+    def _admit(self, at: list, sent_at: list, empty_at: list, where: list, taken: list,
+               j0: int, base0: float) -> None:
         """Run ahead: one batch of polls' CPU jobs, FIFO on the server's
         cores, service times in poll order (the stream's values in the
         event-driven path's order); their responses wait in
@@ -396,7 +403,6 @@ class ShortPolling(_Polling):
         taken and the batch's first rotation position (the send times are
         recomputed from it if needed); for a batch wholly inside the window as things stand, its
         counts and RTT sum already added up (the common case)."""
-        at, sent_at, empty_at, where, taken, j0, base0 = batch
         works = self._service_take(len(at))
         if self.costs.any:
             poll_cost = self.costs.poll
@@ -427,7 +433,33 @@ class ShortPolling(_Polling):
                     sum(map(sub, map(partial(add, d_down), finish), sent_at), 0.0))
         else:
             bulk = None
-        self._unsettled.append((last, j0, base0, finish, empty_at, where, taken, bulk))
+        batch = (last, j0, base0, finish, empty_at, where, taken, bulk)
+        if last < self._safe and not self._unsettled:
+            self._count(batch, hi)  # no stop can come before it is all over (in order)
+        else:
+            self._unsettled.append(batch)
+
+    def _no_stop_before(self) -> float:
+        """Run ahead: a time before which no overload stop can come.  A stop
+        comes when an admission (:meth:`_admit`) brings the CPU's run queue
+        to ``max_run_queue``; each poll admitted adds at most one job, and
+        the polls admitted at a clock before ``x`` are those sent but not
+        yet admitted and those sent before ``x + AHEAD_BATCH``.  So while
+        the queue now (``len(cpu._waiting)``, the jobs held by
+        :meth:`Cpu.admit_many`) plus those stay below the limit, nothing
+        can stop the run: batches are admitted as sent and counted at once
+        (the common case: no batch is held)."""
+        limit = self.sim.max_run_queue
+        if limit == math.inf:
+            return math.inf
+        cpu = self.cpu
+        queued = len(cpu._waiting) if cpu._free_at is not None else 0
+        budget = limit - 1 - queued - sum(len(b[0]) for b in self._arriving)
+        if budget < 0:
+            return -math.inf
+        rounds, pos = divmod(self._j + int(budget), self.n)
+        # The budget-th poll still to be sent (a margin for rounding).
+        return self._base + rounds * self.T + self._phase[pos] - 2 * self.AHEAD_BATCH
 
     def _count(self, batch: tuple, hi: float) -> None:
         """Run ahead: one batch's polls delivered and its responses, counted
