@@ -175,14 +175,17 @@ class ShortPolling(_Polling):
     (:meth:`Cpu.admit_many`), bytes are counted per batch
     (:meth:`ByteCounter.transmit_many`).  Same results as the event path
     (tests/test_polling_ahead.py), about 1 event per 1,000 polls instead of
-    4 per poll.  Worked out ahead of the clock, but counted behind it:
-    requests when sent, a batch's CPU jobs admitted once the clock reaches
-    its first poll's arrival at the server, its polls' delivery and its
-    responses (ledger, bytes, empty responses, RTT) once the clock has
-    passed its last response's arrival, the updates they carry delivered in
-    order of arrival once the clock has passed it, and what is left at the
-    end against the run's final end.  So a run stopped by ``max_run_queue``
-    counts nothing after its stop (within one batch of the event path).
+    4 per poll.  Worked out ahead of the clock, but never counted ahead of
+    what can still happen: requests when sent; while no overload stop
+    (``max_run_queue``) can come before a batch is over, the batch at once;
+    otherwise its CPU jobs admitted once the clock reaches its first poll's
+    arrival at the server, its polls' delivery and its responses (ledger,
+    bytes, empty responses, RTT) counted once the clock has passed its last
+    response's arrival, the updates they carry delivered in order of
+    arrival once the clock has passed it, and what is left at the end
+    against the run's final end.  So a run stopped by ``max_run_queue``
+    counts nothing after its stop (the stop within about one batch of the
+    event path's).
     """
 
     pattern = "short_polling"
@@ -288,21 +291,29 @@ class ShortPolling(_Polling):
            the server at or after the end (in flight) are counted, and the
            updates each poll carries are taken (the feed drained to its
            arrival).
-        2. A batch's CPU jobs are admitted at the first wake-up at or after
-           its first poll's arrival at the server (at the last wake-up of
-           the run, every batch left), so an overload stop happens at most
-           about one batch away from the arrival that fills the run queue.
-        3. A batch's answers are counted (:meth:`_count`: polls delivered;
-           responses sent, delivered or in flight; response bytes, empty
-           responses, ``poll_responses``, RTT) once the clock has passed its
-           last response's arrival, batches in order of admission; at the
-           end (:meth:`_ahead_end`, also after a stop) every batch left is
+        2. While no stop can come yet (:meth:`_no_stop_before`: the run
+           queue plus every poll that could be admitted by then stays below
+           ``max_run_queue``; always without it), a batch is admitted and
+           counted at once, as if the clock were at its end: the common
+           case, nothing is held.
+        3. Otherwise a batch's CPU jobs are admitted (:meth:`_admit`) at the
+           first wake-up at or after its first poll's arrival at the server
+           (at the last wake-up of the run, every batch left), so a stop
+           comes within about one batch of the arrival that fills the run
+           queue, as in the event-driven path; and its polls' delivery and
+           its responses (:meth:`_count`: sent, delivered or in flight;
+           response bytes, empty responses, ``poll_responses``, RTT) are
+           counted once the clock has passed its last response's arrival,
+           batches in order of admission.  At the end (:meth:`_ahead_end`,
+           also after a stop, the end then the stop) every batch left is
            counted against the final end, and polls not yet admitted are
-           delivered if they reach the server before the end (their jobs,
-           if the stop came while admitting them, are never answered).
-        4. Updates carried by responses reach their clients (``_arrived``)
-           in order of arrival, once the clock has passed their arrival
-           (:meth:`_receive`), the rest before the end at the end.
+           delivered if they reach the server before it (their jobs, if the
+           stop came while admitting them, are never answered).
+        4. Updates carried by responses reach their clients (``_arrived``,
+           :meth:`_receive`) in order of arrival: those arriving before both
+           the next poll's round trip and any possible stop, or, while a
+           stop could come, by the clock; the rest before the end at the
+           end.
 
         What the run's end cuts off stays cut off: a poll arriving at or
         after the end is in flight, a response finishing at or after it is
@@ -399,10 +410,12 @@ class ShortPolling(_Polling):
         event-driven path's order); their responses wait in
         ``_unsettled`` (those carrying updates also in ``_arrivals``).
 
-        Kept until counted: the finish times, the empty flags, the updates
-        taken and the batch's first rotation position (the send times are
-        recomputed from it if needed); for a batch wholly inside the window as things stand, its
-        counts and RTT sum already added up (the common case)."""
+        Counted at once if no stop can come before its last response
+        arrives (and no batch before it waits); otherwise kept until counted
+        (:meth:`_count`): the finish times, the empty flags, the updates
+        taken, the batch's first rotation position (the send times are
+        recomputed from it if needed) and, for a batch wholly inside the
+        window as things stand, its counts and RTT sum already added up."""
         works = self._service_take(len(at))
         if self.costs.any:
             poll_cost = self.costs.poll
@@ -425,12 +438,25 @@ class ShortPolling(_Polling):
         last = max(finish) + d_down
         if sent_at[0] >= sim.start and last < hi:
             # Every poll and response inside the window unless the run stops
-            # before ``last``: counted in bulk, added when settled (_count).
+            # before ``last``: counted in bulk.
             payload = 0
             for items in taken:
                 payload += sum(items[1::3])
-            bulk = (empty_at.count(True), payload,
-                    sum(map(sub, map(partial(add, d_down), finish), sent_at), 0.0))
+            empty = empty_at.count(True)
+            rtt_sum = sum(map(sub, map(partial(add, d_down), finish), sent_at), 0.0)
+            if last < self._safe and not self._unsettled:
+                # No stop can come before it is all over: counted now (in order).
+                k = len(finish)
+                counter = sim.bytes
+                counter.sent += k
+                counter.delivered += k + k
+                counter.transmit_many("response", k, self.response_header, payload)
+                self.empty += empty
+                self.poll_responses += k
+                self.rtt_sum += rtt_sum
+                self.rtt_n += k
+                return
+            bulk = (empty, payload, rtt_sum)
         else:
             bulk = None
         batch = (last, j0, base0, finish, empty_at, where, taken, bulk)
