@@ -4,6 +4,8 @@ polling (long polling, built on the same base, is in :mod:`.long_polling`)."""
 from __future__ import annotations
 
 import heapq
+import math
+from collections import deque
 from functools import partial
 from operator import add, sub
 from array import array
@@ -173,7 +175,17 @@ class ShortPolling(_Polling):
     (:meth:`Cpu.admit_many`), bytes are counted per batch
     (:meth:`ByteCounter.transmit_many`).  Same results as the event path
     (tests/test_polling_ahead.py), about 1 event per 1,000 polls instead of
-    4 per poll.
+    4 per poll.  Worked out ahead of the clock, but never counted ahead of
+    what can still happen: requests when sent; while no overload stop
+    (``max_run_queue``) can come before a batch is over, the batch at once;
+    otherwise its CPU jobs admitted once the clock reaches its first poll's
+    arrival at the server, its polls' delivery and its responses (ledger,
+    bytes, empty responses, RTT) counted once the clock has passed its last
+    response's arrival, the updates they carry delivered in order of
+    arrival once the clock has passed it, and what is left at the end
+    against the run's final end.  So a run stopped by ``max_run_queue``
+    counts nothing after its stop (the stop within about one batch of the
+    event path's).
     """
 
     pattern = "short_polling"
@@ -198,7 +210,10 @@ class ShortPolling(_Polling):
         self._ahead_in_flight = 0
         if self.ahead:
             self._arrivals: list = []  # (arrival, client, items) of responses with updates
-            sim.at_end(lambda: self._receive(sim.end))
+            self._arriving: deque = deque()   # polls sent, their CPU jobs not yet admitted
+            self._unsettled: deque = deque()  # admitted batches, responses not yet counted
+            self._safe = -math.inf  # no overload stop can come before (_no_stop_before)
+            sim.at_end(self._ahead_end)
             # Flat arrays in rotation order (the rotation walks them in
             # memory order; 8 bytes a client each instead of a list's 32-36):
             # ``pending`` is indexed by rotation position (client c at _pos[c]).
@@ -255,7 +270,8 @@ class ShortPolling(_Polling):
 
     def _run_ahead(self, _event) -> None:
         """Every poll sent from now to ``AHEAD_BATCH`` later (and before the
-        run ends), with its whole round trip, at once.
+        run ends), with its whole round trip, worked out at once and counted
+        as the clock passes it.
 
         Exact for the configurations :meth:`_can_run_ahead` admits: each
         hop has a constant latency ``d`` and keeps order, the server's CPU
@@ -264,31 +280,68 @@ class ShortPolling(_Polling):
         broadcasts, offline periods, handshakes), so handling a poll sent at
         ``t`` as arriving at ``t + d``, answered at its CPU finish ``f`` and
         received at ``f + d`` gives the times, bytes, CPU and update
-        bookkeeping the event-driven path gives.  What the run's end cuts
-        off stays cut off: a poll arriving at or after the end is in flight,
-        a response finishing at or after it is never sent, one arriving at
-        or after it is in flight.  Sums of times (latency, RTT, CPU wait and
-        sojourn, jobs present) are added per poll in the order polls are
-        sent rather than as responses arrive, so they can differ from the
-        event-driven path's in the last bits; counts are equal.
+        bookkeeping the event-driven path gives.
+
+        What is counted when, so that a run stopped early (``max_run_queue``:
+        :meth:`Cpu.admit_many` raises ``Overloaded`` and the run's end
+        becomes the stop) counts nothing that happens after its stop:
+
+        1. At the wake-up at ``now``, the polls sent in ``[now, now +
+           AHEAD_BATCH)``: requests (and their bytes) and those that reach
+           the server at or after the end (in flight) are counted, and the
+           updates each poll carries are taken (the feed drained to its
+           arrival).
+        2. While no stop can come yet (:meth:`_no_stop_before`: the run
+           queue plus every poll that could be admitted by then stays below
+           ``max_run_queue``; always without it), a batch is admitted and
+           counted at once, as if the clock were at its end: the common
+           case, nothing is held.
+        3. Otherwise a batch's CPU jobs are admitted (:meth:`_admit`) at the
+           first wake-up at or after its first poll's arrival at the server
+           (at the last wake-up of the run, every batch left), so a stop
+           comes within about one batch of the arrival that fills the run
+           queue, as in the event-driven path; and its polls' delivery and
+           its responses (:meth:`_count`: sent, delivered or in flight;
+           response bytes, empty responses, ``poll_responses``, RTT) are
+           counted once the clock has passed its last response's arrival,
+           batches in order of admission.  At the end (:meth:`_ahead_end`,
+           also after a stop, the end then the stop) every batch left is
+           counted against the final end, and polls not yet admitted are
+           delivered if they reach the server before it (their jobs, if the
+           stop came while admitting them, are never answered).
+        4. Updates carried by responses reach their clients (``_arrived``,
+           :meth:`_receive`) in order of arrival: those arriving before both
+           the next poll's round trip and any possible stop, or, while a
+           stop could come, by the clock; the rest before the end at the
+           end.
+
+        What the run's end cuts off stays cut off: a poll arriving at or
+        after the end is in flight, a response finishing at or after it is
+        never sent, one arriving at or after it is in flight.  Sums of times
+        (latency, RTT, CPU wait and sojourn, jobs present) are added per poll
+        in the order polls are sent rather than as responses arrive, so they
+        can differ from the event-driven path's in the last bits; counts are
+        equal.
         """
         sim = self.sim
         now = self.env.now
         lo, hi = sim.start, sim.end
+        unsettled = self._unsettled
+        while unsettled and unsettled[0][0] < now:  # 3. the clock has passed these
+            self._count(unsettled.popleft(), hi)
         until = now + self.AHEAD_BATCH
         if until > hi:
             until = hi
         order, phase, n, T = self._order, self._phase, self.n, self.T
         j, base = self._j, self._base
         d_up = self.up.constant_latency
-        d_down = self.down.constant_latency
         pending = self.pending  # by rotation position
         feed = self.feed
         feed_next = feed.next_time
         store = self._store_at
-        costs = self.costs if self.costs.any else None
         # 1. The polls: sent at t, at the server at a = t + d (before the end).
         sent_at, at, empty_at, taken, where = [], [], [], [], []
+        j0, base0 = j, base
         t = base + phase[j]
         sent = in_flight = requests = 0
         while True:
@@ -323,78 +376,208 @@ class ShortPolling(_Polling):
             if t >= until:
                 break
         self._j, self._base = j, base
-        delivered = len(at)
-        # 2. Their CPU jobs, FIFO on the server's cores: service times in poll
-        # order (the stream's values in the event-driven path's order).
-        finish = []
-        if at:
-            works = self._service_take(len(at))
-            if costs is not None:
-                poll_cost = costs.poll
-                empty_cost = poll_cost(None)
-                for i, is_empty in enumerate(empty_at):
-                    if is_empty:
-                        works[i] += empty_cost
-                for (i, _c), items in zip(where, taken):
-                    works[i] += poll_cost(items)
-            finish = self.cpu.admit_many(at, works, empty_at, "poll")
-        # 3. The responses: sent at f (before the end), at the client at f + d.
-        responses = empty = rtt_n = 0
-        rtt_sum = 0.0
-        if finish and sent_at[0] >= lo and max(finish) + d_down < hi:
-            # The common case, in bulk: every response leaves and arrives inside the window.
-            k = len(finish)
-            sent += k
-            responses = rtt_n = k
-            delivered += k
-            empty = empty_at.count(True)
-            rtt_sum = sum(map(sub, map(partial(add, d_down), finish), sent_at), 0.0)
-            finish_all = ()
-        else:
-            finish_all = finish
-        for f, t, is_empty in zip(finish_all, sent_at, empty_at):
-            if f < hi:
-                sent += 1
-                r = f + d_down
-                if f >= lo:
-                    responses += 1
-                    if is_empty:
-                        empty += 1
-                if r < hi:
-                    delivered += 1
-                    if t >= lo:
-                        rtt_sum += r - t
-                        rtt_n += 1
-                else:
-                    in_flight += 1
-        arrivals = self._arrivals
-        payload = 0
-        for (i, c), items in zip(where, taken):
-            f = finish[i]
-            if f < hi:
-                if f >= lo:
-                    payload += sum(items[1::3])
-                r = f + d_down
-                if r < hi:
-                    heappush(arrivals, (r, c, items))
-        # Every response of a later batch reaches its client after this one's
-        # next poll has gone up and come back down: deliver what arrives before.
-        t_next = base + phase[j]
-        self._receive(t_next + d_up + d_down)
         counter = sim.bytes
         counter.sent += sent
-        counter.delivered += delivered
         self._ahead_in_flight += in_flight
         if requests:
             counter.transmit_many("request", requests, self.request_header)
+        arriving = self._arriving
+        if at:
+            arriving.append((at, sent_at, empty_at, where, taken, j0, base0))
+        # 2. The CPU jobs of the polls at the server by now (all at the last
+        # wake-up, and all while no stop can come yet).
+        t_next = base + phase[j]
+        if arriving:
+            if now >= self._safe:
+                self._safe = self._no_stop_before()
+            last = t_next >= hi or now < self._safe
+            while arriving and (last or arriving[0][0][0] <= now):
+                self._admit(*arriving[0])
+                arriving.popleft()  # only once admitted: a stop leaves it to _ahead_end
+        # 4. Every response not yet admitted reaches its client after now, and
+        # every one of a poll still to be sent after its round trip: deliver
+        # the updates arriving before both (and before any stop can come).
+        if self._arrivals:
+            horizon = t_next + d_up + self.down.constant_latency
+            self._receive(horizon if not arriving and horizon < self._safe else now)
+        if t_next < hi:
+            self._tick.arm_at(t_next)
+
+    def _admit(self, at: list, sent_at: list, empty_at: list, where: list, taken: list,
+               j0: int, base0: float) -> None:
+        """Run ahead: one batch of polls' CPU jobs, FIFO on the server's
+        cores, service times in poll order (the stream's values in the
+        event-driven path's order); their responses wait in
+        ``_unsettled`` (those carrying updates also in ``_arrivals``).
+
+        Counted at once if no stop can come before its last response
+        arrives (and no batch before it waits); otherwise kept until counted
+        (:meth:`_count`): the finish times, the empty flags, the updates
+        taken, the batch's first rotation position (the send times are
+        recomputed from it if needed) and, for a batch wholly inside the
+        window as things stand, its counts and RTT sum already added up."""
+        works = self._service_take(len(at))
+        if self.costs.any:
+            poll_cost = self.costs.poll
+            empty_cost = poll_cost(None)
+            for i, is_empty in enumerate(empty_at):
+                if is_empty:
+                    works[i] += empty_cost
+            for (i, _c), items in zip(where, taken):
+                works[i] += poll_cost(items)
+        finish = self.cpu.admit_many(at, works, empty_at, "poll")
+        sim = self.sim
+        hi = sim.end
+        d_down = self.down.constant_latency
+        if where:
+            arrivals = self._arrivals
+            for (i, c), items in zip(where, taken):
+                r = finish[i] + d_down
+                if r < hi:  # (so f < hi); a stop later cuts at its end (_ahead_end)
+                    heappush(arrivals, (r, c, items))
+        last = max(finish) + d_down
+        if sent_at[0] >= sim.start and last < hi:
+            # Every poll and response inside the window unless the run stops
+            # before ``last``: counted in bulk.
+            payload = 0
+            for items in taken:
+                payload += sum(items[1::3])
+            empty = empty_at.count(True)
+            rtt_sum = sum(map(sub, map(partial(add, d_down), finish), sent_at), 0.0)
+            if last < self._safe and not self._unsettled:
+                # No stop can come before it is all over: counted now (in order).
+                k = len(finish)
+                counter = sim.bytes
+                counter.sent += k
+                counter.delivered += k + k
+                counter.transmit_many("response", k, self.response_header, payload)
+                self.empty += empty
+                self.poll_responses += k
+                self.rtt_sum += rtt_sum
+                self.rtt_n += k
+                return
+            bulk = (empty, payload, rtt_sum)
+        else:
+            bulk = None
+        batch = (last, j0, base0, finish, empty_at, where, taken, bulk)
+        if last < self._safe and not self._unsettled:
+            self._count(batch, hi)  # no stop can come before it is all over (in order)
+        else:
+            self._unsettled.append(batch)
+
+    def _no_stop_before(self) -> float:
+        """Run ahead: a time before which no overload stop can come.  A stop
+        comes when an admission (:meth:`_admit`) brings the CPU's run queue
+        to ``max_run_queue``; each poll admitted adds at most one job, and
+        the polls admitted at a clock before ``x`` are those sent but not
+        yet admitted and those sent before ``x + AHEAD_BATCH``.  So while
+        the queue now (``len(cpu._waiting)``, the jobs held by
+        :meth:`Cpu.admit_many`) plus those stay below the limit, nothing
+        can stop the run: batches are admitted as sent and counted at once
+        (the common case: no batch is held)."""
+        limit = self.sim.max_run_queue
+        if limit == math.inf:
+            return math.inf
+        cpu = self.cpu
+        queued = len(cpu._waiting) if cpu._free_at is not None else 0
+        budget = limit - 1 - queued - sum(len(b[0]) for b in self._arriving)
+        if budget < 0:
+            return -math.inf
+        rounds, pos = divmod(self._j + int(budget), self.n)
+        # The budget-th poll still to be sent (a margin for rounding).
+        return self._base + rounds * self.T + self._phase[pos] - 2 * self.AHEAD_BATCH
+
+    def _count(self, batch: tuple, hi: float) -> None:
+        """Run ahead: one batch's polls delivered and its responses, counted
+        against the end of the run ``hi`` (sent if they finish before it,
+        delivered if they arrive before it)."""
+        last, j, base, finish, empty_at, where, taken, bulk = batch
+        k = len(finish)
+        if bulk is not None and last < hi:
+            # The common case, in bulk: every poll and response inside the window.
+            sent = responses = rtt_n = k
+            delivered = k + k
+            in_flight = 0
+            empty, payload, rtt_sum = bulk
+        else:
+            lo = self.sim.start
+            d_up, d_down = self.up.constant_latency, self.down.constant_latency
+            phase, n, T = self._phase, self.n, self.T
+            sent = responses = empty = rtt_n = payload = delivered = in_flight = 0
+            rtt_sum = 0.0
+            for f, is_empty in zip(finish, empty_at):
+                t = base + phase[j]  # the send time, as the rotation computed it
+                j += 1
+                if j == n:
+                    j = 0
+                    base += T
+                if t + d_up < hi:
+                    delivered += 1  # the poll
+                else:
+                    in_flight += 1
+                if f < hi:
+                    sent += 1
+                    r = f + d_down
+                    if f >= lo:
+                        responses += 1
+                        if is_empty:
+                            empty += 1
+                    if r < hi:
+                        delivered += 1
+                        if t >= lo:
+                            rtt_sum += r - t
+                            rtt_n += 1
+                    else:
+                        in_flight += 1
+            for (i, _c), items in zip(where, taken):
+                f = finish[i]
+                if lo <= f < hi:
+                    payload += sum(items[1::3])
+        counter = self.sim.bytes
+        counter.sent += sent
+        counter.delivered += delivered
+        self._ahead_in_flight += in_flight
         if responses:
             counter.transmit_many("response", responses, self.response_header, payload)
         self.empty += empty
         self.poll_responses += responses
         self.rtt_sum += rtt_sum
         self.rtt_n += rtt_n
-        if t_next < hi:
-            self._tick.arm_at(t_next)
+
+    def _ahead_end(self) -> None:
+        """Run ahead, at the end of the run or of its overload stop: the
+        batches left counted against the end, polls not yet admitted
+        delivered if they reach the server before it (in flight otherwise),
+        the updates arriving before it delivered.  After a stop, the updates
+        drained ahead of the clock (to each poll's arrival) but created at
+        or after the stop are not the run's: no longer counted created."""
+        sim = self.sim
+        now = self.env.now
+        hi = sim.end if sim.end < now else now  # (a stop during the warm-up keeps sim.end)
+        arriving, unsettled = self._arriving, self._unsettled
+        if sim.stopped:
+            cut = sim.end
+            top = sim.config["warmup"] + sim.config["duration"]  # counted up to it (_new_uid)
+            lists = [p for p in self.pending if p is not None]
+            for batch in arriving:
+                lists += batch[4]
+            for batch in unsettled:
+                lists += batch[6]
+            late = 0
+            for items in lists:
+                for k in range(0, len(items), 3):
+                    if cut <= items[k] < top and items[k] >= sim.start:
+                        late += 1
+            self.created -= late
+        while unsettled:
+            self._count(unsettled.popleft(), hi)
+        counter = sim.bytes
+        while arriving:
+            at = arriving.popleft()[0]
+            delivered = sum(1 for a in at if a < hi)
+            counter.delivered += delivered
+            self._ahead_in_flight += len(at) - delivered
+        self._receive(math.nextafter(hi, -math.inf))
 
     def _ran_past_end(self, _event) -> None:
         raise RuntimeError("short polling ran ahead to the end of the window, so it cannot go "
@@ -407,9 +590,11 @@ class ShortPolling(_Polling):
 
     def _receive(self, until: float) -> None:
         """Run ahead: the responses with updates that reach their clients by
-        ``until``, in order of arrival (a poll reaching the server at ``a``
-        is answered no earlier than ``a + d`` at its client, so every
-        response arriving by then is already known)."""
+        ``until``, in order of arrival.  Called with ``until`` no later than
+        the clock (and, at the end, just below the end): every response
+        arriving by then has been admitted (a batch is admitted by the first
+        wake-up at or after its first poll's arrival at the server, and its
+        responses arrive later), so the order is the global one."""
         arrivals = self._arrivals
         arrived = self._arrived
         while arrivals and arrivals[0][0] <= until:
