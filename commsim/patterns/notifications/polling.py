@@ -11,7 +11,7 @@ from operator import add, sub
 from array import array
 from heapq import heappop, heappush
 
-from commsim.engine.events import Waker, call_at
+from commsim.engine.events import Waker
 from commsim.network import Message
 from commsim.patterns.notifications.base import SERVER, _Base
 
@@ -231,11 +231,7 @@ class ShortPolling(_Polling):
                                                    "server/service")
             self._tick = Waker(sim.env, self._run_ahead)
             self._tick.arm_at(self._phase[0])
-            # Run ahead stops at the end of the window (what it cuts off is
-            # counted in flight, never delivered): a run continued past it
-            # with env.run would silently stand still, so it fails instead.
-            # (The runner's stop comes first at that instant.)
-            call_at(sim.env, sim.end, self._ran_past_end)
+            self._ends_at_the_window()  # a run continued past it fails
         elif self.jitter == 0:
             order = sorted(range(n), key=phase.__getitem__)
             self._order = order
@@ -578,11 +574,6 @@ class ShortPolling(_Polling):
             counter.delivered += delivered
             self._ahead_in_flight += len(at) - delivered
         self._receive(math.nextafter(hi, -math.inf))
-
-    def _ran_past_end(self, _event) -> None:
-        raise RuntimeError("short polling ran ahead to the end of the window, so it cannot go "
-                           "on past it; to continue a run past its window, keep the "
-                           "event-driven path (ShortPolling._can_run_ahead returning False)")
 
     def _store_at(self, c: int, created: float, size: int) -> int:
         """:meth:`_store`, run ahead: the pending list at ``c``'s rotation position."""
