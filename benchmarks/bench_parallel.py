@@ -1,7 +1,7 @@
 """How much faster is ``commsim run --jobs 2`` than ``--jobs 1``?
 
 Runs the same sweep (4 sweep points x 8 replications of an open-loop
-request-response server at 60-80 % load, ~0.7 s of CPU per run at 100 s) end to end
+request-response server at 60-80 % load) end to end
 through the command line, alternating ``--jobs 1`` and ``--jobs 2`` so both
 see the same machine load, each into a fresh results folder (nothing reused
 from a store).  Prints every pair's times and ratio, the median ratio, and the
@@ -10,6 +10,11 @@ quiet it was measured in.  It also checks that both give identical
 ``runs.csv``.
 
     python benchmarks/bench_parallel.py [--pairs 3] [--duration 100s] [--replications 8] [--mode cli|api]
+
+This open-loop request-response runs ahead (commsim/patterns/request_response.py):
+about 0.05 s of CPU per run at 100 s, 0.6 s at 1000 s.  At 100 s the whole
+sweep takes ~3 s, half of it the serial part below, so ``--duration 1000s``
+is the one that measures how the runs themselves spread over the workers.
 
 End to end, the command's fixed serial part (interpreter start-up and imports,
 ~0.5 s; figures, ~0.5 s) does not shrink with --jobs, so a small sweep caps the
