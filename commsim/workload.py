@@ -33,6 +33,7 @@ Model and assumptions
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
 
 from commsim.config.schema import Field, Section, register_section
 from commsim.engine import Counter, Waker, call_at
@@ -118,8 +119,6 @@ class EventFeed:
         """Every update created before ``until`` (not yet taken or drained),
         as three lists in creation order: times, clients, sizes (no event;
         for models that run ahead of the clock)."""
-        from bisect import bisect_left
-
         times_out: list = []
         who_out: list = []
         sizes_out: list = []

@@ -102,9 +102,9 @@ class ByteCounter:
         of messages of ``kind`` with these header and framing bytes each and
         ``payload`` bytes in all (a total over the ``count`` messages): one
         call for a batch of messages a model sends without :class:`Link`
-        objects of their own (the run-ahead modes of short polling and the
-        streaming patterns).  Not with ``network.segment_overhead``
-        (segments are counted per message)."""
+        objects of their own (the run-ahead modes, commsim/engine/ahead.py).
+        Not with ``network.segment_overhead`` (segments are counted per
+        message)."""
         if self._seg:
             raise RuntimeError("transmit_many: segments are counted per message")
         head = count * header
