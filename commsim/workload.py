@@ -90,6 +90,7 @@ class EventFeed:
             self._refill()
         self.next_time = self._times[0] if self._times else float("inf")
         self._publish = None
+        self._back = None  # updates put back by a model running ahead (put_back)
 
     def _refill(self) -> None:
         import numpy as np
@@ -115,25 +116,55 @@ class EventFeed:
             self._i = i
             self.next_time = times[i]
 
-    def take_before(self, until: float) -> tuple[list, list, list]:
-        """Every update created before ``until`` (not yet taken or drained),
-        as three lists in creation order: times, clients, sizes (no event;
-        for models that run ahead of the clock)."""
+    def take_before(self, until: float, most: int | None = None) -> tuple[list, list, list]:
+        """Every update created before ``until`` (not yet taken or drained;
+        at most ``most`` of them), as three lists in creation order: times,
+        clients, sizes (no event; for models that run ahead of the clock)."""
         times_out: list = []
         who_out: list = []
         sizes_out: list = []
-        while self.next_time < until:
+        back = self._back
+        if back is not None:  # updates put back come first
+            bt, bw, bs = back
+            j = bisect_left(bt, until)
+            if most is not None and j > most:
+                j = most
+            times_out, who_out, sizes_out = bt[:j], bw[:j], bs[:j]
+            if j < len(bt):
+                self._back = (bt[j:], bw[j:], bs[j:])
+                self.next_time = bt[j]
+                return times_out, who_out, sizes_out
+            self._back = None
+            self.next_time = self._times[self._i]
+            if most is not None:
+                most -= j
+        while self.next_time < until and (most is None or most > 0):
             i = self._i
             j = bisect_left(self._times, until, i)
+            if most is not None and j - i > most:
+                j = i + most
             times_out += self._times[i:j]
             who_out += self._who[i:j]
             sizes_out += self._sizes[i:j]
+            if most is not None:
+                most -= j - i
             if j == BLOCK:
                 self._refill()
                 j = 0
             self._i = j
             self.next_time = self._times[j]
         return times_out, who_out, sizes_out
+
+    def put_back(self, times: list, who: list, sizes: list) -> None:
+        """Run ahead: updates taken (:meth:`take_before`) but not handled,
+        the earliest ones, become the feed's next ones again."""
+        if not times:
+            return
+        if self._back is not None:
+            bt, bw, bs = self._back
+            times, who, sizes = times + bt, who + bw, sizes + bs
+        self._back = (times, who, sizes)
+        self.next_time = times[0]
 
     def start(self, publish) -> None:
         self._publish = publish

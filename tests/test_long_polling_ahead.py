@@ -18,7 +18,7 @@ from commsim.engine import Simulation
 from commsim.experiment.runner import simulate
 from commsim.patterns import registry
 from commsim.patterns.notifications import long_polling
-from helpers import notification_cfg, same_but_events, stops_alike
+from helpers import notification_cfg, same_but_events, stops_exactly
 
 #: Sums of times added in another order (see the module docstring).
 REORDERED = {"poll_rtt_mean", "server_jobs_mean", "server_sojourn_mean", "wait_mean"}
@@ -120,16 +120,23 @@ def test_a_run_continued_past_its_window_fails_instead_of_standing_still():
         r.sim.env.run(until=r.sim.end + 1)
 
 
-def test_run_ahead_overload_stops_at_max_run_queue(monkeypatch):
-    """3x the server's capacity: the run queue reaches max_run_queue and the
-    run stops there, as the event-driven CPU stops; only what left before
-    the stop is counted."""
-    # A client has one poll at the server at most, so its queue is bounded by
-    # the clients (1,000): max_run_queue 600 is reached while the first polls
-    # arrive (updates at 3,000/s, 2 ms each on one core).
-    cfg = _cfg(count=1000, rate=3.0, duration=20.0, warmup=0.0,
-               server={"cores": 1, "service_time": {"dist": "exponential", "mean": "2ms"}})
-    cfg["max_run_queue"] = 600
+@pytest.mark.parametrize("count,rate,cores,service,limit,timeout,warmup", [
+    (1000, 3.0, 1, "2ms", 600, "30s", 0.0),    # stops while the first polls arrive
+    (3000, 1.0, 2, "2ms", 900, "30s", 0.5),    # two cores, after the window opens
+    (1000, 0.2, 1, "3ms", 400, "300ms", 0.0),  # mostly timeouts
+])
+def test_run_ahead_overload_stops_where_the_event_driven_path_stops(
+        count, rate, cores, service, limit, timeout, warmup, monkeypatch):
+    """Overloaded: the run queue reaches max_run_queue and the run stops (a
+    client has one poll at the server at most, so the queue is bounded by
+    the clients and the limits are below them).  Near the limit a batch
+    ends before any answer that could fill the queue and the next wake-up is
+    at its time, so the stop is the event-driven one: the same instant,
+    counts, bytes and latencies."""
+    cfg = _cfg(count=count, rate=rate, duration=20.0, warmup=warmup,
+               long_polling={"timeout": timeout},
+               server={"cores": cores, "service_time": {"dist": "exponential", "mean": service}})
+    cfg["max_run_queue"] = limit
     config = load(cfg).points[0].config
     ahead = simulate(config, 3).metrics
     # The reference is the general path: the lazy fast path counts a
@@ -137,9 +144,9 @@ def test_run_ahead_overload_stops_at_max_run_queue(monkeypatch):
     monkeypatch.setattr(long_polling, "RUN_AHEAD", False)
     monkeypatch.setattr(long_polling, "FAST_REPOLL", False)
     events = simulate(config, 3).metrics
-    # What was queued at the stop (600 jobs, 1.2 s of work) is not counted.
-    stops_alike(ahead, events, long_polling.LongPolling.AHEAD_BATCH,
-                ("sent", "delivered", "responses", "updates_delivered", "bytes_total"))
+    assert events["requests"] - events["responses"] > limit / 2
+    # One job in service per core at the stop (see helpers.stops_exactly).
+    stops_exactly(ahead, events, REORDERED, 3 * cores / events["responses"])
 
 
 def test_run_ahead_events(monkeypatch):

@@ -17,7 +17,7 @@ from commsim.engine import Simulation
 from commsim.experiment.runner import simulate
 from commsim.patterns import registry
 from commsim.patterns.notifications import streaming
-from helpers import notification_cfg, same_but_events, stops_alike
+from helpers import notification_cfg, same_but_events, stops_exactly
 
 #: Sums of times added in admission order (run ahead) instead of in finish
 #: order (events): equal up to rounding.
@@ -121,25 +121,36 @@ def test_a_run_continued_past_its_window_fails_instead_of_standing_still():
         r.sim.env.run(until=r.sim.end + 1)
 
 
-def test_run_ahead_overload_stops_at_max_run_queue(monkeypatch):
-    """3x the server's capacity: the run queue reaches max_run_queue, the run
-    stops there and is flagged (as the event-driven CPU stops)."""
+@pytest.mark.parametrize("pattern,count,rate,cores,service,limit", [
+    ("sse", 1000, 3.0, 1, "1ms", 2000),   # 3x capacity, stops after the connects
+    ("push", 1000, 3.0, 1, "1ms", 2000),
+    ("sse", 2000, 0.5, 1, "2ms", 300),    # stops while the streams open
+    ("sse", 300, 3.0, 2, "2.5ms", 500),   # two cores
+])
+def test_run_ahead_overload_stops_where_the_event_driven_path_stops(
+        pattern, count, rate, cores, service, limit, monkeypatch):
+    """Overloaded: the run queue reaches max_run_queue and the run stops.
+    Near the limit a batch ends before any job that could fill the queue and
+    the next wake-up is at its arrival, so the stop is the event-driven
+    one: the same instant, counts, bytes and latencies; only what was queued
+    then is never answered, on both paths."""
     from commsim.experiment.stability import reasons
 
-    cfg = _cfg("sse", count=1000, rate=3.0, duration=20.0, warmup=0.0,
-               server={"cores": 1, "service_time": {"dist": "exponential", "mean": "1ms"}})
-    cfg["max_run_queue"] = 2000
+    cfg = _cfg(pattern, count=count, rate=rate, duration=20.0, warmup=0.0 if cores == 1 else 1.0,
+               server={"cores": cores, "service_time": {"dist": "exponential", "mean": service}})
+    cfg["max_run_queue"] = limit
     config = load(cfg).points[0].config
     ahead = simulate(config, 3).metrics
     # The reference is the general path: the posting fast path counts a
     # frame's arrival when it leaves, against the end as it was then.
     monkeypatch.setattr(streaming, "RUN_AHEAD", False)
     monkeypatch.setattr(streaming, "FAST_FRAMES", False)
-    posted = simulate(config, 3).metrics
-    # Frames of jobs still queued at the stop (2,000 jobs of 1 ms: 2 s
-    # behind) are not counted.
-    stops_alike(ahead, posted, streaming._Streaming.AHEAD_BATCH,
-                ("sent", "delivered", "updates_delivered", "bytes_total"))
+    events = simulate(config, 3).metrics
+    assert events["updates_created"] - events["updates_delivered"] > limit / 2
+    # A job in service at the stop (one per core), its sojourn under 3x the
+    # mean, moves the sojourn mean by under 3 cores / n and the jobs present
+    # by less.
+    stops_exactly(ahead, events, REORDERED, 3 * cores / events["responses"])
     assert "stopped" in " ".join(reasons(ahead, config))
 
 

@@ -491,12 +491,15 @@ class LongPolling(_Polling):
         if until > hi:
             until = hi
         jobs = ([], [], [], [])  # arrival, client, items (None: empty), its poll's send time
+        cut = False
         if not self._window_seen and until > lo:
             if now < lo:
-                self._serve(lo, jobs)
-            self._window_seen = True
-            self.conns_max = self.conns
-        self._serve(until, jobs)
+                cut = self._serve(now, lo, jobs)
+            if not cut:
+                self._window_seen = True
+                self.conns_max = self.conns
+        if not cut:
+            cut = self._serve(now, until, jobs)
         at, who, items, sent = jobs
         if at:
             works = self._take_service(len(at))
@@ -514,17 +517,27 @@ class LongPolling(_Polling):
                     heappush(heap, (t1 + d_up, c))
             self._unsettled.add(min(finish) + d_down, max(finish) + d_down + d_up, finish,
                                 sent, items)
-        # A job from ``until`` on is answered after ``until + d``.
-        self._samples.emit(min(until + self._d_down, self._unsettled.first()))
+        # The next event is at ``nxt`` or later, so is every job not yet
+        # admitted, answered after ``nxt + d``.
         nxt = self._next_time()
-        if nxt < hi:
-            self._tick.arm_at(nxt if nxt > until else until)
+        self._samples.emit(min(nxt + self._d_down, self._unsettled.first()))
+        # Next: the next batch, or if this one was cut short (a stop could
+        # come) the next event.
+        at = nxt if cut or nxt > until else until
+        if at < hi:
+            self._tick.arm_at(at)
 
-    def _serve(self, until: float, jobs: tuple) -> None:
+    def _serve(self, now: float, until: float, jobs: tuple) -> bool:
         """Run ahead: the server's events before ``until``, in time order;
-        the answers they start are appended to ``jobs``."""
+        the answers they start are appended to ``jobs``.  The batch is cut
+        short before a job after ``now`` that could fill the run queue
+        (``max_run_queue``): the next wake-up is then at its time, so a stop
+        comes at that instant, as in the event-driven path.  Returns whether
+        it was cut."""
         sim = self.sim
         lo, hi = sim.start, sim.end
+        room = sim.max_run_queue - self.cpu.queued - 1  # jobs that cannot fill the queue
+        cut = False
         times, who, sizes = self.feed.take_before(until)
         nf = len(times)
         fi = 0
@@ -550,6 +563,9 @@ class LongPolling(_Polling):
                     break
                 # An update for client c.
                 c = who[fi]
+                if held[c] and len(at) >= room and tf > now:
+                    cut = True
+                    break
                 fi += 1
                 if lo <= tf < hi:
                     created += 1
@@ -571,7 +587,11 @@ class LongPolling(_Polling):
                 if td >= until:
                     break
                 c = dl_c[di]
-                if held[c] and hold_no[c] == dl_no[di]:  # the hold times out: empty answer
+                live = held[c] and hold_no[c] == dl_no[di]
+                if live and len(at) >= room and td > now:
+                    cut = True
+                    break
+                if live:  # the hold times out: empty answer
                     held[c] = 0
                     conns -= 1
                     at.append(td)
@@ -585,6 +605,9 @@ class LongPolling(_Polling):
                     break
                 # A client's first poll (sent at p_time) reaches the server.
                 c = p_order[pi]
+                if pending[c] is not None and len(at) >= room and tp > now:
+                    cut = True
+                    break
                 t = p_time[pi]
                 pi += 1
                 sent += 1
@@ -597,6 +620,9 @@ class LongPolling(_Polling):
                 if tr >= until:
                     break
                 # A re-poll (sent when the response arrived: poll_sent) reaches the server.
+                if pending[heap[0][1]] is not None and len(at) >= room and tr > now:
+                    cut = True
+                    break
                 a, c = heappop(heap)
             # A poll arrives at ``a``: answered at once, or held.
             if pending[c] is not None:
@@ -620,13 +646,16 @@ class LongPolling(_Polling):
             del dl_t[:di], dl_c[:di], dl_no[:di]
             di = 0
         self._dl_head = di
-        self.next_uid += nf
+        if fi < nf:  # cut short: the updates not handled are the feed's next again
+            self.feed.put_back(times[fi:], who[fi:], sizes[fi:])
+        self.next_uid += fi
         self.created += created
         counter = sim.bytes
         counter.sent += sent
         counter.delivered += delivered
         if requests:
             counter.transmit_many("request", requests, self.request_header)
+        return cut
 
     def _count_responses(self, finish: list, sent: list, items: list) -> None:
         """Run ahead: the responses of one batch, counted against the end of

@@ -403,109 +403,151 @@ class _Streaming(_Base):
             until = hi
         if ((self._first_i < self.n and self._first_time[self._first_i] + self._d_up < hi)
                 or (self._replays and self._replays[0][0] < hi)):
-            self._ahead_mixed(until)
+            cut = self._ahead_mixed(now, until)
         else:
-            self._ahead_updates(until)
-        # A job arriving from ``until`` on reaches its client no earlier than
-        # ``until + d``, and no frame still to be counted arrives before the
-        # first arrival of its batch: every latency before both is known.
-        self._samples.emit(min(until + self._d_down, self._unsettled.first()))
+            cut = self._ahead_updates(now, until)
+        # The next job reaches the server at ``nxt`` or later, so its client
+        # no earlier than ``nxt + d``, and no frame still to be counted
+        # arrives before the first arrival of its batch: every latency before
+        # both is known.
         nxt = self._next_time()
-        if nxt < hi:
-            self._tick.arm_at(nxt if nxt > until else until)
+        self._samples.emit(min(nxt + self._d_down, self._unsettled.first()))
+        # Next: the next batch, or if this one was cut short (a stop could
+        # come) the next job's arrival.
+        at = nxt if cut or nxt > until else until
+        if at < hi:
+            self._tick.arm_at(at)
 
-    def _ahead_mixed(self, until: float) -> None:
+    def _stop_could_come(self, now: float, at: float, jobs: int = 1) -> bool:
+        """Run ahead: are ``jobs`` jobs arriving at ``at`` cut from this
+        batch?  Yes if they could fill the run queue (``max_run_queue``) and
+        arrive after ``now``: the batch ends before them and the next wake-up
+        is at their arrival, so a stop comes at that instant, as in the
+        event-driven path."""
+        return at > now and self.cpu.queued + jobs >= self.sim.max_run_queue
+
+    def _ahead_mixed(self, now: float, until: float) -> bool:
         """Run ahead while connects or replays are due: job by job, in order
-        of arrival at the server."""
+        of arrival at the server.  Returns whether the batch was cut short
+        (:meth:`_stop_could_come`)."""
         sim = self.sim
         lo, hi = sim.start, sim.end
         d_up = self._d_up
         times, who, sizes = self.feed.take_before(until)
         nf = len(times)
-        fi = 0
         c_time, c_order, n = self._first_time, self._first_order, self.n
-        ci = self._first_i
         replays, late, open_at = self._replays, self._late, self._open_at
         admit, take = self.cpu.admit_many, self._take_service
         costs = self.costs if self.costs.any else None
         resume = self.resume
+        stop_could_come = self._stop_could_come
         inf = math.inf
         f_at, f_created, f_size = [], [], []   # frames: CPU finish, created, size
-        sent = delivered = requests = 0
-        created = missed = 0
         opens = self._opens
-        while True:
-            tf = times[fi] if fi < nf else inf
-            tc = c_time[ci] + d_up if ci < n else inf
-            tr = replays[0][0] if replays else inf
-            if tc <= tf and tc <= tr:
-                if tc >= until:
-                    break
-                # A connect (sent at c_time, before the end) reaches the server.
-                c = c_order[ci]
-                if c_time[ci] >= lo:
-                    requests += 1
-                ci += 1
-                sent += 1
-                delivered += 1
-                work = take(1)[0] + (costs.stream_open() if costs is not None else 0.0)
-                f = admit((tc,), (work,), (c not in late,), "connect")[0]
-                if f < hi:  # the opening response leaves; the stream is open
-                    opens.append(f)
-                    open_at[c] = f
-                    if resume:
-                        heappush(replays, (f, c))
-            elif tr <= tf:
-                if tr >= until:
-                    break
-                # A stream opens: what waited for it is replayed, in order.
-                c = heappop(replays)[1]
-                items = late.pop(c, None)
-                if items:
-                    for k in range(0, len(items), 2):
-                        size = items[k + 1]
+        # Counted as the loop goes; kept in the finally clause even if a job
+        # fills the run queue (Overloaded) and the run stops there.
+        st = {"fi": 0, "ci": self._first_i, "sent": 0, "requests": 0, "created": 0,
+              "missed": 0}
+        cut = False
+        try:
+            fi, ci = 0, st["ci"]
+            while True:
+                tf = times[fi] if fi < nf else inf
+                tc = c_time[ci] + d_up if ci < n else inf
+                tr = replays[0][0] if replays else inf
+                if tc <= tf and tc <= tr:
+                    if tc >= until:
+                        break
+                    if stop_could_come(now, tc):
+                        cut = True
+                        break
+                    # A connect (sent at c_time, before the end) reaches the server.
+                    c = c_order[ci]
+                    if c_time[ci] >= lo:
+                        st["requests"] += 1
+                    ci = st["ci"] = ci + 1
+                    st["sent"] += 1  # and delivered
+                    work = take(1)[0] + (costs.stream_open() if costs is not None else 0.0)
+                    f = admit((tc,), (work,), (c not in late,), "connect")[0]
+                    if f < hi:  # the opening response leaves; the stream is open
+                        opens.append(f)
+                        open_at[c] = f
+                        if resume:
+                            heappush(replays, (f, c))
+                elif tr <= tf:
+                    if tr >= until:
+                        break
+                    c = replays[0][1]
+                    items = late.get(c)
+                    if items and stop_could_come(now, tr, len(items) // 2):
+                        cut = True
+                        break
+                    # A stream opens: what waited for it is replayed, in order.
+                    heappop(replays)
+                    late.pop(c, None)
+                    if items:
+                        for k in range(0, len(items), 2):
+                            size = items[k + 1]
+                            work = take(1)[0] + (costs.frame(size) if costs is not None else 0.0)
+                            f_at.append(admit((tr,), (work,), (False,), "event")[0])
+                            f_created.append(items[k])
+                            f_size.append(size)
+                else:
+                    # An update (taken before ``until``).
+                    c = who[fi]
+                    if open_at[c] <= tf and stop_could_come(now, tf):
+                        cut = True
+                        break
+                    size = sizes[fi]
+                    fi = st["fi"] = fi + 1
+                    if lo <= tf < hi:
+                        st["created"] += 1
+                    if open_at[c] <= tf:
                         work = take(1)[0] + (costs.frame(size) if costs is not None else 0.0)
-                        f_at.append(admit((tr,), (work,), (False,), "event")[0])
-                        f_created.append(items[k])
+                        f_at.append(admit((tf,), (work,), (False,), "event")[0])
+                        f_created.append(tf)
                         f_size.append(size)
-            else:
-                # An update (taken before ``until``).
-                c = who[fi]
-                size = sizes[fi]
-                fi += 1
-                if lo <= tf < hi:
-                    created += 1
-                if open_at[c] <= tf:
-                    work = take(1)[0] + (costs.frame(size) if costs is not None else 0.0)
-                    f_at.append(admit((tf,), (work,), (False,), "event")[0])
-                    f_created.append(tf)
-                    f_size.append(size)
-                elif resume:
-                    late.setdefault(c, []).extend((tf, size))
-                elif lo <= tf < hi:  # lost (_lost at its creation)
-                    missed += 1
-        self._first_i = ci
-        self.next_uid += nf
-        self.created += created
-        self.missed += missed
-        self.resolved += missed
-        counter = sim.bytes
-        counter.sent += sent
-        counter.delivered += delivered
-        if requests:
-            counter.transmit_many("request", requests, self.request_header)
-        if f_at:
-            self._frames(f_at, f_created, f_size)
+                    elif resume:
+                        late.setdefault(c, []).extend((tf, size))
+                    elif lo <= tf < hi:  # lost (_lost at its creation)
+                        st["missed"] += 1
+        finally:
+            fi = st["fi"]
+            self._first_i = st["ci"]
+            if fi < nf:  # the updates not handled are the feed's next again
+                self.feed.put_back(times[fi:], who[fi:], sizes[fi:])
+            self.next_uid += fi
+            self.created += st["created"]
+            self.missed += st["missed"]
+            self.resolved += st["missed"]
+            counter = sim.bytes
+            counter.sent += st["sent"]
+            counter.delivered += st["sent"]
+            if st["requests"]:
+                counter.transmit_many("request", st["requests"], self.request_header)
+            if f_at:
+                self._frames(f_at, f_created, f_size)
+        return cut
 
-    def _ahead_updates(self, until: float) -> None:
+    def _ahead_updates(self, now: float, until: float) -> bool:
         """Run ahead once every connect and replay is done: the updates
-        created before ``until``, in bulk."""
+        created before ``until``, in bulk; or as many as cannot fill the run
+        queue (``max_run_queue``), one at least if created now.  Returns
+        whether the batch was cut short (:meth:`_stop_could_come`)."""
         sim = self.sim
         lo, hi = sim.start, sim.end
         times, who, sizes = self.feed.take_before(until)
         if not times:
-            return
+            return False
         k = len(times)
+        room = sim.max_run_queue - self.cpu.queued - 1  # jobs that cannot fill the queue
+        cut = k > room
+        if cut:
+            k = int(room) if room >= 1 else (1 if times[0] <= now else 0)
+            self.feed.put_back(times[k:], who[k:], sizes[k:])
+            del times[k:], who[k:], sizes[k:]
+            if not times:
+                return True
         self.next_uid += k
         if times[0] >= lo and times[-1] < hi:
             self.created += k
@@ -521,13 +563,14 @@ class _Streaming(_Base):
             times = [t for t, ok in zip(times, keep) if ok]
             sizes = [s for s, ok in zip(sizes, keep) if ok]
             if not times:
-                return
+                return cut
         works = self._take_service(len(times))
         if self.costs.any:
             frame_cost = self.costs.frame
             works = [w + frame_cost(s) for w, s in zip(works, sizes)]
         finish = self.cpu.admit_many(times, works, repeat(False), "event")
         self._frames(finish, times, sizes)
+        return cut
 
     def _frames(self, finish: list, created: list, sizes: list) -> None:
         """Run ahead: frames whose CPU jobs finish at ``finish`` leave then
@@ -617,6 +660,11 @@ class _Streaming(_Base):
         self._unsettled.settle_all()
         d = self._d_down
         responses = 0
+        # A run stopped at ``hi`` by the replay of a stream opening at ``hi``
+        # (max_run_queue) opened that stream first, as the event-driven path
+        # does: its completion at ``hi`` runs before the replay it starts.
+        if sim.stopped:
+            hi = math.nextafter(hi, math.inf)
         for f in self._opens:
             if f < hi:
                 counter.sent += 1
