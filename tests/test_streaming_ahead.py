@@ -160,3 +160,35 @@ def test_run_ahead_events_per_update(monkeypatch):
     m = _run(cfg, True, monkeypatch)
     assert m["events"] <= 20.0 / streaming._Streaming.AHEAD_BATCH + 50
     assert m["events"] < 0.2 * m["updates_created"]
+
+
+def test_feed_taken_in_pieces_and_put_back_is_the_same_sequence():
+    """EventFeed.take_before with ``most`` and put_back (a batch cut short)
+    give the updates of one take_before, in order, across block refills."""
+    import random
+
+    from commsim.engine import Simulation
+    from commsim.workload import BLOCK, EventFeed
+
+    config = load({"pattern": "sse", "clients": {"count": 10},
+                   "workload": {"event_rate": 300}}).points[0].config
+
+    def feed():
+        return EventFeed(Simulation(config, 1), 10, config["workload"])
+
+    whole = feed().take_before(100.0)
+    assert len(whole[0]) > 3 * BLOCK
+    rng = random.Random(3)
+    f, got, t = feed(), ([], [], []), 0.0
+    while t < 100.0:
+        t = min(100.0, t + rng.random() * 0.3)
+        part = f.take_before(t, rng.choice([None, 1, 7, 500, 20000]))
+        keep = rng.randint(0, len(part[0]))
+        if rng.random() < 0.4:
+            f.put_back(*(x[keep:] for x in part))
+            part = tuple(x[:keep] for x in part)
+        for mine, taken in zip(got, part):
+            mine += taken
+    for mine, taken in zip(got, f.take_before(100.0)):
+        mine += taken
+    assert got == whole
