@@ -444,13 +444,16 @@ class _Streaming(_Base):
         inf = math.inf
         f_at, f_created, f_size = [], [], []   # frames: CPU finish, created, size
         opens = self._opens
-        # Counted as the loop goes; kept in the finally clause even if a job
-        # fills the run queue (Overloaded) and the run stops there.
-        st = {"fi": 0, "ci": self._first_i, "sent": 0, "requests": 0, "created": 0,
-              "missed": 0}
+        # Counted as the loop goes, and kept in the finally clause even if a
+        # job fills the run queue (Overloaded) and the run stops there.
+        fi, ci = 0, self._first_i
+        sent = requests = created = missed = 0
+        # Jobs this batch admits before one could fill the run queue; past
+        # that, each is checked (_stop_could_come).
+        room = sim.max_run_queue - self.cpu.queued - 1
+        jobs = 0
         cut = False
         try:
-            fi, ci = 0, st["ci"]
             while True:
                 tf = times[fi] if fi < nf else inf
                 tc = c_time[ci] + d_up if ci < n else inf
@@ -458,15 +461,16 @@ class _Streaming(_Base):
                 if tc <= tf and tc <= tr:
                     if tc >= until:
                         break
-                    if stop_could_come(now, tc):
+                    if jobs >= room and stop_could_come(now, tc):
                         cut = True
                         break
                     # A connect (sent at c_time, before the end) reaches the server.
                     c = c_order[ci]
                     if c_time[ci] >= lo:
-                        st["requests"] += 1
-                    ci = st["ci"] = ci + 1
-                    st["sent"] += 1  # and delivered
+                        requests += 1
+                    ci += 1
+                    sent += 1  # and delivered
+                    jobs += 1
                     work = take(1)[0] + (costs.stream_open() if costs is not None else 0.0)
                     f = admit((tc,), (work,), (c not in late,), "connect")[0]
                     if f < hi:  # the opening response leaves; the stream is open
@@ -479,13 +483,15 @@ class _Streaming(_Base):
                         break
                     c = replays[0][1]
                     items = late.get(c)
-                    if items and stop_could_come(now, tr, len(items) // 2):
+                    if items and jobs + len(items) // 2 > room \
+                            and stop_could_come(now, tr, len(items) // 2):
                         cut = True
                         break
                     # A stream opens: what waited for it is replayed, in order.
                     heappop(replays)
                     late.pop(c, None)
                     if items:
+                        jobs += len(items) // 2
                         for k in range(0, len(items), 2):
                             size = items[k + 1]
                             work = take(1)[0] + (costs.frame(size) if costs is not None else 0.0)
@@ -495,14 +501,15 @@ class _Streaming(_Base):
                 else:
                     # An update (taken before ``until``).
                     c = who[fi]
-                    if open_at[c] <= tf and stop_could_come(now, tf):
+                    if open_at[c] <= tf and jobs >= room and stop_could_come(now, tf):
                         cut = True
                         break
                     size = sizes[fi]
-                    fi = st["fi"] = fi + 1
+                    fi += 1
                     if lo <= tf < hi:
-                        st["created"] += 1
+                        created += 1
                     if open_at[c] <= tf:
+                        jobs += 1
                         work = take(1)[0] + (costs.frame(size) if costs is not None else 0.0)
                         f_at.append(admit((tf,), (work,), (False,), "event")[0])
                         f_created.append(tf)
@@ -510,21 +517,20 @@ class _Streaming(_Base):
                     elif resume:
                         late.setdefault(c, []).extend((tf, size))
                     elif lo <= tf < hi:  # lost (_lost at its creation)
-                        st["missed"] += 1
+                        missed += 1
         finally:
-            fi = st["fi"]
-            self._first_i = st["ci"]
+            self._first_i = ci
             if fi < nf:  # the updates not handled are the feed's next again
                 self.feed.put_back(times[fi:], who[fi:], sizes[fi:])
             self.next_uid += fi
-            self.created += st["created"]
-            self.missed += st["missed"]
-            self.resolved += st["missed"]
+            self.created += created
+            self.missed += missed
+            self.resolved += missed
             counter = sim.bytes
-            counter.sent += st["sent"]
-            counter.delivered += st["sent"]
-            if st["requests"]:
-                counter.transmit_many("request", st["requests"], self.request_header)
+            counter.sent += sent
+            counter.delivered += sent
+            if requests:
+                counter.transmit_many("request", requests, self.request_header)
             if f_at:
                 self._frames(f_at, f_created, f_size)
         return cut
