@@ -48,7 +48,8 @@ from commsim.errors import ConfigError
 #: SimPy events per operation, by pattern (websocket: the constants of push,
 #: checked on experiments/websocket.yaml: 1.3x-1.6x the events counted; SSE
 #: and push: 2.07 per update since their frames are posted (issue 14);
-#: short polling: the event-driven path's, run ahead has its own below).
+#: short polling, long polling, SSE, push and request-response: the
+#: event-driven paths', their run-ahead modes have their own below).
 EVENTS_PER_OP: dict[str, float] = {
     "request_response": 2.0, "sync_async": 12.0, "stateful": 7.0, "sidecar": 2.0,
     "multiplexing": 3.0, "short_polling": 4.0, "long_polling": 1.0, "sse": 2.1, "push": 2.1,
