@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections import deque
 from typing import Callable
 
 
@@ -22,34 +23,38 @@ class Unsettled:
     """Batches of messages sent ahead of the clock, not yet counted.
 
     ``add(first, last, *data)`` keeps one batch whose messages arrive from
-    ``first`` to ``last``; ``settle(now)`` calls ``count(*data)`` for every
-    batch whose ``last`` is before ``now`` (so before the run's end,
-    wherever it stops) and drops it; ``settle_all()`` counts the rest (at the
-    end: ``count`` checks each message against the run's end)."""
+    ``first`` to ``last``; ``settle(now)`` calls ``count(*data)`` for the
+    batches whose ``last`` is before ``now`` (so before the run's end,
+    wherever it stops), in the order they were added (a batch waits for
+    those before it: sums are added in one order), and drops them;
+    ``settle_all()`` counts the rest (at the end: ``count`` checks each
+    message against the run's end)."""
 
     def __init__(self, count: Callable):
         self.count = count
-        self.batches: list = []
+        self.batches: deque = deque()
 
     def add(self, first: float, last: float, *data) -> None:
         self.batches.append((first, last, data))
 
     def settle(self, now: float) -> None:
         batches = self.batches
-        if batches and min(b[1] for b in batches) < now:
-            keep = []
-            count = self.count
-            for batch in batches:
-                if batch[1] < now:
-                    count(*batch[2])
-                else:
-                    keep.append(batch)
-            self.batches = keep
+        count = self.count
+        while batches and batches[0][1] < now:
+            count(*batches.popleft()[2])
 
-    def settle_all(self) -> None:
-        batches, self.batches = self.batches, []
+    def settle_all(self, *extra) -> None:
+        """Count every batch left, in order (``count(*data, *extra)``)."""
+        batches, self.batches = self.batches, deque()
         for batch in batches:
-            self.count(*batch[2])
+            self.count(*batch[2], *extra)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def data(self):
+        """The batches not yet counted (their ``data``), in order."""
+        return (batch[2] for batch in self.batches)
 
     def first(self) -> float:
         """The earliest arrival of anything not yet counted (inf: none)."""

@@ -11,6 +11,7 @@ from operator import add, sub
 from array import array
 from heapq import heappop, heappush
 
+from commsim.engine.ahead import Unsettled
 from commsim.engine.events import Waker
 from commsim.network import Message
 from commsim.patterns.notifications.base import SERVER, _Base
@@ -211,7 +212,7 @@ class ShortPolling(_Polling):
         if self.ahead:
             self._arrivals: list = []  # (arrival, client, items) of responses with updates
             self._arriving: deque = deque()   # polls sent, their CPU jobs not yet admitted
-            self._unsettled: deque = deque()  # admitted batches, responses not yet counted
+            self._unsettled = Unsettled(self._count)  # admitted batches, responses not yet counted
             self._safe = -math.inf  # no overload stop can come before (_no_stop_before)
             sim.at_end(self._ahead_end)
             # Flat arrays in rotation order (the rotation walks them in
@@ -322,9 +323,7 @@ class ShortPolling(_Polling):
         sim = self.sim
         now = self.env.now
         lo, hi = sim.start, sim.end
-        unsettled = self._unsettled
-        while unsettled and unsettled[0][0] < now:  # 3. the clock has passed these
-            self._count(unsettled.popleft(), hi)
+        self._unsettled.settle(now)  # 3. the clock has passed these
         until = now + self.AHEAD_BATCH
         if until > hi:
             until = hi
@@ -459,7 +458,7 @@ class ShortPolling(_Polling):
         if last < self._safe and not self._unsettled:
             self._count(batch, hi)  # no stop can come before it is all over (in order)
         else:
-            self._unsettled.append(batch)
+            self._unsettled.add(last, last, batch)
 
     def _no_stop_before(self) -> float:
         """Run ahead: a time before which no overload stop can come.  A stop
@@ -483,10 +482,12 @@ class ShortPolling(_Polling):
         # The budget-th poll still to be sent (a margin for rounding).
         return self._base + rounds * self.T + self._phase[pos] - 2 * self.AHEAD_BATCH
 
-    def _count(self, batch: tuple, hi: float) -> None:
+    def _count(self, batch: tuple, hi: float | None = None) -> None:
         """Run ahead: one batch's polls delivered and its responses, counted
-        against the end of the run ``hi`` (sent if they finish before it,
-        delivered if they arrive before it)."""
+        against the end of the run ``hi`` (default ``sim.end``; sent if they
+        finish before it, delivered if they arrive before it)."""
+        if hi is None:
+            hi = self.sim.end
         last, j, base, finish, empty_at, where, taken, bulk = batch
         k = len(finish)
         if bulk is not None and last < hi:
@@ -557,7 +558,7 @@ class ShortPolling(_Polling):
             lists = [p for p in self.pending if p is not None]
             for batch in arriving:
                 lists += batch[4]
-            for batch in unsettled:
+            for (batch,) in unsettled.data():
                 lists += batch[6]
             late = 0
             for items in lists:
@@ -565,8 +566,7 @@ class ShortPolling(_Polling):
                     if cut <= items[k] < top and items[k] >= sim.start:
                         late += 1
             self.created -= late
-        while unsettled:
-            self._count(unsettled.popleft(), hi)
+        unsettled.settle_all(hi)
         counter = sim.bytes
         while arriving:
             at = arriving.popleft()[0]
