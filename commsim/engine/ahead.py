@@ -8,7 +8,9 @@ send later.  Two things keep its results those of the event-driven path:
   its last arrival, or at the end against the run's end, so a run stopped
   early (``max_run_queue``) counts nothing that leaves after its stop;
 * :class:`ArrivalOrder`: samples (latencies) go into the results in order of
-  arrival, as the event-driven path records them.
+  arrival, as the event-driven path records them;
+
+and :func:`ends_at_the_window` makes a run continued past its window fail.
 """
 
 from __future__ import annotations
@@ -17,6 +19,22 @@ import math
 from array import array
 from collections import deque
 from typing import Callable
+
+from commsim.engine.events import call_at
+
+
+def ends_at_the_window(sim, who: str, off: str) -> None:
+    """A run-ahead mode stops at the end of the window (what it cuts off is
+    counted in flight, never delivered): a run continued past it with
+    ``env.run`` would silently stand still, so it fails instead (the
+    runner's stop comes first at that instant).  ``who`` names the model,
+    ``off`` how to keep the event-driven path."""
+    def refuse(_event) -> None:
+        raise RuntimeError(f"{who} ran ahead to the end of the window, so it cannot go on past "
+                           f"it; to continue a run past its window, keep the event-driven path "
+                           f"({off})")
+
+    call_at(sim.env, sim.end, refuse)
 
 
 class Unsettled:

@@ -38,8 +38,8 @@ from commsim.accounting.work import WorkCosts
 from commsim.clients import ClientPopulation
 from commsim.clients.population import check_cycle_takes_time
 from commsim.config.schema import Field, Section, register_section
-from commsim.engine.ahead import ArrivalOrder, Unsettled
-from commsim.engine.events import Waker, call_at
+from commsim.engine.ahead import ArrivalOrder, Unsettled, ends_at_the_window
+from commsim.engine.events import Waker
 from commsim.engine.recorder import OK, REQUEST, UNFINISHED
 from commsim.metrics.collect import client_server_metrics
 from commsim.network import Message, Network
@@ -313,8 +313,7 @@ class RequestResponse:
         self._tick = Waker(sim.env, self._run_ahead)
         self._tick.arm_at(0.0)
         sim.at_end(self._ahead_end)
-        # A run continued past its window with env.run would stand still.
-        call_at(sim.env, sim.end, self._ran_past_end)
+        ends_at_the_window(sim, "request_response", "request_response.RUN_AHEAD = False")
 
     def _body_block(self, spec, stream: str):
         """``_body_sampler``'s sizes, ``k`` at a time (the same sequence)."""
@@ -452,11 +451,6 @@ class RequestResponse:
                 counter.transmit_many("request", len(inside), self.req_header, sum(inside))
         self._unsettled.settle_all()
         self._samples.emit(math.inf)
-
-    def _ran_past_end(self, _event) -> None:
-        raise RuntimeError("request_response ran ahead to the end of the window, so it cannot "
-                           "go on past it; to continue a run past its window, keep the "
-                           "event-driven path (request_response.RUN_AHEAD = False)")
 
     # ----------------------------------------------------------- metrics --
     def in_flight(self) -> int:

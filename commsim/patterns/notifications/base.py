@@ -8,6 +8,7 @@ from array import array
 from commsim.accounting.work import WorkCosts
 from commsim.config.schema import Field, Section, register_section
 from commsim.engine.recorder import DELIVERED, MISSED, UPDATE
+from commsim.engine.ahead import ends_at_the_window
 from commsim.engine.events import Waker
 from commsim.engine.simulation import call_at, call_later
 from commsim.errors import ConfigError
@@ -232,16 +233,8 @@ class _Base:
             counter.transmit_many("request", requests, self.request_header)
 
     def _ends_at_the_window(self) -> None:
-        """A run-ahead mode stops at the end of the window (what it cuts off
-        is counted in flight, never delivered): a run continued past it with
-        env.run would silently stand still, so it fails instead.  (The
-        runner's stop comes first at that instant.)"""
-        call_at(self.env, self.sim.end, self._ran_past_end)
-
-    def _ran_past_end(self, _event) -> None:
-        raise RuntimeError(f"{self.pattern} ran ahead to the end of the window, so it cannot "
-                           "go on past it; to continue a run past its window, keep the "
-                           "event-driven path (_can_run_ahead returning False)")
+        """A run-ahead mode cannot go on past its window (engine/ahead.py)."""
+        ends_at_the_window(self.sim, self.pattern, "_can_run_ahead returning False")
 
     def _window_opens(self, _event) -> None:
         self.conns_max = self.conns
