@@ -59,15 +59,18 @@ STREAMING_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(STREAMING_CASES))
-def test_streaming_fast_path_equals_general(name, monkeypatch):
-    cfg = STREAMING_CASES[name]
+def _fast_equals_general(cfg: dict, monkeypatch) -> None:
     fast_model, fast = _run(cfg, True, monkeypatch)
     general_model, general = _run(cfg, False, monkeypatch)
     assert fast_model.fast and not general_model.fast
     _equal_but_events(fast, general)
     assert fast["updates_delivered"] > 0
     assert fast["events"] < general["events"]
+
+
+@pytest.mark.parametrize("name", sorted(STREAMING_CASES))
+def test_streaming_fast_path_equals_general(name, monkeypatch):
+    _fast_equals_general(STREAMING_CASES[name], monkeypatch)
 
 
 @pytest.mark.parametrize("pattern", ["sse", "push"])
@@ -120,13 +123,7 @@ LONG_CASES = {
 
 @pytest.mark.parametrize("name", sorted(LONG_CASES))
 def test_long_polling_fast_path_equals_general(name, monkeypatch):
-    cfg = LONG_CASES[name]
-    fast_model, fast = _run(cfg, True, monkeypatch)
-    general_model, general = _run(cfg, False, monkeypatch)
-    assert fast_model.fast and not general_model.fast
-    _equal_but_events(fast, general)
-    assert fast["updates_delivered"] > 0
-    assert fast["events"] < general["events"]
+    _fast_equals_general(LONG_CASES[name], monkeypatch)
 
 
 def test_long_polling_fast_path_equals_general_when_drained(monkeypatch):
