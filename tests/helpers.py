@@ -149,3 +149,20 @@ def event_driven():
         yield
     finally:
         ShortPolling._can_run_ahead, streaming.RUN_AHEAD, long_polling.RUN_AHEAD = can, ahead, lp
+
+
+def duration_for(cfg: dict, seconds_per_run: float, probe_s: float = 200.0) -> str:
+    """A ``duration`` for the one-point config ``cfg`` (its sweep and
+    replications are ignored) whose run costs about ``seconds_per_run`` of
+    wall time on this machine, at this code's speed.
+
+    Measured, not assumed: a test that kills a sweep "mid-way" with a fixed
+    duration stops being mid-way the day the simulator gets faster (how the
+    interrupted-sweep test once failed in CI: all 8 runs were stored before
+    the first poll of the store).  Clamped to [4 s, 1 h] of simulated time."""
+    from commsim.experiment.runner import run_experiment
+
+    probe = {k: v for k, v in cfg.items() if k != "sweep"}
+    probe.update(duration=f"{probe_s:g}s", replications=1)
+    wall = float(run_experiment(load(probe)).timings["wall_s"].iloc[0])
+    return f"{min(3600.0, max(4.0, probe_s * seconds_per_run / max(wall, 1e-6))):.0f}s"

@@ -20,6 +20,7 @@ from commsim.experiment.runner import run_experiment
 from commsim.experiment.store import RunStore, run_key
 from commsim.patterns import Pattern, registry
 from commsim.patterns.request_response import RequestResponse
+from helpers import duration_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,9 +87,11 @@ def test_dask_without_scheduler_is_a_config_error(tmp_path, capsys):
 
 
 def test_interrupted_sweep_resumes_without_recomputing(tmp_path):
-    # 8 runs of ~0.3 s each; the process is killed (SIGKILL, no clean-up at
-    # all) once at least two runs are stored.
-    cfg = base_config(duration="4s", replications=1, sweep={"clients.rate": [10, 12, 14, 16, 18, 20, 22, 24]})
+    # 8 runs of ~0.25 s each; the process is killed (SIGKILL, no clean-up at
+    # all) once at least two runs are stored, six runs (~1.5 s) before the
+    # sweep could have finished (the store is polled every 20 ms).
+    cfg = base_config(replications=1, sweep={"clients.rate": [10, 12, 14, 16, 18, 20, 22, 24]})
+    cfg["duration"] = duration_for(dict(cfg, clients={**cfg["clients"], "rate": "24/s"}), 0.25)
     path = write_config(tmp_path, cfg)
     out = tmp_path / "out"
     store = RunStore(out)

@@ -102,8 +102,16 @@ def test_notification_run_measures_and_cleans_up(pattern, ports):
         # Relay-measured bytes down vs the server's own payload + framing.
         assert abs(m["bytes_down"] - m["bytes_payload"] - m["bytes_framing"]) <= 2 * per_frame
         assert m["requests"] == 0  # streams opened before the window
-    else:
+    elif pattern == "short_polling":
+        # A short poll is counted and answered in one step of the handler.
         assert m["responses"] == m["requests"] > 0
+    else:
+        # A long poll is counted when it arrives and answered when an update
+        # comes: the window's two edges can each hold one poll per client, so
+        # the counts differ by at most the client count (seen: 27 vs 22 on a
+        # loaded machine).
+        assert m["requests"] > 0 and abs(m["requests"] - m["responses"]) <= 5
+    if pattern in ("short_polling", "long_polling"):
         # Short polls every 200 ms from 5 clients: about 25 polls/s.
         if pattern == "short_polling":
             assert 15 <= m["requests"] / 1.5 <= 27

@@ -33,6 +33,7 @@ from commsim.experiment.runner import ExperimentFailed, run_experiment
 from commsim.experiment.store import RunStore
 from commsim.patterns import Pattern, registry
 from commsim.patterns.request_response import RequestResponse
+from helpers import duration_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -369,8 +370,10 @@ def test_dask_scheduler_dying_mid_sweep_says_what_was_kept(tmp_path):
     try:
         worker = subprocess.Popen([str(dask), "worker", address, "--nworkers", "1", "--nthreads", "1",
                                    "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cfg = write(tmp_path, tiny(duration="4s", replications=1, clients={"count": 20, "mode": "async",
-                                   "rate": "20/s"}, sweep={"clients.rate": list(range(10, 40))}))
+        # 30 runs of ~0.2 s each (duration measured here: see helpers.duration_for)
+        spec = tiny(replications=1, clients={"count": 20, "mode": "async", "rate": "39/s"},
+                    sweep={"clients.rate": list(range(10, 40))})
+        cfg = write(tmp_path, dict(spec, duration=duration_for(spec, 0.2)))
         out = tmp_path / "out"
         run = subprocess.Popen([sys.executable, "-m", "commsim", "run", str(cfg), "--out", str(out),
                                 "--quiet", "--executor", "dask", "--scheduler", address],
