@@ -19,9 +19,10 @@ truncation heuristics for simulation", WSC 2000; Hoad, Robinson & Davies,
 means the pilot never settled: the run is too short or the system is
 unstable (e.g. overloaded), and a warning says so.
 
-The series is the pattern's ``model.warmup_series()`` if it defines one,
-otherwise the latencies its client population recorded, in order of
-completion.  The truncated count is turned into simulated time in
+The series is the pattern's ``model.warmup_series()`` if it defines one
+(the notification patterns: each update's latency in order of arrival;
+pub/sub: each message copy's latency to its consumer), otherwise the
+latencies its client population recorded, in order of completion.  The truncated count is turned into simulated time in
 proportion, ``warmup = duration * 5 d* / n`` (completions spread evenly over
 the pilot; true in steady state, slightly pessimistic during a fill-up).
 

@@ -337,6 +337,12 @@ class _Base:
         pass
 
     # ------------------------------------------------------------ metrics --
+    def warmup_series(self):
+        """``warmup: auto``'s output series (:mod:`commsim.experiment.warmup`):
+        each update's latency, creation to arrival at its client, in order of
+        arrival (the event-driven and run-ahead paths record them so)."""
+        return self.lat
+
     def metrics(self) -> dict:
         sim = self.sim
         out = {"throughput": self.delivered / sim.duration}

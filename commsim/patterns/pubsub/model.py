@@ -335,6 +335,12 @@ class PubSub:
                 total += len(c.buffer) + len(c.pending) + (c.current is not None)
         return total
 
+    def warmup_series(self):
+        """``warmup: auto``'s output series (:mod:`commsim.experiment.warmup`):
+        each delivered copy's latency, publish to its consumer, in order of
+        delivery."""
+        return self.latencies.values
+
     def metrics(self) -> dict:
         sim = self.sim
         d = sim.duration
