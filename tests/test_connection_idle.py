@@ -95,6 +95,8 @@ def test_fraction_of_requests_paying_a_handshake_is_p_think_longer_than_tau(patt
            "clients": {"count": 100, "think_time": {"dist": "exponential", "mean": mean_think}},
            "server": {"cores": 100, "service_time": 0},
            "network": {"handshake": "tcp", "idle_timeout": tau}}
+    if pattern == "sync_async":  # its CPU is sync_async.cpu_before/after, not service_time
+        del cfg["server"]["service_time"]
     fractions = []
     for seed in range(1, 6):
         m = run(cfg, seed)
@@ -178,6 +180,7 @@ def test_behind_a_topology_an_idle_closed_connection_is_routed_again(pattern, ta
            "network": network, "topology": {"servers": 2, "balancer": "round_robin"}}
     if pattern == "sync_async":  # constant CPU per request, as server.service_time elsewhere
         cfg["sync_async"] = {"cpu_before": 0.005, "io_time": 0.01, "cpu_after": 0.005}
+        del cfg["server"]["service_time"]
     if pattern == "short_polling":
         cfg["short_polling"] = {"interval": 1.0}
         cfg["workload"] = {"event_rate": 0}

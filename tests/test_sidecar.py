@@ -238,8 +238,8 @@ def test_network_loss_adds_geometric_retransmissions_per_hop():
     per-call extra has sd ~ sqrt(2) * rto * sqrt(p) / (1 - p) = 79 ms; ~4,000
     calls give a standard error ~1.3 ms: tolerance 6 ms (4.7 SE)."""
     base = dict(clients={"count": 20, "mode": "sync", "think_time": "0.1s"},
-                server={"cores": 4, "service_time": "1ms"},
-                sidecar={"mode": "none"})
+                server={"service_time": "1ms"},
+                sidecar={"mode": "none", "app_cores": 4})
     lossy, _ = simulate(config(network={"latency": "5ms", "loss": 0.2, "rto": "100ms",
                                         "max_retries": 30}, **base), 3)
     clean, _ = simulate(config(network={"latency": "5ms"}, **base), 3)

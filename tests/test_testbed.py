@@ -31,8 +31,10 @@ SIZE = 200
 
 def cfg(pattern, clients=5, **extra):
     c = {"pattern": pattern, "duration": "1.5s", "warmup": "0.5s", "seed": 3,
-         "clients": {"count": clients, "think_time": {"dist": "exponential", "mean": "50ms"}}}
-    if pattern != "request_response":  # request-response reads no workload section
+         "clients": {"count": clients}}
+    if pattern == "request_response":  # the only one of these with a think time
+        c["clients"]["think_time"] = {"dist": "exponential", "mean": "50ms"}
+    else:  # request-response reads no workload section
         c["workload"] = {"event_rate": "4/s", "event_size": f"{SIZE}B"}
     own = {"short_polling": {"interval": "200ms"}, "long_polling": {"timeout": "2s"}}
     if pattern in own:  # a section the run's pattern does not read is refused

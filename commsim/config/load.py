@@ -429,12 +429,16 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
     if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError("--set", f"got {describe(overrides)}; expected a list of 'KEY=VALUE' strings")
     preset_only: set = set()  # sections only an included preset sets: exempt from the unused check
+    preset_keys: set = set()  # clients/server keys only the preset sets: exempt from Pattern.ignores
     if isinstance(raw, dict) and "include" in raw:  # a preset under the file's keys (issue 13)
         own = set(raw)
+        own_keys = _core_keys(raw)
         raw = _with_include(raw, base_dir)
         preset_only = set(raw) - own
+        preset_keys = _core_keys(raw) - own_keys
     for text in overrides:
         key, value = parse_override(text)
+        preset_keys.discard(key)  # --set is the user's own
         if key.startswith("sweep."):
             raw.setdefault("sweep", {})
             if not isinstance(raw["sweep"], dict):
@@ -508,6 +512,7 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
         params = {k: get_dotted(cfg, k) if applies[k] else None for k in keys}
         points.append(RunSpec(params=params, config=cfg))
     _check_sections_used(raw, keys, points, patterns, exempt=preset_only)
+    _check_keys_read(raw, sweep, points, patterns, exempt=preset_keys)
 
     base = resolve_run(raw if "pattern" in raw else {**raw, "pattern": points[0].config["pattern"]}, base_dir) \
         if points else resolve_run(raw, base_dir)
@@ -591,6 +596,43 @@ def _check_sections_used(raw: dict, sweep_keys: list, points: list[RunSpec], pat
         raise ConfigError(key, f"section '{sname}' is read only by pattern(s) {', '.join(owners)}; "
                           f"this experiment runs {', '.join(running)}, where it would have no "
                           f"effect: remove it (or set pattern to one that uses it)")
+
+
+def _core_keys(raw: dict) -> set:
+    """The dotted ``clients``/``server``/``network`` keys ``raw`` sets."""
+    return {f"{s}.{k}" for s in CORE_SECTIONS if isinstance(raw.get(s), dict) for k in raw[s]}
+
+
+def _check_keys_read(raw: dict, sweep: dict, points: list[RunSpec], patterns: dict,
+                     exempt: set = frozenset()) -> None:
+    """A ``clients`` or ``server`` key set to other than its default (in the
+    file, by ``--set`` or in a sweep) that no pattern of the run reads
+    (``Pattern.ignores``) would be accepted and do nothing: refuse it, naming
+    the key, its value, the pattern and what it uses instead.  Keys only an
+    included preset sets (``exempt``) are not refused, as with sections."""
+    running = _unique([p.config["pattern"] for p in points])
+    if not running:
+        return
+    ignored = set.intersection(*(set(patterns[n].ignores) for n in running))
+    given = [(k, get_dotted(raw, k), k) for k in sorted(_core_keys(raw) - set(exempt))]
+    given += [(k, sweep[k], f"sweep.{k}") for k in sweep]
+    for key, value, where in given:
+        if key in ignored and _differs_from_default(key, points):
+            if len(running) == 1:
+                who = f"pattern {running[0]!r} does not read it: {patterns[running[0]].ignores[key]}"
+            else:
+                who = (f"none of the patterns {', '.join(running)} reads it ("
+                       + "; ".join(f"{n}: {patterns[n].ignores[key]}" for n in running) + ")")
+            raise ConfigError(where, f"got {describe(value)}; {who}; remove it")
+
+
+def _differs_from_default(dotted: str, points: list[RunSpec]) -> bool:
+    """Whether some point's resolved ``dotted`` is not the key's default (a
+    default written out, as in a ``config.resolved.yaml``, says nothing)."""
+    head, _, tail = dotted.partition(".")
+    f = SECTIONS[head].fields[tail]
+    default = resolve_value(f, f.default, dotted) if f.default is not None else None
+    return any(get_dotted(p.config, dotted) != default for p in points)
 
 
 def _unique(values: list) -> list:

@@ -137,6 +137,13 @@ def markdown() -> str:
     for name, pattern in pats:
         lines += [f"## {name}", "", pattern.summary, "",
                   f"Sections used: {', '.join(f'`{s}`' for s in CORE_SECTIONS + tuple(pattern.sections))}.", ""]
+        if pattern.ignores:  # clients/server keys it does not read: refused when set
+            by_why: dict[str, list[str]] = {}
+            for k, why in pattern.ignores.items():
+                by_why.setdefault(why, []).append(f"`{k}`")
+            lines += ["Not read here, so refused when set to anything but the default: "
+                      + "; ".join(f"{', '.join(ks)} ({_md_escape(why)})" for why, ks in by_why.items())
+                      + ".", ""]
         if pattern.network:  # what each network key does here, or why it is refused
             from commsim.patterns.base import NETWORK_GROUPS
 

@@ -15,6 +15,10 @@ error comes before anything runs or is written.
 what those keys do in this pattern, or that (and why) they are refused;
 ``docs/patterns.md`` shows it, and a test requires every group of every
 pattern, so no network key is accepted without saying what it does.
+``ignores`` names the ``clients`` and ``server`` keys the pattern does not
+read (dotted, e.g. ``"clients.rate"``), each with what to use instead; the
+loader refuses one the user sets (:func:`commsim.config.load.load`), unless
+another pattern of the same run reads it or only an included preset sets it.
 """
 
 from __future__ import annotations
@@ -50,3 +54,18 @@ class Pattern:
     figures: Callable | None = field(default=None, compare=False)
     check: Callable[[dict], None] | None = field(default=None, compare=False)
     network: dict = field(default_factory=dict, compare=False)
+    ignores: dict = field(default_factory=dict, compare=False)
+
+
+#: ``Pattern.ignores`` of the patterns without the request-response client
+#: population (commsim/clients/population.py reads these three).
+NO_POPULATION = ("clients.mode", "clients.rate", "clients.think_time")
+#: the streaming patterns' client queue (commsim/patterns/notifications/streaming.py)
+CLIENT_QUEUE = ("clients.service_time", "clients.buffer")
+CLIENT_QUEUE_WHY = ("client processing is modelled only where updates arrive unasked: "
+                    "sse, push and websocket")
+
+
+def ignoring(keys, why: str) -> dict:
+    """``{key: why}`` for each of ``keys`` (a ``Pattern.ignores`` part)."""
+    return {k: why for k in keys}

@@ -68,7 +68,7 @@ from commsim.network.http import PROTOCOLS, HttpClient, Request, Tier
 from commsim.network.transport import Path, Transport
 from commsim.nodes import Cpu
 from commsim.network.connection import check_idle_timeout
-from commsim.patterns.base import Pattern
+from commsim.patterns.base import CLIENT_QUEUE, CLIENT_QUEUE_WHY, Pattern, ignoring
 
 
 SECTION = register_section(Section("multiplexing", {
@@ -468,6 +468,7 @@ PATTERN = Pattern(
     model=Multiplexing,
     sections=("multiplexing",),
     figures=figures,
+    ignores=ignoring(CLIENT_QUEUE, CLIENT_QUEUE_WHY),
     check=_check_network, network={
         "latency": "one-way latency of the segment transport",
         "bandwidth": "the front end's access link, shared by every connection",

@@ -46,7 +46,7 @@ from commsim.network import Message, Network
 from commsim.network.connection import Connections, check_idle_timeout
 from commsim.network.encoding import PRESETS, Encoding
 from commsim.nodes import Cpu
-from commsim.patterns.base import IDLE_CLOSE, WIRE_COUNTED, Pattern
+from commsim.patterns.base import CLIENT_QUEUE, CLIENT_QUEUE_WHY, IDLE_CLOSE, WIRE_COUNTED, Pattern, ignoring
 
 SECTION = register_section(Section("request_response", {
     "request_header": Field("size", "400B", "header bytes of each request", min=0),
@@ -501,6 +501,7 @@ PATTERN = Pattern(
     model=_model,
     sections=("request_response", "topology"),
     figures=figures,
+    ignores=ignoring(CLIENT_QUEUE, CLIENT_QUEUE_WHY),
     check=_check, network={
         "latency": "every client-server hop, each direction",
         "bandwidth": "the server's access link, each direction (messages queue to be serialised)",

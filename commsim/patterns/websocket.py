@@ -42,7 +42,7 @@ from commsim.engine.simulation import call_later
 from commsim.metrics import websocket as _defs  # noqa: F401  (defines the metrics)
 from commsim.network import Message
 from commsim.patterns.base import Pattern
-from commsim.patterns.notifications import STREAM_NETWORK
+from commsim.patterns.notifications import STREAM_IGNORES, STREAM_NETWORK
 from commsim.patterns.notifications import _check as _notification_check
 from commsim.patterns.notifications.base import _MEM, _WORKLOAD, SERVER
 from commsim.patterns.notifications.streaming import _Streaming
@@ -242,4 +242,5 @@ def _check(cfg: dict) -> None:
 PATTERN = Pattern("websocket", "push over WebSocket with ping/pong heartbeats, an idle-dropping "
                   "NAT or load balancer, and reconnects with backoff", _model,
                   ("websocket", *_WORKLOAD, "topology"), _figures, _check,
-                  network=STREAM_NETWORK)  # heartbeats ride the same connection
+                  network=STREAM_NETWORK,  # heartbeats ride the same connection
+                  ignores=STREAM_IGNORES)

@@ -52,7 +52,8 @@ from __future__ import annotations
 
 from commsim.errors import ConfigError
 from commsim.network.connection import check_idle_timeout
-from commsim.patterns.base import IDLE_CLOSE, WIRE_COUNTED, Pattern
+from commsim.patterns.base import (CLIENT_QUEUE, CLIENT_QUEUE_WHY, IDLE_CLOSE, NO_POPULATION,
+                                   WIRE_COUNTED, Pattern, ignoring)
 from commsim.patterns.notifications.base import _WORKLOAD
 from commsim.patterns.notifications.long_polling import LongPolling
 from commsim.patterns.notifications.polling import ShortPolling
@@ -147,19 +148,27 @@ STREAM_NETWORK = _network(
     "a handshake per (re)connect, tls_server_cpu per TLS handshake; keepalive: false is refused "
     "(a stream has no later request to reuse its connection for)")
 
+#: clients/server keys the four patterns do not read (refused when set)
+_OWN_SCHEDULE = ("a notification client asks on the pattern's own schedule: every interval, "
+                 "again on each response, or once for a stream")
+STREAM_IGNORES = ignoring(NO_POPULATION, _OWN_SCHEDULE)
+POLL_IGNORES = {**STREAM_IGNORES, **ignoring(CLIENT_QUEUE, CLIENT_QUEUE_WHY + "; a polling client "
+                                             "takes updates only when it asks")}
+
 
 PATTERNS = [
     Pattern("short_polling", "clients ask every interval; the server answers at once, empty "
             "or with everything pending", _composable(ShortPolling, ClusteredPolling, MeshPolling),
-            ("short_polling", *_WORKLOAD, "topology"), _figures, _check, POLL_NETWORK),
+            ("short_polling", *_WORKLOAD, "topology"), _figures, _check, POLL_NETWORK, POLL_IGNORES),
     Pattern("long_polling", "the server holds each poll until an update or a timeout; the client "
             "re-polls on every response",
             _composable(LongPolling, ClusteredLongPolling, MeshLongPolling),
-            ("long_polling", *_WORKLOAD, "topology"), _figures, _check, LONG_POLL_NETWORK),
+            ("long_polling", *_WORKLOAD, "topology"), _figures, _check, LONG_POLL_NETWORK,
+            POLL_IGNORES),
     Pattern("sse", "server-sent events: one request, an unending response of event frames, "
             "reconnects with or without resume", _composable(ServerSentEvents, mesh=MeshStreaming),
-            ("sse", *_WORKLOAD, "topology"), _figures, _check, STREAM_NETWORK),
+            ("sse", *_WORKLOAD, "topology"), _figures, _check, STREAM_NETWORK, STREAM_IGNORES),
     Pattern("push", "a persistent bidirectional connection; the server sends as updates happen",
             _composable(Push, mesh=MeshStreaming), ("push", *_WORKLOAD, "topology"), _figures, _check,
-            STREAM_NETWORK),
+            STREAM_NETWORK, STREAM_IGNORES),
 ]

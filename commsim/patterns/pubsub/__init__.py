@@ -93,7 +93,7 @@ from __future__ import annotations
 
 from commsim.errors import ConfigError
 from commsim.network.connection import check_idle_timeout
-from commsim.patterns.base import WIRE_COUNTED, Pattern
+from commsim.patterns.base import CLIENT_QUEUE, CLIENT_QUEUE_WHY, NO_POPULATION, WIRE_COUNTED, Pattern, ignoring
 from commsim.patterns.pubsub.config import MODES, SECTION
 from commsim.patterns.pubsub.consumer import Consumer
 from commsim.patterns.pubsub.model import PubSub
@@ -131,6 +131,12 @@ PATTERN = Pattern(
     model=PubSub,
     sections=("pubsub",),
     figures=figures,
+    ignores={**ignoring(NO_POPULATION + ("clients.count",), "publishers and subscribers are "
+                        "pubsub.topics, publishers, publish_rate, subscribers and group_size"),
+             **ignoring(CLIENT_QUEUE, CLIENT_QUEUE_WHY),
+             **ignoring(("server.cores", "server.service_time"), "the broker is "
+                        "pubsub.broker_cores and broker_cpu_per_message / _per_request; "
+                        "consumers take pubsub.processing_time")},
     check=_check_network, network={
         "latency": "pubsub.publish_latency / deliver_latency / ack_latency where set, else "
                    "network.latency on every link",

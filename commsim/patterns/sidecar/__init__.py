@@ -84,7 +84,7 @@ from pathlib import Path
 
 from commsim.errors import ConfigError
 from commsim.network.connection import check_idle_timeout
-from commsim.patterns.base import WIRE_COUNTED, Pattern
+from commsim.patterns.base import CLIENT_QUEUE, CLIENT_QUEUE_WHY, WIRE_COUNTED, Pattern, ignoring
 from commsim.patterns.sidecar.config import SECTION  # noqa: F401  (registers the section)
 from commsim.patterns.sidecar.model import SidecarModel
 
@@ -117,6 +117,8 @@ PATTERN = Pattern(
     model=SidecarModel,
     sections=("sidecar",),
     figures=figures,
+    ignores={**ignoring(CLIENT_QUEUE, CLIENT_QUEUE_WHY),
+             "server.cores": "each instance's application has sidecar.app_cores cores"},
     check=_check_network, network={
         "latency": "every node-to-node hop; app <-> proxy loopback legs use "
                    "sidecar.loopback_latency",

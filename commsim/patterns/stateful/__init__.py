@@ -98,7 +98,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from commsim.network.connection import check_idle_timeout
-from commsim.patterns.base import IDLE_CLOSE, WIRE_COUNTED, Pattern
+from commsim.patterns.base import CLIENT_QUEUE, CLIENT_QUEUE_WHY, IDLE_CLOSE, WIRE_COUNTED, Pattern, ignoring
 from commsim.patterns.stateful.config import SECTION  # noqa: F401  (registers the section)
 from commsim.patterns.stateful.model import StatefulModel
 
@@ -122,6 +122,7 @@ PATTERN = Pattern(
     model=StatefulModel,
     sections=("stateful",),
     figures=figures,
+    ignores=ignoring(CLIENT_QUEUE, CLIENT_QUEUE_WHY),
     check=_check_network, network={
         "latency": "client <-> balancer (every message, handshake flights too); balancer <-> "
                    "server and server <-> store are datacentre hops with stateful.backend_latency "

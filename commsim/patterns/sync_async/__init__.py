@@ -94,7 +94,7 @@ from __future__ import annotations
 from commsim.clients.population import check_cycle_takes_time
 from commsim.errors import ConfigError
 from commsim.network.connection import check_idle_timeout
-from commsim.patterns.base import IDLE_CLOSE, WIRE_COUNTED, Pattern
+from commsim.patterns.base import CLIENT_QUEUE, CLIENT_QUEUE_WHY, IDLE_CLOSE, WIRE_COUNTED, Pattern, ignoring
 from commsim.patterns.sync_async.cluster import model
 from commsim.patterns.sync_async.config import SECTION  # noqa: F401  (registers the section)
 
@@ -132,6 +132,8 @@ PATTERN = Pattern(
     model=model,
     sections=("sync_async", "topology"),
     figures=figures,
+    ignores={**ignoring(CLIENT_QUEUE, CLIENT_QUEUE_WHY),
+             "server.service_time": "a request's CPU is sync_async.cpu_before and cpu_after"},
     check=_check, network={
         "latency": "every client-server hop, each direction",
         "bandwidth": "the server's access link, each direction",
