@@ -17,8 +17,9 @@ what those keys do in this pattern, or that (and why) they are refused;
 pattern, so no network key is accepted without saying what it does.
 ``ignores`` names the ``clients`` and ``server`` keys the pattern does not
 read (dotted, e.g. ``"clients.rate"``), each with what to use instead; the
-loader refuses one the user sets (:func:`commsim.config.load.load`), unless
-another pattern of the same run reads it or only an included preset sets it.
+loader refuses one the user sets to anything but its default
+(:func:`commsim.config.load.load`), unless another pattern of the same run
+reads it or only an included preset sets it (tests/test_keys_read.py).
 """
 
 from __future__ import annotations
