@@ -101,6 +101,50 @@ def test_a_key_takes_effect_or_is_refused(pattern, key):
         assert not same(before, after), f"{pattern}: {key} = {value!r} changed no metric"
 
 
+#: the network keys that need another (commsim/config/needs.py): a value, and the need
+NEEDS = {
+    "network.rto": ("50ms", {"loss": 0.05}),
+    "network.max_retries": (1, {"loss": 0.3}),
+    "network.tls_server_cpu": ("5ms", {"handshake": "tls1.3"}),
+    "network.keepalive": (False, {"handshake": "tcp"}),
+    "network.mss": ("64B", {"segment_overhead": "40B"}),  # below every message's size
+    "network.acks_per_message": (1, {"segment_overhead": "40B"}),
+}
+
+
+def test_the_needs_table_is_the_loaders():
+    from commsim.config import needs
+
+    assert {f"network.{k}" for k in needs.NEEDS} == set(NEEDS)
+
+
+@pytest.mark.parametrize("key", sorted(NEEDS))
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_a_key_that_needs_another_is_refused_without_it_and_takes_effect_with_it(pattern, key):
+    value, need = NEEDS[key]
+    start = base(pattern)
+    start["warmup"] = 0  # connections open at the start: their handshakes in the window
+    with pytest.raises(ConfigError) as err:
+        load(with_key(start, key, value))
+    if err.value.key == key and "takes effect only with" in err.value.message:
+        assert f"network.{next(iter(need))}" in err.value.message  # names the key to set
+    try:
+        load(with_key(start, key, value, {"network": need}))
+    except ConfigError:
+        return  # the pattern refuses the key or its need: it can never take effect there
+    before = metrics(with_key(start, None, None, {"network": need}))
+    after = metrics(with_key(start, key, value, {"network": need}))
+    assert not same(before, after), f"{pattern}: {key} = {value!r} with {need} changed no metric"
+
+
+def test_a_sweep_that_gives_a_key_its_need_in_some_run_is_accepted():
+    exp = load({"pattern": "sse", "network": {"tls_server_cpu": "1ms"},
+                "sweep": {"network.handshake": ["none", "tls1.3"]}})
+    assert [p.config["network"]["tls_server_cpu"] for p in exp.points] == [0.001, 0.001]
+    with pytest.raises(ConfigError, match="^sweep.network.rto: got .*network.loss > 0"):
+        load({"pattern": "sse", "sweep": {"network.rto": ["50ms", "1s"]}})
+
+
 def test_a_sweep_and_a_set_of_an_ignored_key_are_refused(tmp_path):
     with pytest.raises(ConfigError) as err:
         load({"pattern": "sync_async", "sweep": {"server.service_time": ["1ms", "2ms"]}})

@@ -74,7 +74,7 @@ def test_run_ahead_equals_the_event_driven_path(name, held, monkeypatch):
 
 @pytest.mark.parametrize("over", [
     {"short_polling": {"jitter": "0.1s"}},
-    {"network": {"keepalive": False}},
+    {"network": {"keepalive": False, "handshake": "tcp"}},  # (refused with handshake none)
     {"network": {"handshake": "tcp"}},
     {"network": {"loss": 0.01}},
     {"network": {"bandwidth": "100Mbps"}},

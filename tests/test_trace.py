@@ -262,7 +262,7 @@ def test_keepalive_keeps_one_connection_per_client():
 
 
 def test_no_handshake_pairs_share_an_id_and_say_so():
-    cfg = _tiny(handshake="none")
+    cfg = _tiny(handshake="none", keepalive=True)  # keepalive: false needs a handshake
     tracer, _, seed = trace.run_traced(cfg, 4)
     text = tracer.text(cfg, seed)
     assert "a pair of ends shares one connection id" in text

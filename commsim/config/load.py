@@ -512,7 +512,7 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
         params = {k: get_dotted(cfg, k) if applies[k] else None for k in keys}
         points.append(RunSpec(params=params, config=cfg))
     _check_sections_used(raw, keys, points, patterns, exempt=preset_only)
-    _check_keys_read(raw, sweep, points, patterns, exempt=preset_keys)
+    _check_keys_set(raw, sweep, points, patterns, exempt=preset_keys)
 
     base = resolve_run(raw if "pattern" in raw else {**raw, "pattern": points[0].config["pattern"]}, base_dir) \
         if points else resolve_run(raw, base_dir)
@@ -603,21 +603,30 @@ def _core_keys(raw: dict) -> set:
     return {f"{s}.{k}" for s in CORE_SECTIONS if isinstance(raw.get(s), dict) for k in raw[s]}
 
 
-def _check_keys_read(raw: dict, sweep: dict, points: list[RunSpec], patterns: dict,
-                     exempt: set = frozenset()) -> None:
-    """A ``clients`` or ``server`` key set to other than its default (in the
-    file, by ``--set`` or in a sweep) that no pattern of the run reads
-    (``Pattern.ignores``) would be accepted and do nothing: refuse it, naming
-    the key, its value, the pattern and what it uses instead.  Keys only an
-    included preset sets (``exempt``) are not refused, as with sections."""
+def _check_keys_set(raw: dict, sweep: dict, points: list[RunSpec], patterns: dict,
+                    exempt: set = frozenset()) -> None:
+    """The ``clients``/``server``/``network`` keys set (in the file, by
+    ``--set`` or in a sweep; not those only an included preset sets,
+    ``exempt``) to other than their default must take effect in some run:
+    refuse one no pattern of the run reads (``Pattern.ignores``) and one
+    whose prerequisite no run has (:mod:`commsim.config.needs`), naming the
+    key, its value and what to use instead."""
+    from commsim.config import needs
+
+    given = {k: (get_dotted(raw, k), k) for k in sorted(_core_keys(raw) - set(exempt))}
+    given.update({k: (v, f"sweep.{k}") for k, v in sweep.items() if k.partition(".")[0] in CORE_SECTIONS})
+    defaults = {k: _default_of(k) for k in given}
+    _check_keys_read(given, defaults, points, patterns)
+    needs.check(given, defaults, points)
+
+
+def _check_keys_read(given: dict, defaults: dict, points: list[RunSpec], patterns: dict) -> None:
     running = _unique([p.config["pattern"] for p in points])
     if not running:
         return
     ignored = set.intersection(*(set(patterns[n].ignores) for n in running))
-    given = [(k, get_dotted(raw, k), k) for k in sorted(_core_keys(raw) - set(exempt))]
-    given += [(k, sweep[k], f"sweep.{k}") for k in sweep]
-    for key, value, where in given:
-        if key in ignored and _differs_from_default(key, points):
+    for key, (value, where) in given.items():
+        if key in ignored and any(get_dotted(p.config, key) != defaults[key] for p in points):
             if len(running) == 1:
                 who = f"pattern {running[0]!r} does not read it: {patterns[running[0]].ignores[key]}"
             else:
@@ -626,13 +635,11 @@ def _check_keys_read(raw: dict, sweep: dict, points: list[RunSpec], patterns: di
             raise ConfigError(where, f"got {describe(value)}; {who}; remove it")
 
 
-def _differs_from_default(dotted: str, points: list[RunSpec]) -> bool:
-    """Whether some point's resolved ``dotted`` is not the key's default (a
-    default written out, as in a ``config.resolved.yaml``, says nothing)."""
+def _default_of(dotted: str) -> Any:
+    """A section key's resolved default."""
     head, _, tail = dotted.partition(".")
     f = SECTIONS[head].fields[tail]
-    default = resolve_value(f, f.default, dotted) if f.default is not None else None
-    return any(get_dotted(p.config, dotted) != default for p in points)
+    return resolve_value(f, f.default, dotted) if f.default is not None else None
 
 
 def _unique(values: list) -> list:

@@ -134,6 +134,13 @@ def markdown() -> str:
     for s in CORE_SECTIONS:
         sec = SECTIONS[s]
         lines += [f"## Section `{s}`", "", sec.doc, "", *_md_table(_rows(sec.fields, f"{s}.")), ""]
+        if s == "network":  # keys that take effect only with another (commsim/config/needs.py)
+            from commsim.config.needs import NEEDS
+
+            lines += ["Refused when set to anything but the default (or 0) while no run of the experiment "
+                      "has what they need: "
+                      + "; ".join(f"`network.{k}` needs {_md_escape(text)}" for k, (_, text) in NEEDS.items())
+                      + ".", ""]
     for name, pattern in pats:
         lines += [f"## {name}", "", pattern.summary, "",
                   f"Sections used: {', '.join(f'`{s}`' for s in CORE_SECTIONS + tuple(pattern.sections))}.", ""]
