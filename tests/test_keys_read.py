@@ -115,7 +115,7 @@ NEEDS = {
 def test_the_needs_table_is_the_loaders():
     from commsim.config import needs
 
-    assert {f"network.{k}" for k in needs.NEEDS} == set(NEEDS)
+    assert {k for k in needs.NEEDS if k.startswith("network.")} == set(NEEDS)
 
 
 @pytest.mark.parametrize("key", sorted(NEEDS))
@@ -191,3 +191,76 @@ def test_multiplexing_refuses_network_mss_for_its_own():
         load({"pattern": "multiplexing", "network": {"mss": "365B"}})
     load({"pattern": "multiplexing", "network": {"mss": "1460B"}})  # the default, written out
     load({"pattern": "multiplexing", "multiplexing": {"mss": "365B"}})
+
+
+#: the pattern-section keys that need another key (commsim/config/needs.py):
+#: a value; the section's keys without the need; with it
+SECTION_NEEDS = {
+    "pubsub.fetch_min_bytes": ("10KiB", {}, {"delivery": "pull"}),
+    "pubsub.fetch_max_wait": ("20ms", {}, {"delivery": "pull", "fetch_min_bytes": "100KiB"}),
+    "pubsub.max_poll_records": (2, {}, {"delivery": "pull"}),
+    "pubsub.partitions": (1, {}, {"delivery": "pull", "group_size": 3}),  # (default: group_size)
+    "pubsub.commit": ("periodic", {}, {"delivery": "pull"}),
+    "pubsub.commit_interval": ("1s", {"delivery": "pull"}, {"delivery": "pull", "commit": "periodic"}),
+    "pubsub.prefetch": (1, {"delivery": "pull"}, {}),
+    "pubsub.direct_buffer": (1, {}, {"delivery": "direct", "processing_time": "20ms"}),
+    "pubsub.slow_factor": (5, {}, {"slow_consumers": 1}),
+    "pubsub.slow_from": ("3s", {}, {"slow_consumers": 1}),
+    "pubsub.slow_for": ("2s", {}, {"slow_consumers": 1}),
+    "pubsub.restart_after": ("1s", {}, {"crash_at": "3s"}),
+    "pubsub.broker_downtime": ("1s", {}, {"broker_restart_at": "3s"}),
+    "pubsub.fsync_time": ("10ms", {}, {"persistence": True}),
+    "pubsub.broker_restart_at": ("3s", {"delivery": "direct"}, {}),
+    "pubsub.persistence": (True, {"delivery": "direct"}, {}),
+    "sync_async.threads": (2, {"io_model": "event_loop"}, {}),
+    "sync_async.readiness_cpu": ("50us", {}, {"io_model": "event_loop"}),
+    "sync_async.completion_cpu": ("50us", {}, {"io_model": "io_uring"}),
+    "sync_async.thread_spawn_cpu": ("200us", {}, {"io_model": "thread_per_call"}),
+    "sync_async.fsync_time": ("5ms", {}, {"commit": "sync"}),
+    "sync_async.flush_interval": ("50ms", {}, {"commit": "async"}),
+    "sync_async.restart_time": ("3s", {}, {"crash_at": ["4s"]}),
+    "multiplexing.connections_per_host": (2, {}, {"protocol": "http1"}),
+    "multiplexing.pipelining": (4, {}, {"protocol": "http1"}),
+    "multiplexing.backend_protocol": ("http1", {}, {"proxy": "mux"}),
+    "multiplexing.backend_connections": (2, {}, {"proxy": "demux"}),
+    "multiplexing.backend_latency": ("5ms", {}, {"proxy": "mux"}),
+    "multiplexing.proxy_cores": (2, {}, {"proxy": "mux", "proxy_cpu_per_message": "2ms"}),
+    "multiplexing.proxy_cpu_per_message": ("1ms", {}, {"proxy": "mux"}),
+    "multiplexing.objects": (5, {"workload": "api"}, {}),
+    "multiplexing.dependency": (0.5, {"workload": "api"}, {}),
+    "multiplexing.warm_connections": (True, {"workload": "api"}, {}),
+    "sidecar.library_cpu": ("500us", {}, {"mode": "library"}),
+    "sidecar.fan_out": (2, {}, {"depth": 2}),
+    "stateful.stateless_state": ("token", {}, {"mode": "stateless"}),
+    "stateful.store_latency": ("2ms", {}, {"mode": "stateless"}),
+    "stateful.store_service_time": ("1ms", {}, {"mode": "stateless"}),
+    "stateful.store_cores": (2, {}, {"mode": "stateless", "store_service_time": "5ms"}),
+    "stateful.session_size": ("10KiB", {}, {"mode": "stateless"}),
+    "stateful.token_size": ("4KiB", {}, {"mode": "stateless", "stateless_state": "token"}),
+    "stateful.token_sign_cpu": ("1ms", {}, {"mode": "stateless", "stateless_state": "token"}),
+    "stateful.token_verify_cpu": ("1ms", {}, {"mode": "stateless", "stateless_state": "token"}),
+    "workload.offline_time": ("1s", {}, {"online_time": "3s"}),
+    "workload.job_duration": ("5s", {}, {"job_rate": "1/s"}),
+    "workload.job_request": ("10KiB", {}, {"job_rate": "1/s"}),
+}
+
+
+def test_the_section_needs_table_is_the_loaders():
+    from commsim.config import needs
+
+    assert {k for k in needs.NEEDS if not k.startswith("network.")} == set(SECTION_NEEDS)
+
+
+@pytest.mark.parametrize("key", sorted(SECTION_NEEDS))
+def test_a_section_key_is_refused_without_its_mode_and_takes_effect_with_it(key):
+    value, off, on = SECTION_NEEDS[key]
+    section = key.partition(".")[0]
+    pattern = "short_polling" if section == "workload" else section
+    start = base(pattern)
+    start["warmup"] = 0
+    with pytest.raises(ConfigError) as err:
+        load(with_key(start, key, value, {section: off}))
+    assert err.value.key == key and "takes effect only with" in err.value.message
+    before = metrics(with_key(start, None, None, {section: on}))
+    after = metrics(with_key(start, key, value, {section: on}))
+    assert not same(before, after), f"{key} = {value!r} with {on} changed no metric"

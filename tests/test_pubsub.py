@@ -152,7 +152,8 @@ def test_push_consumer_crash_redelivers_and_counts_duplicates():
 
 @pytest.mark.parametrize("commit,expect_dups", [("periodic", True), ("per_batch", None)])
 def test_pull_consumer_crash_replays_from_commit(commit, expect_dups):
-    m, model = run(duration=15, delivery="pull", commit=commit, commit_interval="3s",
+    periodic = {"commit_interval": "3s"} if commit == "periodic" else {}  # (refused per batch)
+    m, model = run(duration=15, delivery="pull", commit=commit, **periodic,
                    publish_rate=200, crash_at=5.5, restart_after=1, deliver_latency="20ms",
                    ack_latency="20ms")
     assert m["missed"] == 0
@@ -262,10 +263,11 @@ def test_ledgers_balance_with_network_loss_and_every_fault(mode):
     # 5% loss with one retransmission: ~0.25% of messages are given up by the
     # links; the endpoints recover (redelivery, refetch, resend) or count the
     # copy as missed (direct), so both ledgers still balance exactly.
+    broker = {} if mode == "direct" else {  # direct has no broker (its faults are refused)
+        "broker_restart_at": 5, "broker_downtime": 1, "persistence": True}
     m, model = run(duration=10, delivery=mode, topics=2, subscribers=3, group_size=2,
                    publish_rate=50, network={"loss": 0.05, "max_retries": 1, "latency": "10ms"},
-                   crash_at=3, crash_consumers=3, broker_restart_at=5, broker_downtime=1,
-                   persistence=True, slow_consumers=2)
+                   crash_at=3, crash_consumers=3, slow_consumers=2, **broker)
     assert m["dropped"] > 0
     assert_ledgers(m, model)
 

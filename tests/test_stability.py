@@ -39,7 +39,8 @@ def test_thread_pool_overload_flagged_and_light_load_not():
 def test_event_loop_at_94_percent_is_stable():
     # The same offered load is within the event loop's capacity (7,937/s).
     exp = load(ROOT / "experiments" / "sync_vs_async.yaml",
-               ["replications=1", "sweep.sync_async.io_model=[event_loop]", "sweep.clients.rate=[75/s]"])
+               ["replications=1", "sweep.sync_async.io_model=[event_loop]", "sweep.clients.rate=[75/s]",
+                "sync_async.threads=200"])  # the file's pool size: refused without a thread pool
     s = run_experiment(exp).summary
     assert not s["unstable"].iloc[0], s["unstable_reason"].iloc[0]
 

@@ -429,13 +429,13 @@ def load(source: str | Path | dict, overrides: Iterable[str] = (), name: str | N
     if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError("--set", f"got {describe(overrides)}; expected a list of 'KEY=VALUE' strings")
     preset_only: set = set()  # sections only an included preset sets: exempt from the unused check
-    preset_keys: set = set()  # clients/server keys only the preset sets: exempt from Pattern.ignores
+    preset_keys: set = set()  # section keys only the preset sets: exempt from the key checks
     if isinstance(raw, dict) and "include" in raw:  # a preset under the file's keys (issue 13)
         own = set(raw)
-        own_keys = _core_keys(raw)
+        own_keys = _section_keys(raw)
         raw = _with_include(raw, base_dir)
         preset_only = set(raw) - own
-        preset_keys = _core_keys(raw) - own_keys
+        preset_keys = _section_keys(raw) - own_keys
     for text in overrides:
         key, value = parse_override(text)
         preset_keys.discard(key)  # --set is the user's own
@@ -598,23 +598,25 @@ def _check_sections_used(raw: dict, sweep_keys: list, points: list[RunSpec], pat
                           f"effect: remove it (or set pattern to one that uses it)")
 
 
-def _core_keys(raw: dict) -> set:
-    """The dotted ``clients``/``server``/``network`` keys ``raw`` sets."""
-    return {f"{s}.{k}" for s in CORE_SECTIONS if isinstance(raw.get(s), dict) for k in raw[s]}
+def _section_keys(raw: dict) -> set:
+    """The dotted section keys (``network.rto``, ``pubsub.prefetch``) ``raw`` sets."""
+    return {f"{s}.{k}" for s in SECTIONS if isinstance(raw.get(s), dict) for k in raw[s]}
 
 
 def _check_keys_set(raw: dict, sweep: dict, points: list[RunSpec], patterns: dict,
                     exempt: set = frozenset()) -> None:
-    """The ``clients``/``server``/``network`` keys set (in the file, by
-    ``--set`` or in a sweep; not those only an included preset sets,
-    ``exempt``) to other than their default must take effect in some run:
-    refuse one no pattern of the run reads (``Pattern.ignores``) and one
-    whose prerequisite no run has (:mod:`commsim.config.needs`), naming the
-    key, its value and what to use instead."""
+    """The section keys set (in the file, by ``--set`` or in a sweep; not
+    those only an included preset sets, ``exempt``) to other than their
+    default must take effect in some run: refuse a ``clients``/``server``/
+    ``network`` key no pattern of the run reads (``Pattern.ignores``) and a
+    key whose prerequisite no run has (:mod:`commsim.config.needs`), naming
+    the key, its value and what to use instead."""
     from commsim.config import needs
 
-    given = {k: (get_dotted(raw, k), k) for k in sorted(_core_keys(raw) - set(exempt))}
-    given.update({k: (v, f"sweep.{k}") for k, v in sweep.items() if k.partition(".")[0] in CORE_SECTIONS})
+    given = {k: (get_dotted(raw, k), k) for k in sorted(_section_keys(raw) - set(exempt))
+             if k in needs.NEEDS or k.partition(".")[0] in CORE_SECTIONS}
+    given.update({k: (v, f"sweep.{k}") for k, v in sweep.items()
+                  if k in needs.NEEDS or k.partition(".")[0] in CORE_SECTIONS})
     defaults = {k: _default_of(k) for k in given}
     _check_keys_read(given, defaults, points, patterns)
     needs.check(given, defaults, points)

@@ -134,13 +134,7 @@ def markdown() -> str:
     for s in CORE_SECTIONS:
         sec = SECTIONS[s]
         lines += [f"## Section `{s}`", "", sec.doc, "", *_md_table(_rows(sec.fields, f"{s}.")), ""]
-        if s == "network":  # keys that take effect only with another (commsim/config/needs.py)
-            from commsim.config.needs import NEEDS
-
-            lines += ["Refused when set to anything but the default (or 0) while no run of the experiment "
-                      "has what they need: "
-                      + "; ".join(f"`network.{k}` needs {_md_escape(text)}" for k, (_, text) in NEEDS.items())
-                      + ".", ""]
+        lines += _needs_lines(s)
     for name, pattern in pats:
         lines += [f"## {name}", "", pattern.summary, "",
                   f"Sections used: {', '.join(f'`{s}`' for s in CORE_SECTIONS + tuple(pattern.sections))}.", ""]
@@ -162,7 +156,20 @@ def markdown() -> str:
         for s in pattern.sections:
             sec = SECTIONS[s]
             lines += [f"### Section `{s}`", "", sec.doc, "", *_md_table(_rows(sec.fields, f"{s}.")), ""]
+            lines += _needs_lines(s)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _needs_lines(section: str) -> list[str]:
+    """The section's keys that take effect only with another (commsim/config/needs.py)."""
+    from commsim.config.needs import NEEDS
+
+    rules = [(k, text) for k, (_, text) in NEEDS.items() if k.partition(".")[0] == section]
+    if not rules:
+        return []
+    return ["Refused when set to anything but the default (or 0) while no run of the experiment "
+            "has what they need: " + "; ".join(f"`{k}` needs {_md_escape(text)}" for k, text in rules)
+            + ".", ""]
 
 
 def _md_escape(text: str) -> str:
