@@ -43,8 +43,6 @@ APPLIED = {
 }
 #: network keys of the message-level wire model (commsim.accounting.bytes)
 WIRE_KEYS = ("segment_overhead", "acks_per_message")
-#: network.mss's default (B), the one value a segment-level pattern accepts
-MSS_DEFAULT = 1460.0
 #: patterns whose links are segment-level and count their own packet headers
 OWN_TRANSPORT = {"multiplexing": "multiplexing.segment_overhead"}
 
@@ -71,7 +69,9 @@ def check(cfg: dict) -> None:
             if net.get(key):
                 raise ConfigError(f"network.{key}", f"got {net[key]:g}; pattern {pattern!r} "
                                   f"models segments itself: use {OWN_TRANSPORT[pattern]}")
-        if net.get("mss", MSS_DEFAULT) != MSS_DEFAULT:
+        from commsim.config.load import default_of
+
+        if net.get("mss", default_of("network.mss")) != default_of("network.mss"):  # the one value accepted
             raise ConfigError("network.mss", f"got {net['mss']:g}B; pattern {pattern!r} models "
                               f"segments itself: use {pattern}.mss")
 

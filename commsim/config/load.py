@@ -617,7 +617,7 @@ def _check_keys_set(raw: dict, sweep: dict, points: list[RunSpec], patterns: dic
              if k in needs.NEEDS or k.partition(".")[0] in CORE_SECTIONS}
     given.update({k: (v, f"sweep.{k}") for k, v in sweep.items()
                   if k in needs.NEEDS or k.partition(".")[0] in CORE_SECTIONS})
-    defaults = {k: _default_of(k) for k in given}
+    defaults = {k: default_of(k) for k in given}
     _check_keys_read(given, defaults, points, patterns)
     needs.check(given, defaults, points)
 
@@ -637,8 +637,8 @@ def _check_keys_read(given: dict, defaults: dict, points: list[RunSpec], pattern
             raise ConfigError(where, f"got {describe(value)}; {who}; remove it")
 
 
-def _default_of(dotted: str) -> Any:
-    """A section key's resolved default."""
+def default_of(dotted: str) -> Any:
+    """A section key's resolved default (``default_of("network.mss") == 1460.0``)."""
     head, _, tail = dotted.partition(".")
     f = SECTIONS[head].fields[tail]
     return resolve_value(f, f.default, dotted) if f.default is not None else None

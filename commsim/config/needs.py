@@ -5,9 +5,9 @@ nothing without TLS, segment sizes and pure ACKs nothing without segment
 headers to count; a pull consumer's fetch keys nothing under push
 delivery, a thread pool's size nothing with an event loop.  Set to anything
 but its default (or 0, which agrees with the need's absence) while no run
-of the experiment has what it needs,
-such a key would be accepted and do nothing, so the loader refuses it
-(:func:`check`), naming the key, its value and the key to set.  One run
+of the experiment has what it needs, such a key would be accepted and do
+nothing, so the loader refuses it (:func:`check`), naming the key, its value
+and the key to set.  One run
 that has what it needs is enough: a sweep of ``network.handshake: [none,
 tls1.3]`` with ``tls_server_cpu`` set is fine.  Keys only an included preset
 sets are not checked (a calibration preset serves any experiment).

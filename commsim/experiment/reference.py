@@ -138,7 +138,7 @@ def markdown() -> str:
     for name, pattern in pats:
         lines += [f"## {name}", "", pattern.summary, "",
                   f"Sections used: {', '.join(f'`{s}`' for s in CORE_SECTIONS + tuple(pattern.sections))}.", ""]
-        if pattern.ignores:  # clients/server keys it does not read: refused when set
+        if pattern.ignores:  # clients/server/network keys it does not read: refused when set
             by_why: dict[str, list[str]] = {}
             for k, why in pattern.ignores.items():
                 by_why.setdefault(why, []).append(f"`{k}`")

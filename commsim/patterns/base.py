@@ -17,7 +17,7 @@ what those keys do in this pattern, or that (and why) they are refused;
 pattern, so no network key is accepted without saying what it does.
 ``ignores`` names the ``clients``, ``server`` and ``network`` keys the
 pattern does not read (dotted, e.g. ``"clients.rate"``), each with what to
-use instead (keys that need another key are :mod:`commsim.config.needs`'); the
+use instead (keys that need another key are :mod:`commsim.config.needs`); the
 loader refuses one the user sets to anything but its default
 (:func:`commsim.config.load.load`), unless another pattern of the same run
 reads it or only an included preset sets it (tests/test_keys_read.py).
